@@ -1,0 +1,12 @@
+//! Shared by the aggregator server, the dashboard and node producers: the
+//! JSON-RPC API trait and its types, and the OTOML usage wire format.
+//! Nothing here knows about storage or git.
+
+pub mod error_codes;
+pub mod otoml;
+#[cfg(any(feature = "server", feature = "client"))]
+pub mod rpc;
+pub mod types;
+
+pub use otoml::{UsageBatch, UsageRecord};
+pub use types::*;

@@ -1,0 +1,398 @@
+//! OTOML v1: the TOML usage batches compute nodes commit to the billing repo
+//! (`nodes/<node>/usage_<YYYY-MM-DD-HH>.otoml`). See `docs/otoml.md`.
+//!
+//! Decoding is two-speed: a strict pass decodes a well-formed file in one go;
+//! when it fails, a lenient pass decodes record by record so one bad record is
+//! rejected with a reason while the rest of its file still applies.
+
+use serde::{Deserialize, Serialize};
+use toml::value::Datetime;
+
+/// The only wire-format version this build understands.
+pub const OTOML_VERSION: i64 = 1;
+/// Largest accepted `idempotency_key`, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Largest accepted `user_sid`, in bytes.
+pub const MAX_SID_BYTES: usize = 128;
+/// Largest accepted node name, in bytes.
+pub const MAX_NODE_NAME_BYTES: usize = 128;
+/// Default limit on the size of one usage file.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// One file of usage records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageBatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    #[serde(default)]
+    pub records: Vec<UsageRecord>,
+}
+
+/// One charge for one user, produced by one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    pub idempotency_key: String,
+    pub user_sid: String,
+    pub node_name: String,
+    pub cost_cents: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_start: Option<Datetime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_end: Option<Datetime>,
+}
+
+/// A record of a file that could not be accepted, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidRecord {
+    /// Position of the record in the file's `records` array.
+    pub index: usize,
+    /// The key, when the record had a readable one.
+    pub idempotency_key: Option<String>,
+    /// The user, when the record had a readable one.
+    pub user_sid: Option<String>,
+    /// What is wrong, phrased for an operator.
+    pub reason: String,
+    /// The record as written, rendered back to TOML (bounded in size).
+    pub raw: String,
+}
+
+/// A decoded file: each record either valid or rejected, in file order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecodedBatch {
+    pub records: Vec<Result<UsageRecord, InvalidRecord>>,
+}
+
+/// Why a whole file was rejected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BatchError {
+    #[error("file is not valid UTF-8 (byte {valid_up_to}); nodes must write UTF-8 TOML")]
+    NotUtf8 { valid_up_to: usize },
+    #[error("file is not valid TOML: {0}")]
+    Toml(String),
+    #[error("`records` must be an array of tables, found {0}")]
+    RecordsNotArray(String),
+    #[error("unsupported OTOML version {0}; this aggregator reads version {OTOML_VERSION}")]
+    UnsupportedVersion(String),
+}
+
+/// Serializes a batch as OTOML text.
+pub fn encode_batch(batch: &UsageBatch) -> String {
+    toml::to_string(batch).expect("a UsageBatch always serializes to TOML")
+}
+
+/// Decodes one usage file that lives in the directory of `node_name`.
+///
+/// Records whose `node_name` differs from the directory are rejected, so a
+/// node cannot charge on behalf of another.
+pub fn decode_batch(bytes: &[u8], node_name: &str) -> Result<DecodedBatch, BatchError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| BatchError::NotUtf8 {
+        valid_up_to: e.valid_up_to(),
+    })?;
+    // Fast path: the whole file is well-typed.
+    if let Ok(batch) = toml::from_str::<UsageBatch>(text) {
+        check_version(batch.version.map(toml::Value::Integer).as_ref())?;
+        let records = batch
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(index, record)| {
+                validate(record, node_name).map_err(|(record, reason)| {
+                    let fields = toml::Table::try_from(&record).unwrap_or_default();
+                    invalid(index, &fields, reason)
+                })
+            })
+            .collect();
+        return Ok(DecodedBatch { records });
+    }
+    decode_lenient(text, node_name)
+}
+
+fn decode_lenient(text: &str, node_name: &str) -> Result<DecodedBatch, BatchError> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        BatchError::Toml(e.to_string().trim_end().replace('\n', " | "))
+    })?;
+    check_version(table.get("version"))?;
+    let records = match table.remove("records") {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => items,
+        Some(other) => return Err(BatchError::RecordsNotArray(other.type_str().to_string())),
+    };
+    let records = records
+        .into_iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let toml::Value::Table(fields) = value else {
+                let mut t = toml::Table::new();
+                t.insert("value".into(), value.clone());
+                return Err(invalid(
+                    index,
+                    &t,
+                    format!("record is a {}, not a table", value.type_str()),
+                ));
+            };
+            match toml::Value::Table(fields.clone()).try_into::<UsageRecord>() {
+                Ok(record) => validate(record, node_name)
+                    .map_err(|(_, reason)| invalid(index, &fields, reason)),
+                Err(e) => Err(invalid(index, &fields, e.message().to_string())),
+            }
+        })
+        .collect();
+    Ok(DecodedBatch { records })
+}
+
+fn check_version(version: Option<&toml::Value>) -> Result<(), BatchError> {
+    match version {
+        None => Ok(()),
+        Some(toml::Value::Integer(OTOML_VERSION)) => Ok(()),
+        Some(other) => Err(BatchError::UnsupportedVersion(other.to_string())),
+    }
+}
+
+fn invalid(index: usize, fields: &toml::Table, reason: String) -> InvalidRecord {
+    let text_field = |name: &str| {
+        fields
+            .get(name)
+            .and_then(toml::Value::as_str)
+            .map(|s| truncate(s, MAX_KEY_BYTES).to_string())
+    };
+    let mut raw = toml::to_string(fields).unwrap_or_default();
+    if raw.len() > 2048 {
+        raw = format!("{}…", truncate(&raw, 2048));
+    }
+    InvalidRecord {
+        index,
+        idempotency_key: text_field("idempotency_key"),
+        user_sid: text_field("user_sid"),
+        reason,
+        raw,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Checks the rules the types cannot express; on failure returns the record and why.
+pub fn validate(
+    record: UsageRecord,
+    node_name: &str,
+) -> Result<UsageRecord, (UsageRecord, String)> {
+    let reason =
+        if record.idempotency_key.is_empty() || record.idempotency_key.len() > MAX_KEY_BYTES {
+            Some(format!(
+                "idempotency_key must be 1..={MAX_KEY_BYTES} bytes, got {}",
+                record.idempotency_key.len()
+            ))
+        } else if record.user_sid.is_empty() || record.user_sid.len() > MAX_SID_BYTES {
+            Some(format!(
+                "user_sid must be 1..={MAX_SID_BYTES} bytes, got {}",
+                record.user_sid.len()
+            ))
+        } else if record.cost_cents < 0 {
+            Some(format!(
+                "cost_cents must be >= 0, got {}",
+                record.cost_cents
+            ))
+        } else if record.node_name != node_name {
+            Some(format!(
+                "node_name {:?} does not match the directory nodes/{node_name}/",
+                truncate(&record.node_name, MAX_NODE_NAME_BYTES)
+            ))
+        } else {
+            None
+        };
+    match reason {
+        None => Ok(record),
+        Some(reason) => Err((record, reason)),
+    }
+}
+
+/// True when `name` is an acceptable node directory name: `[A-Za-z0-9._-]{1,128}`,
+/// and not `.` or `..`.
+pub fn is_valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME_BYTES
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// True when `file_name` is `usage_<YYYY-MM-DD-HH>.otoml`.
+pub fn is_usage_file_name(file_name: &str) -> bool {
+    let Some(stamp) = file_name
+        .strip_prefix("usage_")
+        .and_then(|rest| rest.strip_suffix(".otoml"))
+    else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    b.len() == 13
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 | 10 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
+}
+
+/// Splits `nodes/<node>/usage_<stamp>.otoml` into `(node, file name)`, or `None`
+/// for any other path (those are ignored by the aggregator).
+pub fn parse_usage_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("nodes/")?;
+    let (node, file) = rest.split_once('/')?;
+    (is_valid_node_name(node) && is_usage_file_name(file)).then_some((node, file))
+}
+
+/// The repo path of a node's usage file for an hour stamp `YYYY-MM-DD-HH`.
+pub fn usage_path(node: &str, hour_stamp: &str) -> String {
+    format!("nodes/{node}/usage_{hour_stamp}.otoml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(key: &str) -> UsageRecord {
+        UsageRecord {
+            idempotency_key: key.into(),
+            user_sid: "u-1".into(),
+            node_name: "node-a".into(),
+            cost_cents: 42,
+            resource: Some("vm.cpu".into()),
+            quantity: Some(3600.0),
+            unit: Some("core-seconds".into()),
+            period_start: Some("2026-11-27T10:00:00Z".parse().unwrap()),
+            period_end: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_a_batch() {
+        let batch = UsageBatch {
+            version: Some(1),
+            records: vec![record("k1"), record("k2")],
+        };
+        let decoded = decode_batch(encode_batch(&batch).as_bytes(), "node-a").unwrap();
+        let got: Vec<_> = decoded.records.into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, batch.records);
+    }
+
+    #[test]
+    fn rejects_bad_records_but_keeps_the_rest() {
+        let text = r#"
+[[records]]
+idempotency_key = "ok"
+user_sid = "u-1"
+node_name = "node-a"
+cost_cents = 5
+future_field = "ignored"
+
+[[records]]
+idempotency_key = "neg"
+user_sid = "u-1"
+node_name = "node-a"
+cost_cents = -1
+
+[[records]]
+idempotency_key = "str"
+user_sid = "u-1"
+node_name = "node-a"
+cost_cents = "12"
+
+[[records]]
+idempotency_key = "other-node"
+user_sid = "u-1"
+node_name = "node-b"
+cost_cents = 1
+
+[[records]]
+user_sid = "u-1"
+node_name = "node-a"
+cost_cents = 1
+"#;
+        let decoded = decode_batch(text.as_bytes(), "node-a").unwrap();
+        assert_eq!(decoded.records.len(), 5);
+        assert_eq!(decoded.records[0].as_ref().unwrap().cost_cents, 5);
+        let errs: Vec<_> = decoded.records[1..]
+            .iter()
+            .map(|r| r.as_ref().unwrap_err())
+            .collect();
+        assert!(
+            errs[0].reason.contains("cost_cents must be >= 0"),
+            "{errs:?}"
+        );
+        assert_eq!(errs[0].idempotency_key.as_deref(), Some("neg"));
+        assert!(
+            errs[1].reason.contains("invalid type"),
+            "{}",
+            errs[1].reason
+        );
+        assert!(
+            errs[2].reason.contains("does not match"),
+            "{}",
+            errs[2].reason
+        );
+        assert!(
+            errs[3].reason.contains("idempotency_key"),
+            "{}",
+            errs[3].reason
+        );
+        assert_eq!(errs[3].index, 4);
+    }
+
+    #[test]
+    fn rejects_whole_files_with_a_reason() {
+        assert!(matches!(
+            decode_batch(b"records = [", "n"),
+            Err(BatchError::Toml(_))
+        ));
+        assert!(matches!(
+            decode_batch(b"\xff\xfe", "n"),
+            Err(BatchError::NotUtf8 { .. })
+        ));
+        assert!(matches!(
+            decode_batch(b"records = 3", "n"),
+            Err(BatchError::RecordsNotArray(_))
+        ));
+        assert!(matches!(
+            decode_batch(b"version = 2\nrecords = []", "n"),
+            Err(BatchError::UnsupportedVersion(_))
+        ));
+    }
+
+    #[test]
+    fn huge_cost_is_a_type_error_not_a_wrap() {
+        let text = "[[records]]\nidempotency_key='k'\nuser_sid='u'\nnode_name='n'\ncost_cents=99999999999999999999\n";
+        // TOML integers are i64: an out-of-range literal is not valid TOML at all.
+        assert!(decode_batch(text.as_bytes(), "n").is_err());
+    }
+
+    #[test]
+    fn recognizes_usage_paths_only() {
+        assert_eq!(
+            parse_usage_path("nodes/node-a/usage_2026-11-27-10.otoml"),
+            Some(("node-a", "usage_2026-11-27-10.otoml"))
+        );
+        for bad in [
+            "nodes/../usage_2026-11-27-10.otoml",
+            "nodes/a/b/usage_2026-11-27-10.otoml",
+            "nodes/a/usage_2026-11-27.otoml",
+            "nodes/a/usage_2026-11-27-10.toml",
+            "README.md",
+            "nodes/a b/usage_2026-11-27-10.otoml",
+        ] {
+            assert_eq!(parse_usage_path(bad), None, "{bad}");
+        }
+        assert!(!is_valid_node_name(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,99 @@
+//! The JSON-RPC surface of the aggregator. The server implements
+//! `BillingApiServer` (feature `server`); clients use `BillingApiClient`
+//! (feature `client`). Params are passed by name.
+
+use jsonrpsee::core::RpcResult;
+use jsonrpsee::proc_macros::rpc;
+
+use crate::types::*;
+
+#[cfg_attr(all(feature = "server", feature = "client"), rpc(server, client))]
+#[cfg_attr(all(feature = "server", not(feature = "client")), rpc(server))]
+#[cfg_attr(all(feature = "client", not(feature = "server")), rpc(client))]
+pub trait BillingApi {
+    /// Runs one aggregation pass (serialized with every other pass) and returns its summary.
+    #[method(name = "aggregate_now", param_kind = map)]
+    async fn aggregate_now(&self) -> RpcResult<AggregateSummary>;
+
+    /// Lists users with their billing figures, ordered by `user_sid`.
+    #[method(name = "list_users", param_kind = map)]
+    async fn list_users(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<UserBilling>>;
+
+    /// Lists payments, newest first, optionally for one user.
+    #[method(name = "list_payments", param_kind = map)]
+    async fn list_payments(
+        &self,
+        user_sid: Option<String>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<Payment>>;
+
+    /// Lists applied usage records, newest first, optionally for one user.
+    #[method(name = "list_consumed", param_kind = map)]
+    async fn list_consumed(
+        &self,
+        user_sid: Option<String>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<ConsumedRecord>>;
+
+    /// Lists held and rejected records and files, newest first.
+    #[method(name = "list_rejected", param_kind = map)]
+    async fn list_rejected(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<RejectedItem>>;
+
+    /// Lists the summaries of recent aggregation passes, newest first.
+    #[method(name = "list_runs", param_kind = map)]
+    async fn list_runs(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<AggregateSummary>>;
+
+    /// Health, last pass and per-node state of the aggregator.
+    #[method(name = "aggregator_state", param_kind = map)]
+    async fn aggregator_state(&self) -> RpcResult<AggregatorState>;
+
+    /// Creates a user, or updates its name and email (idempotent).
+    #[method(name = "register_user", param_kind = map)]
+    async fn register_user(
+        &self,
+        user_sid: String,
+        display_name: Option<String>,
+        email: Option<String>,
+    ) -> RpcResult<UserBilling>;
+
+    /// Credits a user's balance; idempotent by `payment_id`.
+    #[method(name = "record_payment", param_kind = map)]
+    async fn record_payment(
+        &self,
+        payment_id: String,
+        user_sid: String,
+        amount_cents: i64,
+        kind: Option<String>,
+        reference: Option<String>,
+    ) -> RpcResult<Payment>;
+
+    /// Balance and totals of one user.
+    #[method(name = "get_balance", param_kind = map)]
+    async fn get_balance(&self, user_sid: String) -> RpcResult<Balance>;
+
+    /// Headline figures of the whole ledger.
+    #[method(name = "overview", param_kind = map)]
+    async fn overview(&self) -> RpcResult<Overview>;
+
+    /// The OpenRPC document describing this API.
+    #[method(name = "rpc.discover", param_kind = map)]
+    async fn discover(&self) -> RpcResult<serde_json::Value>;
+
+    /// Notifies the summary of every finished aggregation pass (WebSocket only).
+    #[subscription(name = "subscribe_runs" => "run", unsubscribe = "unsubscribe_runs", item = AggregateSummary)]
+    async fn subscribe_runs(&self) -> jsonrpsee::core::SubscriptionResult;
+}

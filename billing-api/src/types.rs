@@ -1,0 +1,235 @@
+//! Request and response types of the JSON-RPC API. Amounts are integer cents;
+//! timestamps are RFC 3339 strings in UTC.
+
+use serde::{Deserialize, Serialize};
+
+/// Default page size of every `list_*` method.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+/// Largest page size a `list_*` method returns.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+/// One page of a list. `next_cursor` is opaque; pass it back to get the next page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// A prepaid user with its billing figures.
+/// Invariant: `credit_balance_cents == total_paid_cents - total_consumed_cents`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserBilling {
+    pub user_sid: String,
+    pub display_name: Option<String>,
+    pub email: Option<String>,
+    pub created_at: String,
+    pub credit_balance_cents: i64,
+    pub total_paid_cents: i64,
+    pub total_consumed_cents: i64,
+}
+
+/// `register_user` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisterUser {
+    pub user_sid: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// `record_payment` params.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordPayment {
+    pub payment_id: String,
+    pub user_sid: String,
+    pub amount_cents: i64,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// A credit to a user's balance, as stored in the payment audit log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payment {
+    pub payment_id: String,
+    pub user_sid: String,
+    pub amount_cents: i64,
+    /// `topup` unless the caller said otherwise (e.g. `refund`, `adjustment`).
+    pub kind: String,
+    pub reference: Option<String>,
+    pub created_at: String,
+}
+
+/// `get_balance` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Balance {
+    pub user_sid: String,
+    pub credit_balance_cents: i64,
+    pub total_paid_cents: i64,
+    pub total_consumed_cents: i64,
+    pub overdrawn: bool,
+}
+
+/// A usage record applied to a balance, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConsumedRecord {
+    pub idempotency_key: String,
+    pub user_sid: String,
+    pub node_name: String,
+    pub cost_cents: i64,
+    pub applied_at: String,
+    pub commit_sha: String,
+    pub file_path: String,
+}
+
+/// Why an item is held or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// The key was already applied with other values; neither version was changed.
+    Conflict,
+    /// The record breaks a rule of the wire format.
+    Invalid,
+    /// The user is not registered yet; the record is held and applied once they are.
+    UnknownUser,
+    /// The whole file could not be decoded.
+    Unparseable,
+    /// The whole file is over the size limit and was not read.
+    TooLarge,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Conflict => "conflict",
+            Self::Invalid => "invalid",
+            Self::UnknownUser => "unknown_user",
+            Self::Unparseable => "unparseable",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+/// A held or rejected record or file, with provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedItem {
+    /// Stable id of this entry.
+    pub id: String,
+    pub reason: RejectReason,
+    pub node_name: String,
+    pub file_path: String,
+    pub blob_id: String,
+    pub commit_sha: String,
+    /// Record position in its file; `None` for a whole-file rejection.
+    pub record_index: Option<u32>,
+    pub idempotency_key: Option<String>,
+    pub user_sid: Option<String>,
+    pub cost_cents: Option<i64>,
+    /// What is wrong and what to do, for an operator.
+    pub detail: String,
+    /// For a conflict: the values already applied under this key.
+    pub existing: Option<ConsumedRecord>,
+    pub first_seen_at: String,
+}
+
+/// Per-node error of one aggregation pass.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeError {
+    /// The node, or `None` for an error of the whole pass (e.g. the repo is unreachable).
+    pub node_name: Option<String>,
+    pub message: String,
+}
+
+/// What one aggregation pass did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AggregateSummary {
+    pub run_id: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub head_commit: Option<String>,
+    pub nodes_total: u64,
+    pub nodes_skipped: u64,
+    pub files_read: u64,
+    pub files_rejected: u64,
+    pub records_applied: u64,
+    pub records_duplicate: u64,
+    pub records_conflict: u64,
+    pub records_pending: u64,
+    pub records_invalid: u64,
+    pub cents_debited: i64,
+    pub errors: Vec<NodeError>,
+}
+
+/// State of one node as seen by the aggregator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeState {
+    pub node_name: String,
+    /// Branch head at which this node was last consumed.
+    pub last_commit_sha: Option<String>,
+    pub last_run_at: Option<String>,
+    pub records_consumed_total: u64,
+    pub status: NodeStatus,
+    pub last_error: Option<String>,
+}
+
+/// Outcome of the last pass over a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeStatus {
+    Ok,
+    Error,
+}
+
+/// Health of the aggregator as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// No pass has run yet.
+    Idle,
+    /// The last pass finished without errors.
+    Ok,
+    /// The last pass finished, but some nodes failed.
+    Degraded,
+    /// The last pass failed as a whole (e.g. the repo was unreachable).
+    Failing,
+}
+
+/// `aggregator_state` result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggregatorState {
+    pub health: Health,
+    pub last_run: Option<AggregateSummary>,
+    pub nodes: Vec<NodeState>,
+}
+
+/// `overview` result: the dashboard's headline figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    pub total_users: u64,
+    pub total_balance_cents: i64,
+    pub overdrawn_users: u64,
+    pub consumed_records: u64,
+    pub pending_records: u64,
+    pub rejected_items: u64,
+    pub health: Health,
+    pub last_run_at: Option<String>,
+}
+
+/// Current time as RFC 3339 (UTC, millisecond precision).
+pub fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Formats unix milliseconds as RFC 3339.
+pub fn millis_to_rfc3339(millis: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Parses an RFC 3339 timestamp into unix milliseconds.
+pub fn rfc3339_to_millis(text: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339_weak(text).ok()?;
+    Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64)
+}
