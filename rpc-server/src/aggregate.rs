@@ -1,0 +1,339 @@
+//! One aggregation pass: read what is new in the billing repo and apply it to
+//! the ledger, exactly once.
+//!
+//! Change detection, cheapest first: branch head equal to the head of the last
+//! clean pass → nothing to do; a node whose tree id is unchanged → skipped;
+//! otherwise only files whose blob id differs from the one consumed are read.
+//! Exactly-once does not rest on change detection: every record is deduplicated
+//! by its idempotency key in the same transaction that debits the balance, so
+//! force-pushes, re-reads and crashes at any point never apply a record twice.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use billing_api::otoml::decode_batch;
+use billing_api::{AggregateSummary, NodeError, millis_to_rfc3339};
+use tokio::sync::{Mutex, Semaphore, broadcast};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::blocking::{now_ms, with_store};
+use crate::source::{FileBody, FileEntry, NodeTree, Source};
+use crate::store::{FileBatch, FileOutcome, NodeOutcome, NodeUpdate, Store};
+
+/// How many nodes are read and decoded at once; the store applies them one
+/// transaction at a time.
+const NODE_CONCURRENCY: usize = 4;
+
+/// A pass that could not run as a whole (the repo is unreachable, the store
+/// failed). The summary is still recorded and returned for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("aggregation pass {} failed: {message}", summary.run_id)]
+pub struct PassFailed {
+    pub message: String,
+    pub summary: Box<AggregateSummary>,
+}
+
+/// Serializes passes over one store and one source. Cheap to clone.
+#[derive(Clone)]
+pub struct Aggregator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    source: Source,
+    max_file_bytes: u64,
+    /// Held for the whole pass; remembers when the last pass started.
+    gate: Mutex<Option<(Instant, Result<AggregateSummary, Arc<PassFailed>>)>>,
+    runs: broadcast::Sender<AggregateSummary>,
+}
+
+impl Aggregator {
+    pub fn new(store: Store, source: Source, max_file_bytes: u64) -> Self {
+        let (runs, _) = broadcast::channel(16);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                source,
+                max_file_bytes,
+                gate: Mutex::new(None),
+                runs,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.inner.source
+    }
+
+    /// Summaries of finished passes, as they finish.
+    pub fn subscribe(&self) -> broadcast::Receiver<AggregateSummary> {
+        self.inner.runs.subscribe()
+    }
+
+    /// Runs a pass and returns its summary. Passes never overlap; the summary
+    /// returned is always of a pass that started after this call arrived, so
+    /// callers queued behind a running pass share the next one.
+    pub async fn run_pass(&self) -> Result<AggregateSummary, Arc<PassFailed>> {
+        let arrived = Instant::now();
+        let mut last = self.inner.gate.lock().await;
+        if let Some((started, outcome)) = last.as_ref()
+            && *started > arrived
+        {
+            return outcome.clone();
+        }
+        let started = Instant::now();
+        let outcome = self.pass().await.map_err(Arc::new);
+        *last = Some((started, outcome.clone()));
+        drop(last);
+        let summary = match &outcome {
+            Ok(summary) => summary,
+            Err(failed) => &*failed.summary,
+        };
+        let _ = self.inner.runs.send(summary.clone());
+        outcome
+    }
+
+    async fn pass(&self) -> Result<AggregateSummary, PassFailed> {
+        let store = &self.inner.store;
+        let started_ms = now_ms();
+        let clock = Instant::now();
+        let mut summary = AggregateSummary {
+            started_at: millis_to_rfc3339(started_ms),
+            ..AggregateSummary::default()
+        };
+        let result = self.scan(&mut summary).await;
+        summary.finished_at = millis_to_rfc3339(now_ms());
+        let clean_head = match &result {
+            Ok(()) if summary.errors.is_empty() => summary.head_commit.clone(),
+            _ => None,
+        };
+        if let Err(message) = &result {
+            summary.errors.push(NodeError {
+                node_name: None,
+                message: message.clone(),
+            });
+        }
+        let recorded = {
+            let summary = summary.clone();
+            with_store(store, move |s| s.record_run(&summary, clean_head.as_deref())).await
+        };
+        match recorded {
+            Ok(run_id) => summary.run_id = run_id,
+            Err(e) => {
+                let message = format!("could not record the pass summary: {e}");
+                summary.errors.push(NodeError {
+                    node_name: None,
+                    message: message.clone(),
+                });
+                return Err(PassFailed {
+                    message,
+                    summary: Box::new(summary),
+                });
+            }
+        }
+        let elapsed = clock.elapsed();
+        match result {
+            Ok(()) => {
+                info!(
+                    run_id = summary.run_id,
+                    applied = summary.records_applied,
+                    duplicate = summary.records_duplicate,
+                    conflict = summary.records_conflict,
+                    pending = summary.records_pending,
+                    invalid = summary.records_invalid,
+                    files = summary.files_read,
+                    skipped = summary.nodes_skipped,
+                    errors = summary.errors.len(),
+                    ?elapsed,
+                    "aggregation pass finished"
+                );
+                Ok(summary)
+            }
+            Err(message) => {
+                warn!(run_id = summary.run_id, %message, "aggregation pass failed");
+                Err(PassFailed {
+                    message,
+                    summary: Box::new(summary),
+                })
+            }
+        }
+    }
+
+    /// The body of a pass; `Err` is a failure of the whole pass.
+    async fn scan(&self, summary: &mut AggregateSummary) -> Result<(), String> {
+        let store = &self.inner.store;
+        let source = &self.inner.source;
+        // Safety net for held records whose user appeared (register_user applies them at once).
+        let pending = with_store(store, |s| s.apply_pending(now_ms()))
+            .await
+            .map_err(|e| format!("applying held records failed: {e}"))?;
+        add_outcome(summary, &pending);
+
+        let head = source
+            .head()
+            .await
+            .map_err(|e| format!("reading {} failed: {e}", source.describe()))?;
+        let Some(head) = head else {
+            return Ok(());
+        };
+        summary.head_commit = Some(head.clone());
+        let clean_head = with_store(store, |s| s.clean_head())
+            .await
+            .map_err(|e| e.to_string())?;
+        if clean_head.as_deref() == Some(head.as_str()) {
+            let known = with_store(store, |s| s.nodes()).await.map_err(|e| e.to_string())?;
+            summary.nodes_total = known.len() as u64;
+            summary.nodes_skipped = summary.nodes_total;
+            return Ok(());
+        }
+
+        let nodes = source
+            .nodes(&head)
+            .await
+            .map_err(|e| format!("listing nodes/ at {head} failed: {e}"))?;
+        summary.nodes_total = nodes.len() as u64;
+        let known = with_store(store, |s| s.nodes()).await.map_err(|e| e.to_string())?;
+        let unchanged = |node: &NodeTree| {
+            known.iter().any(|k| {
+                k.node_name == node.node_name
+                    && k.tree_id.as_deref() == Some(node.tree_id.as_str())
+                    && k.status == billing_api::NodeStatus::Ok
+            })
+        };
+
+        let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
+        let mut tasks = JoinSet::new();
+        for node in nodes {
+            if unchanged(&node) {
+                summary.nodes_skipped += 1;
+                continue;
+            }
+            let this = self.clone();
+            let head = head.clone();
+            let permit = permits.clone().acquire_owned().await.expect("never closed");
+            tasks.spawn(async move {
+                let outcome = this.consume_node(&node, &head).await;
+                drop(permit);
+                (node.node_name, outcome)
+            });
+            // Fold finished nodes as we go so memory stays bounded.
+            while let Some(done) = tasks.try_join_next() {
+                self.fold(summary, done).await;
+            }
+        }
+        while let Some(done) = tasks.join_next().await {
+            self.fold(summary, done).await;
+        }
+        Ok(())
+    }
+
+    async fn fold(
+        &self,
+        summary: &mut AggregateSummary,
+        done: Result<(String, Result<NodeOutcome, String>), tokio::task::JoinError>,
+    ) {
+        let (node_name, outcome) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                summary.errors.push(NodeError {
+                    node_name: None,
+                    message: format!("a node task failed: {e}"),
+                });
+                return;
+            }
+        };
+        match outcome {
+            Ok(outcome) => add_outcome(summary, &outcome),
+            Err(message) => {
+                warn!(node = %node_name, %message, "node halted for this pass");
+                let name = node_name.clone();
+                let msg = message.clone();
+                if let Err(e) =
+                    with_store(&self.inner.store, move |s| s.node_failed(&name, &msg, now_ms()))
+                        .await
+                {
+                    warn!(node = %node_name, error = %e, "could not record the node failure");
+                }
+                summary.errors.push(NodeError {
+                    node_name: Some(node_name),
+                    message,
+                });
+            }
+        }
+    }
+
+    /// Reads the new files of one node and applies them in one transaction.
+    async fn consume_node(&self, node: &NodeTree, head: &str) -> Result<NodeOutcome, String> {
+        let store = &self.inner.store;
+        let source = &self.inner.source;
+        let files = source
+            .files(node)
+            .await
+            .map_err(|e| format!("listing files failed: {e}"))?;
+        let name = node.node_name.clone();
+        let consumed = with_store(store, move |s| s.consumed_files(&name))
+            .await
+            .map_err(|e| e.to_string())?;
+        let new: Vec<FileEntry> = files
+            .into_iter()
+            .filter(|f| consumed.get(&f.path) != Some(&f.blob_id))
+            .collect();
+        let max = self.inner.max_file_bytes;
+        let bodies = source
+            .read(&new, max)
+            .await
+            .map_err(|e| format!("reading files failed: {e}"))?;
+        let node_name = node.node_name.clone();
+        let update = NodeUpdate {
+            node_name: node.node_name.clone(),
+            head_commit: head.to_string(),
+            tree_id: node.tree_id.clone(),
+            files: Vec::new(),
+        };
+        let update = tokio::task::spawn_blocking(move || {
+            let files = new
+                .into_iter()
+                .zip(bodies)
+                .map(|(entry, body)| decode_file(entry, body, &node_name, max))
+                .collect();
+            NodeUpdate { files, ..update }
+        })
+        .await
+        .map_err(|e| format!("decoding failed: {e}"))?;
+        with_store(store, move |s| s.apply_node(update, now_ms()))
+            .await
+            .map_err(|e| format!("applying to the ledger failed: {e}"))
+    }
+}
+
+fn decode_file(entry: FileEntry, body: FileBody, node_name: &str, max: u64) -> FileBatch {
+    let outcome = match body {
+        FileBody::TooLarge { size } => FileOutcome::TooLarge { size, limit: max },
+        FileBody::Data(bytes) => match decode_batch(&bytes, node_name) {
+            Ok(batch) => FileOutcome::Decoded(batch.records),
+            Err(e) => FileOutcome::Unparseable(e.to_string()),
+        },
+    };
+    FileBatch {
+        path: entry.path,
+        blob_id: entry.blob_id,
+        outcome,
+    }
+}
+
+fn add_outcome(summary: &mut AggregateSummary, o: &NodeOutcome) {
+    summary.files_read += o.files_read;
+    summary.files_rejected += o.files_rejected;
+    summary.records_applied += o.applied;
+    summary.records_duplicate += o.duplicate;
+    summary.records_conflict += o.conflict;
+    summary.records_pending += o.pending;
+    summary.records_invalid += o.invalid;
+    summary.cents_debited = summary.cents_debited.saturating_add(o.cents_debited);
+}

@@ -1,0 +1,201 @@
+//! `BillingApiServer`: each handler validates its params and delegates to the
+//! ledger store or the aggregator.
+
+use std::sync::Arc;
+
+use billing_api::rpc::BillingApiServer;
+use billing_api::types::*;
+use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
+use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::{invalid_params, pass_failed, store_error};
+use crate::aggregate::Aggregator;
+use crate::blocking::{now_ms, with_store};
+use crate::store::{Store, StoreError};
+
+/// The JSON-RPC handler. Cheap to clone.
+#[derive(Clone)]
+pub struct BillingRpc {
+    aggregator: Aggregator,
+    openrpc: Arc<serde_json::Value>,
+}
+
+impl BillingRpc {
+    pub fn new(aggregator: Aggregator) -> Self {
+        Self {
+            aggregator,
+            openrpc: Arc::new(super::discover::document()),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        self.aggregator.store()
+    }
+
+    async fn read<T, F>(&self, op: F) -> RpcResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        with_store(self.store(), op).await.map_err(store_error)
+    }
+}
+
+/// Checks a page size: default 100, at most 1000.
+fn page_limit(limit: Option<u32>) -> RpcResult<u32> {
+    match limit {
+        None => Ok(DEFAULT_PAGE_LIMIT),
+        Some(l) if (1..=MAX_PAGE_LIMIT).contains(&l) => Ok(l),
+        Some(l) => Err(invalid_params(format!(
+            "limit must be between 1 and {MAX_PAGE_LIMIT}, got {l}; page through larger lists with next_cursor"
+        ))),
+    }
+}
+
+#[async_trait]
+impl BillingApiServer for BillingRpc {
+    async fn aggregate_now(&self) -> RpcResult<AggregateSummary> {
+        self.aggregator.run_pass().await.map_err(|e| pass_failed(&e))
+    }
+
+    async fn list_users(&self, cursor: Option<String>, limit: Option<u32>) -> RpcResult<Page<UserBilling>> {
+        let limit = page_limit(limit)?;
+        self.read(move |s| s.list_users(cursor.as_deref(), limit)).await
+    }
+
+    async fn list_payments(
+        &self,
+        user_sid: Option<String>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<Payment>> {
+        let limit = page_limit(limit)?;
+        self.read(move |s| s.list_payments(user_sid.as_deref(), cursor.as_deref(), limit))
+            .await
+    }
+
+    async fn list_consumed(
+        &self,
+        user_sid: Option<String>,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<ConsumedRecord>> {
+        let limit = page_limit(limit)?;
+        self.read(move |s| s.list_consumed(user_sid.as_deref(), cursor.as_deref(), limit))
+            .await
+    }
+
+    async fn list_rejected(&self, cursor: Option<String>, limit: Option<u32>) -> RpcResult<Page<RejectedItem>> {
+        let limit = page_limit(limit)?;
+        self.read(move |s| s.list_rejected(cursor.as_deref(), limit)).await
+    }
+
+    async fn list_runs(&self, cursor: Option<String>, limit: Option<u32>) -> RpcResult<Page<AggregateSummary>> {
+        let limit = page_limit(limit)?;
+        self.read(move |s| s.list_runs(cursor.as_deref(), limit)).await
+    }
+
+    async fn aggregator_state(&self) -> RpcResult<AggregatorState> {
+        self.read(|s| {
+            let last_run = s.last_run()?;
+            let nodes = s.nodes()?.iter().map(|n| n.to_api()).collect();
+            Ok(AggregatorState {
+                health: health_of(last_run.as_ref()),
+                last_run,
+                nodes,
+            })
+        })
+        .await
+    }
+
+    async fn register_user(
+        &self,
+        user_sid: String,
+        display_name: Option<String>,
+        email: Option<String>,
+    ) -> RpcResult<UserBilling> {
+        let req = RegisterUser {
+            user_sid,
+            display_name,
+            email,
+        };
+        self.read(move |s| s.register_user(&req, now_ms())).await
+    }
+
+    async fn record_payment(
+        &self,
+        payment_id: String,
+        user_sid: String,
+        amount_cents: i64,
+        kind: Option<String>,
+        reference: Option<String>,
+    ) -> RpcResult<Payment> {
+        let req = RecordPayment {
+            payment_id,
+            user_sid,
+            amount_cents,
+            kind,
+            reference,
+        };
+        self.read(move |s| s.record_payment(&req, now_ms())).await
+    }
+
+    async fn get_balance(&self, user_sid: String) -> RpcResult<Balance> {
+        self.read(move |s| s.get_balance(&user_sid)).await
+    }
+
+    async fn overview(&self) -> RpcResult<Overview> {
+        self.read(|s| {
+            let counts = s.overview_counts()?;
+            let last_run = s.last_run()?;
+            Ok(Overview {
+                total_users: counts.total_users,
+                total_balance_cents: counts.total_balance_cents,
+                overdrawn_users: counts.overdrawn_users,
+                consumed_records: counts.consumed_records,
+                pending_records: counts.pending_records,
+                rejected_items: counts.rejected_items,
+                health: health_of(last_run.as_ref()),
+                last_run_at: last_run.map(|r| r.finished_at),
+            })
+        })
+        .await
+    }
+
+    async fn discover(&self) -> RpcResult<serde_json::Value> {
+        Ok((*self.openrpc).clone())
+    }
+
+    async fn subscribe_runs(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
+        let mut runs = self.aggregator.subscribe();
+        let sink = pending.accept().await?;
+        loop {
+            tokio::select! {
+                _ = sink.closed() => return Ok(()),
+                run = runs.recv() => match run {
+                    Ok(summary) => {
+                        let msg: SubscriptionMessage = serde_json::value::to_raw_value(&summary)?.into();
+                        if sink.send(msg).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    // A slow subscriber missed some passes; the next one still arrives.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+/// Health from the last pass: no pass yet → idle; whole-pass error → failing;
+/// node errors → degraded.
+pub fn health_of(last_run: Option<&AggregateSummary>) -> Health {
+    match last_run {
+        None => Health::Idle,
+        Some(run) if run.errors.iter().any(|e| e.node_name.is_none()) => Health::Failing,
+        Some(run) if !run.errors.is_empty() => Health::Degraded,
+        Some(_) => Health::Ok,
+    }
+}

@@ -1,0 +1,160 @@
+//! HTTP layer in front of every JSON-RPC call and WebSocket upgrade: answers
+//! `GET /health` without auth and requires `Authorization: Bearer <secret>`
+//! for everything else. The secret is compared in constant time and never logged.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
+use subtle::ConstantTimeEq;
+use tower::{Layer, Service};
+
+/// The admin secret; `Debug` never shows it.
+#[derive(Clone)]
+pub struct AdminSecret(Arc<[u8]>);
+
+/// Shortest accepted admin secret, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+impl AdminSecret {
+    /// Accepts a secret of at least [`MIN_SECRET_BYTES`] bytes (surrounding whitespace trimmed).
+    pub fn new(secret: &str, from: &str) -> Result<Self, String> {
+        let secret = secret.trim();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "the admin secret from {from} is {} bytes; it must be at least {MIN_SECRET_BYTES}. \
+                 Generate one with e.g. `head -c 32 /dev/urandom | base64 > admin.secret`",
+                secret.len()
+            ));
+        }
+        Ok(Self(Arc::from(secret.as_bytes())))
+    }
+
+    /// Constant-time check of an `Authorization` header value.
+    pub fn accepts(&self, header: Option<&[u8]>) -> bool {
+        let Some(token) = header.and_then(|h| h.strip_prefix(b"Bearer ")) else {
+            return false;
+        };
+        bool::from(token.ct_eq(&self.0))
+    }
+}
+
+impl std::fmt::Debug for AdminSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminSecret(<redacted>)")
+    }
+}
+
+/// Tower layer wrapping the JSON-RPC service.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    secret: AdminSecret,
+}
+
+impl AuthLayer {
+    pub fn new(secret: AdminSecret) -> Self {
+        Self { secret }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            secret: self.secret.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Auth<S> {
+    inner: S,
+    secret: AdminSecret,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl<S, B> Service<HttpRequest<B>> for Auth<S>
+where
+    S: Service<HttpRequest<B>, Response = HttpResponse>,
+    S::Error: Into<BoxError> + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
+        if request.method() == http::Method::GET && request.uri().path() == "/health" {
+            return Box::pin(async { Ok(health()) });
+        }
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes());
+        if !self.secret.accepts(header) {
+            return Box::pin(async { Ok(unauthorized()) });
+        }
+        let future = self.inner.call(request);
+        Box::pin(async move { future.await.map_err(Into::into) })
+    }
+}
+
+fn json_response(status: http::StatusCode, body: String) -> HttpResponse {
+    http::Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::WWW_AUTHENTICATE, "Bearer")
+        .body(HttpBody::from(body))
+        .expect("static response parts are valid")
+}
+
+fn health() -> HttpResponse {
+    let body = serde_json::json!({
+        "status": "ok",
+        "service": "billing-aggregator",
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    json_response(http::StatusCode::OK, body.to_string())
+}
+
+fn unauthorized() -> HttpResponse {
+    let body = serde_json::json!({
+        "error": "unauthorized",
+        "message": "missing or wrong admin secret: send the header `Authorization: Bearer <secret>` \
+                    with the secret the server was started with (--admin-secret-file or BILLING_ADMIN_SECRET)",
+    });
+    json_response(http::StatusCode::UNAUTHORIZED, body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_the_exact_bearer_secret() {
+        let secret = AdminSecret::new("0123456789abcdef-secret", "test").unwrap();
+        assert!(secret.accepts(Some(b"Bearer 0123456789abcdef-secret")));
+        assert!(!secret.accepts(Some(b"Bearer 0123456789abcdef-secreT")));
+        assert!(!secret.accepts(Some(b"Bearer 0123456789abcdef-secret ")));
+        assert!(!secret.accepts(Some(b"0123456789abcdef-secret")));
+        assert!(!secret.accepts(Some(b"Basic 0123456789abcdef-secret")));
+        assert!(!secret.accepts(None));
+    }
+
+    #[test]
+    fn refuses_short_secrets_and_redacts_debug() {
+        let err = AdminSecret::new("short", "BILLING_ADMIN_SECRET").unwrap_err();
+        assert!(err.contains("BILLING_ADMIN_SECRET") && err.contains("at least 16"), "{err}");
+        let secret = AdminSecret::new("0123456789abcdef", "test").unwrap();
+        assert!(!format!("{secret:?}").contains("0123"));
+    }
+}

@@ -1,0 +1,58 @@
+//! The JSON-RPC server: HTTP and WebSocket on one port, behind the auth layer.
+
+mod api;
+mod auth;
+pub mod discover;
+mod error;
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use billing_api::rpc::BillingApiServer;
+use jsonrpsee::RpcModule;
+use jsonrpsee::server::{Server, ServerHandle};
+
+pub use api::{BillingRpc, health_of};
+pub use auth::{AdminSecret, MIN_SECRET_BYTES};
+
+use crate::aggregate::Aggregator;
+
+/// Largest accepted request body.
+const MAX_REQUEST_BYTES: u32 = 1024 * 1024;
+
+/// The registered methods, for the server and for in-process tests.
+pub fn module(aggregator: Aggregator) -> RpcModule<BillingRpc> {
+    BillingRpc::new(aggregator).into_rpc()
+}
+
+/// Starts serving on `listener` and returns its address and a handle to stop it.
+pub async fn start(
+    listener: std::net::TcpListener,
+    aggregator: Aggregator,
+    secret: AdminSecret,
+) -> anyhow::Result<(SocketAddr, ServerHandle)> {
+    listener.set_nonblocking(true)?;
+    let http = tower::ServiceBuilder::new().layer(auth::AuthLayer::new(secret));
+    let server = Server::builder()
+        .max_request_body_size(MAX_REQUEST_BYTES)
+        .max_connections(1024)
+        .set_http_middleware(http)
+        .build_from_tcp(listener)?;
+    let addr = server.local_addr()?;
+    let handle = server.start(module(aggregator));
+    Ok((addr, handle))
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and waits for the server to finish.
+pub async fn run(
+    listener: std::net::TcpListener,
+    aggregator: Aggregator,
+    secret: AdminSecret,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (_, handle) = start(listener, aggregator, secret).await?;
+    shutdown.await;
+    let _ = handle.stop();
+    handle.stopped().await;
+    Ok(())
+}

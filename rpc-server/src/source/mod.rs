@@ -1,0 +1,106 @@
+//! Where usage files come from. The aggregator only needs four questions
+//! answered, cheapest first: what is the branch head; which node directories
+//! exist (with their tree ids); which usage files a changed node has (with blob
+//! ids); and the bodies of the files whose blob ids are new.
+
+pub mod git;
+
+use std::fmt;
+
+/// One node directory `nodes/<node_name>` at some commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeTree {
+    pub node_name: String,
+    /// Object id (hex) of the directory's tree; unchanged id = unchanged files.
+    pub tree_id: String,
+}
+
+/// One `nodes/<node>/usage_<YYYY-MM-DD-HH>.otoml` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Full repo path, e.g. `nodes/node-a/usage_2026-11-27-10.otoml`.
+    pub path: String,
+    /// Object id (hex) of the file's blob.
+    pub blob_id: String,
+    /// Size in bytes when the listing tells it.
+    pub size: Option<u64>,
+}
+
+/// The body of a file, or why it was not read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileBody {
+    Data(Vec<u8>),
+    /// Over the size limit: not read at all.
+    TooLarge {
+        size: u64,
+    },
+}
+
+/// A failure to read from the source. `node` is set when only one node is affected.
+#[derive(Debug, thiserror::Error)]
+pub struct SourceError {
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The configured billing repo.
+pub enum Source {
+    Git(git::GitSource),
+}
+
+impl Source {
+    /// A one-line description for logs and errors (never contains secrets).
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Git(s) => s.describe(),
+        }
+    }
+
+    /// Brings the source up to date (fetches a mirrored remote) and returns
+    /// the commit id of the branch head, or `None` when the branch has no commit yet.
+    pub async fn head(&self) -> Result<Option<String>, SourceError> {
+        match self {
+            Source::Git(s) => s.head().await,
+        }
+    }
+
+    /// Valid node directories under `nodes/` at `head`, sorted by name.
+    /// Entries with invalid names are left out (and logged).
+    pub async fn nodes(&self, head: &str) -> Result<Vec<NodeTree>, SourceError> {
+        match self {
+            Source::Git(s) => s.nodes(head).await,
+        }
+    }
+
+    /// Usage files of one node directory, sorted by path. Other files are left out.
+    pub async fn files(&self, node: &NodeTree) -> Result<Vec<FileEntry>, SourceError> {
+        match self {
+            Source::Git(s) => s.files(node).await,
+        }
+    }
+
+    /// Reads the bodies of `files`, in the same order. A file over `max_bytes`
+    /// is returned as `TooLarge` without being read.
+    pub async fn read(
+        &self,
+        files: &[FileEntry],
+        max_bytes: u64,
+    ) -> Result<Vec<FileBody>, SourceError> {
+        match self {
+            Source::Git(s) => s.read(files, max_bytes).await,
+        }
+    }
+}
