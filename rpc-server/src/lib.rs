@@ -1,1 +1,17 @@
 //! The billing aggregator as a library; `src/main.rs` is a thin CLI over it.
+//!
+//! Data flow: a [`source::Source`] (git repo or forge) tells what is new;
+//! [`aggregate::Aggregator`] decodes it and applies it through [`store::Store`]
+//! (redb) exactly once; [`rpc`] serves the ledger over JSON-RPC; [`scheduler`]
+//! runs a pass every interval.
+
+pub mod aggregate;
+pub mod blocking;
+pub mod config;
+pub mod demo;
+pub mod rpc;
+pub mod scheduler;
+pub mod server;
+pub mod simulate;
+pub mod source;
+pub mod store;

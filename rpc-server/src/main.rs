@@ -1,1 +1,77 @@
-fn main() {}
+//! `rpc-server`: the billing aggregator's command line. All logic lives in the library.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use billing_server::config::{Cli, Command};
+use billing_server::{demo, server, simulate};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            let settings = args.resolve()?;
+            server::serve(settings, announce, server::shutdown_signal()).await?;
+        }
+        Command::Aggregate(args) => {
+            let (settings, _) = args.source.resolve()?;
+            let summary = server::aggregate_once(&settings).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", demo::summary_text(&summary));
+            }
+            if !summary.errors.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Simulate(args) => {
+            let report = simulate::simulate(&simulate::SimulateOptions {
+                repo: args.repo,
+                nodes: args.nodes,
+                hours: args.hours,
+                records: args.records,
+                users: args.users,
+                seed: args.seed,
+                branch: args.branch,
+            })?;
+            println!(
+                "{} commits, {} files, {} records, {} cents, hours {}..{}, head {}",
+                report.commits,
+                report.files,
+                report.records,
+                report.total_cost_cents,
+                report.first_hour,
+                report.last_hour,
+                report.head
+            );
+        }
+        Command::Demo(args) => demo::run(args, server::shutdown_signal()).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints the bound address on stdout, so scripts starting with port 0 can read it.
+fn announce(addr: std::net::SocketAddr) {
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+}

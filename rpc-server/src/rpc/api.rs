@@ -56,12 +56,20 @@ fn page_limit(limit: Option<u32>) -> RpcResult<u32> {
 #[async_trait]
 impl BillingApiServer for BillingRpc {
     async fn aggregate_now(&self) -> RpcResult<AggregateSummary> {
-        self.aggregator.run_pass().await.map_err(|e| pass_failed(&e))
+        self.aggregator
+            .run_pass()
+            .await
+            .map_err(|e| pass_failed(&e))
     }
 
-    async fn list_users(&self, cursor: Option<String>, limit: Option<u32>) -> RpcResult<Page<UserBilling>> {
+    async fn list_users(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<UserBilling>> {
         let limit = page_limit(limit)?;
-        self.read(move |s| s.list_users(cursor.as_deref(), limit)).await
+        self.read(move |s| s.list_users(cursor.as_deref(), limit))
+            .await
     }
 
     async fn list_payments(
@@ -86,14 +94,24 @@ impl BillingApiServer for BillingRpc {
             .await
     }
 
-    async fn list_rejected(&self, cursor: Option<String>, limit: Option<u32>) -> RpcResult<Page<RejectedItem>> {
+    async fn list_rejected(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<RejectedItem>> {
         let limit = page_limit(limit)?;
-        self.read(move |s| s.list_rejected(cursor.as_deref(), limit)).await
+        self.read(move |s| s.list_rejected(cursor.as_deref(), limit))
+            .await
     }
 
-    async fn list_runs(&self, cursor: Option<String>, limit: Option<u32>) -> RpcResult<Page<AggregateSummary>> {
+    async fn list_runs(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+    ) -> RpcResult<Page<AggregateSummary>> {
         let limit = page_limit(limit)?;
-        self.read(move |s| s.list_runs(cursor.as_deref(), limit)).await
+        self.read(move |s| s.list_runs(cursor.as_deref(), limit))
+            .await
     }
 
     async fn aggregator_state(&self) -> RpcResult<AggregatorState> {

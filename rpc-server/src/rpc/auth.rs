@@ -153,7 +153,10 @@ mod tests {
     #[test]
     fn refuses_short_secrets_and_redacts_debug() {
         let err = AdminSecret::new("short", "BILLING_ADMIN_SECRET").unwrap_err();
-        assert!(err.contains("BILLING_ADMIN_SECRET") && err.contains("at least 16"), "{err}");
+        assert!(
+            err.contains("BILLING_ADMIN_SECRET") && err.contains("at least 16"),
+            "{err}"
+        );
         let secret = AdminSecret::new("0123456789abcdef", "test").unwrap();
         assert!(!format!("{secret:?}").contains("0123"));
     }

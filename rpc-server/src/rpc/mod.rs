@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use billing_api::rpc::BillingApiServer;
 use jsonrpsee::RpcModule;
-use jsonrpsee::server::{Server, ServerHandle};
+use jsonrpsee::server::{Server, ServerConfig, ServerHandle};
 
 pub use api::{BillingRpc, health_of};
 pub use auth::{AdminSecret, MIN_SECRET_BYTES};
@@ -33,9 +33,12 @@ pub async fn start(
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     listener.set_nonblocking(true)?;
     let http = tower::ServiceBuilder::new().layer(auth::AuthLayer::new(secret));
-    let server = Server::builder()
+    let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_connections(1024)
+        .build();
+    let server = Server::builder()
+        .set_config(config)
         .set_http_middleware(http)
         .build_from_tcp(listener)?;
     let addr = server.local_addr()?;

@@ -1,0 +1,419 @@
+//! Command line, environment and config file, resolved into [`Settings`].
+//!
+//! Each setting comes from, in order of precedence: the flag, its `BILLING_*`
+//! environment variable, the `--config` TOML file (keys named like the flags,
+//! with underscores), the built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use crate::rpc::AdminSecret;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_DEMO_DATA_DIR: &str = "./demo-data";
+pub const DEFAULT_BRANCH: &str = "main";
+pub const DEFAULT_INTERVAL_SECS: u64 = 300;
+/// File name of the ledger inside the data dir.
+pub const LEDGER_FILE: &str = "ledger.redb";
+/// Directory of mirrored remote repos inside the data dir.
+pub const MIRROR_DIR: &str = "mirror";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpc-server",
+    version,
+    about = "Central billing aggregator: applies node usage from a git billing repo to prepaid balances, exactly once, and serves them over JSON-RPC.",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the JSON-RPC API (HTTP and WebSocket on one port) and aggregate every --interval.
+    Serve(ServeArgs),
+    /// Run one aggregation pass on the ledger, without a server.
+    Aggregate(AggregateArgs),
+    /// Play the node side: create or extend a git billing repo with simulated usage.
+    Simulate(SimulateArgs),
+    /// Run a self-contained demo: simulated repo, users, payments, a secret, then serve.
+    Demo(DemoArgs),
+}
+
+/// Where usage comes from, and where the ledger lives.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// TOML config file with any of the settings below (flags and env win over it).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) and of mirrored repos [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Billing repo: a local path (bare or working repo) or a git URL (file://, http(s)://), mirrored into the data dir.
+    #[arg(
+        long,
+        env = "BILLING_REPO",
+        value_name = "PATH|URL",
+        conflicts_with = "forge_url"
+    )]
+    pub repo: Option<String>,
+    /// Forgejo/Gitea base URL (e.g. https://forge.example.org); reads the billing repo over its REST API v1.
+    #[arg(long, env = "BILLING_FORGE_URL", value_name = "URL")]
+    pub forge_url: Option<String>,
+    /// Repository on the forge, as OWNER/NAME.
+    #[arg(long, env = "BILLING_FORGE_REPO", value_name = "OWNER/NAME")]
+    pub forge_repo: Option<String>,
+    /// File holding the forge API token (or set BILLING_FORGE_TOKEN to the token itself).
+    #[arg(long, env = "BILLING_FORGE_TOKEN_FILE", value_name = "FILE")]
+    pub forge_token_file: Option<PathBuf>,
+    /// Branch the nodes commit to [default: main].
+    #[arg(long, env = "BILLING_BRANCH")]
+    pub branch: Option<String>,
+    /// Usage files larger than this are rejected without being read [default: 16777216].
+    #[arg(long, env = "BILLING_MAX_FILE_BYTES", value_name = "BYTES")]
+    pub max_file_bytes: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8787].
+    #[arg(long, env = "BILLING_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Seconds between scheduled aggregation passes; 0 disables the scheduler [default: 300].
+    #[arg(long, env = "BILLING_INTERVAL", value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// File holding the admin secret (at least 16 bytes), or set BILLING_ADMIN_SECRET to the secret itself.
+    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Run exactly one pass and exit (the only mode; required so the intent is explicit).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Print the pass summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Repo to create (bare) or extend.
+    #[arg(long, value_name = "PATH")]
+    pub repo: PathBuf,
+    /// Number of nodes (node-000, node-001, ...).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u32,
+    /// Hours to add: one commit per hour, one file per node per hour.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Records per file.
+    #[arg(long, default_value_t = 10)]
+    pub records: u32,
+    /// Number of distinct users charged (u-0000, u-0001, ...).
+    #[arg(long, default_value_t = 10)]
+    pub users: u32,
+    /// Seed; the same seed and options give the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Branch to commit to.
+    #[arg(long, default_value = DEFAULT_BRANCH)]
+    pub branch: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's repo, ledger and secret [default: ./demo-data].
+    #[arg(long, env = "BILLING_DEMO_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DEMO_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+}
+
+/// The `--config` file: every key optional, named like the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub data_dir: Option<PathBuf>,
+    pub repo: Option<String>,
+    pub forge_url: Option<String>,
+    pub forge_repo: Option<String>,
+    pub forge_token_file: Option<PathBuf>,
+    pub branch: Option<String>,
+    pub max_file_bytes: Option<u64>,
+    pub listen: Option<String>,
+    pub interval: Option<u64>,
+    pub admin_secret_file: Option<PathBuf>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| {
+            format!(
+                "config file {} is not valid (keys: data_dir, repo, forge_url, forge_repo, forge_token_file, \
+                 branch, max_file_bytes, listen, interval, admin_secret_file)",
+                path.display()
+            )
+        })
+    }
+}
+
+/// Which billing repo to read.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    Git {
+        repo: String,
+        branch: String,
+    },
+    Forge {
+        url: String,
+        repo: String,
+        branch: String,
+        token: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Git { repo, branch } => write!(f, "git {repo} ({branch})"),
+            // The token stays out of logs.
+            Self::Forge {
+                url, repo, branch, ..
+            } => write!(f, "forge {url} {repo} ({branch})"),
+        }
+    }
+}
+
+/// Resolved settings of the ledger and source, shared by `serve` and `aggregate`.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub data_dir: PathBuf,
+    pub source: SourceSpec,
+    pub max_file_bytes: u64,
+}
+
+impl LedgerSettings {
+    pub fn ledger_path(&self) -> PathBuf {
+        self.data_dir.join(LEDGER_FILE)
+    }
+
+    pub fn mirror_dir(&self) -> PathBuf {
+        self.data_dir.join(MIRROR_DIR)
+    }
+}
+
+/// Resolved settings of `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub ledger: LedgerSettings,
+    pub listen: SocketAddr,
+    /// `None` disables the scheduler.
+    pub interval: Option<Duration>,
+    pub secret: AdminSecret,
+}
+
+impl SourceArgs {
+    /// Merges flags/env with the config file and defaults.
+    pub fn resolve(&self) -> anyhow::Result<(LedgerSettings, ConfigFile)> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let branch = pick(&self.branch, &file.branch).unwrap_or_else(|| DEFAULT_BRANCH.into());
+        let repo = pick(&self.repo, &file.repo);
+        let forge_url = pick(&self.forge_url, &file.forge_url);
+        let source = match (repo, forge_url) {
+            (Some(_), Some(_)) => bail!(
+                "both a git repo and a forge URL are configured; keep only one of --repo / --forge-url \
+                 (check the flags, BILLING_REPO / BILLING_FORGE_URL and the config file)"
+            ),
+            (Some(repo), None) => SourceSpec::Git { repo, branch },
+            (None, Some(url)) => {
+                let repo = pick(&self.forge_repo, &file.forge_repo).context(
+                    "--forge-url needs --forge-repo OWNER/NAME (or BILLING_FORGE_REPO, or forge_repo in the config file)",
+                )?;
+                let token = forge_token(pick(&self.forge_token_file, &file.forge_token_file))?;
+                SourceSpec::Forge {
+                    url,
+                    repo,
+                    branch,
+                    token,
+                }
+            }
+            (None, None) => bail!(
+                "no billing repo configured: pass --repo <path|url> (or BILLING_REPO), or --forge-url URL \
+                 --forge-repo OWNER/NAME; `rpc-server demo` runs on a simulated repo"
+            ),
+        };
+        let max_file_bytes = pick(&self.max_file_bytes, &file.max_file_bytes)
+            .unwrap_or(billing_api::otoml::DEFAULT_MAX_FILE_BYTES);
+        Ok((
+            LedgerSettings {
+                data_dir,
+                source,
+                max_file_bytes,
+            },
+            file,
+        ))
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(&self) -> anyhow::Result<ServeSettings> {
+        let (ledger, file) = self.source.resolve()?;
+        let listen = pick(&self.listen, &file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen.parse().with_context(|| {
+            format!("--listen {listen:?} is not an address like 127.0.0.1:8787")
+        })?;
+        let interval = pick(&self.interval, &file.interval).unwrap_or(DEFAULT_INTERVAL_SECS);
+        let secret = admin_secret(pick(&self.admin_secret_file, &file.admin_secret_file))?;
+        Ok(ServeSettings {
+            ledger,
+            listen,
+            interval: (interval > 0).then(|| Duration::from_secs(interval)),
+            secret,
+        })
+    }
+}
+
+fn pick<T: Clone>(flag_or_env: &Option<T>, file: &Option<T>) -> Option<T> {
+    flag_or_env.clone().or_else(|| file.clone())
+}
+
+/// The admin secret from `BILLING_ADMIN_SECRET`, else from the secret file.
+pub fn admin_secret(file: Option<PathBuf>) -> anyhow::Result<AdminSecret> {
+    if let Ok(secret) = std::env::var("BILLING_ADMIN_SECRET") {
+        return AdminSecret::new(&secret, "BILLING_ADMIN_SECRET").map_err(anyhow::Error::msg);
+    }
+    let Some(path) = file else {
+        bail!(
+            "no admin secret: pass --admin-secret-file FILE or set BILLING_ADMIN_SECRET \
+             (at least 16 bytes; e.g. `head -c 32 /dev/urandom | base64 > admin.secret`)"
+        );
+    };
+    admin_secret_from_file(&path)
+}
+
+/// The admin secret stored in `path`.
+pub fn admin_secret_from_file(path: &Path) -> anyhow::Result<AdminSecret> {
+    let secret = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the admin secret file {}", path.display()))?;
+    AdminSecret::new(&secret, &path.display().to_string()).map_err(anyhow::Error::msg)
+}
+
+fn forge_token(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    if let Ok(token) = std::env::var("BILLING_FORGE_TOKEN") {
+        return Ok(Some(token.trim().to_string()));
+    }
+    let Some(path) = file else { return Ok(None) };
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the forge token file {}", path.display()))?;
+    Ok(Some(token.trim().to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("rpc-server").chain(args.iter().copied()))
+            .unwrap()
+            .command
+    }
+
+    #[test]
+    fn flags_win_over_the_config_file_which_wins_over_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("billing.toml");
+        std::fs::write(
+            &config,
+            "repo = \"/srv/billing.git\"\nbranch = \"prod\"\ninterval = 60\n",
+        )
+        .unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "0123456789abcdef0123\n").unwrap();
+        let Command::Serve(args) = parse(&[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--interval",
+            "0",
+            "--admin-secret-file",
+            secret.to_str().unwrap(),
+        ]) else {
+            panic!("not serve")
+        };
+        let settings = args.resolve().unwrap();
+        assert_eq!(
+            settings.ledger.source,
+            SourceSpec::Git {
+                repo: "/srv/billing.git".into(),
+                branch: "prod".into()
+            }
+        );
+        assert_eq!(settings.interval, None);
+        assert_eq!(settings.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(
+            settings.ledger.ledger_path(),
+            Path::new("./data/ledger.redb")
+        );
+    }
+
+    #[test]
+    fn missing_or_short_secret_and_missing_repo_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short");
+        std::fs::write(&short, "tiny").unwrap();
+        let Command::Serve(args) = parse(&[
+            "serve",
+            "--repo",
+            "/x",
+            "--admin-secret-file",
+            short.to_str().unwrap(),
+        ]) else {
+            panic!()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("at least 16"), "{err}");
+
+        let Command::Serve(args) =
+            parse(&["serve", "--admin-secret-file", short.to_str().unwrap()])
+        else {
+            panic!()
+        };
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("no billing repo configured"), "{err}");
+
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "repository = 1\n").unwrap();
+        let Command::Aggregate(args) =
+            parse(&["aggregate", "--once", "--config", bad.to_str().unwrap()])
+        else {
+            panic!()
+        };
+        let err = format!("{:#}", args.source.resolve().unwrap_err());
+        assert!(
+            err.contains("bad.toml") && err.contains("unknown field"),
+            "{err}"
+        );
+    }
+}

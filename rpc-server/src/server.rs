@@ -1,0 +1,111 @@
+//! What the `serve` and `aggregate` commands do, as library functions the
+//! binary and the tests call.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use billing_api::AggregateSummary;
+use tracing::{info, warn};
+
+use crate::aggregate::Aggregator;
+use crate::config::{LedgerSettings, ServeSettings, SourceSpec};
+use crate::source::{Source, git::GitSource};
+use crate::store::Store;
+
+/// Opens the configured billing repo.
+pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
+    match &settings.source {
+        SourceSpec::Git { repo, branch } => {
+            let source = GitSource::open(repo, branch, &settings.mirror_dir())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Source::Git(source))
+        }
+        SourceSpec::Forge { url, repo, .. } => {
+            anyhow::bail!("the forge source ({url}, {repo}) is not available in this build yet; use --repo")
+        }
+    }
+}
+
+/// Opens (creating if needed) the ledger in the data dir.
+pub fn open_store(settings: &LedgerSettings) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", settings.data_dir.display()))?;
+    Ok(Store::open(&settings.ledger_path())?)
+}
+
+/// Opens the ledger and the source and builds the aggregator.
+pub fn open_aggregator(settings: &LedgerSettings) -> anyhow::Result<Aggregator> {
+    let store = open_store(settings)?;
+    let source = open_source(settings)?;
+    Ok(Aggregator::new(store, source, settings.max_file_bytes))
+}
+
+/// One pass without a server (`rpc-server aggregate --once`).
+pub async fn aggregate_once(settings: &LedgerSettings) -> anyhow::Result<AggregateSummary> {
+    let aggregator = open_aggregator(settings)?;
+    aggregator
+        .run_pass()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Serves until `shutdown` resolves: a first pass, the scheduler, the API.
+/// `on_listening` gets the bound address (port 0 resolves to a real port).
+pub async fn serve(
+    settings: ServeSettings,
+    on_listening: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let aggregator = open_aggregator(&settings.ledger)?;
+    let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
+        format!(
+            "cannot listen on {}; is another server running there? pick another --listen address",
+            settings.listen
+        )
+    })?;
+    let (addr, handle) =
+        crate::rpc::start(listener, aggregator.clone(), settings.secret.clone()).await?;
+    info!(%addr, source = ?settings.ledger.source, data_dir = %settings.ledger.data_dir.display(), "serving JSON-RPC");
+    on_listening(addr);
+
+    // The first pass and the scheduler run beside the API; a failing repo does not stop serving.
+    let background = {
+        let aggregator = aggregator.clone();
+        let interval = settings.interval;
+        tokio::spawn(async move {
+            if let Err(e) = aggregator.run_pass().await {
+                warn!(error = %e, "initial aggregation pass failed");
+            }
+            match interval {
+                Some(interval) => crate::scheduler::run(aggregator, interval).await,
+                None => info!("scheduler disabled (--interval 0)"),
+            }
+        })
+    };
+
+    shutdown.await;
+    info!("shutting down");
+    background.abort();
+    let _ = handle.stop();
+    handle.stopped().await;
+    // An aborted pass is safe (each node is one transaction); wait for it to unwind.
+    let _ = background.await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
