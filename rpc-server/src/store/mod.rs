@@ -1,0 +1,371 @@
+//! The ledger: users, payments, applied usage, held and rejected records, node
+//! state and aggregation runs, in one redb database.
+//!
+//! Every domain operation is one write transaction: it commits when the
+//! operation returns `Ok` and aborts on `Err`, so a failed operation changes
+//! nothing. The store is synchronous; async callers wrap calls in
+//! `tokio::task::spawn_blocking`.
+
+mod codec;
+mod ledger;
+mod payments;
+mod runs;
+mod tables;
+mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+pub use billing_api::otoml::{InvalidRecord, UsageRecord};
+pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
+
+use codec::{META_KEY, MetaRow};
+
+/// Page cache of a file database. redb's default (1 GiB) would dominate the
+/// aggregator's memory budget; the hot tables of a large ledger fit in this.
+pub const CACHE_BYTES: usize = 48 * 1024 * 1024;
+
+/// Largest accepted `payment_id`, in bytes.
+pub const MAX_PAYMENT_ID_BYTES: usize = 256;
+/// Largest accepted `display_name`, `email`, payment `kind` or `reference`, in bytes.
+pub const MAX_TEXT_BYTES: usize = 512;
+
+/// Why a store operation failed. Every message says what failed, with which
+/// input, and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the ledger database {} is already open in another process (or by another handle in \
+         this one); stop the running rpc-server first, or ask it to aggregate with its \
+         `aggregate_now` RPC",
+        path.display()
+    )]
+    Locked { path: PathBuf },
+    #[error("{what} `{key}` not found")]
+    NotFound { what: &'static str, key: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("arithmetic overflow: {0}; nothing was changed")]
+    Overflow(String),
+    #[error("ledger storage error: {0}")]
+    Storage(String),
+}
+
+macro_rules! storage_errors {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Storage(e.to_string())
+            }
+        }
+    )*};
+}
+storage_errors!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Headline figures, maintained incrementally in the same transaction as the
+/// change they count, so reading them is O(1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerCounts {
+    pub total_users: u64,
+    pub total_balance_cents: i64,
+    pub overdrawn_users: u64,
+    pub consumed_records: u64,
+    /// Records held because their user is unknown (also listed as `unknown_user` rejections).
+    pub pending_records: u64,
+    /// Every item `list_rejected` returns, held records included.
+    pub rejected_items: u64,
+}
+
+/// What the aggregator remembers about one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRecord {
+    pub node_name: String,
+    /// Id of the node's subtree at `last_commit_sha`; unchanged means nothing to read.
+    pub tree_id: Option<String>,
+    pub last_commit_sha: Option<String>,
+    pub last_run_at_ms: Option<u64>,
+    pub records_consumed_total: u64,
+    pub status: billing_api::NodeStatus,
+    pub last_error: Option<String>,
+}
+
+impl NodeRecord {
+    pub fn to_api(&self) -> billing_api::NodeState {
+        billing_api::NodeState {
+            node_name: self.node_name.clone(),
+            last_commit_sha: self.last_commit_sha.clone(),
+            last_run_at: self.last_run_at_ms.map(billing_api::millis_to_rfc3339),
+            records_consumed_total: self.records_consumed_total,
+            status: self.status,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
+/// Everything new of one node in one pass, applied in one transaction.
+#[derive(Debug, Clone)]
+pub struct NodeUpdate {
+    pub node_name: String,
+    pub head_commit: String,
+    pub tree_id: String,
+    pub files: Vec<FileBatch>,
+}
+
+/// One usage file of a node, as read at `NodeUpdate::head_commit`.
+#[derive(Debug, Clone)]
+pub struct FileBatch {
+    pub path: String,
+    pub blob_id: String,
+    pub outcome: FileOutcome,
+}
+
+/// What reading one file gave.
+#[derive(Debug, Clone)]
+pub enum FileOutcome {
+    Decoded(Vec<Result<UsageRecord, InvalidRecord>>),
+    /// The file could not be decoded as a whole; the error text.
+    Unparseable(String),
+    /// The file is over the size limit and was not read.
+    TooLarge {
+        size: u64,
+        limit: u64,
+    },
+}
+
+/// What applying records did.
+#[derive(Default, Clone, Debug, PartialEq)]
+pub struct NodeOutcome {
+    pub files_read: u64,
+    pub files_rejected: u64,
+    pub applied: u64,
+    pub duplicate: u64,
+    pub conflict: u64,
+    pub pending: u64,
+    pub invalid: u64,
+    pub cents_debited: i64,
+}
+
+/// Handle to the ledger database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    /// Where the database lives, for error messages.
+    location: Arc<str>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the ledger at `path`, creating it if missing.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.to_path_buf(),
+                },
+                other => StoreError::Storage(format!(
+                    "cannot open the ledger database {}: {other}; check that the path is a \
+                     writable file of this aggregator",
+                    path.display()
+                )),
+            })?;
+        Self::init(db, path.display().to_string())
+    }
+
+    /// A ledger in memory, for tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| StoreError::Storage(format!("cannot create an in-memory ledger: {e}")))?;
+        Self::init(db, "(in memory)".to_string())
+    }
+
+    fn init(db: Database, location: String) -> Result<Store, StoreError> {
+        let store = Store {
+            db: Arc::new(db),
+            location: location.into(),
+        };
+        // Create every table up front so read transactions never meet a missing table.
+        store.write("initialize the ledger", |txn| {
+            txn.open_table(tables::META)?;
+            txn.open_table(tables::USERS)?;
+            txn.open_table(tables::PAYMENTS)?;
+            txn.open_table(tables::PAYMENT_LOG)?;
+            txn.open_table(tables::USER_PAYMENTS)?;
+            txn.open_table(tables::CONSUMED_KEYS)?;
+            txn.open_table(tables::CONSUMED_LOG)?;
+            txn.open_table(tables::USER_CONSUMED)?;
+            txn.open_table(tables::PENDING)?;
+            txn.open_table(tables::USER_PENDING)?;
+            txn.open_table(tables::REJECTED)?;
+            txn.open_table(tables::REJECTED_FINGERPRINTS)?;
+            txn.open_table(tables::NODES)?;
+            txn.open_table(tables::CONSUMED_FILES)?;
+            txn.open_table(tables::RUNS)?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `f` in one write transaction: commit on `Ok`, abort on `Err`.
+    fn write<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write().map_err(|e| self.storage(op, e))?;
+        match f(&txn) {
+            Ok(value) => {
+                txn.commit().map_err(|e| self.storage(op, e))?;
+                Ok(value)
+            }
+            Err(err) => {
+                // Dropping would abort too; aborting explicitly surfaces nothing new, so
+                // the operation's own error is the one worth reporting.
+                let _ = txn.abort();
+                Err(self.with_context(op, err))
+            }
+        }
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot).
+    fn read<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.storage(op, e))?;
+        f(&txn).map_err(|e| self.with_context(op, e))
+    }
+
+    fn storage(&self, op: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Storage(format!("{op} on {}: {e}", self.location))
+    }
+
+    fn with_context(&self, op: &str, err: StoreError) -> StoreError {
+        match err {
+            StoreError::Storage(msg) if !msg.contains(&*self.location) => self.storage(op, msg),
+            other => other,
+        }
+    }
+
+    /// The counters, sequence numbers and clean head.
+    fn meta_read(txn: &ReadTransaction) -> Result<MetaRow, StoreError> {
+        let table = txn.open_table(tables::META)?;
+        match table.get(META_KEY)? {
+            Some(bytes) => codec::decode_owned(bytes.value(), "meta"),
+            None => Ok(MetaRow::default()),
+        }
+    }
+
+    /// O(1) headline counters.
+    pub fn overview_counts(&self) -> Result<LedgerCounts, StoreError> {
+        self.read("read the ledger counters", |txn| {
+            Ok(Self::meta_read(txn)?.counts)
+        })
+    }
+
+    /// Recomputes the counters from every table (a full scan); for audits and tests.
+    pub fn recount(&self) -> Result<LedgerCounts, StoreError> {
+        use redb::ReadableTableMetadata;
+        self.read("recount the ledger", |txn| {
+            let mut counts = LedgerCounts::default();
+            let users = txn.open_table(tables::USERS)?;
+            for entry in users.range::<&str>(..)? {
+                let (_, row) = entry?;
+                let row: codec::UserRow = codec::decode_owned(row.value(), "user")?;
+                counts.total_users += 1;
+                counts.total_balance_cents = counts
+                    .total_balance_cents
+                    .checked_add(row.balance_cents)
+                    .ok_or_else(|| StoreError::Overflow("sum of all balances".into()))?;
+                if row.balance_cents < 0 {
+                    counts.overdrawn_users += 1;
+                }
+            }
+            counts.consumed_records = txn.open_table(tables::CONSUMED_KEYS)?.len()?;
+            counts.pending_records = txn.open_table(tables::PENDING)?.len()?;
+            counts.rejected_items = txn.open_table(tables::REJECTED)?.len()?;
+            Ok(counts)
+        })
+    }
+}
+
+/// Page size actually used: at least 1, at most `billing_api::MAX_PAGE_LIMIT`.
+fn clamp_limit(limit: u32) -> usize {
+    limit.clamp(1, billing_api::MAX_PAGE_LIMIT) as usize
+}
+
+/// Parses a sequence-number cursor.
+fn seq_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
+    cursor
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                StoreError::InvalidInput(format!(
+                    "cursor `{c}` is not one this list returned; pass back `next_cursor` \
+                     unchanged, or omit it to start from the beginning"
+                ))
+            })
+        })
+        .transpose()
+}
+
+/// Checks a required identifier: non-empty and at most `max` bytes.
+fn check_id(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
+    if value.is_empty() || value.len() > max {
+        return Err(StoreError::InvalidInput(format!(
+            "{what} must be 1..={max} bytes, got {} bytes",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks an optional free-text field: at most `MAX_TEXT_BYTES`.
+fn check_text(what: &str, value: Option<&str>) -> Result<(), StoreError> {
+    match value {
+        Some(v) if v.len() > MAX_TEXT_BYTES => Err(StoreError::InvalidInput(format!(
+            "{what} must be at most {MAX_TEXT_BYTES} bytes, got {} bytes",
+            v.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Builds a page from up to `limit + 1` fetched items: the extra one only says
+/// that there is a next page.
+fn page<T>(mut items: Vec<(String, T)>, limit: usize) -> Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|(c, _)| c.clone())
+    } else {
+        None
+    };
+    Page {
+        items: items.into_iter().map(|(_, t)| t).collect(),
+        next_cursor,
+    }
+}
+
+#[cfg(test)]
+mod tests;

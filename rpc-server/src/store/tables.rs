@@ -1,0 +1,48 @@
+//! Table definitions of the ledger. Keys are chosen so that every listing is a
+//! range scan: sequence numbers give newest-first order, `(user, seq)` tuples
+//! give per-user order.
+
+use redb::TableDefinition;
+
+/// Singleton rows: the ledger counters and sequence numbers (see `codec::MetaRow`).
+pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// `user_sid` -> `codec::UserRow`.
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+
+/// `payment_id` -> `codec::PaymentRow`.
+pub(crate) const PAYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("payments");
+/// Payment sequence number -> `payment_id`, for newest-first listing.
+pub(crate) const PAYMENT_LOG: TableDefinition<u64, &str> = TableDefinition::new("payment_log");
+/// `(user_sid, payment seq)` -> `payment_id`.
+pub(crate) const USER_PAYMENTS: TableDefinition<(&str, u64), &str> =
+    TableDefinition::new("user_payments");
+
+/// `idempotency_key` -> consumed sequence number: the exactly-once index.
+pub(crate) const CONSUMED_KEYS: TableDefinition<&str, u64> = TableDefinition::new("consumed_keys");
+/// Consumed sequence number -> `codec::ConsumedRow` (the applied record and its provenance).
+pub(crate) const CONSUMED_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("consumed_log");
+/// `(user_sid, consumed seq)` -> (): per-user newest-first listing.
+pub(crate) const USER_CONSUMED: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("user_consumed");
+
+/// `idempotency_key` -> `codec::PendingRow`: records held until their user is registered.
+pub(crate) const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");
+/// `(user_sid, idempotency_key)` -> (): held records of one user.
+pub(crate) const USER_PENDING: TableDefinition<(&str, &str), ()> =
+    TableDefinition::new("user_pending");
+
+/// Rejected-item id -> `codec::RejectedRow`.
+pub(crate) const REJECTED: TableDefinition<u64, &[u8]> = TableDefinition::new("rejected");
+/// Fingerprint of a rejection -> rejected-item id, so re-reading a file adds nothing twice.
+pub(crate) const REJECTED_FINGERPRINTS: TableDefinition<&str, u64> =
+    TableDefinition::new("rejected_fingerprints");
+
+/// `node_name` -> `codec::NodeRow`.
+pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nodes");
+/// `(node_name, file path)` -> blob id already consumed.
+pub(crate) const CONSUMED_FILES: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("consumed_files");
+
+/// `run_id` -> postcard-encoded `AggregateSummary`.
+pub(crate) const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");

@@ -1,0 +1,107 @@
+//! Users: registration (which releases held usage) and balance queries.
+
+use billing_api::otoml::MAX_SID_BYTES;
+use billing_api::{Balance, Page, RegisterUser, UserBilling};
+
+use super::codec::{self, UserRow};
+use super::ledger::Ledger;
+use super::{Store, StoreError, check_id, check_text, clamp_limit, page, tables};
+
+impl Store {
+    /// Creates the user, or updates the fields the request gives, and applies
+    /// every record held for this user, all in one transaction.
+    pub fn register_user(
+        &self,
+        req: &RegisterUser,
+        now_ms: u64,
+    ) -> Result<UserBilling, StoreError> {
+        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
+        check_text("display_name", req.display_name.as_deref())?;
+        check_text("email", req.email.as_deref())?;
+        let sid = req.user_sid.as_str();
+        self.write(&format!("register user `{sid}`"), |txn| {
+            let mut ledger = Ledger::open(txn, now_ms)?;
+            match ledger.user(sid)? {
+                Some(user) => {
+                    if req.display_name.is_some() && user.row.display_name != req.display_name {
+                        user.row.display_name = req.display_name.clone();
+                        user.dirty = true;
+                    }
+                    if req.email.is_some() && user.row.email != req.email {
+                        user.row.email = req.email.clone();
+                        user.dirty = true;
+                    }
+                }
+                None => ledger.create_user(
+                    sid,
+                    UserRow {
+                        display_name: req.display_name.clone(),
+                        email: req.email.clone(),
+                        created_at_ms: now_ms,
+                        balance_cents: 0,
+                        paid_cents: 0,
+                        consumed_cents: 0,
+                    },
+                ),
+            }
+            if ledger.meta.counts.pending_records > 0 {
+                ledger.apply_held(sid)?;
+            }
+            let user = ledger
+                .user(sid)?
+                .map(|u| u.row.to_api(sid))
+                .ok_or_else(|| StoreError::Storage(format!("user `{sid}` missing after upsert")))?;
+            ledger.finish()?;
+            Ok(user)
+        })
+    }
+
+    fn user_row(&self, sid: &str) -> Result<UserRow, StoreError> {
+        self.read("read a user", |txn| {
+            let users = txn.open_table(tables::USERS)?;
+            match users.get(sid)? {
+                Some(bytes) => codec::decode_owned(bytes.value(), "user"),
+                None => Err(StoreError::NotFound {
+                    what: "user",
+                    key: sid.to_string(),
+                }),
+            }
+        })
+    }
+
+    pub fn get_user(&self, sid: &str) -> Result<UserBilling, StoreError> {
+        Ok(self.user_row(sid)?.to_api(sid))
+    }
+
+    pub fn get_balance(&self, sid: &str) -> Result<Balance, StoreError> {
+        Ok(self.user_row(sid)?.to_balance(sid))
+    }
+
+    /// Users ordered by `user_sid`; the cursor is the last sid of the previous page.
+    pub fn list_users(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<UserBilling>, StoreError> {
+        let limit = clamp_limit(limit);
+        if let Some(c) = cursor {
+            check_id("cursor", c, MAX_SID_BYTES)?;
+        }
+        self.read("list users", |txn| {
+            let users = txn.open_table(tables::USERS)?;
+            let range = match cursor {
+                Some(c) => users
+                    .range::<&str>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))?,
+                None => users.range::<&str>(..)?,
+            };
+            let mut items = Vec::with_capacity(limit + 1);
+            for entry in range.take(limit + 1) {
+                let (sid, bytes) = entry?;
+                let row: UserRow = codec::decode_owned(bytes.value(), "user")?;
+                let sid = sid.value();
+                items.push((sid.to_string(), row.to_api(sid)));
+            }
+            Ok(page(items, limit))
+        })
+    }
+}
