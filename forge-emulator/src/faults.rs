@@ -1,0 +1,143 @@
+//! Request counting and fault injection.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// What to do to a matching request instead of (or on top of) answering it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Answer with this status and a JSON error body.
+    Status { status: u16 },
+    /// Wait this long, then answer normally.
+    Delay { ms: u64 },
+    /// Answer 200 with the first half of the real body (valid HTTP, broken JSON).
+    Truncate,
+    /// Send the headers and part of the body, then drop the connection.
+    Abort,
+    /// Answer 429 with `Retry-After: <secs>`.
+    RateLimit { retry_after_secs: u64 },
+    /// Answer 200 with an HTML page, as a misconfigured proxy would.
+    NotJson,
+}
+
+/// A fault for the requests of one endpoint (or all, when `endpoint` is `None`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fault {
+    /// Endpoint name as counted in the stats (`branch`, `trees`, `blobs`, ...).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+    /// How many matching requests it hits; `None` = until cleared.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Chance in [0, 1] that a matching request is hit; `None` = always.
+    #[serde(default)]
+    pub probability: Option<f64>,
+}
+
+impl Fault {
+    /// A fault hitting the next `times` requests of `endpoint`.
+    pub fn new(endpoint: &str, kind: FaultKind, times: u32) -> Self {
+        Self {
+            endpoint: Some(endpoint.to_string()),
+            kind,
+            times: Some(times),
+            probability: None,
+        }
+    }
+}
+
+/// Requests served per endpoint, and the installed faults.
+#[derive(Default)]
+pub struct Control {
+    inner: Mutex<ControlState>,
+}
+
+#[derive(Default)]
+struct ControlState {
+    counts: BTreeMap<String, u64>,
+    faults: Vec<Fault>,
+    injected: u64,
+    rng: u64,
+}
+
+/// A snapshot of the request counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// API requests (not `/_emulator` ones) per endpoint name.
+    pub requests: BTreeMap<String, u64>,
+    /// Sum of `requests`.
+    pub total: u64,
+    /// Requests that were hit by a fault.
+    pub faults_injected: u64,
+}
+
+impl Control {
+    /// Counts one request to `endpoint` and returns the fault to apply, if any.
+    pub fn on_request(&self, endpoint: &str) -> Option<FaultKind> {
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *state.counts.entry(endpoint.to_string()).or_default() += 1;
+        let position = state.faults.iter().position(|f| {
+            f.endpoint.as_deref().is_none_or(|e| e == endpoint) && f.times != Some(0)
+        })?;
+        if let Some(p) = state.faults[position].probability {
+            // xorshift64: reproducible enough for tests, no dependency needed.
+            let mut x = state.rng.max(0x9E37_79B9_7F4A_7C15);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.rng = x;
+            if (x >> 11) as f64 / (1u64 << 53) as f64 >= p {
+                return None;
+            }
+        }
+        let fault = &mut state.faults[position];
+        let kind = fault.kind.clone();
+        if let Some(times) = fault.times.as_mut() {
+            *times -= 1;
+        }
+        state.faults.retain(|f| f.times != Some(0));
+        state.injected += 1;
+        Some(kind)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Stats {
+            total: state.counts.values().sum(),
+            requests: state.counts.clone(),
+            faults_injected: state.injected,
+        }
+    }
+
+    pub fn reset_stats(&self) {
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        state.counts.clear();
+        state.injected = 0;
+    }
+
+    pub fn add_fault(&self, fault: Fault) {
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        state.faults.push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        state.faults.clear();
+    }
+
+    pub fn faults(&self) -> Vec<Fault> {
+        let state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        state.faults.clone()
+    }
+
+    /// Seeds the generator behind `probability` faults.
+    pub fn seed(&self, seed: u64) {
+        let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        state.rng = seed;
+    }
+}

@@ -1,0 +1,396 @@
+//! The emulator's responses match the Gitea/Forgejo Swagger 2.0 subset in
+//! `tests/data/gitea-v1-subset.swagger.json` (a copy of `shared/forge-api/`).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use forge_emulator::{EmulatorConfig, EmulatorHandle, ForgeRepo};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "schema-test-token";
+
+fn swagger() -> Value {
+    let text = include_str!("data/gitea-v1-subset.swagger.json");
+    serde_json::from_str(text).expect("the swagger subset is valid JSON")
+}
+
+/// Validates `value` against a Swagger 2.0 schema, appending problems to `errors`.
+/// Like the README says, any field may be missing or `null`; unknown fields are
+/// reported so a typo in the emulator cannot slip through.
+fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
+    if let Some(reference) = schema.get("$ref").and_then(Value::as_str) {
+        let name = reference
+            .strip_prefix("#/definitions/")
+            .unwrap_or_else(|| panic!("unsupported $ref {reference}"));
+        let target = &doc["definitions"][name];
+        assert!(!target.is_null(), "missing definition {name}");
+        return validate(doc, target, value, at, errors);
+    }
+    if value.is_null() {
+        return;
+    }
+    let ty = schema.get("type").and_then(Value::as_str);
+    match ty {
+        Some("object") | None if schema.get("properties").is_some() => {
+            let Some(object) = value.as_object() else {
+                errors.push(format!("{at}: expected object, got {value}"));
+                return;
+            };
+            let properties = schema["properties"].as_object().expect("properties map");
+            for (key, field) in object {
+                match properties.get(key) {
+                    Some(field_schema) => {
+                        validate(doc, field_schema, field, &format!("{at}.{key}"), errors)
+                    }
+                    None => errors.push(format!("{at}: unknown field {key:?}")),
+                }
+            }
+        }
+        Some("object") => {
+            if !value.is_object() {
+                errors.push(format!("{at}: expected object, got {value}"));
+            }
+        }
+        Some("array") => {
+            let Some(items) = value.as_array() else {
+                errors.push(format!("{at}: expected array, got {value}"));
+                return;
+            };
+            for (i, item) in items.iter().enumerate() {
+                validate(doc, &schema["items"], item, &format!("{at}[{i}]"), errors);
+            }
+        }
+        Some("string") => {
+            let Some(text) = value.as_str() else {
+                errors.push(format!("{at}: expected string, got {value}"));
+                return;
+            };
+            if schema.get("format").and_then(Value::as_str) == Some("date-time")
+                && humantime::parse_rfc3339_weak(text.trim_end_matches('Z')).is_err()
+                && humantime::parse_rfc3339(text).is_err()
+            {
+                errors.push(format!("{at}: {text:?} is not an RFC 3339 date-time"));
+            }
+            if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
+                if !allowed.contains(value) {
+                    errors.push(format!("{at}: {text:?} is not one of {allowed:?}"));
+                }
+            }
+        }
+        Some("integer") => {
+            if !(value.is_i64() || value.is_u64()) {
+                errors.push(format!("{at}: expected integer, got {value}"));
+            }
+        }
+        Some("number") => {
+            if !value.is_number() {
+                errors.push(format!("{at}: expected number, got {value}"));
+            }
+        }
+        Some("boolean") => {
+            if !value.is_boolean() {
+                errors.push(format!("{at}: expected boolean, got {value}"));
+            }
+        }
+        other => panic!("{at}: unsupported schema type {other:?} in {schema}"),
+    }
+}
+
+/// The response schema of `method path_template` for `status`.
+fn response_schema(doc: &Value, template: &str, method: &str, status: u16) -> Value {
+    let response = &doc["paths"][template][method]["responses"][status.to_string()];
+    assert!(
+        !response.is_null(),
+        "no {status} response for {method} {template} in the swagger subset"
+    );
+    let response = match response.get("$ref").and_then(Value::as_str) {
+        Some(r) => &doc["responses"][r.strip_prefix("#/responses/").expect("response ref")],
+        None => response,
+    };
+    response.get("schema").cloned().unwrap_or(Value::Null)
+}
+
+fn check(doc: &Value, template: &str, method: &str, status: u16, body: &Value) {
+    let schema = response_schema(doc, template, method, status);
+    assert!(!schema.is_null(), "{method} {template} has no schema");
+    let mut errors = Vec::new();
+    validate(doc, &schema, body, "$", &mut errors);
+    assert!(
+        errors.is_empty(),
+        "{method} {template} ({status}) does not match the swagger schema:\n{}\nbody: {body:#}",
+        errors.join("\n")
+    );
+}
+
+async fn start() -> (tempfile::TempDir, EmulatorHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = ForgeRepo::open_or_init(&dir.path().join("billing.git")).unwrap();
+    let config = EmulatorConfig::new("lhumina_code/hero_onboarding_billing", Some(TOKEN)).unwrap();
+    let handle = EmulatorHandle::start(config, repo).await.unwrap();
+    handle
+        .commit(
+            &[
+                (
+                    "nodes/node-a/usage_2026-11-27-10.otoml".into(),
+                    Some(b"[[records]]\nidempotency_key = \"a-1\"\n".to_vec()),
+                ),
+                (
+                    "nodes/node-b/usage_2026-11-27-10.otoml".into(),
+                    Some(b"x".to_vec()),
+                ),
+                ("README.md".into(), Some(b"billing".to_vec())),
+            ],
+            "seed",
+        )
+        .unwrap();
+    handle
+        .commit(
+            &[(
+                "nodes/node-a/usage_2026-11-27-11.otoml".into(),
+                Some(b"y".to_vec()),
+            )],
+            "second hour",
+        )
+        .unwrap();
+    (dir, handle)
+}
+
+struct Client {
+    http: reqwest::Client,
+    api: String,
+}
+
+impl Client {
+    async fn get(&self, path: &str) -> (u16, reqwest::header::HeaderMap, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .header("Authorization", format!("token {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.json::<Value>().await.unwrap();
+        (status, headers, body)
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .header("Authorization", format!("token {TOKEN}"))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn every_served_response_matches_the_swagger_schemas() {
+    let doc = swagger();
+    let (_dir, emulator) = start().await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        api: format!("{}/api/v1", emulator.base_url()),
+    };
+    let repo = "/repos/lhumina_code/hero_onboarding_billing";
+
+    let (status, _, body) = c.get("/user").await;
+    assert_eq!(status, 200);
+    check(&doc, "/user", "get", 200, &body);
+
+    let (status, _, body) = c.get(repo).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["empty"], json!(false));
+    check(&doc, "/repos/{owner}/{repo}", "get", 200, &body);
+
+    let (status, _, branch) = c.get(&format!("{repo}/branches/main")).await;
+    assert_eq!(status, 200);
+    check(
+        &doc,
+        "/repos/{owner}/{repo}/branches/{branch}",
+        "get",
+        200,
+        &branch,
+    );
+    let head = branch["commit"]["id"].as_str().unwrap().to_string();
+
+    let (status, headers, body) = c
+        .get(&format!(
+            "{repo}/commits?sha=main&path=nodes/node-a&limit=1"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    check(&doc, "/repos/{owner}/{repo}/commits", "get", 200, &body);
+    assert_eq!(
+        body.as_array().unwrap().len(),
+        2,
+        "both commits touch nodes/node-a"
+    );
+    assert_eq!(body[0]["sha"], json!(head));
+    assert_eq!(headers["x-total"], "2");
+    let (_, _, body) = c
+        .get(&format!("{repo}/commits?sha=main&path=nodes/node-b"))
+        .await;
+    assert_eq!(
+        body.as_array().unwrap().len(),
+        1,
+        "only the seed touches node-b"
+    );
+
+    let (status, _, body) = c.get(&format!("{repo}/git/commits/{head}")).await;
+    assert_eq!(status, 200);
+    check(
+        &doc,
+        "/repos/{owner}/{repo}/git/commits/{sha}",
+        "get",
+        200,
+        &body,
+    );
+
+    let trees = "/repos/{owner}/{repo}/git/trees/{sha}";
+    let (status, _, root) = c.get(&format!("{repo}/git/trees/{head}")).await;
+    assert_eq!(status, 200);
+    check(&doc, trees, "get", 200, &root);
+    let nodes = root["tree"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "nodes")
+        .expect("nodes entry")
+        .clone();
+    assert_eq!(nodes["type"], "tree");
+    let nodes_sha = nodes["sha"].as_str().unwrap();
+    let (_, _, page1) = c
+        .get(&format!("{repo}/git/trees/{nodes_sha}?per_page=1&page=1"))
+        .await;
+    check(&doc, trees, "get", 200, &page1);
+    assert_eq!(page1["truncated"], json!(true));
+    assert_eq!(page1["total_count"], json!(2));
+    let (_, _, page2) = c
+        .get(&format!("{repo}/git/trees/{nodes_sha}?per_page=1&page=2"))
+        .await;
+    assert_eq!(page2["truncated"], json!(false));
+    assert_eq!(page2["tree"][0]["path"], "node-b");
+    let (_, _, recursive) = c
+        .get(&format!("{repo}/git/trees/{head}?recursive=true"))
+        .await;
+    check(&doc, trees, "get", 200, &recursive);
+    assert!(
+        recursive["tree"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"] == "nodes/node-a/usage_2026-11-27-11.otoml")
+    );
+
+    let (_, _, node_a) = c
+        .get(&format!("{repo}/contents/nodes/node-a?ref=main"))
+        .await;
+    check(&doc, "/repos/{owner}/{repo}/contents", "get", 200, &node_a);
+    let (_, _, root_list) = c.get(&format!("{repo}/contents?ref=main")).await;
+    check(
+        &doc,
+        "/repos/{owner}/{repo}/contents",
+        "get",
+        200,
+        &root_list,
+    );
+    let file_sha = node_a[0]["sha"].as_str().unwrap().to_string();
+
+    let (status, _, file) = c
+        .get(&format!(
+            "{repo}/contents/nodes/node-a/usage_2026-11-27-10.otoml?ref=main"
+        ))
+        .await;
+    assert_eq!(status, 200);
+    check(
+        &doc,
+        "/repos/{owner}/{repo}/contents/{filepath}",
+        "get",
+        200,
+        &file,
+    );
+    let decoded = BASE64.decode(file["content"].as_str().unwrap()).unwrap();
+    assert!(decoded.starts_with(b"[[records]]"));
+
+    let (status, _, blob) = c.get(&format!("{repo}/git/blobs/{file_sha}")).await;
+    assert_eq!(status, 200);
+    check(
+        &doc,
+        "/repos/{owner}/{repo}/git/blobs/{sha}",
+        "get",
+        200,
+        &blob,
+    );
+    assert_eq!(
+        BASE64.decode(blob["content"].as_str().unwrap()).unwrap(),
+        decoded
+    );
+
+    let contents = "/repos/{owner}/{repo}/contents/{filepath}";
+    let path = "nodes/node-c/usage_2026-11-27-12.otoml";
+    let (status, created) = c
+        .send(
+            reqwest::Method::POST,
+            &format!("{repo}/contents/{path}"),
+            &json!({ "content": BASE64.encode("new"), "message": "node-c hour 12", "branch": "main" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    check(&doc, contents, "post", 201, &created);
+    let sha = created["content"]["sha"].as_str().unwrap();
+    let (status, updated) = c
+        .send(
+            reqwest::Method::PUT,
+            &format!("{repo}/contents/{path}"),
+            &json!({ "content": BASE64.encode("newer"), "sha": sha }),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    check(&doc, contents, "put", 200, &updated);
+
+    let (status, _, branch) = c.get(&format!("{repo}/branches/main")).await;
+    assert_eq!(status, 200);
+    assert_eq!(branch["commit"]["id"], updated["commit"]["sha"]);
+}
+
+#[test]
+fn the_validator_rejects_wrong_shapes() {
+    let doc = swagger();
+    let schema = json!({ "$ref": "#/definitions/GitTreeResponse" });
+    let mut errors = Vec::new();
+    validate(
+        &doc,
+        &schema,
+        &json!({ "tree": "not an array" }),
+        "$",
+        &mut errors,
+    );
+    validate(
+        &doc,
+        &schema,
+        &json!({ "truncatd": true }),
+        "$",
+        &mut errors,
+    );
+    validate(
+        &doc,
+        &schema,
+        &json!({ "tree": [{ "size": "12" }] }),
+        "$",
+        &mut errors,
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    let mut none = Vec::new();
+    validate(
+        &doc,
+        &schema,
+        &json!({ "sha": null, "tree": [{ "size": 1 }] }),
+        "$",
+        &mut none,
+    );
+    assert!(none.is_empty(), "{none:?}");
+}
