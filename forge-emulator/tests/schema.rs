@@ -70,10 +70,10 @@ fn validate(doc: &Value, schema: &Value, value: &Value, at: &str, errors: &mut V
             {
                 errors.push(format!("{at}: {text:?} is not an RFC 3339 date-time"));
             }
-            if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-                if !allowed.contains(value) {
-                    errors.push(format!("{at}: {text:?} is not one of {allowed:?}"));
-                }
+            if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+                && !allowed.contains(value)
+            {
+                errors.push(format!("{at}: {text:?} is not one of {allowed:?}"));
             }
         }
         Some("integer") => {
