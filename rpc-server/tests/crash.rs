@@ -1,0 +1,166 @@
+//! Crash safety: `rpc-server aggregate --once` is killed with SIGKILL at
+//! random points many times, then allowed to finish. Balances and the consumed
+//! index must be identical to an uninterrupted run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use billing_api::RegisterUser;
+use billing_server::store::Store;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rpc-server");
+const USERS: u32 = 12;
+
+fn register_users(data_dir: &Path) {
+    std::fs::create_dir_all(data_dir).unwrap();
+    let store = Store::open(&data_dir.join("ledger.redb")).unwrap();
+    // Leave the last user unregistered so held records are part of the picture.
+    for i in 0..USERS - 1 {
+        store
+            .register_user(
+                &RegisterUser {
+                    user_sid: billing_server::simulate::user_sid(i),
+                    display_name: None,
+                    email: None,
+                },
+                1,
+            )
+            .unwrap();
+    }
+}
+
+fn aggregate(data_dir: &Path, repo: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["aggregate", "--once", "--json", "--data-dir"])
+        .arg(data_dir)
+        .arg("--repo")
+        .arg(repo)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
+/// (sid, balance, consumed) of every user, plus ledger counters.
+fn ledger_fingerprint(data_dir: &Path) -> (Vec<(String, i64, i64)>, u64, u64) {
+    let store = Store::open(&data_dir.join("ledger.redb")).unwrap();
+    let users = store
+        .list_users(None, 1000)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|u| (u.user_sid, u.credit_balance_cents, u.total_consumed_cents))
+        .collect();
+    let counts = store.overview_counts().unwrap();
+    assert_eq!(
+        counts,
+        store.recount().unwrap(),
+        "counters match a full recount"
+    );
+    (users, counts.consumed_records, counts.pending_records)
+}
+
+#[test]
+fn killing_the_aggregation_at_random_points_never_changes_the_outcome() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("billing.git");
+    let status = Command::new(BIN)
+        .args([
+            "simulate",
+            "--nodes",
+            "12",
+            "--hours",
+            "8",
+            "--records",
+            "60",
+            "--seed",
+            "9",
+        ])
+        .args(["--users", &USERS.to_string(), "--repo"])
+        .arg(&repo)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    // Reference: one uninterrupted run.
+    let reference = work.path().join("reference");
+    register_users(&reference);
+    let started = Instant::now();
+    assert!(aggregate(&reference, &repo).status().unwrap().success());
+    let full_run = started.elapsed();
+    let expected = ledger_fingerprint(&reference);
+    assert_eq!(
+        expected.1 + expected.2,
+        12 * 8 * 60,
+        "every record applied or held"
+    );
+
+    // Crashed runs: SIGKILL at random points of the pass, many times.
+    let crashed = work.path().join("crashed");
+    register_users(&crashed);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut kills = 0;
+    for _ in 0..25 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_micros(seed % (full_run.as_micros() as u64 + 1));
+        let mut child = aggregate(&crashed, &repo).spawn().unwrap();
+        std::thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        kills >= 5,
+        "only {kills} runs were killed mid-pass; the test proves little"
+    );
+    assert!(aggregate(&crashed, &repo).status().unwrap().success());
+    assert_eq!(ledger_fingerprint(&crashed), expected);
+    // And one more pass changes nothing.
+    assert!(aggregate(&crashed, &repo).status().unwrap().success());
+    assert_eq!(ledger_fingerprint(&crashed), expected);
+}
+
+#[test]
+fn aggregate_refuses_clearly_while_a_server_holds_the_ledger() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("billing.git");
+    assert!(
+        Command::new(BIN)
+            .args([
+                "simulate",
+                "--nodes",
+                "1",
+                "--hours",
+                "1",
+                "--records",
+                "1",
+                "--repo"
+            ])
+            .arg(&repo)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    );
+    let data = work.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let held = Store::open(&data.join("ledger.redb")).unwrap();
+    let out = aggregate(&data, &repo)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ledger.redb"), "{stderr}");
+    assert!(
+        stderr.contains("aggregate_now"),
+        "says what to do instead: {stderr}"
+    );
+    drop(held);
+}
