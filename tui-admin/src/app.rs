@@ -1,0 +1,915 @@
+//! The dashboard's state and the only place it changes: [`App::update`] takes
+//! an [`Action`] and returns the [`Command`]s (RPC calls) to run. It never
+//! awaits, so key handling stays instant and tests can drive it directly.
+
+use billing_api::types::{
+    AggregateSummary, AggregatorState, Balance, ConsumedRecord, DEFAULT_PAGE_LIMIT, NodeState,
+    Overview, Page, Payment, RejectedItem, UserBilling, millis_to_rfc3339, rfc3339_to_millis,
+};
+
+/// Rows a PgUp/PgDn moves.
+const PAGE_STEP: usize = 10;
+/// A node whose last pass is older than this is shown as stale.
+pub const STALE_AFTER_MILLIS: u64 = 60 * 60 * 1000;
+/// How many recent passes the overview chart shows.
+pub const RECENT_RUNS: u32 = 24;
+/// Rows per page requested from the server for every list.
+pub const PAGE_LIMIT: u32 = DEFAULT_PAGE_LIMIT;
+
+/// The top-level views, in tab order (`1`–`5`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Users,
+    Payments,
+    Aggregator,
+    Rejected,
+}
+
+impl View {
+    pub const ALL: [View; 5] = [
+        View::Overview,
+        View::Users,
+        View::Payments,
+        View::Aggregator,
+        View::Rejected,
+    ];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            View::Overview => "Overview",
+            View::Users => "Users",
+            View::Payments => "Payments",
+            View::Aggregator => "Aggregator",
+            View::Rejected => "Rejected",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        View::ALL.iter().position(|v| *v == self).unwrap_or(0)
+    }
+
+    fn next(self) -> View {
+        View::ALL[(self.index() + 1) % View::ALL.len()]
+    }
+
+    fn prev(self) -> View {
+        View::ALL[(self.index() + View::ALL.len() - 1) % View::ALL.len()]
+    }
+}
+
+/// Why a fetch failed, as far as the operator needs to know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// HTTP 401: the admin secret is wrong.
+    Unauthorized,
+    /// The server could not be reached or did not answer in time.
+    Unreachable,
+    /// The server answered with a JSON-RPC error.
+    Server,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Fetched<T> = Result<T, FetchError>;
+
+/// Connection state shown in the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Connected,
+    Unreachable(String),
+    Unauthorized,
+}
+
+/// One value fetched from the server, with its request state. The last good
+/// value stays while a refresh is in flight or after it failed.
+#[derive(Debug, Clone)]
+pub struct Remote<T> {
+    pub data: Option<T>,
+    pub loading: bool,
+    pub error: Option<String>,
+}
+
+impl<T> Default for Remote<T> {
+    fn default() -> Self {
+        Self {
+            data: None,
+            loading: false,
+            error: None,
+        }
+    }
+}
+
+impl<T> Remote<T> {
+    fn accept(&mut self, result: Fetched<T>) {
+        self.loading = false;
+        match result {
+            Ok(value) => {
+                self.data = Some(value);
+                self.error = None;
+            }
+            Err(err) => self.error = Some(err.message),
+        }
+    }
+}
+
+/// One page of a server-side list plus the cursors needed to move between
+/// pages; only this page is held in memory.
+#[derive(Debug, Clone)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub loaded: bool,
+    /// Cursor of every page from the first to the current one (`None` = first page).
+    pub cursors: Vec<Option<String>>,
+    pub next_cursor: Option<String>,
+    pub selected: usize,
+    pub loading: bool,
+    pub error: Option<String>,
+    /// Sequence number of the newest request; older answers are dropped.
+    seq: u64,
+}
+
+impl<T> Default for Paged<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            loaded: false,
+            cursors: vec![None],
+            next_cursor: None,
+            selected: 0,
+            loading: false,
+            error: None,
+            seq: 0,
+        }
+    }
+}
+
+/// Where a page request points: which slot of the cursor stack and which cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub seq: u64,
+    pub page_index: usize,
+    pub cursor: Option<String>,
+}
+
+impl<T> Paged<T> {
+    /// Zero-based number of the page on screen.
+    pub fn page_index(&self) -> usize {
+        self.cursors.len().saturating_sub(1)
+    }
+
+    fn request(&mut self, page_index: usize, cursor: Option<String>) -> PageRequest {
+        self.seq += 1;
+        self.loading = true;
+        PageRequest {
+            seq: self.seq,
+            page_index,
+            cursor,
+        }
+    }
+
+    fn current(&mut self) -> PageRequest {
+        let index = self.page_index();
+        let cursor = self.cursors.last().cloned().flatten();
+        self.request(index, cursor)
+    }
+
+    fn first(&mut self) -> PageRequest {
+        self.request(0, None)
+    }
+
+    fn next(&mut self) -> Option<PageRequest> {
+        let cursor = self.next_cursor.clone()?;
+        let index = self.page_index() + 1;
+        Some(self.request(index, Some(cursor)))
+    }
+
+    fn prev(&mut self) -> Option<PageRequest> {
+        let index = self.page_index().checked_sub(1)?;
+        let cursor = self.cursors[index].clone();
+        Some(self.request(index, cursor))
+    }
+
+    fn accept(&mut self, req: PageRequest, result: Fetched<Page<T>>) {
+        if req.seq != self.seq {
+            return;
+        }
+        self.loading = false;
+        match result {
+            Ok(page) => {
+                let same_page = req.page_index == self.page_index();
+                self.cursors.truncate(req.page_index);
+                self.cursors.push(req.cursor);
+                self.items = page.items;
+                self.next_cursor = page.next_cursor;
+                self.loaded = true;
+                self.error = None;
+                if !same_page {
+                    self.selected = 0;
+                }
+            }
+            Err(err) => self.error = Some(err.message),
+        }
+    }
+}
+
+/// Column the users page is sorted by (`s` cycles, `S` reverses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSort {
+    Sid,
+    Name,
+    Balance,
+    Paid,
+    Consumed,
+}
+
+impl UserSort {
+    pub fn label(self) -> &'static str {
+        match self {
+            UserSort::Sid => "sid",
+            UserSort::Name => "name",
+            UserSort::Balance => "balance",
+            UserSort::Paid => "paid",
+            UserSort::Consumed => "consumed",
+        }
+    }
+
+    fn next(self) -> UserSort {
+        match self {
+            UserSort::Sid => UserSort::Name,
+            UserSort::Name => UserSort::Balance,
+            UserSort::Balance => UserSort::Paid,
+            UserSort::Paid => UserSort::Consumed,
+            UserSort::Consumed => UserSort::Sid,
+        }
+    }
+}
+
+/// What the user detail screen shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserDetailData {
+    pub balance: Balance,
+    pub payments: Vec<Payment>,
+    pub consumed: Vec<ConsumedRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserDetail {
+    pub user_sid: String,
+    pub data: Remote<UserDetailData>,
+}
+
+/// A modal window over the current view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    Help,
+    ConfirmAggregate,
+    Aggregating,
+    Summary(AggregateSummary),
+    AggregateFailed(String),
+}
+
+/// Everything that can change the state.
+// A few actions per second are moved by value; boxing the data variant would
+// only add noise at every construction site.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Quit,
+    NextView,
+    PrevView,
+    ShowView(View),
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    NextPage,
+    PrevPage,
+    StartFilter,
+    FilterChar(char),
+    FilterBackspace,
+    ApplyFilter,
+    CycleSort,
+    ReverseSort,
+    Open,
+    Back,
+    Refresh,
+    AskAggregate,
+    ConfirmAggregate,
+    ToggleHelp,
+    /// Periodic tick with the wall clock, for the spinner, ages and polling.
+    Tick {
+        now_millis: u64,
+    },
+    Resize,
+    Data(Data),
+}
+
+/// Results of finished fetches and subscription events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    Overview(Fetched<Overview>),
+    State(Fetched<AggregatorState>),
+    Runs(Fetched<Vec<AggregateSummary>>),
+    Users(PageRequest, Fetched<Page<UserBilling>>),
+    Payments(PageRequest, Fetched<Page<Payment>>),
+    Rejected(PageRequest, Fetched<Page<RejectedItem>>),
+    Detail(String, Fetched<UserDetailData>),
+    Aggregated(Fetched<AggregateSummary>),
+    /// A pass finished on the server (WebSocket `subscribe_runs`).
+    RunNotified(AggregateSummary),
+    /// Whether the WebSocket subscription is up.
+    Live(bool),
+}
+
+/// RPC calls the run loop hands to the fetcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Overview,
+    State,
+    Runs,
+    Users(PageRequest),
+    Payments(PageRequest, Option<String>),
+    Rejected(PageRequest),
+    Detail(String),
+    AggregateNow,
+}
+
+/// The whole dashboard state.
+#[derive(Debug)]
+pub struct App {
+    pub url: String,
+    /// Where the admin secret came from, for the 401 message.
+    pub secret_source: String,
+    pub refresh_millis: u64,
+    pub view: View,
+    pub conn: ConnState,
+    /// Whether the WebSocket run subscription is up (else polling only).
+    pub live: bool,
+    pub now_millis: u64,
+    pub tick: u64,
+    /// Wall-clock time of the last successful fetch.
+    pub last_refresh_millis: Option<u64>,
+    last_poll_millis: Option<u64>,
+    pub should_quit: bool,
+    pub popup: Option<Popup>,
+    /// Text being typed after `/`, if the filter prompt is open.
+    pub filter_input: Option<String>,
+
+    pub overview: Remote<Overview>,
+    pub state: Remote<AggregatorState>,
+    pub runs: Remote<Vec<AggregateSummary>>,
+    pub users: Paged<UserBilling>,
+    pub users_filter: String,
+    pub users_sort: UserSort,
+    pub users_descending: bool,
+    pub payments: Paged<Payment>,
+    /// Server-side filter of the payments list.
+    pub payments_user: Option<String>,
+    pub rejected: Paged<RejectedItem>,
+    pub rejected_filter: String,
+    pub nodes_selected: usize,
+    pub nodes_filter: String,
+    pub detail: Option<UserDetail>,
+}
+
+impl App {
+    pub fn new(url: &str, secret_source: &str, refresh_millis: u64) -> Self {
+        Self {
+            url: url.to_string(),
+            secret_source: secret_source.to_string(),
+            refresh_millis: refresh_millis.max(100),
+            view: View::Overview,
+            conn: ConnState::Connecting,
+            live: false,
+            now_millis: 0,
+            tick: 0,
+            last_refresh_millis: None,
+            last_poll_millis: None,
+            should_quit: false,
+            popup: None,
+            filter_input: None,
+            overview: Remote::default(),
+            state: Remote::default(),
+            runs: Remote::default(),
+            users: Paged::default(),
+            users_filter: String::new(),
+            users_sort: UserSort::Sid,
+            users_descending: false,
+            payments: Paged::default(),
+            payments_user: None,
+            rejected: Paged::default(),
+            rejected_filter: String::new(),
+            nodes_selected: 0,
+            nodes_filter: String::new(),
+            detail: None,
+        }
+    }
+
+    /// The first fetches, issued when the dashboard opens.
+    pub fn start(&mut self, now_millis: u64) -> Vec<Command> {
+        self.now_millis = now_millis;
+        self.refresh()
+    }
+
+    /// The users of the current page after the filter and sort.
+    pub fn visible_users(&self) -> Vec<&UserBilling> {
+        let needle = self.users_filter.to_lowercase();
+        let mut rows: Vec<&UserBilling> = self
+            .users
+            .items
+            .iter()
+            .filter(|u| {
+                needle.is_empty()
+                    || u.user_sid.to_lowercase().contains(&needle)
+                    || u.display_name
+                        .as_deref()
+                        .is_some_and(|n| n.to_lowercase().contains(&needle))
+                    || u.email
+                        .as_deref()
+                        .is_some_and(|e| e.to_lowercase().contains(&needle))
+            })
+            .collect();
+        match self.users_sort {
+            UserSort::Sid => rows.sort_by(|a, b| a.user_sid.cmp(&b.user_sid)),
+            UserSort::Name => rows.sort_by(|a, b| a.display_name.cmp(&b.display_name)),
+            UserSort::Balance => rows.sort_by_key(|u| (u.credit_balance_cents, u.user_sid.clone())),
+            UserSort::Paid => rows.sort_by_key(|u| (u.total_paid_cents, u.user_sid.clone())),
+            UserSort::Consumed => {
+                rows.sort_by_key(|u| (u.total_consumed_cents, u.user_sid.clone()))
+            }
+        }
+        if self.users_descending {
+            rows.reverse();
+        }
+        rows
+    }
+
+    pub fn visible_rejected(&self) -> Vec<&RejectedItem> {
+        let needle = self.rejected_filter.to_lowercase();
+        self.rejected
+            .items
+            .iter()
+            .filter(|r| {
+                needle.is_empty()
+                    || [
+                        r.reason.as_str(),
+                        &r.node_name,
+                        &r.file_path,
+                        &r.detail,
+                        r.user_sid.as_deref().unwrap_or(""),
+                        r.idempotency_key.as_deref().unwrap_or(""),
+                    ]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(&needle))
+            })
+            .collect()
+    }
+
+    pub fn visible_nodes(&self) -> Vec<&NodeState> {
+        let needle = self.nodes_filter.to_lowercase();
+        self.state
+            .data
+            .as_ref()
+            .map(|s| {
+                s.nodes
+                    .iter()
+                    .filter(|n| needle.is_empty() || n.node_name.to_lowercase().contains(&needle))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether a node's last pass is too old, relative to the dashboard clock.
+    pub fn node_is_stale(&self, node: &NodeState) -> bool {
+        match node.last_run_at.as_deref().and_then(rfc3339_to_millis) {
+            Some(at) => self.now_millis.saturating_sub(at) > STALE_AFTER_MILLIS,
+            None => true,
+        }
+    }
+
+    /// Whether any request is in flight (drives the spinner).
+    pub fn is_loading(&self) -> bool {
+        self.overview.loading
+            || self.state.loading
+            || self.runs.loading
+            || self.users.loading
+            || self.payments.loading
+            || self.rejected.loading
+            || self.detail.as_ref().is_some_and(|d| d.data.loading)
+            || self.popup == Some(Popup::Aggregating)
+    }
+
+    /// The filter text of the current view, as shown in titles.
+    pub fn current_filter(&self) -> String {
+        match self.view {
+            View::Overview => String::new(),
+            View::Users => self.users_filter.clone(),
+            View::Payments => self.payments_user.clone().unwrap_or_default(),
+            View::Aggregator => self.nodes_filter.clone(),
+            View::Rejected => self.rejected_filter.clone(),
+        }
+    }
+
+    /// Applies one action; returns the RPC calls to start.
+    pub fn update(&mut self, action: Action) -> Vec<Command> {
+        match action {
+            Action::Quit => {
+                self.should_quit = true;
+                vec![]
+            }
+            Action::NextView => self.show(self.view.next()),
+            Action::PrevView => self.show(self.view.prev()),
+            Action::ShowView(view) => self.show(view),
+            Action::Up => self.move_selection(-1),
+            Action::Down => self.move_selection(1),
+            Action::PageUp => self.move_selection(-(PAGE_STEP as isize)),
+            Action::PageDown => self.move_selection(PAGE_STEP as isize),
+            Action::Top => self.move_selection(isize::MIN),
+            Action::Bottom => self.move_selection(isize::MAX),
+            Action::NextPage => self.turn_page(true),
+            Action::PrevPage => self.turn_page(false),
+            Action::StartFilter => {
+                if self.view != View::Overview && self.detail.is_none() {
+                    self.filter_input = Some(self.current_filter());
+                }
+                vec![]
+            }
+            Action::FilterChar(ch) => {
+                if let Some(input) = self.filter_input.as_mut() {
+                    input.push(ch);
+                    let text = input.clone();
+                    self.set_local_filter(text);
+                }
+                vec![]
+            }
+            Action::FilterBackspace => {
+                if let Some(input) = self.filter_input.as_mut() {
+                    input.pop();
+                    let text = input.clone();
+                    self.set_local_filter(text);
+                }
+                vec![]
+            }
+            Action::ApplyFilter => {
+                let Some(text) = self.filter_input.take() else {
+                    return vec![];
+                };
+                if self.view == View::Payments {
+                    let text = text.trim().to_string();
+                    self.payments_user = (!text.is_empty()).then_some(text);
+                    self.payments.selected = 0;
+                    let req = self.payments.first();
+                    return vec![Command::Payments(req, self.payments_user.clone())];
+                }
+                self.set_local_filter(text);
+                vec![]
+            }
+            Action::CycleSort => {
+                if self.view == View::Users {
+                    self.users_sort = self.users_sort.next();
+                    self.users.selected = 0;
+                }
+                vec![]
+            }
+            Action::ReverseSort => {
+                if self.view == View::Users {
+                    self.users_descending = !self.users_descending;
+                    self.users.selected = 0;
+                }
+                vec![]
+            }
+            Action::Open => self.open(),
+            Action::Back => self.back(),
+            Action::Refresh => self.refresh(),
+            Action::AskAggregate => {
+                if self.popup.is_none() {
+                    self.popup = Some(Popup::ConfirmAggregate);
+                }
+                vec![]
+            }
+            Action::ConfirmAggregate => {
+                if self.popup == Some(Popup::ConfirmAggregate) {
+                    self.popup = Some(Popup::Aggregating);
+                    vec![Command::AggregateNow]
+                } else {
+                    vec![]
+                }
+            }
+            Action::ToggleHelp => {
+                self.popup = match self.popup {
+                    Some(Popup::Help) => None,
+                    None => Some(Popup::Help),
+                    ref other => other.clone(),
+                };
+                vec![]
+            }
+            Action::Tick { now_millis } => {
+                self.now_millis = now_millis;
+                self.tick = self.tick.wrapping_add(1);
+                let due = self
+                    .last_poll_millis
+                    .is_none_or(|last| now_millis.saturating_sub(last) >= self.refresh_millis);
+                if due { self.refresh() } else { vec![] }
+            }
+            Action::Resize => vec![],
+            Action::Data(data) => self.receive(data),
+        }
+    }
+
+    fn show(&mut self, view: View) -> Vec<Command> {
+        if self.view == view && self.detail.is_none() {
+            return vec![];
+        }
+        self.view = view;
+        self.detail = None;
+        self.filter_input = None;
+        self.refresh()
+    }
+
+    /// Fetches what the current view shows (plus the header state and an open detail).
+    fn refresh(&mut self) -> Vec<Command> {
+        self.last_poll_millis = Some(self.now_millis);
+        let mut commands = Vec::new();
+        // Skip what is still in flight: a slow server must not pile up requests.
+        if !self.state.loading {
+            self.state.loading = true;
+            commands.push(Command::State);
+        }
+        match self.view {
+            View::Overview => {
+                if !self.overview.loading {
+                    self.overview.loading = true;
+                    commands.push(Command::Overview);
+                }
+                if !self.runs.loading {
+                    self.runs.loading = true;
+                    commands.push(Command::Runs);
+                }
+            }
+            View::Users => {
+                if !self.users.loading {
+                    commands.push(Command::Users(self.users.current()));
+                }
+            }
+            View::Payments => {
+                if !self.payments.loading {
+                    commands.push(Command::Payments(
+                        self.payments.current(),
+                        self.payments_user.clone(),
+                    ));
+                }
+            }
+            View::Aggregator => {}
+            View::Rejected => {
+                if !self.rejected.loading {
+                    commands.push(Command::Rejected(self.rejected.current()));
+                }
+            }
+        }
+        if let Some(detail) = self.detail.as_mut()
+            && !detail.data.loading
+        {
+            detail.data.loading = true;
+            commands.push(Command::Detail(detail.user_sid.clone()));
+        }
+        commands
+    }
+
+    fn list_len(&self) -> usize {
+        match self.view {
+            View::Overview => 0,
+            View::Users => self.visible_users().len(),
+            View::Payments => self.payments.items.len(),
+            View::Aggregator => self.visible_nodes().len(),
+            View::Rejected => self.visible_rejected().len(),
+        }
+    }
+
+    fn move_selection(&mut self, delta: isize) -> Vec<Command> {
+        if self.detail.is_some() || self.popup.is_some() {
+            return vec![];
+        }
+        let len = self.list_len();
+        let selected = match self.view {
+            View::Overview => return vec![],
+            View::Users => &mut self.users.selected,
+            View::Payments => &mut self.payments.selected,
+            View::Aggregator => &mut self.nodes_selected,
+            View::Rejected => &mut self.rejected.selected,
+        };
+        let max = len.saturating_sub(1);
+        *selected = match delta {
+            isize::MIN => 0,
+            isize::MAX => max,
+            d if d < 0 => selected.saturating_sub(d.unsigned_abs()),
+            d => selected.saturating_add(d as usize).min(max),
+        };
+        vec![]
+    }
+
+    fn turn_page(&mut self, forward: bool) -> Vec<Command> {
+        if self.detail.is_some() || self.popup.is_some() {
+            return vec![];
+        }
+        match self.view {
+            View::Users => {
+                let req = if forward {
+                    self.users.next()
+                } else {
+                    self.users.prev()
+                };
+                req.map(Command::Users).into_iter().collect()
+            }
+            View::Payments => {
+                let req = if forward {
+                    self.payments.next()
+                } else {
+                    self.payments.prev()
+                };
+                req.map(|r| Command::Payments(r, self.payments_user.clone()))
+                    .into_iter()
+                    .collect()
+            }
+            View::Rejected => {
+                let req = if forward {
+                    self.rejected.next()
+                } else {
+                    self.rejected.prev()
+                };
+                req.map(Command::Rejected).into_iter().collect()
+            }
+            View::Overview | View::Aggregator => vec![],
+        }
+    }
+
+    fn set_local_filter(&mut self, text: String) {
+        match self.view {
+            View::Users => {
+                self.users_filter = text;
+                self.users.selected = 0;
+            }
+            View::Aggregator => {
+                self.nodes_filter = text;
+                self.nodes_selected = 0;
+            }
+            View::Rejected => {
+                self.rejected_filter = text;
+                self.rejected.selected = 0;
+            }
+            // The payments filter is applied by the server on Enter.
+            View::Payments | View::Overview => {}
+        }
+    }
+
+    fn open(&mut self) -> Vec<Command> {
+        if self.popup.is_some() || self.detail.is_some() {
+            return vec![];
+        }
+        let sid = match self.view {
+            View::Users => self
+                .visible_users()
+                .get(self.users.selected)
+                .map(|u| u.user_sid.clone()),
+            View::Payments => self
+                .payments
+                .items
+                .get(self.payments.selected)
+                .map(|p| p.user_sid.clone()),
+            View::Rejected => self
+                .visible_rejected()
+                .get(self.rejected.selected)
+                .and_then(|r| r.user_sid.clone()),
+            View::Overview | View::Aggregator => None,
+        };
+        let Some(sid) = sid else { return vec![] };
+        self.detail = Some(UserDetail {
+            user_sid: sid.clone(),
+            data: Remote {
+                loading: true,
+                ..Remote::default()
+            },
+        });
+        vec![Command::Detail(sid)]
+    }
+
+    fn back(&mut self) -> Vec<Command> {
+        if self.filter_input.take().is_some() {
+            self.set_local_filter(String::new());
+            return vec![];
+        }
+        if self.popup.take().is_some() {
+            return vec![];
+        }
+        if self.detail.take().is_some() {
+            return vec![];
+        }
+        match self.view {
+            View::Payments if self.payments_user.is_some() => {
+                self.payments_user = None;
+                self.payments.selected = 0;
+                let req = self.payments.first();
+                vec![Command::Payments(req, None)]
+            }
+            _ => {
+                self.set_local_filter(String::new());
+                vec![]
+            }
+        }
+    }
+
+    fn note_result<T>(&mut self, result: &Fetched<T>) {
+        match result {
+            Ok(_) => {
+                self.conn = ConnState::Connected;
+                self.last_refresh_millis = Some(self.now_millis);
+            }
+            Err(err) => {
+                self.conn = match err.kind {
+                    ErrorKind::Unauthorized => ConnState::Unauthorized,
+                    ErrorKind::Unreachable => ConnState::Unreachable(err.message.clone()),
+                    // The server answered, so the connection itself is fine.
+                    ErrorKind::Server => ConnState::Connected,
+                }
+            }
+        }
+    }
+
+    fn receive(&mut self, data: Data) -> Vec<Command> {
+        match data {
+            Data::Overview(result) => {
+                self.note_result(&result);
+                self.overview.accept(result);
+            }
+            Data::State(result) => {
+                self.note_result(&result);
+                self.state.accept(result);
+                let len = self.visible_nodes().len();
+                self.nodes_selected = self.nodes_selected.min(len.saturating_sub(1));
+            }
+            Data::Runs(result) => {
+                self.note_result(&result);
+                self.runs.accept(result);
+            }
+            Data::Users(req, result) => {
+                self.note_result(&result);
+                self.users.accept(req, result);
+                let len = self.visible_users().len();
+                self.users.selected = self.users.selected.min(len.saturating_sub(1));
+            }
+            Data::Payments(req, result) => {
+                self.note_result(&result);
+                self.payments.accept(req, result);
+                let len = self.payments.items.len();
+                self.payments.selected = self.payments.selected.min(len.saturating_sub(1));
+            }
+            Data::Rejected(req, result) => {
+                self.note_result(&result);
+                self.rejected.accept(req, result);
+                let len = self.visible_rejected().len();
+                self.rejected.selected = self.rejected.selected.min(len.saturating_sub(1));
+            }
+            Data::Detail(sid, result) => {
+                self.note_result(&result);
+                if let Some(detail) = self.detail.as_mut()
+                    && detail.user_sid == sid
+                {
+                    detail.data.accept(result);
+                }
+            }
+            Data::Aggregated(result) => {
+                self.note_result(&result);
+                let open = matches!(self.popup, Some(Popup::Aggregating));
+                match result {
+                    Ok(summary) => {
+                        if open {
+                            self.popup = Some(Popup::Summary(summary));
+                        }
+                        return self.refresh();
+                    }
+                    Err(err) => {
+                        if open {
+                            self.popup = Some(Popup::AggregateFailed(err.message));
+                        }
+                    }
+                }
+            }
+            Data::RunNotified(_) => return self.refresh(),
+            Data::Live(live) => self.live = live,
+        }
+        vec![]
+    }
+
+    /// `HH:MM:SS` (UTC) of the last successful fetch.
+    pub fn last_refresh_text(&self) -> Option<String> {
+        let text = millis_to_rfc3339(self.last_refresh_millis?);
+        text.get(11..19).map(str::to_string)
+    }
+}

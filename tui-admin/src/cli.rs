@@ -1,0 +1,327 @@
+//! Command line: the dashboard flags and the non-interactive subcommands for
+//! scripts and cron, which call the same RPC as the dashboard.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use billing_api::rpc::BillingApiClient;
+use billing_api::types::{MAX_PAGE_LIMIT, Page};
+use clap::{Args, Parser, Subcommand};
+use jsonrpsee::core::client::Error as ClientError;
+use serde::Serialize;
+
+use crate::app::ErrorKind;
+use crate::config::{Connection, SECRET_ENV, Secret};
+use crate::fetch::classify;
+use crate::format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tui-admin",
+    version,
+    about = "Terminal dashboard for billing operators; without a subcommand it opens the live dashboard.",
+    after_help = "The admin secret is read from BILLING_ADMIN_SECRET if set, else from --secret-file."
+)]
+pub struct Cli {
+    /// JSON-RPC URL of the aggregator.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8787")]
+    pub url: String,
+    /// File holding the admin secret (the demo writes ./demo-data/admin.secret).
+    #[arg(long, global = true, default_value = "./demo-data/admin.secret")]
+    pub secret_file: PathBuf,
+    /// How often the dashboard polls (e.g. 2s, 500ms, 1m).
+    #[arg(long, global = true, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub refresh: Duration,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs one aggregation pass on the server and prints its summary
+    /// (exit 1 if it failed, 2 if some nodes had errors).
+    Aggregate {
+        /// Run exactly one pass (required; the server schedules the others).
+        #[arg(long)]
+        once: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists users with their balances, ordered by sid.
+    Users(ListArgs),
+    /// Lists payments, newest first.
+    Payments {
+        /// Only this user's payments.
+        #[arg(long)]
+        user: Option<String>,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+    /// Prints the aggregator's health, last pass and per-node state.
+    State {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists held and rejected records and files, newest first.
+    Rejected(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Print JSON (an array of items) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Rows per page (at most 1000).
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Start at this cursor (printed on stderr after a page with more rows).
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Follow the cursors to the end; rows are printed page by page, never held all at once.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl Cli {
+    /// The server connection, with the secret from the env or the file.
+    pub fn connection(&self) -> anyhow::Result<Connection> {
+        let secret = Secret::resolve(std::env::var(SECRET_ENV).ok(), &self.secret_file)?;
+        Ok(Connection {
+            url: self.url.clone(),
+            secret,
+        })
+    }
+}
+
+/// Turns a client error into a message that says what to do.
+pub fn explain(conn: &Connection, what: &str, err: ClientError) -> anyhow::Error {
+    let fetch = classify(&err);
+    match fetch.kind {
+        ErrorKind::Unauthorized => anyhow!(
+            "{what}: the server at {} rejected the admin secret from {} (HTTP 401); check that it \
+             is the secret the server was started with, then pass --secret-file or set {SECRET_ENV}",
+            conn.url,
+            conn.secret.source
+        ),
+        ErrorKind::Unreachable => anyhow!(
+            "{what}: cannot reach the server at {} ({}); check that rpc-server is running and --url is right",
+            conn.url,
+            fetch.message
+        ),
+        ErrorKind::Server => anyhow!("{what}: {}", fetch.message),
+    }
+}
+
+/// Runs one subcommand; the exit code follows the `rpc-server aggregate` convention.
+pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode> {
+    let client = conn.http_client()?;
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Aggregate { once, json } => {
+            if !once {
+                return Err(anyhow!(
+                    "tui-admin aggregate only triggers single passes; run `tui-admin aggregate --once`"
+                ));
+            }
+            let summary = client
+                .aggregate_now()
+                .await
+                .map_err(|e| explain(conn, "aggregate_now failed", e))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+            } else {
+                for line in crate::views::aggregator::summary_lines(&summary) {
+                    writeln!(out, "{line}")?;
+                }
+            }
+            if !summary.errors.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::State { json } => {
+            let state = client
+                .aggregator_state()
+                .await
+                .map_err(|e| explain(conn, "aggregator_state failed", e))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&state)?)?;
+            } else {
+                writeln!(out, "health: {:?}", state.health)?;
+                match &state.last_run {
+                    Some(run) => {
+                        for line in crate::views::aggregator::summary_lines(run) {
+                            writeln!(out, "{line}")?;
+                        }
+                    }
+                    None => writeln!(out, "no pass has run yet")?,
+                }
+                writeln!(
+                    out,
+                    "{:<16} {:<8} {:<24} {:>10} {:<6} LAST ERROR",
+                    "NODE", "COMMIT", "LAST RUN", "CONSUMED", "STATUS"
+                )?;
+                for n in &state.nodes {
+                    writeln!(
+                        out,
+                        "{:<16} {:<8} {:<24} {:>10} {:<6} {}",
+                        n.node_name,
+                        n.last_commit_sha
+                            .as_deref()
+                            .map(format::short_sha)
+                            .unwrap_or("-"),
+                        n.last_run_at.as_deref().unwrap_or("never"),
+                        n.records_consumed_total,
+                        format!("{:?}", n.status).to_lowercase(),
+                        n.last_error.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+        }
+        Command::Users(list) => {
+            print_pages(
+                &mut out,
+                &list,
+                |cursor, limit| {
+                    let client = &client;
+                    async move {
+                        client
+                            .list_users(cursor, Some(limit))
+                            .await
+                            .map_err(|e| explain(conn, "list_users failed", e))
+                    }
+                },
+                "SID          BALANCE          PAID      CONSUMED  NAME / EMAIL",
+                |u| {
+                    format!(
+                        "{:<10} {:>12} {:>13} {:>13}  {} {}",
+                        u.user_sid,
+                        format::cents(u.credit_balance_cents),
+                        format::cents(u.total_paid_cents),
+                        format::cents(u.total_consumed_cents),
+                        u.display_name.as_deref().unwrap_or("-"),
+                        u.email
+                            .as_deref()
+                            .map(|e| format!("<{e}>"))
+                            .unwrap_or_default()
+                    )
+                },
+            )
+            .await?;
+        }
+        Command::Payments { user, list } => {
+            print_pages(&mut out, &list, |cursor, limit| {
+                let client = &client;
+                let user = user.clone();
+                async move {
+                    client
+                        .list_payments(user, cursor, Some(limit))
+                        .await
+                        .map_err(|e| explain(conn, "list_payments failed", e))
+                }
+            }, "CREATED                   USER             AMOUNT  KIND        PAYMENT ID  REFERENCE", |p| {
+                format!(
+                    "{:<25} {:<10} {:>12}  {:<10}  {}  {}",
+                    p.created_at,
+                    p.user_sid,
+                    format::cents(p.amount_cents),
+                    p.kind,
+                    p.payment_id,
+                    p.reference.as_deref().unwrap_or("")
+                )
+            })
+            .await?;
+        }
+        Command::Rejected(list) => {
+            print_pages(
+                &mut out,
+                &list,
+                |cursor, limit| {
+                    let client = &client;
+                    async move {
+                        client
+                            .list_rejected(cursor, Some(limit))
+                            .await
+                            .map_err(|e| explain(conn, "list_rejected failed", e))
+                    }
+                },
+                "FIRST SEEN                REASON        NODE          FILE  #  DETAIL",
+                |r| {
+                    format!(
+                        "{:<25} {:<13} {:<13} {}  {}  {}",
+                        r.first_seen_at,
+                        r.reason.as_str(),
+                        r.node_name,
+                        r.file_path,
+                        r.record_index
+                            .map(|i| i.to_string())
+                            .unwrap_or_else(|| "file".into()),
+                        r.detail
+                    )
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints one page, or with `--all` every page, as a table or a JSON array,
+/// writing each page before fetching the next.
+async fn print_pages<T, F, Fut>(
+    out: &mut impl Write,
+    args: &ListArgs,
+    mut fetch: F,
+    header: &str,
+    row: impl Fn(&T) -> String,
+) -> anyhow::Result<()>
+where
+    T: Serialize,
+    F: FnMut(Option<String>, u32) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Page<T>>>,
+{
+    if args.limit == 0 || args.limit > MAX_PAGE_LIMIT {
+        return Err(anyhow!(
+            "--limit {} is out of range; use 1..={MAX_PAGE_LIMIT}",
+            args.limit
+        ));
+    }
+    let mut cursor = args.cursor.clone();
+    let mut first = true;
+    if args.json {
+        write!(out, "[")?;
+    } else {
+        writeln!(out, "{header}")?;
+    }
+    loop {
+        let page = fetch(cursor.clone(), args.limit).await?;
+        for item in &page.items {
+            if args.json {
+                let sep = if first { "\n" } else { ",\n" };
+                write!(
+                    out,
+                    "{sep}{}",
+                    serde_json::to_string(item).context("encoding a row as JSON")?
+                )?;
+            } else {
+                writeln!(out, "{}", row(item))?;
+            }
+            first = false;
+        }
+        out.flush()?;
+        match page.next_cursor {
+            Some(next) if args.all => cursor = Some(next),
+            Some(next) => {
+                eprintln!("more rows: pass --cursor {next} (or --all)");
+                break;
+            }
+            None => break,
+        }
+    }
+    if args.json {
+        writeln!(out, "\n]")?;
+    }
+    Ok(())
+}

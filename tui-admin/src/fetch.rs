@@ -1,0 +1,173 @@
+//! Runs RPC calls in spawned tasks and sends their results back as actions, so
+//! drawing and key handling never wait for the network.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use billing_api::rpc::BillingApiClient;
+use jsonrpsee::core::client::{Error as ClientError, Subscription};
+use jsonrpsee::http_client::HttpClient;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::app::{
+    Action, Command, Data, ErrorKind, FetchError, PAGE_LIMIT, RECENT_RUNS, UserDetailData,
+};
+use crate::config::{Connection, REQUEST_TIMEOUT};
+use crate::event::Event;
+
+/// Rows of each list on the user detail screen.
+const DETAIL_ROWS: u32 = 20;
+/// Wait before reopening a dropped WebSocket subscription.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(3);
+
+/// Classifies a client error for the header and the 401 message.
+pub fn classify(err: &ClientError) -> FetchError {
+    match err {
+        ClientError::Call(obj) => FetchError {
+            kind: ErrorKind::Server,
+            message: format!("server error {}: {}", obj.code(), obj.message()),
+        },
+        ClientError::RequestTimeout => FetchError {
+            kind: ErrorKind::Unreachable,
+            message: format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()),
+        },
+        other => {
+            let mut message = other.to_string();
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                message.push_str(": ");
+                message.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            let kind = if message.contains("401") {
+                ErrorKind::Unauthorized
+            } else {
+                ErrorKind::Unreachable
+            };
+            FetchError { kind, message }
+        }
+    }
+}
+
+/// Starts [`Command`]s on the runtime; results come back through `tx`.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Arc<HttpClient>,
+    tx: UnboundedSender<Event>,
+}
+
+impl Fetcher {
+    pub fn new(client: HttpClient, tx: UnboundedSender<Event>) -> Self {
+        Self {
+            client: Arc::new(client),
+            tx,
+        }
+    }
+
+    pub fn execute(&self, command: Command) {
+        let client = self.client.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let data = call(&client, command).await;
+            // The loop may have quit meanwhile; nothing to do then.
+            let _ = tx.send(Event::Action(Action::Data(data)));
+        });
+    }
+}
+
+async fn call(client: &HttpClient, command: Command) -> Data {
+    let err = |e: ClientError| classify(&e);
+    match command {
+        Command::Overview => Data::Overview(client.overview().await.map_err(err)),
+        Command::State => Data::State(client.aggregator_state().await.map_err(err)),
+        Command::Runs => Data::Runs(
+            client
+                .list_runs(None, Some(RECENT_RUNS))
+                .await
+                .map(|p| p.items)
+                .map_err(err),
+        ),
+        Command::Users(req) => {
+            let result = client
+                .list_users(req.cursor.clone(), Some(PAGE_LIMIT))
+                .await;
+            Data::Users(req, result.map_err(err))
+        }
+        Command::Payments(req, user) => {
+            let result = client
+                .list_payments(user, req.cursor.clone(), Some(PAGE_LIMIT))
+                .await;
+            Data::Payments(req, result.map_err(err))
+        }
+        Command::Rejected(req) => {
+            let result = client
+                .list_rejected(req.cursor.clone(), Some(PAGE_LIMIT))
+                .await;
+            Data::Rejected(req, result.map_err(err))
+        }
+        Command::Detail(sid) => {
+            let result = async {
+                let balance = client.get_balance(sid.clone()).await?;
+                let payments = client
+                    .list_payments(Some(sid.clone()), None, Some(DETAIL_ROWS))
+                    .await?;
+                let consumed = client
+                    .list_consumed(Some(sid.clone()), None, Some(DETAIL_ROWS))
+                    .await?;
+                Ok::<_, ClientError>(UserDetailData {
+                    balance,
+                    payments: payments.items,
+                    consumed: consumed.items,
+                })
+            }
+            .await;
+            Data::Detail(sid, result.map_err(err))
+        }
+        Command::AggregateNow => Data::Aggregated(client.aggregate_now().await.map_err(err)),
+    }
+}
+
+/// Keeps a `subscribe_runs` WebSocket subscription open and turns every
+/// notified pass into an instant refresh; reports whether it is up so the
+/// header can say "live" or "polling". Polling continues either way.
+pub fn spawn_run_subscription(
+    conn: Connection,
+    tx: UnboundedSender<Event>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            if let Ok(client) = conn.ws_client().await
+                && let Ok(mut sub) = client.subscribe_runs().await
+            {
+                if tx
+                    .send(Event::Action(Action::Data(Data::Live(true))))
+                    .is_err()
+                {
+                    return;
+                }
+                forward_runs(&mut sub, &tx).await;
+            }
+            if tx
+                .send(Event::Action(Action::Data(Data::Live(false))))
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(RESUBSCRIBE_AFTER).await;
+        }
+    })
+}
+
+async fn forward_runs(
+    sub: &mut Subscription<billing_api::types::AggregateSummary>,
+    tx: &UnboundedSender<Event>,
+) {
+    while let Some(Ok(summary)) = sub.next().await {
+        if tx
+            .send(Event::Action(Action::Data(Data::RunNotified(summary))))
+            .is_err()
+        {
+            return;
+        }
+    }
+}

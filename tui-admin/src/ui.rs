@@ -1,0 +1,177 @@
+//! Frame layout: header (server, connection, last refresh), tabs, the current
+//! view, the footer hint bar, and popups on top. Reads the state only.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
+
+use crate::app::{App, ConnState, Popup, View};
+use crate::views;
+
+const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let [header, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(0),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    draw_header(frame, header, app);
+    draw_tabs(frame, tabs, app);
+    if app.detail.is_some() {
+        views::user_detail::draw(frame, body, app);
+    } else {
+        match app.view {
+            View::Overview => views::overview::draw(frame, body, app),
+            View::Users => views::users::draw(frame, body, app),
+            View::Payments => views::payments::draw(frame, body, app),
+            View::Aggregator => views::aggregator::draw(frame, body, app),
+            View::Rejected => views::rejected::draw(frame, body, app),
+        }
+    }
+    draw_footer(frame, footer, app);
+    if app.conn == ConnState::Unauthorized {
+        draw_unauthorized(frame, body, app);
+    }
+    match &app.popup {
+        Some(Popup::Help) => views::help::draw(frame, body),
+        Some(popup) => views::aggregator::draw_popup(frame, body, popup),
+        None => {}
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
+    let (state, style) = match &app.conn {
+        ConnState::Connecting => ("connecting…".to_string(), Style::new().fg(Color::Yellow)),
+        ConnState::Connected => ("connected".to_string(), Style::new().fg(Color::Green)),
+        ConnState::Unreachable(msg) => (format!("unreachable: {msg}"), Style::new().fg(Color::Red)),
+        ConnState::Unauthorized => (
+            "secret rejected (401)".to_string(),
+            Style::new().fg(Color::Red),
+        ),
+    };
+    let mut spans = vec![
+        Span::styled(
+            " billing admin ",
+            Style::new().add_modifier(Modifier::BOLD).reversed(),
+        ),
+        Span::raw(" "),
+        Span::raw(app.url.clone()),
+        Span::raw(" · "),
+        Span::styled(state, style),
+    ];
+    if app.conn == ConnState::Connected {
+        spans.push(Span::raw(" · "));
+        spans.push(if app.live {
+            Span::styled("live", Style::new().fg(Color::Green))
+        } else {
+            Span::raw(format!(
+                "polling {}",
+                crate::format::short_duration(app.refresh_millis)
+            ))
+        });
+    }
+    if let Some(at) = app.last_refresh_text() {
+        spans.push(Span::raw(format!(" · refreshed {at} UTC")));
+    }
+    if app.is_loading() {
+        let frame_index = (app.tick % SPINNER.len() as u64) as usize;
+        spans.push(Span::styled(
+            format!(" {} loading", SPINNER[frame_index]),
+            Style::new().fg(Color::Cyan),
+        ));
+    }
+    frame.render_widget(Line::from(spans), area);
+}
+
+fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
+    let titles = View::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, v)| format!("{} {}", i + 1, v.title()));
+    let tabs = Tabs::new(titles)
+        .select(app.view.index())
+        .highlight_style(Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan))
+        .divider("│");
+    frame.render_widget(tabs, area);
+}
+
+/// Keys that work in the current state, for the footer.
+pub fn hints(app: &App) -> &'static str {
+    if app.filter_input.is_some() {
+        return if app.view == View::Payments {
+            "type a user sid · Enter apply · Esc clear"
+        } else {
+            "type to filter · Enter keep · Esc clear"
+        };
+    }
+    match app.popup {
+        Some(Popup::Help) => return "Esc/? close · q quit",
+        Some(Popup::ConfirmAggregate) => return "y/Enter run the pass · n/Esc cancel",
+        Some(Popup::Aggregating) => return "running… · Esc hide",
+        Some(_) => return "Enter/Esc close",
+        None => {}
+    }
+    if app.detail.is_some() {
+        return "Esc back · r refresh · a aggregate · ? help · q quit";
+    }
+    match app.view {
+        View::Overview => "Tab/1-5 views · r refresh · a aggregate · ? help · q quit",
+        View::Users => {
+            "j/k move · n/p page · / filter · s sort · S reverse · Enter detail · r refresh · a aggregate · ? help · q quit"
+        }
+        View::Payments => {
+            "j/k move · n/p page · / user filter · Enter user · Esc clear · r refresh · a aggregate · ? help · q quit"
+        }
+        View::Aggregator => "j/k move · / filter · r refresh · a aggregate · ? help · q quit",
+        View::Rejected => {
+            "j/k move · n/p page · / filter · Enter user · r refresh · a aggregate · ? help · q quit"
+        }
+    }
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
+    let line = match &app.filter_input {
+        Some(input) => Line::from(vec![
+            Span::styled("/", Style::new().fg(Color::Yellow)),
+            Span::raw(input.clone()),
+            Span::styled("█", Style::new().fg(Color::Yellow)),
+            Span::raw("  "),
+            Span::styled(hints(app), Style::new().fg(Color::DarkGray)),
+        ]),
+        None => Line::from(Span::styled(hints(app), Style::new().fg(Color::DarkGray))),
+    };
+    frame.render_widget(line, area);
+}
+
+fn draw_unauthorized(frame: &mut Frame, body: Rect, app: &App) {
+    let text = format!(
+        "The server at {} rejected the admin secret from {} (HTTP 401).\n\n\
+         Check that it is the secret the server was started with \
+         (its --admin-secret-file or BILLING_ADMIN_SECRET), then restart the dashboard \
+         with --secret-file <path> or BILLING_ADMIN_SECRET.\n\nq quits.",
+        app.url, app.secret_source
+    );
+    let area = popup_area(body, 70, 10);
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(text).wrap(Wrap { trim: true }).block(
+            Block::bordered()
+                .title(" admin secret rejected ")
+                .border_style(Style::new().fg(Color::Red)),
+        ),
+        area,
+    );
+}
+
+/// A centered rectangle of at most `width` x `height` inside `area`.
+pub fn popup_area(area: Rect, width: u16, height: u16) -> Rect {
+    area.centered(
+        Constraint::Length(width.min(area.width)),
+        Constraint::Length(height.min(area.height)),
+    )
+}

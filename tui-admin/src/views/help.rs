@@ -1,0 +1,42 @@
+//! The `?` popup listing every key.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Clear, Paragraph};
+
+pub const KEYS: &[(&str, &str)] = &[
+    ("q, Ctrl-C", "quit"),
+    ("Tab, Shift-Tab", "next / previous view"),
+    ("1 … 5", "Overview, Users, Payments, Aggregator, Rejected"),
+    ("j/k, ↓/↑", "move the selection"),
+    ("PgDn/PgUp", "move 10 rows"),
+    ("g/G, Home/End", "first / last row of the page"),
+    ("n/p, ]/[", "next / previous page from the server"),
+    ("/", "filter (Payments: by user sid, on the server)"),
+    ("s, S", "sort users by the next column / reverse"),
+    ("Enter", "open the user's detail"),
+    ("Esc", "back, close, clear the filter"),
+    ("r", "refresh now"),
+    ("a", "run an aggregation pass (asks first)"),
+    ("?", "this help"),
+];
+
+pub fn draw(frame: &mut Frame, body: Rect) {
+    let lines: Vec<Line> = KEYS
+        .iter()
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!("{key:>15}  "), Style::new().fg(Color::Cyan)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    let area = crate::ui::popup_area(body, 72, KEYS.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" Keys (Esc closes) ")),
+        area,
+    );
+}

@@ -1,0 +1,80 @@
+//! One module per screen, each with its own `draw` function that reads the
+//! [`crate::app::App`] state and never awaits.
+
+pub mod aggregator;
+pub mod help;
+pub mod overview;
+pub mod payments;
+pub mod rejected;
+pub mod user_detail;
+pub mod users;
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+
+/// A bordered block whose title carries the request state: the error of the
+/// last failed fetch (the last good data stays below it).
+pub fn titled(title: String, error: Option<&str>) -> Block<'static> {
+    let mut spans = vec![Span::styled(
+        format!(" {title} "),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    if let Some(err) = error {
+        spans.push(Span::styled(
+            format!(" ⚠ {err} "),
+            Style::new().fg(Color::Red),
+        ));
+    }
+    Block::bordered().title(Line::from(spans))
+}
+
+/// A message in place of a list (loading, empty, failed).
+pub fn message(frame: &mut Frame, area: Rect, block: Block<'_>, text: &str) {
+    frame.render_widget(
+        Paragraph::new(text.to_string())
+            .wrap(Wrap { trim: true })
+            .style(Style::new().fg(Color::DarkGray))
+            .block(block),
+        area,
+    );
+}
+
+/// What to show when a list has no rows.
+pub fn empty_text(loaded: bool, loading: bool, error: Option<&str>, empty: &str) -> String {
+    match (loaded, error) {
+        (false, Some(err)) => {
+            format!("could not load: {err}\nretrying every refresh; r retries now")
+        }
+        (false, None) if loading => "loading…".to_string(),
+        (false, None) => "not loaded yet; r loads".to_string(),
+        (true, _) => empty.to_string(),
+    }
+}
+
+/// Marks the selected row, visible without colour too.
+pub const MARKER: &str = "▶ ";
+
+/// A right-aligned cell, for amounts.
+pub fn right<'a>(text: impl Into<String>) -> ratatui::widgets::Cell<'a> {
+    ratatui::widgets::Cell::from(Line::from(text.into()).right_aligned())
+}
+
+/// The style of a row that needs attention.
+pub fn alert() -> Style {
+    Style::new().fg(Color::Red)
+}
+
+pub fn warn() -> Style {
+    Style::new().fg(Color::Yellow)
+}
+
+pub fn selected() -> Style {
+    Style::new().add_modifier(Modifier::REVERSED)
+}
+
+pub fn header() -> Style {
+    Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)
+}

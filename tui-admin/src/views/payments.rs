@@ -1,0 +1,93 @@
+//! The payment audit log, newest first, optionally for one user (server-side filter).
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::widgets::{Cell, Row, Table, TableState};
+
+use crate::app::App;
+use crate::format;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let list = &app.payments;
+    let mut title = format!("Payments · newest first · page {}", list.page_index() + 1);
+    if list.next_cursor.is_some() {
+        title.push_str(" · more: n");
+    }
+    if let Some(user) = &app.payments_user {
+        title.push_str(&format!(" · user {user} (Esc clears)"));
+    }
+    let block = super::titled(title, list.error.as_deref());
+    if list.items.is_empty() {
+        let empty = match &app.payments_user {
+            Some(user) => format!("no payments for user {user}; Esc shows all"),
+            None => "no payments recorded yet".to_string(),
+        };
+        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), &empty);
+        super::message(frame, area, block, &text);
+        return;
+    }
+    let wide = area.width >= 80;
+    let header = if wide {
+        Row::new([
+            Cell::from("Time (UTC)"),
+            Cell::from("User"),
+            super::right("Amount"),
+            Cell::from("Kind"),
+            Cell::from("Payment id"),
+            Cell::from("Reference"),
+        ])
+    } else {
+        Row::new([
+            Cell::from("User"),
+            super::right("Amount"),
+            Cell::from("Kind"),
+        ])
+    }
+    .style(super::header());
+    let rows = list.items.iter().map(|p| {
+        let row = if wide {
+            Row::new([
+                Cell::from(format::timestamp(&p.created_at)),
+                Cell::from(p.user_sid.clone()),
+                super::right(format::cents(p.amount_cents)),
+                Cell::from(p.kind.clone()),
+                Cell::from(p.payment_id.clone()),
+                Cell::from(p.reference.clone().unwrap_or_default()),
+            ])
+        } else {
+            Row::new([
+                Cell::from(p.user_sid.clone()),
+                super::right(format::cents(p.amount_cents)),
+                Cell::from(p.kind.clone()),
+            ])
+        };
+        if p.amount_cents < 0 {
+            row.style(super::warn())
+        } else {
+            row
+        }
+    });
+    let widths: &[Constraint] = if wide {
+        &[
+            Constraint::Length(19),
+            Constraint::Length(12),
+            Constraint::Length(14),
+            Constraint::Length(10),
+            Constraint::Fill(1),
+            Constraint::Fill(1),
+        ]
+    } else {
+        &[
+            Constraint::Fill(1),
+            Constraint::Length(12),
+            Constraint::Length(8),
+        ]
+    };
+    let table = Table::new(rows, widths.to_vec())
+        .header(header)
+        .block(block)
+        .row_highlight_style(super::selected())
+        .highlight_symbol(super::MARKER);
+    let mut state = TableState::default().with_selected(Some(list.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}

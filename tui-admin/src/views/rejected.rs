@@ -1,0 +1,119 @@
+//! Held and rejected records and files, newest first, with the full reason and
+//! provenance of the selected one below the table.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Line;
+use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
+
+use crate::app::App;
+use crate::format;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let list = &app.rejected;
+    let rows = app.visible_rejected();
+    let mut title = format!(
+        "Rejected and held · newest first · page {}",
+        list.page_index() + 1
+    );
+    if list.next_cursor.is_some() {
+        title.push_str(" · more: n");
+    }
+    if !app.rejected_filter.is_empty() {
+        title.push_str(&format!(" · filter \"{}\"", app.rejected_filter));
+    }
+    let block = super::titled(title, list.error.as_deref());
+    if rows.is_empty() {
+        let empty = if list.items.is_empty() {
+            "nothing rejected or held"
+        } else {
+            "no item on this page matches the filter; Esc clears it"
+        };
+        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), empty);
+        super::message(frame, area, block, &text);
+        return;
+    }
+    // The detail pane only where the table keeps room for some rows.
+    let detail_height = if area.height >= 16 { 7 } else { 0 };
+    let [table_area, detail_area] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(detail_height)]).areas(area);
+    let header = Row::new([
+        "First seen",
+        "Reason",
+        "Node",
+        "File",
+        "#",
+        "User",
+        "Cost",
+        "Detail",
+    ])
+    .style(super::header());
+    let body = rows.iter().map(|r| {
+        let row = Row::new([
+            format::timestamp(&r.first_seen_at),
+            r.reason.as_str().to_string(),
+            r.node_name.clone(),
+            r.file_path.clone(),
+            r.record_index
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "file".into()),
+            r.user_sid.clone().unwrap_or_default(),
+            r.cost_cents.map(format::cents).unwrap_or_default(),
+            r.detail.clone(),
+        ]);
+        match r.reason {
+            billing_api::types::RejectReason::UnknownUser => row.style(super::warn()),
+            _ => row.style(super::alert()),
+        }
+    });
+    let widths = [
+        Constraint::Length(19),
+        Constraint::Length(12),
+        Constraint::Length(12),
+        Constraint::Length(28),
+        Constraint::Length(4),
+        Constraint::Length(10),
+        Constraint::Length(9),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(body, widths)
+        .header(header)
+        .block(block)
+        .row_highlight_style(super::selected())
+        .highlight_symbol(super::MARKER);
+    let mut state = TableState::default().with_selected(Some(list.selected));
+    frame.render_stateful_widget(table, table_area, &mut state);
+
+    let Some(item) = rows.get(list.selected).filter(|_| detail_height > 0) else {
+        return;
+    };
+    let mut lines = vec![
+        Line::raw(item.detail.clone()),
+        Line::raw(format!(
+            "file {} · commit {} · blob {}{}",
+            item.file_path,
+            format::short_sha(&item.commit_sha),
+            format::short_sha(&item.blob_id),
+            item.idempotency_key
+                .as_deref()
+                .map(|k| format!(" · key {k}"))
+                .unwrap_or_default()
+        )),
+    ];
+    if let Some(existing) = &item.existing {
+        lines.push(Line::raw(format!(
+            "already applied under this key: user {} · node {} · {} · commit {} · {}",
+            existing.user_sid,
+            existing.node_name,
+            format::cents(existing.cost_cents),
+            format::short_sha(&existing.commit_sha),
+            existing.file_path
+        )));
+    }
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::bordered().title(format!(" {} · {} ", item.reason.as_str(), item.id))),
+        detail_area,
+    );
+}

@@ -1,0 +1,338 @@
+//! Realistic fixtures shared by the rendering and key-handling tests: a small
+//! ledger as the server would report it, fed through `App::update` exactly as
+//! finished fetches are.
+
+#![allow(dead_code)]
+
+use billing_api::types::*;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tui_admin::app::{Action, App, Command, Data, ErrorKind, FetchError, UserDetailData};
+
+/// The dashboard clock in every test: 2026-11-27T10:00:00Z.
+pub const NOW: &str = "2026-11-27T10:00:00Z";
+
+pub fn now_millis() -> u64 {
+    rfc3339_to_millis(NOW).unwrap()
+}
+
+/// A dashboard that just opened, with the fetches it started.
+pub fn fresh() -> (App, Vec<Command>) {
+    let mut app = App::new(
+        "http://127.0.0.1:8787",
+        "file ./demo-data/admin.secret",
+        2000,
+    );
+    let commands = app.start(now_millis());
+    (app, commands)
+}
+
+pub fn user(i: u32, paid: i64, consumed: i64) -> UserBilling {
+    UserBilling {
+        user_sid: format!("u-{i:04}"),
+        display_name: Some(format!("User {i:04}")),
+        email: Some(format!("u{i:04}@example.org")),
+        created_at: "2026-11-20T08:00:00.000Z".into(),
+        credit_balance_cents: paid - consumed,
+        total_paid_cents: paid,
+        total_consumed_cents: consumed,
+    }
+}
+
+pub fn users() -> Vec<UserBilling> {
+    vec![
+        user(0, 50_000, 12_345),
+        user(1, 10_000, 10_250),
+        user(2, 250_000, 1_999),
+        user(3, 0, 0),
+        user(4, 1_000_000, 987_654),
+        user(5, 2_500, 4_100),
+    ]
+}
+
+pub fn overview() -> Overview {
+    Overview {
+        total_users: 1_000_000,
+        total_balance_cents: 123_456_789,
+        overdrawn_users: 2,
+        consumed_records: 48_213,
+        pending_records: 3,
+        rejected_items: 2,
+        health: Health::Degraded,
+        last_run_at: Some("2026-11-27T09:58:00.000Z".into()),
+    }
+}
+
+pub fn run(id: u64, applied: u64, errors: bool) -> AggregateSummary {
+    AggregateSummary {
+        run_id: id,
+        started_at: format!("2026-11-27T09:{:02}:00.000Z", 10 + id),
+        finished_at: format!("2026-11-27T09:{:02}:01.250Z", 10 + id),
+        head_commit: Some("9f3c2a1b7e4d5c6f8a9b0c1d2e3f4a5b6c7d8e9f".into()),
+        nodes_total: 4,
+        nodes_skipped: 1,
+        files_read: 12,
+        files_rejected: u64::from(errors),
+        records_applied: applied,
+        records_duplicate: 5,
+        records_conflict: u64::from(errors),
+        records_pending: 3,
+        records_invalid: 0,
+        cents_debited: applied as i64 * 37,
+        errors: if errors {
+            vec![NodeError {
+                node_name: Some("node-c".into()),
+                message: "usage_2026-11-27-08.otoml: not valid OTOML (line 3)".into(),
+            }]
+        } else {
+            vec![]
+        },
+    }
+}
+
+pub fn runs() -> Vec<AggregateSummary> {
+    // Newest first, as the API lists them.
+    (1..=8)
+        .rev()
+        .map(|i| run(i, 100 + i * 37, i == 8))
+        .collect()
+}
+
+pub fn state() -> AggregatorState {
+    AggregatorState {
+        health: Health::Degraded,
+        last_run: Some(run(48, 1_234, true)),
+        nodes: vec![
+            NodeState {
+                node_name: "node-a".into(),
+                last_commit_sha: Some("9f3c2a1b7e4d5c6f8a9b".into()),
+                last_run_at: Some("2026-11-27T09:58:01.000Z".into()),
+                records_consumed_total: 20_100,
+                status: NodeStatus::Ok,
+                last_error: None,
+            },
+            NodeState {
+                node_name: "node-b".into(),
+                last_commit_sha: Some("1a2b3c4d5e6f7a8b9c0d".into()),
+                last_run_at: Some("2026-11-27T09:58:01.000Z".into()),
+                records_consumed_total: 18_002,
+                status: NodeStatus::Ok,
+                last_error: None,
+            },
+            NodeState {
+                node_name: "node-c".into(),
+                last_commit_sha: Some("9f3c2a1b7e4d5c6f8a9b".into()),
+                last_run_at: Some("2026-11-27T09:58:01.000Z".into()),
+                records_consumed_total: 10_111,
+                status: NodeStatus::Error,
+                last_error: Some("usage_2026-11-27-08.otoml: not valid OTOML (line 3)".into()),
+            },
+            NodeState {
+                node_name: "node-old".into(),
+                last_commit_sha: Some("0badc0ffee0badc0ffee".into()),
+                last_run_at: Some("2026-11-25T07:00:00.000Z".into()),
+                records_consumed_total: 42,
+                status: NodeStatus::Ok,
+                last_error: None,
+            },
+        ],
+    }
+}
+
+pub fn payments() -> Vec<Payment> {
+    vec![
+        Payment {
+            payment_id: "pay-000123".into(),
+            user_sid: "u-0001".into(),
+            amount_cents: 10_000,
+            kind: "topup".into(),
+            reference: Some("invoice 2026-11".into()),
+            created_at: "2026-11-27T09:30:00.000Z".into(),
+        },
+        Payment {
+            payment_id: "pay-000122".into(),
+            user_sid: "u-0000".into(),
+            amount_cents: 50_000,
+            kind: "topup".into(),
+            reference: None,
+            created_at: "2026-11-26T14:12:09.000Z".into(),
+        },
+        Payment {
+            payment_id: "pay-000121".into(),
+            user_sid: "u-0004".into(),
+            amount_cents: -2_500,
+            kind: "refund".into(),
+            reference: Some("ticket 991".into()),
+            created_at: "2026-11-25T11:00:00.000Z".into(),
+        },
+    ]
+}
+
+pub fn consumed(user_sid: &str) -> Vec<ConsumedRecord> {
+    (0..3)
+        .map(|i| ConsumedRecord {
+            idempotency_key: format!("node-a:2026-11-27-0{}:{i}", 7 + i),
+            user_sid: user_sid.into(),
+            node_name: "node-a".into(),
+            cost_cents: 1_234 + i as i64,
+            applied_at: format!("2026-11-27T09:0{i}:00.000Z"),
+            commit_sha: "9f3c2a1b7e4d5c6f8a9b".into(),
+            file_path: format!("nodes/node-a/usage_2026-11-27-0{}.otoml", 7 + i),
+        })
+        .collect()
+}
+
+pub fn rejected() -> Vec<RejectedItem> {
+    vec![
+        RejectedItem {
+            id: "rej-2".into(),
+            reason: RejectReason::Conflict,
+            node_name: "node-b".into(),
+            file_path: "nodes/node-b/usage_2026-11-27-08.otoml".into(),
+            blob_id: "b10b1d0000000000000000000000000000000000".into(),
+            commit_sha: "1a2b3c4d5e6f7a8b9c0d".into(),
+            record_index: Some(4),
+            idempotency_key: Some("node-b:2026-11-27-07:17".into()),
+            user_sid: Some("u-0002".into()),
+            cost_cents: Some(999),
+            detail:
+                "key already applied with cost 990; neither version changed — fix the node's file"
+                    .into(),
+            existing: Some(ConsumedRecord {
+                idempotency_key: "node-b:2026-11-27-07:17".into(),
+                user_sid: "u-0002".into(),
+                node_name: "node-b".into(),
+                cost_cents: 990,
+                applied_at: "2026-11-27T08:00:00.000Z".into(),
+                commit_sha: "0011223344556677".into(),
+                file_path: "nodes/node-b/usage_2026-11-27-07.otoml".into(),
+            }),
+            first_seen_at: "2026-11-27T09:58:01.000Z".into(),
+        },
+        RejectedItem {
+            id: "rej-1".into(),
+            reason: RejectReason::UnknownUser,
+            node_name: "node-a".into(),
+            file_path: "nodes/node-a/usage_2026-11-27-08.otoml".into(),
+            blob_id: "a10b1d0000000000000000000000000000000000".into(),
+            commit_sha: "9f3c2a1b7e4d5c6f8a9b".into(),
+            record_index: Some(0),
+            idempotency_key: Some("node-a:2026-11-27-08:0".into()),
+            user_sid: Some("u-9999".into()),
+            cost_cents: Some(120),
+            detail: "user u-9999 is not registered; held until register_user".into(),
+            existing: None,
+            first_seen_at: "2026-11-27T09:40:00.000Z".into(),
+        },
+    ]
+}
+
+pub fn page<T>(items: Vec<T>, next: Option<&str>) -> Page<T> {
+    Page {
+        items,
+        next_cursor: next.map(str::to_string),
+    }
+}
+
+/// Feeds every command's realistic answer back into the app, like the fetcher would.
+pub fn answer(app: &mut App, commands: Vec<Command>) {
+    for command in commands {
+        let data = match command {
+            Command::Overview => Data::Overview(Ok(overview())),
+            Command::State => Data::State(Ok(state())),
+            Command::Runs => Data::Runs(Ok(runs())),
+            Command::Users(req) => Data::Users(req, Ok(page(users(), Some("u-0005")))),
+            Command::Payments(req, _) => Data::Payments(req, Ok(page(payments(), None))),
+            Command::Rejected(req) => Data::Rejected(req, Ok(page(rejected(), None))),
+            Command::Detail(sid) => Data::Detail(
+                sid.clone(),
+                Ok(UserDetailData {
+                    balance: Balance {
+                        user_sid: sid.clone(),
+                        credit_balance_cents: -250,
+                        total_paid_cents: 10_000,
+                        total_consumed_cents: 10_250,
+                        overdrawn: true,
+                    },
+                    payments: payments().into_iter().take(1).collect(),
+                    consumed: consumed(&sid),
+                }),
+            ),
+            Command::AggregateNow => Data::Aggregated(Ok(run(49, 321, false))),
+        };
+        let more = app.update(Action::Data(data));
+        answer(app, more);
+    }
+}
+
+/// Answers every command with the same error.
+pub fn fail(app: &mut App, commands: Vec<Command>, kind: ErrorKind, message: &str) {
+    for command in commands {
+        let err = FetchError {
+            kind: kind.clone(),
+            message: message.into(),
+        };
+        let data = match command {
+            Command::Overview => Data::Overview(Err(err)),
+            Command::State => Data::State(Err(err)),
+            Command::Runs => Data::Runs(Err(err)),
+            Command::Users(req) => Data::Users(req, Err(err)),
+            Command::Payments(req, _) => Data::Payments(req, Err(err)),
+            Command::Rejected(req) => Data::Rejected(req, Err(err)),
+            Command::Detail(sid) => Data::Detail(sid, Err(err)),
+            Command::AggregateNow => Data::Aggregated(Err(err)),
+        };
+        app.update(Action::Data(data));
+    }
+}
+
+/// Answers with an empty ledger (a fresh server).
+pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
+    for command in commands {
+        let data = match command {
+            Command::Overview => Data::Overview(Ok(Overview {
+                total_users: 0,
+                total_balance_cents: 0,
+                overdrawn_users: 0,
+                consumed_records: 0,
+                pending_records: 0,
+                rejected_items: 0,
+                health: Health::Idle,
+                last_run_at: None,
+            })),
+            Command::State => Data::State(Ok(AggregatorState {
+                health: Health::Idle,
+                last_run: None,
+                nodes: vec![],
+            })),
+            Command::Runs => Data::Runs(Ok(vec![])),
+            Command::Users(req) => Data::Users(req, Ok(page(vec![], None))),
+            Command::Payments(req, _) => Data::Payments(req, Ok(page(vec![], None))),
+            Command::Rejected(req) => Data::Rejected(req, Ok(page(vec![], None))),
+            Command::Detail(sid) => Data::Detail(
+                sid,
+                Err(FetchError {
+                    kind: ErrorKind::Server,
+                    message: "not found".into(),
+                }),
+            ),
+            Command::AggregateNow => Data::Aggregated(Ok(AggregateSummary::default())),
+        };
+        app.update(Action::Data(data));
+    }
+}
+
+pub fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| tui_admin::ui::draw(f, app)).unwrap();
+    terminal
+}
+
+/// Shows a view with realistic data loaded.
+pub fn loaded(view: tui_admin::app::View) -> App {
+    let (mut app, first) = fresh();
+    answer(&mut app, first);
+    let commands = app.update(Action::ShowView(view));
+    answer(&mut app, commands);
+    app
+}

@@ -1,0 +1,348 @@
+//! Key handling on the state machine: key presses go through `key_action`
+//! and `App::update` exactly as in the run loop, and the tests check both the
+//! state and the RPC calls each step asks for.
+
+mod common;
+
+use common::*;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use tui_admin::app::{Action, App, Command, Popup, UserSort, View};
+use tui_admin::event::key_action;
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Command> {
+    press_with(app, code, KeyModifiers::NONE)
+}
+
+fn press_with(app: &mut App, code: KeyCode, modifiers: KeyModifiers) -> Vec<Command> {
+    match key_action(app, KeyEvent::new(code, modifiers)) {
+        Some(action) => app.update(action),
+        None => vec![],
+    }
+}
+
+fn typed(app: &mut App, text: &str) {
+    for ch in text.chars() {
+        press(app, KeyCode::Char(ch));
+    }
+}
+
+#[test]
+fn q_and_ctrl_c_quit() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('q'));
+    assert!(app.should_quit);
+
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('/'));
+    press_with(&mut app, KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert!(app.should_quit, "Ctrl-C quits even while typing a filter");
+}
+
+#[test]
+fn q_while_typing_a_filter_is_text() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "q");
+    assert!(!app.should_quit);
+    assert_eq!(app.users_filter, "q");
+}
+
+#[test]
+fn tab_number_keys_and_back_tab_switch_views() {
+    let (mut app, first) = fresh();
+    answer(&mut app, first);
+    assert_eq!(app.view, View::Overview);
+    let commands = press(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Users);
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::Users(r) if r.cursor.is_none())),
+        "switching fetches the view's first page: {commands:?}"
+    );
+    answer(&mut app, commands);
+    press(&mut app, KeyCode::Char('4'));
+    assert_eq!(app.view, View::Aggregator);
+    press(&mut app, KeyCode::Char('5'));
+    assert_eq!(app.view, View::Rejected);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Overview, "Tab wraps around");
+    press_with(&mut app, KeyCode::BackTab, KeyModifiers::SHIFT);
+    assert_eq!(app.view, View::Rejected);
+    press(&mut app, KeyCode::Char('3'));
+    assert_eq!(app.view, View::Payments);
+}
+
+#[test]
+fn movement_keys_stay_inside_the_page() {
+    let mut app = loaded(View::Users);
+    assert_eq!(app.users.selected, 0);
+    press(&mut app, KeyCode::Char('k'));
+    assert_eq!(app.users.selected, 0, "no wrap above the first row");
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Down);
+    assert_eq!(app.users.selected, 2);
+    press(&mut app, KeyCode::Up);
+    assert_eq!(app.users.selected, 1);
+    press(&mut app, KeyCode::Char('G'));
+    assert_eq!(app.users.selected, 5);
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.users.selected, 5, "no wrap below the last row");
+    press(&mut app, KeyCode::Char('g'));
+    assert_eq!(app.users.selected, 0);
+    press(&mut app, KeyCode::PageDown);
+    assert_eq!(app.users.selected, 5, "PgDn clamps to the last row");
+    press(&mut app, KeyCode::PageUp);
+    assert_eq!(app.users.selected, 0);
+}
+
+#[test]
+fn pages_follow_cursors_and_come_back() {
+    let mut app = loaded(View::Users);
+    assert_eq!(app.users.next_cursor.as_deref(), Some("u-0005"));
+    press(&mut app, KeyCode::Char('j'));
+    let commands = press(&mut app, KeyCode::Char('n'));
+    let [Command::Users(req)] = commands.as_slice() else {
+        panic!("n asks for the next page: {commands:?}");
+    };
+    assert_eq!(req.cursor.as_deref(), Some("u-0005"));
+    assert_eq!(req.page_index, 1);
+    answer(&mut app, commands);
+    assert_eq!(app.users.page_index(), 1);
+    assert_eq!(app.users.selected, 0, "a new page starts at its first row");
+    assert_eq!(app.users.items.len(), 6, "only one page is held");
+
+    let commands = press(&mut app, KeyCode::Char('p'));
+    let [Command::Users(req)] = commands.as_slice() else {
+        panic!("p asks for the previous page: {commands:?}");
+    };
+    assert_eq!(req.cursor, None);
+    assert_eq!(req.page_index, 0);
+    answer(&mut app, commands);
+    assert_eq!(app.users.page_index(), 0);
+    assert!(
+        press(&mut app, KeyCode::Char('p')).is_empty(),
+        "no page before the first"
+    );
+}
+
+#[test]
+fn a_stale_page_answer_is_dropped() {
+    let mut app = loaded(View::Users);
+    let slow = press(&mut app, KeyCode::Char('r'));
+    let fast = press(&mut app, KeyCode::Char('n'));
+    answer(&mut app, fast);
+    assert_eq!(app.users.page_index(), 1);
+    // The refresh of page 1 answers after the move to page 2: ignored.
+    answer(&mut app, slow);
+    assert_eq!(app.users.page_index(), 1);
+}
+
+#[test]
+fn s_cycles_the_sort_and_shift_s_reverses() {
+    let mut app = loaded(View::Users);
+    assert_eq!(app.users_sort, UserSort::Sid);
+    press(&mut app, KeyCode::Char('s'));
+    press(&mut app, KeyCode::Char('s'));
+    assert_eq!(app.users_sort, UserSort::Balance);
+    let order: Vec<_> = app
+        .visible_users()
+        .iter()
+        .map(|u| u.user_sid.clone())
+        .collect();
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("u-0005"),
+        "lowest balance first"
+    );
+    press(&mut app, KeyCode::Char('S'));
+    let order: Vec<_> = app
+        .visible_users()
+        .iter()
+        .map(|u| u.user_sid.clone())
+        .collect();
+    assert_eq!(
+        order.first().map(String::as_str),
+        Some("u-0002"),
+        "highest balance first"
+    );
+}
+
+#[test]
+fn slash_filters_users_live_and_esc_clears() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('/'));
+    assert_eq!(app.filter_input.as_deref(), Some(""));
+    typed(&mut app, "u0004");
+    assert_eq!(app.visible_users().len(), 1);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.filter_input, None);
+    assert_eq!(app.users_filter, "u0004", "Enter keeps the filter");
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.users_filter, "");
+    assert_eq!(app.visible_users().len(), 6);
+}
+
+#[test]
+fn payments_filter_by_user_runs_on_the_server() {
+    let mut app = loaded(View::Payments);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "u-0001");
+    let commands = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(commands.as_slice(), [Command::Payments(req, Some(user))] if user == "u-0001" && req.cursor.is_none()),
+        "{commands:?}"
+    );
+    answer(&mut app, commands);
+    let commands = press(&mut app, KeyCode::Esc);
+    assert!(
+        matches!(commands.as_slice(), [Command::Payments(_, None)]),
+        "Esc drops the user filter: {commands:?}"
+    );
+    assert_eq!(app.payments_user, None);
+}
+
+#[test]
+fn enter_opens_the_selected_user_and_esc_goes_back() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('j'));
+    let commands = press(&mut app, KeyCode::Enter);
+    assert_eq!(commands, vec![Command::Detail("u-0001".into())]);
+    answer(&mut app, commands);
+    let detail = app.detail.as_ref().expect("detail open");
+    assert!(detail.data.data.as_ref().unwrap().balance.overdrawn);
+    // Movement does nothing under the detail; Esc returns to the same row.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Esc);
+    assert!(app.detail.is_none());
+    assert_eq!(app.view, View::Users);
+    assert_eq!(app.users.selected, 1);
+}
+
+#[test]
+fn enter_on_a_payment_opens_its_user() {
+    let mut app = loaded(View::Payments);
+    press(&mut app, KeyCode::Char('j'));
+    let commands = press(&mut app, KeyCode::Enter);
+    assert_eq!(commands, vec![Command::Detail("u-0000".into())]);
+}
+
+#[test]
+fn a_asks_first_then_runs_and_shows_the_summary() {
+    let mut app = loaded(View::Overview);
+    assert!(
+        press(&mut app, KeyCode::Char('a')).is_empty(),
+        "nothing runs before confirming"
+    );
+    assert_eq!(app.popup, Some(Popup::ConfirmAggregate));
+    press(&mut app, KeyCode::Char('n'));
+    assert_eq!(app.popup, None, "n cancels");
+
+    press(&mut app, KeyCode::Char('a'));
+    let commands = press(&mut app, KeyCode::Char('y'));
+    assert_eq!(commands, vec![Command::AggregateNow]);
+    assert_eq!(app.popup, Some(Popup::Aggregating));
+    assert!(app.is_loading());
+    let more = app.update(Action::Data(tui_admin::app::Data::Aggregated(Ok(run(
+        49, 321, false,
+    )))));
+    assert!(
+        more.contains(&Command::Overview) && more.contains(&Command::State),
+        "a finished pass refreshes at once: {more:?}"
+    );
+    assert!(matches!(&app.popup, Some(Popup::Summary(s)) if s.run_id == 49));
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.popup, None);
+}
+
+#[test]
+fn a_failed_pass_is_shown() {
+    let mut app = loaded(View::Overview);
+    press(&mut app, KeyCode::Char('a'));
+    let commands = press(&mut app, KeyCode::Enter);
+    fail(
+        &mut app,
+        commands,
+        tui_admin::app::ErrorKind::Server,
+        "server error -32003: repo unreachable",
+    );
+    assert!(matches!(&app.popup, Some(Popup::AggregateFailed(m)) if m.contains("-32003")));
+}
+
+#[test]
+fn question_mark_toggles_help_and_keys_under_it_do_nothing() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('?'));
+    assert_eq!(app.popup, Some(Popup::Help));
+    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(app.users.selected, 0);
+    press(&mut app, KeyCode::Char('?'));
+    assert_eq!(app.popup, None);
+}
+
+#[test]
+fn r_refreshes_the_current_view_but_never_doubles_a_request_in_flight() {
+    let mut app = loaded(View::Users);
+    let commands = press(&mut app, KeyCode::Char('r'));
+    assert!(
+        commands.iter().any(|c| matches!(c, Command::Users(_))),
+        "{commands:?}"
+    );
+    assert!(commands.contains(&Command::State));
+    let again = press(&mut app, KeyCode::Char('r'));
+    assert!(again.is_empty(), "still in flight: {again:?}");
+}
+
+#[test]
+fn ticks_poll_at_the_refresh_interval() {
+    let mut app = loaded(View::Aggregator);
+    let t0 = now_millis();
+    assert!(
+        app.update(Action::Tick {
+            now_millis: t0 + 500
+        })
+        .is_empty()
+    );
+    let commands = app.update(Action::Tick {
+        now_millis: t0 + 2_000,
+    });
+    assert_eq!(commands, vec![Command::State]);
+    answer(&mut app, commands);
+    assert!(
+        app.update(Action::Tick {
+            now_millis: t0 + 3_000
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        app.update(Action::Tick {
+            now_millis: t0 + 4_000
+        }),
+        vec![Command::State]
+    );
+}
+
+#[test]
+fn a_run_notification_refreshes_at_once() {
+    let mut app = loaded(View::Overview);
+    let commands = app.update(Action::Data(tui_admin::app::Data::RunNotified(run(
+        50, 10, false,
+    ))));
+    assert!(commands.contains(&Command::Overview), "{commands:?}");
+    assert!(commands.contains(&Command::Runs), "{commands:?}");
+    app.update(Action::Data(tui_admin::app::Data::Live(true)));
+    assert!(app.live);
+}
+
+#[test]
+fn unknown_keys_do_nothing() {
+    let app = loaded(View::Users);
+    assert_eq!(
+        key_action(&app, KeyEvent::new(KeyCode::Char('x'), KeyModifiers::NONE)),
+        None
+    );
+    assert_eq!(
+        key_action(&app, KeyEvent::new(KeyCode::F(5), KeyModifiers::NONE)),
+        None
+    );
+}

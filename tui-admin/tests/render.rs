@@ -1,0 +1,229 @@
+//! Rendering tests: every view drawn into a `TestBackend` and compared with a
+//! committed snapshot, with realistic data, an empty server, failing fetches,
+//! a rejected secret and terminals too small for the layout.
+
+mod common;
+
+use common::*;
+use tui_admin::app::{Action, ErrorKind, View};
+
+fn snapshot(app: &tui_admin::app::App, width: u16, height: u16) -> String {
+    render(app, width, height).backend().to_string()
+}
+
+#[test]
+fn overview_with_data() {
+    let app = loaded(View::Overview);
+    insta::assert_snapshot!(snapshot(&app, 120, 30));
+}
+
+#[test]
+fn users_with_data() {
+    let app = loaded(View::Users);
+    let text = snapshot(&app, 120, 20);
+    assert!(text.contains("u-0001"), "{text}");
+    assert!(text.contains("-2.50"), "overdrawn balance shown: {text}");
+    insta::assert_snapshot!(text);
+}
+
+/// Overdrawn rows are red, others are not: colour is not in the text snapshots.
+#[test]
+fn overdrawn_rows_are_red() {
+    let app = loaded(View::Users);
+    let terminal = render(&app, 120, 20);
+    let buffer = terminal.backend().buffer();
+    let row_of = |sid: &str| {
+        (0..buffer.area.height)
+            .find(|&y| {
+                let line: String = (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect();
+                line.contains(sid)
+            })
+            .unwrap_or_else(|| panic!("{sid} not on screen"))
+    };
+    // Column 5 is inside the SID cell of each row.
+    assert_eq!(buffer[(5, row_of("u-0001"))].fg, ratatui::style::Color::Red);
+    assert_eq!(buffer[(5, row_of("u-0005"))].fg, ratatui::style::Color::Red);
+    assert_ne!(buffer[(5, row_of("u-0002"))].fg, ratatui::style::Color::Red);
+}
+
+#[test]
+fn users_sorted_by_balance_descending_and_filtered() {
+    let mut app = loaded(View::Users);
+    for action in [
+        Action::CycleSort,
+        Action::CycleSort,
+        Action::ReverseSort,
+        Action::StartFilter,
+        Action::FilterChar('0'),
+        Action::FilterChar('0'),
+        Action::FilterChar('0'),
+        Action::FilterBackspace,
+        Action::FilterChar('4'),
+    ] {
+        app.update(action);
+    }
+    insta::assert_snapshot!(snapshot(&app, 120, 16));
+}
+
+#[test]
+fn user_detail_with_data() {
+    let mut app = loaded(View::Users);
+    app.update(Action::Down);
+    let commands = app.update(Action::Open);
+    answer(&mut app, commands);
+    let text = snapshot(&app, 120, 24);
+    assert!(text.contains("User u-0001"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn payments_with_data() {
+    let app = loaded(View::Payments);
+    insta::assert_snapshot!(snapshot(&app, 120, 14));
+}
+
+#[test]
+fn aggregator_with_data() {
+    let app = loaded(View::Aggregator);
+    insta::assert_snapshot!(snapshot(&app, 120, 16));
+}
+
+#[test]
+fn rejected_with_data() {
+    let app = loaded(View::Rejected);
+    insta::assert_snapshot!(snapshot(&app, 140, 20));
+}
+
+#[test]
+fn help_popup() {
+    let mut app = loaded(View::Users);
+    app.update(Action::ToggleHelp);
+    insta::assert_snapshot!(snapshot(&app, 100, 24));
+}
+
+#[test]
+fn aggregate_confirm_and_summary() {
+    let mut app = loaded(View::Overview);
+    app.update(Action::AskAggregate);
+    insta::assert_snapshot!("aggregate_confirm", snapshot(&app, 100, 24));
+    let commands = app.update(Action::ConfirmAggregate);
+    answer(&mut app, commands);
+    let text = snapshot(&app, 100, 24);
+    assert!(text.contains("pass #49"), "{text}");
+    insta::assert_snapshot!("aggregate_summary", text);
+}
+
+#[test]
+fn every_view_on_an_empty_server() {
+    let (mut app, first) = fresh();
+    answer_empty(&mut app, first);
+    let mut out = String::new();
+    for view in View::ALL {
+        let commands = app.update(Action::ShowView(view));
+        answer_empty(&mut app, commands);
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            view.title(),
+            snapshot(&app, 100, 16)
+        ));
+    }
+    assert!(out.contains("no users on the server yet"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn loading_before_the_first_answer() {
+    let (app, _pending) = fresh();
+    let text = snapshot(&app, 100, 12);
+    assert!(text.contains("loading"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn unreachable_server_keeps_the_last_good_data() {
+    let mut app = loaded(View::Users);
+    let commands = app.update(Action::Refresh);
+    fail(
+        &mut app,
+        commands,
+        ErrorKind::Unreachable,
+        "error sending request: connection refused",
+    );
+    let text = snapshot(&app, 120, 16);
+    assert!(text.contains("unreachable"), "{text}");
+    assert!(text.contains("u-0004"), "last good rows stay: {text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn unreachable_server_from_the_start() {
+    let (mut app, first) = fresh();
+    fail(
+        &mut app,
+        first,
+        ErrorKind::Unreachable,
+        "connection refused",
+    );
+    let commands = app.update(Action::ShowView(View::Users));
+    fail(
+        &mut app,
+        commands,
+        ErrorKind::Unreachable,
+        "connection refused",
+    );
+    insta::assert_snapshot!(snapshot(&app, 100, 12));
+}
+
+#[test]
+fn wrong_secret_says_so() {
+    let (mut app, first) = fresh();
+    fail(
+        &mut app,
+        first,
+        ErrorKind::Unauthorized,
+        "Request rejected `401`",
+    );
+    let text = snapshot(&app, 100, 20);
+    assert!(text.contains("rejected the admin secret"), "{text}");
+    assert!(text.contains("./demo-data/admin.secret"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn narrow_terminal_every_view() {
+    let mut out = String::new();
+    for view in View::ALL {
+        let app = loaded(view);
+        out.push_str(&format!(
+            "--- {}\n{}\n",
+            view.title(),
+            snapshot(&app, 40, 12)
+        ));
+    }
+    insta::assert_snapshot!(out);
+}
+
+/// Tiny and degenerate sizes must not panic, in any view or popup.
+#[test]
+fn tiny_terminals_do_not_panic() {
+    for view in View::ALL {
+        for (w, h) in [(1, 1), (2, 3), (10, 4), (20, 6), (40, 12), (0, 0), (300, 2)] {
+            let mut app = loaded(view);
+            render(&app, w, h);
+            app.update(Action::ToggleHelp);
+            render(&app, w, h);
+            app.update(Action::ToggleHelp);
+            app.update(Action::AskAggregate);
+            render(&app, w, h);
+            let commands = app.update(Action::ConfirmAggregate);
+            answer(&mut app, commands);
+            render(&app, w, h);
+            app.update(Action::Back);
+            let commands = app.update(Action::Open);
+            answer(&mut app, commands);
+            render(&app, w, h);
+        }
+    }
+}
