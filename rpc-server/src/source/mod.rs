@@ -3,6 +3,7 @@
 //! exist (with their tree ids); which usage files a changed node has (with blob
 //! ids); and the bodies of the files whose blob ids are new.
 
+pub mod forge;
 pub mod git;
 
 use std::fmt;
@@ -59,6 +60,7 @@ impl fmt::Display for SourceError {
 /// The configured billing repo.
 pub enum Source {
     Git(git::GitSource),
+    Forge(forge::ForgeSource),
 }
 
 impl Source {
@@ -66,6 +68,7 @@ impl Source {
     pub fn describe(&self) -> String {
         match self {
             Source::Git(s) => s.describe(),
+            Source::Forge(s) => s.describe(),
         }
     }
 
@@ -74,6 +77,7 @@ impl Source {
     pub async fn head(&self) -> Result<Option<String>, SourceError> {
         match self {
             Source::Git(s) => s.head().await,
+            Source::Forge(s) => s.head().await,
         }
     }
 
@@ -82,6 +86,7 @@ impl Source {
     pub async fn nodes(&self, head: &str) -> Result<Vec<NodeTree>, SourceError> {
         match self {
             Source::Git(s) => s.nodes(head).await,
+            Source::Forge(s) => s.nodes(head).await,
         }
     }
 
@@ -89,6 +94,7 @@ impl Source {
     pub async fn files(&self, node: &NodeTree) -> Result<Vec<FileEntry>, SourceError> {
         match self {
             Source::Git(s) => s.files(node).await,
+            Source::Forge(s) => s.files(node).await,
         }
     }
 
@@ -101,6 +107,7 @@ impl Source {
     ) -> Result<Vec<FileBody>, SourceError> {
         match self {
             Source::Git(s) => s.read(files, max_bytes).await,
+            Source::Forge(s) => s.read(files, max_bytes).await,
         }
     }
 }

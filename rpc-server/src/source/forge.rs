@@ -1,0 +1,746 @@
+//! The billing repo on a Forgejo (or Gitea) forge, read through its REST API v1.
+//!
+//! Request plan (see `docs/forge.md` for the cost formula):
+//! - `head`: `GET branches/{branch}`: one request when nothing is new;
+//! - `nodes`: `GET git/trees/{head}` (root), then `GET git/trees/{nodes_tree}`,
+//!   each paged with `page`/`per_page` while `truncated` is true;
+//! - `files`: `GET git/trees/{node_tree}` (paged) for a node whose tree id changed;
+//! - `read`: `GET git/blobs/{sha}` for each file whose blob id is new, a few at a time.
+//!
+//! Every request has a timeout and is retried with exponential backoff and
+//! jitter on 429, 5xx, timeouts and connection errors, honouring `Retry-After`.
+//! A body that is cut or not JSON is an error, never an empty listing. The
+//! token is sent as `Authorization: token <t>` and never shown.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use billing_api::otoml::{is_usage_file_name, is_valid_node_name};
+use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
+use reqwest::{StatusCode, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::{FileBody, FileEntry, NodeTree, SourceError};
+
+/// Timeouts, retries and concurrency of the forge client.
+#[derive(Debug, Clone)]
+pub struct ForgeOptions {
+    /// Whole-request timeout (connect, headers and body).
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Attempts per request, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay; doubles per retry, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Longest `Retry-After` honoured; a longer one fails the request instead.
+    pub retry_after_max: Duration,
+    /// Blob downloads in flight at once for one `read`.
+    pub blob_concurrency: usize,
+    /// `per_page` asked of `git/trees` (Forgejo's default cap is 1000).
+    pub tree_page_size: usize,
+}
+
+impl Default for ForgeOptions {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(10),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            retry_after_max: Duration::from_secs(300),
+            blob_concurrency: 8,
+            tree_page_size: 1000,
+        }
+    }
+}
+
+/// A billing repo `OWNER/NAME` on one branch of a forge.
+pub struct ForgeSource {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    /// `<base>/api/v1`, credentials stripped.
+    api: Url,
+    /// The base URL as shown in messages (no credentials).
+    shown: String,
+    owner: String,
+    name: String,
+    branch: String,
+    /// `token <t>`, marked sensitive so it is never printed by the HTTP stack.
+    auth: Option<HeaderValue>,
+    options: ForgeOptions,
+    requests: AtomicU64,
+}
+
+/// One attempt's outcome that the retry loop acts on.
+enum Attempt {
+    Done(Vec<u8>),
+    NotFound,
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+    Fail(SourceError),
+}
+
+#[derive(Deserialize)]
+struct Branch {
+    commit: Option<BranchCommit>,
+}
+
+#[derive(Deserialize)]
+struct BranchCommit {
+    id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    empty: Option<bool>,
+    default_branch: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TreePage {
+    tree: Option<Vec<TreeItem>>,
+    truncated: Option<bool>,
+    page: Option<u64>,
+    total_count: Option<u64>,
+}
+
+#[derive(Deserialize, Clone)]
+struct TreeItem {
+    path: Option<String>,
+    mode: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    sha: Option<String>,
+    size: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Blob {
+    content: Option<String>,
+    encoding: Option<String>,
+    sha: Option<String>,
+    size: Option<u64>,
+}
+
+impl ForgeSource {
+    /// A source for `repo` (`OWNER/NAME`) on the forge at `base_url`
+    /// (`https://forge.example` or `https://forge.example/api/v1`).
+    pub fn open(
+        base_url: &str,
+        repo: &str,
+        branch: &str,
+        token: Option<String>,
+    ) -> Result<ForgeSource, SourceError> {
+        Self::open_with(base_url, repo, branch, token, ForgeOptions::default())
+    }
+
+    /// Like [`ForgeSource::open`], with explicit timeouts and retry settings.
+    pub fn open_with(
+        base_url: &str,
+        repo: &str,
+        branch: &str,
+        token: Option<String>,
+        options: ForgeOptions,
+    ) -> Result<ForgeSource, SourceError> {
+        let mut url = Url::parse(base_url.trim()).map_err(|e| {
+            SourceError::new(format!(
+                "forge URL {:?} is not a valid URL ({e}); check --forge-url (e.g. https://forge.example)",
+                redact(base_url)
+            ))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+            return Err(SourceError::new(format!(
+                "forge URL {} must be http:// or https://; check --forge-url",
+                redact(base_url)
+            )));
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        let trimmed = url.path().trim_end_matches('/');
+        let trimmed = trimmed
+            .strip_suffix("/api/v1")
+            .unwrap_or(trimmed)
+            .to_string();
+        url.set_path(&trimmed);
+        let shown = url.as_str().trim_end_matches('/').to_string();
+        url.set_path(&format!("{trimmed}/api/v1"));
+
+        let (owner, name) = repo
+            .split_once('/')
+            .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+            .ok_or_else(|| {
+                SourceError::new(format!(
+                    "forge repo {repo:?} must be OWNER/NAME; check --forge-repo"
+                ))
+            })?;
+        if branch.trim().is_empty() {
+            return Err(SourceError::new("branch name is empty; check --branch"));
+        }
+        let auth = match token {
+            None => None,
+            Some(token) => {
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(SourceError::new(
+                        "the forge token is empty; check --forge-token-file or BILLING_FORGE_TOKEN",
+                    ));
+                }
+                let mut value = HeaderValue::from_str(&format!("token {token}")).map_err(|_| {
+                    SourceError::new(
+                        "the forge token contains characters not allowed in an HTTP header; \
+                         check --forge-token-file or BILLING_FORGE_TOKEN",
+                    )
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .user_agent(concat!("billing-aggregator/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SourceError::new(format!("cannot build the HTTP client: {e}")))?;
+        Ok(ForgeSource {
+            inner: Arc::new(Inner {
+                client,
+                api: url,
+                shown,
+                owner: owner.to_string(),
+                name: name.to_string(),
+                branch: branch.to_string(),
+                auth,
+                options,
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The forge, repo and branch; never the token.
+    pub fn describe(&self) -> String {
+        let i = &self.inner;
+        format!(
+            "forge repo {}/{} at {} (branch {})",
+            i.owner, i.name, i.shown, i.branch
+        )
+    }
+
+    /// HTTP requests sent so far, retries included.
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// The branch head commit id; `None` when the repo has no commit yet.
+    pub async fn head(&self) -> Result<Option<String>, SourceError> {
+        let i = &self.inner;
+        let mut segments = vec!["branches"];
+        segments.extend(i.branch.split('/'));
+        let what = format!("branch {}", i.branch);
+        match i.get_json::<Branch>(&segments, &[], &what).await? {
+            Some(branch) => {
+                let id = branch.commit.and_then(|c| c.id).ok_or_else(|| {
+                    i.error(format!(
+                        "the answer for branch {} has no commit id",
+                        i.branch
+                    ))
+                })?;
+                check_id(&id).map_err(|e| i.error(format!("branch {}: {e}", i.branch)))?;
+                Ok(Some(id))
+            }
+            None => {
+                // A missing branch is normal only in a repo nothing was pushed to yet.
+                let repo = i
+                    .get_json::<Repository>(&[], &[], "the repository")
+                    .await?
+                    .ok_or_else(|| {
+                        i.error(format!(
+                            "repository {}/{} was not found (404); check --forge-repo and that the \
+                             token's user can read it",
+                            i.owner, i.name
+                        ))
+                    })?;
+                if repo.empty == Some(true) {
+                    return Ok(None);
+                }
+                Err(i.error(format!(
+                    "branch {} does not exist (404){}; check --branch",
+                    i.branch,
+                    repo.default_branch
+                        .map(|d| format!("; the default branch is {d}"))
+                        .unwrap_or_default()
+                )))
+            }
+        }
+    }
+
+    /// Valid node directories under `nodes/` at commit `head`, sorted by name.
+    pub async fn nodes(&self, head: &str) -> Result<Vec<NodeTree>, SourceError> {
+        let i = &self.inner;
+        check_id(head).map_err(|e| i.error(format!("head {head:?}: {e}")))?;
+        let root = i
+            .list_tree(head, &format!("the root tree of commit {head}"))
+            .await?;
+        let Some(nodes) = root.iter().find(|e| e.path.as_deref() == Some("nodes")) else {
+            return Ok(Vec::new());
+        };
+        if nodes.kind.as_deref() != Some("tree") {
+            tracing::warn!(commit = %head, "`nodes` is a file, not a directory; no node is read");
+            return Ok(Vec::new());
+        }
+        let nodes_sha = entry_sha(nodes).map_err(|e| i.error(format!("entry nodes/: {e}")))?;
+        let entries = i
+            .list_tree(&nodes_sha, &format!("tree nodes/ ({nodes_sha})"))
+            .await?;
+        let mut out = Vec::new();
+        for entry in &entries {
+            if entry.kind.as_deref() != Some("tree") {
+                continue;
+            }
+            let name = entry.path.clone().unwrap_or_default();
+            if !is_valid_node_name(&name) {
+                tracing::warn!(
+                    commit = %head,
+                    dir = %name,
+                    "skipping nodes/ entry: node names must match [A-Za-z0-9._-]{{1,128}}"
+                );
+                continue;
+            }
+            let tree_id =
+                entry_sha(entry).map_err(|e| i.error(format!("entry nodes/{name}: {e}")))?;
+            out.push(NodeTree {
+                node_name: name,
+                tree_id,
+            });
+        }
+        out.sort_by(|a, b| a.node_name.cmp(&b.node_name));
+        Ok(out)
+    }
+
+    /// Usage files directly in one node directory, sorted by path.
+    pub async fn files(&self, node: &NodeTree) -> Result<Vec<FileEntry>, SourceError> {
+        let i = &self.inner;
+        check_id(&node.tree_id)
+            .map_err(|e| i.error(format!("tree of nodes/{}: {e}", node.node_name)))?;
+        let what = format!("tree nodes/{} ({})", node.node_name, node.tree_id);
+        let entries = i.list_tree(&node.tree_id, &what).await?;
+        let mut out = Vec::new();
+        for entry in &entries {
+            // Regular files only: symlinks (120000) and submodules are not usage files.
+            let is_file = entry.kind.as_deref() == Some("blob")
+                && matches!(entry.mode.as_deref(), Some("100644" | "100755") | None);
+            let name = entry.path.as_deref().unwrap_or_default();
+            if !is_file || name.contains('/') || !is_usage_file_name(name) {
+                continue;
+            }
+            let blob_id =
+                entry_sha(entry).map_err(|e| i.error(format!("entry {name} in {what}: {e}")))?;
+            out.push(FileEntry {
+                path: format!("nodes/{}/{name}", node.node_name),
+                blob_id,
+                size: entry.size,
+            });
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// Bodies of `files` in order; files over `max_bytes` are not downloaded.
+    pub async fn read(
+        &self,
+        files: &[FileEntry],
+        max_bytes: u64,
+    ) -> Result<Vec<FileBody>, SourceError> {
+        let permits = Arc::new(Semaphore::new(self.inner.options.blob_concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut bodies: Vec<Option<FileBody>> = vec![None; files.len()];
+        for (index, file) in files.iter().enumerate() {
+            if let Some(size) = file.size.filter(|s| *s > max_bytes) {
+                bodies[index] = Some(FileBody::TooLarge { size });
+                continue;
+            }
+            let inner = Arc::clone(&self.inner);
+            let permits = Arc::clone(&permits);
+            let file = file.clone();
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("never closed");
+                (index, inner.read_blob(&file, max_bytes).await)
+            });
+        }
+        let mut first_error: Option<(usize, SourceError)> = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (index, result) = joined
+                .map_err(|e| SourceError::new(format!("a blob download task failed: {e}")))?;
+            match result {
+                Ok(body) => bodies[index] = Some(body),
+                Err(e) => {
+                    // Stop downloading the rest: this node is halted for this pass anyway.
+                    tasks.abort_all();
+                    if first_error.as_ref().is_none_or(|(i, _)| index < *i) {
+                        first_error = Some((index, e));
+                    }
+                }
+            }
+        }
+        if let Some((_, e)) = first_error {
+            return Err(e);
+        }
+        Ok(bodies
+            .into_iter()
+            .map(|b| b.expect("every file has a body when no download failed"))
+            .collect())
+    }
+}
+
+impl Inner {
+    fn error(&self, message: String) -> SourceError {
+        SourceError::new(format!(
+            "{message} (forge repo {}/{} at {})",
+            self.owner, self.name, self.shown
+        ))
+    }
+
+    /// `<api>/repos/{owner}/{repo}/<segments...>?<query>`.
+    fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
+        let mut url = self.api.clone();
+        {
+            let mut path = url.path_segments_mut().expect("http(s) URLs can be a base");
+            path.pop_if_empty();
+            path.extend(["repos", self.owner.as_str(), self.name.as_str()]);
+            path.extend(segments);
+        }
+        if !query.is_empty() {
+            url.query_pairs_mut()
+                .extend_pairs(query.iter().map(|(k, v)| (*k, v.as_str())));
+        }
+        url
+    }
+
+    /// Every page of tree `sha`, checked for completeness.
+    async fn list_tree(&self, sha: &str, what: &str) -> Result<Vec<TreeItem>, SourceError> {
+        let per_page = self.options.tree_page_size.max(1);
+        let mut entries: Vec<TreeItem> = Vec::new();
+        let mut page: u64 = 1;
+        loop {
+            let query = [
+                ("page", page.to_string()),
+                ("per_page", per_page.to_string()),
+            ];
+            let listing = self
+                .get_json::<TreePage>(&["git", "trees", sha], &query, what)
+                .await?
+                .ok_or_else(|| {
+                    self.error(format!(
+                        "{what} was not found (404); the branch was probably force-pushed \
+                         meanwhile, the next pass reads the new head"
+                    ))
+                })?;
+            if let Some(answered) = listing.page.filter(|p| *p != page) {
+                return Err(self.error(format!(
+                    "{what}: asked for page {page}, got page {answered}"
+                )));
+            }
+            let items = listing.tree.unwrap_or_default();
+            let more = listing.truncated == Some(true);
+            if more && items.is_empty() {
+                return Err(self.error(format!(
+                    "{what}: page {page} is empty but marked truncated; the listing cannot be completed"
+                )));
+            }
+            entries.extend(items);
+            if let Some(total) = listing.total_count {
+                if entries.len() as u64 > total {
+                    return Err(self.error(format!(
+                        "{what}: got {} entries but the forge says the tree has {total}",
+                        entries.len()
+                    )));
+                }
+                if !more && (entries.len() as u64) < total {
+                    return Err(self.error(format!(
+                        "{what}: listing ended after {} of {total} entries (truncated answer)",
+                        entries.len()
+                    )));
+                }
+            }
+            if !more {
+                return Ok(entries);
+            }
+            page += 1;
+        }
+    }
+
+    async fn read_blob(&self, file: &FileEntry, max_bytes: u64) -> Result<FileBody, SourceError> {
+        check_id(&file.blob_id).map_err(|e| self.error(format!("{}: {e}", file.path)))?;
+        let what = format!("{} (blob {})", file.path, file.blob_id);
+        let blob = self
+            .get_json::<Blob>(&["git", "blobs", &file.blob_id], &[], &what)
+            .await?
+            .ok_or_else(|| {
+                self.error(format!(
+                    "{what} was not found (404); the branch was probably force-pushed meanwhile, \
+                     the next pass reads the new head"
+                ))
+            })?;
+        if let Some(size) = blob.size.filter(|s| *s > max_bytes) {
+            return Ok(FileBody::TooLarge { size });
+        }
+        if let Some(sha) = blob.sha.as_deref()
+            && !sha.eq_ignore_ascii_case(&file.blob_id)
+        {
+            return Err(self.error(format!("{what}: the forge answered with blob {sha}")));
+        }
+        match blob.encoding.as_deref() {
+            Some("base64") => {}
+            other => {
+                return Err(self.error(format!(
+                    "{what}: unsupported blob encoding {other:?} (expected base64)"
+                )));
+            }
+        }
+        let content = blob.content.unwrap_or_default();
+        let compact: String = content
+            .chars()
+            .filter(|c| !c.is_ascii_whitespace())
+            .collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact.as_bytes())
+            .map_err(|e| self.error(format!("{what}: content is not valid base64 ({e})")))?;
+        if bytes.len() as u64 > max_bytes {
+            return Ok(FileBody::TooLarge {
+                size: bytes.len() as u64,
+            });
+        }
+        // The blob id is the hash of the content: a mismatch means a damaged answer.
+        let actual = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
+            .map_err(|e| self.error(format!("{what}: cannot hash the content ({e})")))?;
+        if !actual.to_string().eq_ignore_ascii_case(&file.blob_id) {
+            return Err(self.error(format!(
+                "{what}: downloaded content hashes to {actual}, not to the blob id; the answer was damaged"
+            )));
+        }
+        Ok(FileBody::Data(bytes))
+    }
+
+    /// GETs and decodes JSON; `Ok(None)` on 404.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        segments: &[&str],
+        query: &[(&str, String)],
+        what: &str,
+    ) -> Result<Option<T>, SourceError> {
+        let url = self.url(segments, query);
+        let Some(body) = self.get_with_retries(&url, what).await? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&body).map(Some).map_err(|e| {
+            let start = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+            self.error(format!(
+                "reading {what}: GET {} returned a body that is not the expected JSON ({e}; \
+                 {} bytes, starting {start:?}); the answer was cut or came from something that is \
+                 not the forge API (proxy, login page): check --forge-url",
+                url.path(),
+                body.len()
+            ))
+        })
+    }
+
+    async fn get_with_retries(
+        &self,
+        url: &Url,
+        what: &str,
+    ) -> Result<Option<Vec<u8>>, SourceError> {
+        let max_attempts = self.options.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let (why, after) = match self.attempt(url, what).await {
+                Attempt::Done(body) => return Ok(Some(body)),
+                Attempt::NotFound => return Ok(None),
+                Attempt::Fail(e) => return Err(e),
+                Attempt::Retry { why, after } => (why, after),
+            };
+            if attempt >= max_attempts {
+                return Err(self.error(format!(
+                    "reading {what}: GET {} failed after {attempt} attempts, last: {why}; \
+                     check that the forge is reachable and healthy, the next pass retries",
+                    url.path()
+                )));
+            }
+            let delay = match after {
+                Some(after) if after > self.options.retry_after_max => {
+                    return Err(self.error(format!(
+                        "reading {what}: the forge asks to wait {}s (Retry-After) which is more \
+                         than the {}s allowed; the next pass retries",
+                        after.as_secs(),
+                        self.options.retry_after_max.as_secs()
+                    )));
+                }
+                Some(after) => after,
+                None => self.backoff(attempt),
+            };
+            tracing::debug!(path = url.path(), attempt, %why, ?delay, "retrying forge request");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// Exponential backoff with jitter: a random delay in [d/2, d], d = base * 2^(attempt-1).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << (attempt - 1).min(16));
+        let capped = exp.min(self.options.backoff_max);
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        let half = capped / 2;
+        half + half.mul_f64((random % 1_000_000) as f64 / 1_000_000.0)
+    }
+
+    async fn attempt(&self, url: &Url, what: &str) -> Attempt {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = self
+            .client
+            .get(url.clone())
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(auth) = &self.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Attempt::Retry {
+                    why: transport(&e),
+                    after: None,
+                };
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return match response.bytes().await {
+                Ok(body) => Attempt::Done(body.to_vec()),
+                // A body cut by a dropped connection or a timeout is transient.
+                Err(e) => Attempt::Retry {
+                    why: format!("the answer body was cut: {}", transport(&e)),
+                    after: None,
+                },
+            };
+        }
+        let after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let message = forge_message(response).await;
+        let path = url.path();
+        match status {
+            StatusCode::NOT_FOUND => Attempt::NotFound,
+            StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
+                why: format!("{status}{message}"),
+                after,
+            },
+            s if s.is_server_error() => Attempt::Retry {
+                why: format!("{status}{message}"),
+                after,
+            },
+            StatusCode::UNAUTHORIZED => Attempt::Fail(self.error(format!(
+                "reading {what}: the forge rejected the credentials (401 Unauthorized on GET {path}{message}); {}",
+                if self.auth.is_some() {
+                    "check that the token in --forge-token-file or BILLING_FORGE_TOKEN is valid and not expired"
+                } else {
+                    "no token is configured: set --forge-token-file or BILLING_FORGE_TOKEN"
+                }
+            ))),
+            StatusCode::FORBIDDEN => Attempt::Fail(self.error(format!(
+                "reading {what}: access denied (403 Forbidden on GET {path}{message}); check that \
+                 the token's user can read the repository and the token has the read:repository scope"
+            ))),
+            _ => Attempt::Fail(self.error(format!(
+                "reading {what}: GET {path} answered {status}{message}"
+            ))),
+        }
+    }
+}
+
+/// `: <message>` from a forge error body, bounded, or nothing.
+async fn forge_message(response: reqwest::Response) -> String {
+    let Ok(body) = response.bytes().await else {
+        return String::new();
+    };
+    let message = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        });
+    match message {
+        Some(m) if !m.is_empty() => format!(": {}", m.chars().take(200).collect::<String>()),
+        _ => String::new(),
+    }
+}
+
+fn transport(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else if e.is_body() || e.is_decode() {
+        "body error"
+    } else {
+        "request error"
+    };
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    if (id.len() == 40 || id.len() == 64) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(())
+    } else {
+        Err(format!("{id:?} is not a git object id"))
+    }
+}
+
+fn entry_sha(entry: &TreeItem) -> Result<String, String> {
+    let sha = entry.sha.clone().ok_or("the entry has no sha")?;
+    check_id(&sha)?;
+    Ok(sha.to_ascii_lowercase())
+}
+
+/// The URL without user info, for messages.
+fn redact(url: &str) -> String {
+    match Url::parse(url.trim()) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(unparseable URL)".to_string(),
+    }
+}

@@ -1,0 +1,441 @@
+//! The forge source against the emulator: a real HTTP server on loopback over
+//! a real git repository in a temp dir.
+
+use std::time::{Duration, Instant};
+
+use billing_server::source::forge::{ForgeOptions, ForgeSource};
+use billing_server::source::{FileBody, NodeTree};
+use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, FaultKind, ForgeRepo};
+
+const REPO: &str = "lhumina_code/hero_onboarding_billing";
+const TOKEN: &str = "s3cret-forge-token-value";
+
+struct Forge {
+    _dir: tempfile::TempDir,
+    emu: EmulatorHandle,
+}
+
+async fn forge_with(tree_page_max: usize) -> Forge {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = ForgeRepo::open_or_init(&dir.path().join("billing.git")).unwrap();
+    let mut config = EmulatorConfig::new(REPO, Some(TOKEN)).unwrap();
+    config.tree_page_max = tree_page_max;
+    let emu = EmulatorHandle::start(config, repo).await.unwrap();
+    Forge { _dir: dir, emu }
+}
+
+async fn forge() -> Forge {
+    forge_with(1000).await
+}
+
+fn fast() -> ForgeOptions {
+    ForgeOptions {
+        request_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(1),
+        max_attempts: 4,
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(40),
+        retry_after_max: Duration::from_secs(5),
+        blob_concurrency: 4,
+        tree_page_size: 1000,
+    }
+}
+
+fn source(f: &Forge) -> ForgeSource {
+    source_with(f, Some(TOKEN), fast())
+}
+
+fn source_with(f: &Forge, token: Option<&str>, options: ForgeOptions) -> ForgeSource {
+    ForgeSource::open_with(
+        &f.emu.base_url(),
+        REPO,
+        "main",
+        token.map(str::to_string),
+        options,
+    )
+    .unwrap()
+}
+
+fn file(node: &str, hour: u32, body: &str) -> (String, Option<Vec<u8>>) {
+    (
+        format!("nodes/{node}/usage_2026-11-27-{hour:02}.otoml"),
+        Some(body.as_bytes().to_vec()),
+    )
+}
+
+fn seed(f: &Forge) -> String {
+    f.emu
+        .commit(
+            &[
+                file("node-a", 10, "a10"),
+                file("node-a", 11, "a11"),
+                file("node-b", 10, "b10"),
+                ("nodes/node-b/notes.txt".into(), Some(b"not usage".to_vec())),
+                (
+                    "nodes/bad name/usage_2026-11-27-10.otoml".into(),
+                    Some(b"x".to_vec()),
+                ),
+                ("README.md".into(), Some(b"readme".to_vec())),
+            ],
+            "seed",
+        )
+        .unwrap()
+        .to_string()
+}
+
+fn data(body: &FileBody) -> &[u8] {
+    match body {
+        FileBody::Data(d) => d,
+        FileBody::TooLarge { size } => panic!("unexpected TooLarge({size})"),
+    }
+}
+
+#[tokio::test]
+async fn head_nodes_files_and_read_answer_from_the_forge() {
+    let f = forge().await;
+    let commit = seed(&f);
+    let s = source(&f);
+    assert_eq!(s.head().await.unwrap().as_deref(), Some(commit.as_str()));
+    let nodes = s.nodes(&commit).await.unwrap();
+    let names: Vec<&str> = nodes.iter().map(|n| n.node_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["node-a", "node-b"],
+        "invalid `bad name` is left out"
+    );
+    let files = s.files(&nodes[0]).await.unwrap();
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "nodes/node-a/usage_2026-11-27-10.otoml",
+            "nodes/node-a/usage_2026-11-27-11.otoml"
+        ]
+    );
+    assert_eq!(files[0].size, Some(3));
+    let b_files = s.files(&nodes[1]).await.unwrap();
+    assert_eq!(b_files.len(), 1, "notes.txt is not a usage file");
+    let bodies = s.read(&files, 1024).await.unwrap();
+    assert_eq!(data(&bodies[0]), b"a10");
+    assert_eq!(data(&bodies[1]), b"a11");
+    // Over the limit: not downloaded at all.
+    f.emu.reset_stats();
+    let bodies = s.read(&files, 2).await.unwrap();
+    assert_eq!(bodies, vec![FileBody::TooLarge { size: 3 }; 2]);
+    assert_eq!(f.emu.stats().total, 0);
+    assert!(!s.describe().contains(TOKEN));
+    assert!(s.describe().contains(REPO));
+}
+
+#[tokio::test]
+async fn nothing_new_costs_exactly_one_request() {
+    let f = forge().await;
+    seed(&f);
+    let s = source(&f);
+    f.emu.reset_stats();
+    s.head().await.unwrap();
+    let stats = f.emu.stats();
+    assert_eq!(stats.total, 1, "{stats:?}");
+    assert_eq!(stats.requests.get("branch"), Some(&1));
+}
+
+#[tokio::test]
+async fn unchanged_nodes_keep_their_tree_id_and_only_new_blobs_differ() {
+    let f = forge().await;
+    let first = seed(&f);
+    let s = source(&f);
+    let before = s.nodes(&first).await.unwrap();
+    let second = f
+        .emu
+        .commit(&[file("node-a", 12, "a12")], "hour 12")
+        .unwrap()
+        .to_string();
+    let after = s.nodes(&second).await.unwrap();
+    assert_ne!(before[0].tree_id, after[0].tree_id, "node-a changed");
+    assert_eq!(before[1].tree_id, after[1].tree_id, "node-b did not");
+    let old: Vec<String> = s
+        .files(&before[0])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.blob_id)
+        .collect();
+    let new = s.files(&after[0]).await.unwrap();
+    let fresh: Vec<_> = new.iter().filter(|f| !old.contains(&f.blob_id)).collect();
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].path, "nodes/node-a/usage_2026-11-27-12.otoml");
+}
+
+#[tokio::test]
+async fn tree_listings_follow_every_page() {
+    let f = forge_with(2).await;
+    let mut changes = Vec::new();
+    for n in 0..5 {
+        for h in 0..5 {
+            changes.push(file(&format!("node-{n}"), h, &format!("{n}-{h}")));
+        }
+    }
+    let head = f.emu.commit(&changes, "many").unwrap().to_string();
+    let s = source(&f);
+    f.emu.reset_stats();
+    let nodes = s.nodes(&head).await.unwrap();
+    assert_eq!(nodes.len(), 5);
+    // Root: 1 entry (1 page); nodes/: 5 entries in pages of 2 (3 pages).
+    assert_eq!(f.emu.stats().requests.get("trees"), Some(&4));
+    let files = s.files(&nodes[4]).await.unwrap();
+    assert_eq!(files.len(), 5);
+    assert_eq!(files[4].path, "nodes/node-4/usage_2026-11-27-04.otoml");
+    let bodies = s.read(&files, 100).await.unwrap();
+    assert_eq!(data(&bodies[3]), b"4-3");
+}
+
+#[tokio::test]
+async fn a_truncated_or_non_json_body_is_an_error_never_an_empty_listing() {
+    let f = forge().await;
+    let head = seed(&f);
+    let s = source(&f);
+    for kind in [FaultKind::Truncate, FaultKind::NotJson] {
+        f.emu.add_fault(Fault::new("trees", kind.clone(), 1));
+        let err = s.nodes(&head).await.unwrap_err().to_string();
+        assert!(err.contains("not the expected JSON"), "{kind:?}: {err}");
+        assert!(err.contains(REPO), "{err}");
+        // The fault is gone: the next call (the next pass) succeeds.
+        assert_eq!(s.nodes(&head).await.unwrap().len(), 2);
+    }
+    let nodes = s.nodes(&head).await.unwrap();
+    let files = s.files(&nodes[0]).await.unwrap();
+    f.emu.add_fault(Fault::new("blobs", FaultKind::Truncate, 1));
+    assert!(s.read(&files, 1024).await.is_err());
+    assert_eq!(s.read(&files, 1024).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn server_errors_rate_limits_and_dropped_connections_are_retried() {
+    let f = forge().await;
+    let head = seed(&f);
+    let s = source(&f);
+    f.emu
+        .add_fault(Fault::new("branch", FaultKind::Status { status: 503 }, 2));
+    assert_eq!(s.head().await.unwrap().as_deref(), Some(head.as_str()));
+    f.emu
+        .add_fault(Fault::new("trees", FaultKind::Status { status: 502 }, 1));
+    f.emu.add_fault(Fault::new("trees", FaultKind::Abort, 1));
+    assert_eq!(s.nodes(&head).await.unwrap().len(), 2);
+
+    f.emu.reset_stats();
+    f.emu.add_fault(Fault::new(
+        "branch",
+        FaultKind::RateLimit {
+            retry_after_secs: 1,
+        },
+        1,
+    ));
+    let started = Instant::now();
+    assert!(s.head().await.is_ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After was not honoured: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(f.emu.stats().requests.get("branch"), Some(&2));
+
+    // A slow answer hits the timeout and is retried.
+    let options = ForgeOptions {
+        request_timeout: Duration::from_millis(300),
+        ..fast()
+    };
+    let slow = source_with(&f, Some(TOKEN), options);
+    f.emu
+        .add_fault(Fault::new("branch", FaultKind::Delay { ms: 1500 }, 1));
+    assert!(slow.head().await.is_ok());
+}
+
+#[tokio::test]
+async fn a_forge_that_stays_down_fails_with_the_attempt_count() {
+    let f = forge().await;
+    seed(&f);
+    let s = source(&f);
+    f.emu.reset_stats();
+    f.emu.add_fault(Fault {
+        endpoint: Some("branch".into()),
+        kind: FaultKind::Status { status: 500 },
+        times: None,
+        probability: None,
+    });
+    let err = s.head().await.unwrap_err().to_string();
+    assert!(err.contains("after 4 attempts"), "{err}");
+    assert!(err.contains("500"), "{err}");
+    assert_eq!(f.emu.stats().requests.get("branch"), Some(&4));
+    // A Retry-After longer than allowed fails at once rather than stalling the pass.
+    f.emu.clear_faults();
+    f.emu.add_fault(Fault::new(
+        "branch",
+        FaultKind::RateLimit {
+            retry_after_secs: 3600,
+        },
+        1,
+    ));
+    let err = s.head().await.unwrap_err().to_string();
+    assert!(err.contains("Retry-After"), "{err}");
+}
+
+#[tokio::test]
+async fn auth_failures_name_the_repo_and_what_to_check() {
+    let f = forge().await;
+    seed(&f);
+    let wrong = source_with(&f, Some("wrong-token"), fast());
+    let err = wrong.head().await.unwrap_err().to_string();
+    assert!(err.contains("401"), "{err}");
+    assert!(err.contains(REPO), "{err}");
+    assert!(err.contains("BILLING_FORGE_TOKEN"), "{err}");
+    assert!(!err.contains("wrong-token"), "token leaked: {err}");
+
+    let anonymous = source_with(&f, None, fast());
+    let err = anonymous.head().await.unwrap_err().to_string();
+    assert!(err.contains("no token is configured"), "{err}");
+
+    let s = source(&f);
+    f.emu
+        .add_fault(Fault::new("branch", FaultKind::Status { status: 403 }, 1));
+    let err = s.head().await.unwrap_err().to_string();
+    assert!(err.contains("403") && err.contains("read"), "{err}");
+    assert!(!err.contains(TOKEN));
+}
+
+#[tokio::test]
+async fn missing_repo_branch_and_empty_repo() {
+    let f = forge().await;
+    // Nothing pushed yet: no head, no error.
+    let s = source(&f);
+    assert_eq!(s.head().await.unwrap(), None);
+    seed(&f);
+    let other_repo = ForgeSource::open_with(
+        &f.emu.base_url(),
+        "lhumina_code/nope",
+        "main",
+        Some(TOKEN.into()),
+        fast(),
+    )
+    .unwrap();
+    let err = other_repo.head().await.unwrap_err().to_string();
+    assert!(
+        err.contains("lhumina_code/nope") && err.contains("not found"),
+        "{err}"
+    );
+    let other_branch = ForgeSource::open_with(
+        &f.emu.base_url(),
+        REPO,
+        "develop",
+        Some(TOKEN.into()),
+        fast(),
+    )
+    .unwrap();
+    let err = other_branch.head().await.unwrap_err().to_string();
+    assert!(err.contains("develop") && err.contains("--branch"), "{err}");
+    assert!(err.contains("default branch is main"), "{err}");
+}
+
+#[tokio::test]
+async fn force_push_changed_and_deleted_files() {
+    let f = forge().await;
+    let first = seed(&f);
+    let s = source(&f);
+    let second = f
+        .emu
+        .commit(
+            &[
+                file("node-a", 10, "a10 rewritten"),
+                ("nodes/node-a/usage_2026-11-27-11.otoml".into(), None),
+            ],
+            "rewrite and delete",
+        )
+        .unwrap();
+    assert_eq!(s.head().await.unwrap(), Some(second.to_string()));
+    let nodes = s.nodes(&second.to_string()).await.unwrap();
+    let files = s.files(&nodes[0]).await.unwrap();
+    assert_eq!(files.len(), 1, "the deleted file is gone");
+    assert_eq!(
+        data(&s.read(&files, 100).await.unwrap()[0]),
+        b"a10 rewritten"
+    );
+
+    // Force-push back to the first commit: the head moves backwards.
+    let first_id = gix::ObjectId::from_hex(first.as_bytes()).unwrap();
+    f.emu.repo().force_branch("main", first_id).unwrap();
+    assert_eq!(s.head().await.unwrap(), Some(first.clone()));
+    let nodes = s.nodes(&first).await.unwrap();
+    assert_eq!(s.files(&nodes[0]).await.unwrap().len(), 2);
+
+    // An object the forge no longer has: a clear error, not an empty answer.
+    let gone = NodeTree {
+        node_name: "node-a".into(),
+        tree_id: "0123456789012345678901234567890123456789".into(),
+    };
+    let err = s.files(&gone).await.unwrap_err().to_string();
+    assert!(
+        err.contains("not found") && err.contains("force-pushed"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn blob_downloads_are_bounded_and_keep_file_order() {
+    let f = forge().await;
+    let changes: Vec<_> = (0..24)
+        .map(|h| file("node-a", h, &format!("hour {h}")))
+        .collect();
+    let head = f.emu.commit(&changes, "a day").unwrap().to_string();
+    let s = source(&f);
+    let nodes = s.nodes(&head).await.unwrap();
+    let files = s.files(&nodes[0]).await.unwrap();
+    // Slow every blob a little: with 4 in flight, 24 blobs take >= 6 rounds.
+    f.emu.add_fault(Fault {
+        endpoint: Some("blobs".into()),
+        kind: FaultKind::Delay { ms: 50 },
+        times: None,
+        probability: None,
+    });
+    let started = Instant::now();
+    let bodies = s.read(&files, 100).await.unwrap();
+    let elapsed = started.elapsed();
+    for (h, body) in bodies.iter().enumerate() {
+        assert_eq!(data(body), format!("hour {h}").as_bytes());
+    }
+    assert!(
+        elapsed >= Duration::from_millis(290),
+        "not bounded: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(1200),
+        "not concurrent: {elapsed:?}"
+    );
+}
+
+#[test]
+fn open_rejects_bad_configuration_clearly() {
+    let err = ForgeSource::open("ftp://forge", REPO, "main", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("--forge-url"), "{err}");
+    let err = ForgeSource::open("https://forge.example", "just-a-name", "main", None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("OWNER/NAME"), "{err}");
+    let err = ForgeSource::open("https://forge.example", REPO, "main", Some("  \n".into()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("token is empty"), "{err}");
+    let s = ForgeSource::open(
+        "https://user:pw@forge.example/api/v1/",
+        REPO,
+        "main",
+        Some(TOKEN.into()),
+    )
+    .unwrap();
+    let shown = s.describe();
+    assert!(!shown.contains("pw") && !shown.contains(TOKEN), "{shown}");
+    assert!(shown.contains("https://forge.example"), "{shown}");
+}
