@@ -149,7 +149,11 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
             if json {
                 writeln!(out, "{}", serde_json::to_string_pretty(&state)?)?;
             } else {
-                writeln!(out, "health: {:?}", state.health)?;
+                writeln!(
+                    out,
+                    "health: {}",
+                    crate::views::overview::health_text(state.health).0
+                )?;
                 match &state.last_run {
                     Some(run) => {
                         for line in crate::views::aggregator::summary_lines(run) {
@@ -174,7 +178,10 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                             .unwrap_or("-"),
                         n.last_run_at.as_deref().unwrap_or("never"),
                         n.records_consumed_total,
-                        format!("{:?}", n.status).to_lowercase(),
+                        match n.status {
+                            billing_api::types::NodeStatus::Ok => "ok",
+                            billing_api::types::NodeStatus::Error => "error",
+                        },
                         n.last_error.as_deref().unwrap_or("")
                     )?;
                 }
@@ -221,9 +228,9 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                         .await
                         .map_err(|e| explain(conn, "list_payments failed", e))
                 }
-            }, "CREATED                   USER             AMOUNT  KIND        PAYMENT ID  REFERENCE", |p| {
+            }, "CREATED                   USER             AMOUNT  KIND        PAYMENT ID            REFERENCE", |p| {
                 format!(
-                    "{:<25} {:<10} {:>12}  {:<10}  {}  {}",
+                    "{:<25} {:<10} {:>12}  {:<10}  {:<20}  {}",
                     p.created_at,
                     p.user_sid,
                     format::cents(p.amount_cents),
@@ -247,10 +254,10 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                             .map_err(|e| explain(conn, "list_rejected failed", e))
                     }
                 },
-                "FIRST SEEN                REASON        NODE          FILE  #  DETAIL",
+                "FIRST SEEN                REASON        NODE          FILE                                         #     DETAIL",
                 |r| {
                     format!(
-                        "{:<25} {:<13} {:<13} {}  {}  {}",
+                        "{:<25} {:<13} {:<13} {:<44} {:<5} {}",
                         r.first_seen_at,
                         r.reason.as_str(),
                         r.node_name,
@@ -290,13 +297,18 @@ where
     }
     let mut cursor = args.cursor.clone();
     let mut first = true;
-    if args.json {
-        write!(out, "[")?;
-    } else {
-        writeln!(out, "{header}")?;
-    }
+    let mut started = false;
     loop {
         let page = fetch(cursor.clone(), args.limit).await?;
+        // The header only once the server answered, so an error prints alone.
+        if !started {
+            started = true;
+            if args.json {
+                write!(out, "[")?;
+            } else {
+                writeln!(out, "{header}")?;
+            }
+        }
         for item in &page.items {
             if args.json {
                 let sep = if first { "\n" } else { ",\n" };

@@ -150,13 +150,14 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_unauthorized(frame: &mut Frame, body: Rect, app: &App) {
     let text = format!(
-        "The server at {} rejected the admin secret from {} (HTTP 401).\n\n\
+        "The server rejected the admin secret from {} (HTTP 401).\n\n\
+         Server: {}\n\n\
          Check that it is the secret the server was started with \
          (its --admin-secret-file or BILLING_ADMIN_SECRET), then restart the dashboard \
          with --secret-file <path> or BILLING_ADMIN_SECRET.\n\nq quits.",
-        app.url, app.secret_source
+        app.secret_source, app.url
     );
-    let area = popup_area(body, 70, 10);
+    let area = popup_area(body, 72, 14);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: true }).block(
