@@ -121,7 +121,10 @@ impl Aggregator {
         }
         let recorded = {
             let summary = summary.clone();
-            with_store(store, move |s| s.record_run(&summary, clean_head.as_deref())).await
+            with_store(store, move |s| {
+                s.record_run(&summary, clean_head.as_deref())
+            })
+            .await
         };
         match recorded {
             Ok(run_id) => summary.run_id = run_id,
@@ -187,7 +190,9 @@ impl Aggregator {
             .await
             .map_err(|e| e.to_string())?;
         if clean_head.as_deref() == Some(head.as_str()) {
-            let known = with_store(store, |s| s.nodes()).await.map_err(|e| e.to_string())?;
+            let known = with_store(store, |s| s.nodes())
+                .await
+                .map_err(|e| e.to_string())?;
             summary.nodes_total = known.len() as u64;
             summary.nodes_skipped = summary.nodes_total;
             return Ok(());
@@ -198,7 +203,9 @@ impl Aggregator {
             .await
             .map_err(|e| format!("listing nodes/ at {head} failed: {e}"))?;
         summary.nodes_total = nodes.len() as u64;
-        let known = with_store(store, |s| s.nodes()).await.map_err(|e| e.to_string())?;
+        let known = with_store(store, |s| s.nodes())
+            .await
+            .map_err(|e| e.to_string())?;
         let unchanged = |node: &NodeTree| {
             known.iter().any(|k| {
                 k.node_name == node.node_name
@@ -254,9 +261,10 @@ impl Aggregator {
                 warn!(node = %node_name, %message, "node halted for this pass");
                 let name = node_name.clone();
                 let msg = message.clone();
-                if let Err(e) =
-                    with_store(&self.inner.store, move |s| s.node_failed(&name, &msg, now_ms()))
-                        .await
+                if let Err(e) = with_store(&self.inner.store, move |s| {
+                    s.node_failed(&name, &msg, now_ms())
+                })
+                .await
                 {
                     warn!(node = %node_name, error = %e, "could not record the node failure");
                 }

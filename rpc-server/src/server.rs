@@ -21,8 +21,15 @@ pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             Ok(Source::Git(source))
         }
-        SourceSpec::Forge { url, repo, .. } => {
-            anyhow::bail!("the forge source ({url}, {repo}) is not available in this build yet; use --repo")
+        SourceSpec::Forge {
+            url,
+            repo,
+            branch,
+            token,
+        } => {
+            let source = crate::source::forge::ForgeSource::open(url, repo, branch, token.clone())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(Source::Forge(source))
         }
     }
 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"): every Rust test of the
+# workspace, then the end-to-end scripts on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo test --workspace --all-targets
+
+# End-to-end scenarios that start real processes.
+for script in scripts/smoke_aggregate.sh scripts/tui_e2e.sh; do
+    if [ -x "$script" ]; then
+        echo "== $script"
+        "$script"
+    fi
+done
