@@ -1,0 +1,284 @@
+//! The real run loop against a real server: `rpc-server`'s `serve` on
+//! 127.0.0.1:0 over a simulated billing repo, the dashboard's `Fetcher` and
+//! WebSocket subscription, keys sent through the event channel, frames drawn
+//! into a `TestBackend`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use billing_api::rpc::BillingApiClient;
+use billing_server::config::{LedgerSettings, ServeSettings, SourceSpec};
+use billing_server::rpc::AdminSecret;
+use billing_server::simulate::{SimulateOptions, simulate};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use tokio::sync::{mpsc, oneshot};
+use tui_admin::app::{App, ConnState, Popup, View};
+use tui_admin::config::{Connection, Secret};
+use tui_admin::event::{Event, now_millis};
+use tui_admin::fetch::{Fetcher, spawn_run_subscription};
+
+const SECRET: &str = "tui-run-loop-secret-0123456789";
+
+struct TestServer {
+    url: String,
+    per_user_cost: std::collections::BTreeMap<String, i64>,
+    stop: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn start_server() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo.git");
+    let report = simulate(&SimulateOptions {
+        repo: repo.clone(),
+        nodes: 2,
+        hours: 3,
+        records: 5,
+        users: 3,
+        seed: 11,
+        branch: "main".into(),
+    })
+    .unwrap();
+    let settings = ServeSettings {
+        ledger: LedgerSettings {
+            data_dir: dir.path().join("data"),
+            source: SourceSpec::Git {
+                repo: repo.display().to_string(),
+                branch: "main".into(),
+            },
+            max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+        },
+        listen: "127.0.0.1:0".parse().unwrap(),
+        interval: None,
+        secret: AdminSecret::new(SECRET, "test").unwrap(),
+    };
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stop_rx.await;
+        };
+        billing_server::server::serve(settings, |addr| addr_tx.send(addr).unwrap(), shutdown)
+            .await
+            .unwrap();
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
+        .await
+        .expect("server listens within 30 s")
+        .unwrap();
+    TestServer {
+        url: format!("http://{addr}"),
+        per_user_cost: report.per_user_cost_cents,
+        stop: Some(stop_tx),
+        _dir: dir,
+    }
+}
+
+fn key(code: KeyCode) -> Event {
+    Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+struct Dashboard {
+    app: App,
+    terminal: Terminal<TestBackend>,
+    tx: mpsc::UnboundedSender<Event>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    fetcher: Fetcher,
+}
+
+impl Dashboard {
+    fn open(url: &str, secret: &str, subscribe: bool) -> Self {
+        let conn = Connection {
+            url: url.to_string(),
+            secret: Secret::literal(secret, "the test"),
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let fetcher = Fetcher::new(conn.http_client().unwrap(), tx.clone());
+        let mut app = App::new(url, "the test", 500);
+        for command in app.start(now_millis()) {
+            fetcher.execute(command);
+        }
+        if subscribe {
+            spawn_run_subscription(conn, tx.clone());
+        }
+        tui_admin::event::spawn_ticker(tx.clone());
+        Self {
+            app,
+            terminal: Terminal::new(TestBackend::new(120, 30)).unwrap(),
+            tx,
+            rx,
+            fetcher,
+        }
+    }
+
+    /// Sends `keys`, lets the loop run until `until` holds for the app (or 10 s
+    /// pass), then quits it with `q` and returns the last frame as text.
+    async fn drive(&mut self, keys: &[KeyCode], until: impl Fn(&App) -> bool) -> String {
+        for code in keys {
+            self.tx.send(key(*code)).unwrap();
+        }
+        let fetcher = self.fetcher.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let step = tui_admin::run::run(&mut self.terminal, &mut self.app, &mut self.rx, |c| {
+                fetcher.execute(c)
+            });
+            // Run the loop in short slices so the condition can be checked between them.
+            let _ = tokio::time::timeout(Duration::from_millis(100), step).await;
+            if until(&self.app) || tokio::time::Instant::now() > deadline {
+                break;
+            }
+        }
+        self.terminal
+            .draw(|f| tui_admin::ui::draw(f, &self.app))
+            .unwrap();
+        self.terminal.backend().to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
+    let server = start_server().await;
+    let admin = Connection {
+        url: server.url.clone(),
+        secret: Secret::literal(SECRET, "test"),
+    }
+    .http_client()
+    .unwrap();
+    for (i, (sid, _)) in server.per_user_cost.iter().enumerate() {
+        admin
+            .register_user(sid.clone(), Some(format!("Person {i}")), None)
+            .await
+            .unwrap();
+        admin
+            .record_payment(format!("pay-{sid}"), sid.clone(), 10_000, None, None)
+            .await
+            .unwrap();
+    }
+    // Apply what the first pass held for users registered only now.
+    admin.aggregate_now().await.unwrap();
+    let (sid, cost) = server.per_user_cost.iter().next().unwrap();
+    let balance = admin.get_balance(sid.clone()).await.unwrap();
+    assert_eq!(
+        balance.credit_balance_cents,
+        10_000 - cost,
+        "the server applied every record"
+    );
+
+    let mut dash = Dashboard::open(&server.url, SECRET, true);
+    let screen = dash
+        .drive(&[KeyCode::Char('2')], |app| {
+            app.users.loaded && app.users.items.len() == 3 && app.live
+        })
+        .await;
+    assert_eq!(dash.app.view, View::Users);
+    assert_eq!(dash.app.conn, ConnState::Connected);
+    assert!(dash.app.live, "the run subscription is up");
+    let row = screen
+        .lines()
+        .find(|l| l.contains(sid.as_str()))
+        .unwrap_or_else(|| panic!("{sid} not on screen:\n{screen}"));
+    let shown = tui_admin::format::cents(balance.credit_balance_cents);
+    assert!(row.contains(&shown), "row of {sid} lacks {shown}: {row}");
+
+    let screen = dash
+        .drive(&[KeyCode::Char('a'), KeyCode::Char('y')], |app| {
+            matches!(app.popup, Some(Popup::Summary(_)))
+        })
+        .await;
+    let Some(Popup::Summary(summary)) = &dash.app.popup else {
+        panic!("no pass summary:\n{screen}");
+    };
+    assert!(
+        screen.contains(&format!("pass #{} finished", summary.run_id)),
+        "{screen}"
+    );
+
+    // A pass started elsewhere reaches the dashboard through the subscription.
+    let before = dash
+        .app
+        .state
+        .data
+        .as_ref()
+        .and_then(|s| s.last_run.as_ref())
+        .map(|r| r.run_id);
+    let other = admin.aggregate_now().await.unwrap();
+    assert!(before < Some(other.run_id));
+    dash.drive(&[KeyCode::Enter], |app| {
+        app.state
+            .data
+            .as_ref()
+            .and_then(|s| s.last_run.as_ref())
+            .map(|r| r.run_id)
+            == Some(other.run_id)
+    })
+    .await;
+    assert_eq!(
+        dash.app
+            .state
+            .data
+            .as_ref()
+            .and_then(|s| s.last_run.as_ref())
+            .map(|r| r.run_id),
+        Some(other.run_id)
+    );
+
+    dash.tx.send(key(KeyCode::Char('q'))).unwrap();
+    let fetcher = dash.fetcher.clone();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tui_admin::run::run(&mut dash.terminal, &mut dash.app, &mut dash.rx, |c| {
+            fetcher.execute(c)
+        }),
+    )
+    .await
+    .expect("q ends the loop")
+    .unwrap();
+    assert!(dash.app.should_quit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_reported_not_a_blank_screen() {
+    let server = start_server().await;
+    let mut dash = Dashboard::open(&server.url, "not-the-secret-at-all-000", false);
+    let screen = dash
+        .drive(&[], |app| app.conn == ConnState::Unauthorized)
+        .await;
+    assert_eq!(dash.app.conn, ConnState::Unauthorized);
+    assert!(
+        screen.contains("rejected the admin secret from"),
+        "{screen}"
+    );
+    assert!(screen.contains("secret rejected (401)"), "{screen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_shows_unreachable() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut dash = Dashboard::open(&url, SECRET, false);
+    let screen = dash
+        .drive(&[KeyCode::Char('2')], |app| {
+            matches!(app.conn, ConnState::Unreachable(_)) && app.users.error.is_some()
+        })
+        .await;
+    assert!(matches!(dash.app.conn, ConnState::Unreachable(_)));
+    assert!(screen.contains("unreachable"), "{screen}");
+    assert!(screen.contains("could not load"), "{screen}");
+}
