@@ -21,6 +21,11 @@ pub enum FaultKind {
     RateLimit { retry_after_secs: u64 },
     /// Answer 200 with an HTML page, as a misconfigured proxy would.
     NotJson,
+    /// Drop the last entry of a `git/trees` page but keep `total_count` and
+    /// `truncated`: a listing that silently lost an entry.
+    DropEntry,
+    /// Answer a `git/trees` page with no entries but `truncated: true`.
+    EmptyTruncated,
 }
 
 /// A fault for the requests of one endpoint (or all, when `endpoint` is `None`).

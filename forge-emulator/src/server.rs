@@ -187,6 +187,9 @@ pub async fn handle(
         },
     };
     Ok(match fault {
+        Some(kind @ (FaultKind::DropEntry | FaultKind::EmptyTruncated)) => {
+            tamper_tree(reply, &kind).into_response()
+        }
         Some(FaultKind::Truncate) => {
             let cut = reply.body.slice(..reply.body.len() / 2);
             Reply { body: cut, ..reply }.into_response()
@@ -206,6 +209,26 @@ pub async fn handle(
         }
         _ => reply.into_response(),
     })
+}
+
+/// Rewrites a tree page the way a broken server or proxy might.
+fn tamper_tree(reply: Reply, kind: &FaultKind) -> Reply {
+    let Ok(mut value) = serde_json::from_slice::<Value>(&reply.body) else {
+        return reply;
+    };
+    let Some(tree) = value.get_mut("tree").and_then(Value::as_array_mut) else {
+        return reply;
+    };
+    match kind {
+        FaultKind::DropEntry => {
+            tree.pop();
+        }
+        _ => {
+            tree.clear();
+            value["truncated"] = Value::Bool(true);
+        }
+    }
+    Reply::json(reply.status, &value)
 }
 
 /// The name a request is counted (and matched by faults) under.

@@ -150,6 +150,65 @@ async fn a_failing_node_halts_alone_and_catches_up_on_the_next_pass() {
     assert_eq!(w.emu.stats().total, 1, "{:?}", w.emu.stats());
 }
 
+#[tokio::test]
+async fn force_pushes_never_apply_a_record_twice() {
+    let users = vec!["u-1".to_string()];
+    let w = world(&users).await;
+    let rec = |k: &str, c: i64| (k.to_string(), "u-1".to_string(), c);
+    let first = w
+        .emu
+        .commit(
+            &[(
+                path("node-a", 0),
+                Some(batch("node-a", &[rec("k1", 10), rec("k2", 20)])),
+            )],
+            "hour 0",
+        )
+        .unwrap();
+    assert_eq!(w.agg.run_pass().await.unwrap().records_applied, 2);
+    let abandoned = w
+        .emu
+        .commit(
+            &[(path("node-a", 1), Some(batch("node-a", &[rec("k3", 300)])))],
+            "hour 1",
+        )
+        .unwrap();
+
+    // History rewritten before any pass saw `abandoned`: hour 0 gains a record,
+    // hour 1 carries k3 again plus k4.
+    w.emu.repo().force_branch("main", first).unwrap();
+    w.emu
+        .commit(
+            &[
+                (
+                    path("node-a", 0),
+                    Some(batch(
+                        "node-a",
+                        &[rec("k1", 10), rec("k2", 20), rec("k5", 5000)],
+                    )),
+                ),
+                (
+                    path("node-a", 1),
+                    Some(batch("node-a", &[rec("k3", 300), rec("k4", 4000)])),
+                ),
+            ],
+            "rewritten",
+        )
+        .unwrap();
+    let rewritten = w.agg.run_pass().await.unwrap();
+    assert!(rewritten.errors.is_empty(), "{:?}", rewritten.errors);
+    assert_eq!(rewritten.records_applied, 3, "k3, k4 and k5");
+    assert_eq!(balance(&w.agg, "u-1"), -(10 + 20 + 300 + 4000 + 5000));
+
+    // Forced back to the abandoned branch: everything there was applied already.
+    w.emu.repo().force_branch("main", abandoned).unwrap();
+    let back = w.agg.run_pass().await.unwrap();
+    assert!(back.errors.is_empty(), "{:?}", back.errors);
+    assert_eq!(back.records_applied, 0);
+    assert_eq!(balance(&w.agg, "u-1"), -(10 + 20 + 300 + 4000 + 5000));
+    assert_eq!(w.agg.store().overview_counts().unwrap().consumed_records, 5);
+}
+
 /// Small deterministic generator (the test must be reproducible from its seed).
 struct Rng(u64);
 

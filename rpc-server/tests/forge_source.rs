@@ -210,6 +210,27 @@ async fn a_truncated_or_non_json_body_is_an_error_never_an_empty_listing() {
 }
 
 #[tokio::test]
+async fn an_incomplete_tree_listing_is_an_error() {
+    let f = forge_with(2).await;
+    let changes: Vec<_> = (0..5).map(|h| file("node-a", h, "x")).collect();
+    let head = f.emu.commit(&changes, "five").unwrap().to_string();
+    let s = source(&f);
+    let node = s.nodes(&head).await.unwrap().remove(0);
+    f.emu
+        .add_fault(Fault::new("trees", FaultKind::DropEntry, 1));
+    let err = s.files(&node).await.unwrap_err().to_string();
+    assert!(
+        err.contains("of 5 entries") || err.contains("forge says"),
+        "{err}"
+    );
+    f.emu
+        .add_fault(Fault::new("trees", FaultKind::EmptyTruncated, 1));
+    let err = s.files(&node).await.unwrap_err().to_string();
+    assert!(err.contains("marked truncated"), "{err}");
+    assert_eq!(s.files(&node).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
 async fn server_errors_rate_limits_and_dropped_connections_are_retried() {
     let f = forge().await;
     let head = seed(&f);
@@ -388,10 +409,11 @@ async fn blob_downloads_are_bounded_and_keep_file_order() {
     let s = source(&f);
     let nodes = s.nodes(&head).await.unwrap();
     let files = s.files(&nodes[0]).await.unwrap();
-    // Slow every blob a little: with 4 in flight, 24 blobs take >= 6 rounds.
+    // Slow every blob: with 4 in flight, 24 blobs take >= 6 rounds (0.6 s); one
+    // at a time would take 2.4 s.
     f.emu.add_fault(Fault {
         endpoint: Some("blobs".into()),
-        kind: FaultKind::Delay { ms: 50 },
+        kind: FaultKind::Delay { ms: 100 },
         times: None,
         probability: None,
     });
@@ -402,11 +424,11 @@ async fn blob_downloads_are_bounded_and_keep_file_order() {
         assert_eq!(data(body), format!("hour {h}").as_bytes());
     }
     assert!(
-        elapsed >= Duration::from_millis(290),
+        elapsed >= Duration::from_millis(590),
         "not bounded: {elapsed:?}"
     );
     assert!(
-        elapsed < Duration::from_millis(1200),
+        elapsed < Duration::from_millis(2000),
         "not concurrent: {elapsed:?}"
     );
 }
