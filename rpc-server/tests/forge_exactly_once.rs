@@ -60,7 +60,10 @@ async fn world(users: &[String]) -> World {
     }
 }
 
-fn batch(node: &str, records: &[(String, String, i64)]) -> Vec<u8> {
+/// `(idempotency_key, user_sid, cost_cents)`.
+type Record = (String, String, i64);
+
+fn batch(node: &str, records: &[Record]) -> Vec<u8> {
     let mut out = String::from("version = 1\n");
     for (key, user, cost) in records {
         out += &format!(
@@ -233,7 +236,7 @@ async fn random_run(seed: u64) {
     w.emu.emulator.control.seed(seed | 1);
 
     // What the forge holds: path -> records of that file.
-    let mut files: BTreeMap<String, (String, Vec<(String, String, i64)>)> = BTreeMap::new();
+    let mut files: BTreeMap<String, (String, Vec<Record>)> = BTreeMap::new();
     // Every key ever published, with its user and cost (keys are never reused).
     let mut published: BTreeMap<String, (String, i64)> = BTreeMap::new();
     let mut next_key = 0u64;
