@@ -227,3 +227,35 @@ fn tiny_terminals_do_not_panic() {
         }
     }
 }
+
+/// A full page of 100 users, scrolled: only the rows around the selection are
+/// drawn and the selected one is on screen.
+#[test]
+fn users_scrolled_to_the_selection() {
+    let mut app = loaded(View::Users);
+    let commands = app.update(Action::Refresh);
+    for command in commands {
+        let data = match command {
+            tui_admin::app::Command::Users(req) => tui_admin::app::Data::Users(
+                req,
+                Ok(page(
+                    (0..100).map(|i| user(i, 5_000, 100 * i as i64)).collect(),
+                    Some("u-0099"),
+                )),
+            ),
+            other => {
+                answer(&mut app, vec![other]);
+                continue;
+            }
+        };
+        app.update(Action::Data(data));
+    }
+    for _ in 0..5 {
+        app.update(Action::PageDown);
+    }
+    assert_eq!(app.users.selected, 50);
+    let text = snapshot(&app, 100, 14);
+    assert!(text.contains("▶ u-0050"), "{text}");
+    assert!(!text.contains("u-0000"), "{text}");
+    insta::assert_snapshot!(text);
+}

@@ -70,7 +70,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "Last error",
     ])
     .style(super::header());
-    let rows = nodes.iter().map(|n| {
+    let (start, end) = super::window(nodes.len(), app.nodes_selected, nodes_area.height);
+    let rows = nodes[start..end].iter().map(|n| {
         let stale = app.node_is_stale(n);
         let status = match (n.status, stale) {
             (NodeStatus::Error, _) => "error",
@@ -111,7 +112,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(super::selected())
         .highlight_symbol(super::MARKER);
-    let mut table_state = TableState::default().with_selected(Some(app.nodes_selected));
+    let mut table_state = TableState::default().with_selected(Some(app.nodes_selected - start));
     frame.render_stateful_widget(table, nodes_area, &mut table_state);
 }
 

@@ -54,6 +54,16 @@ pub fn empty_text(loaded: bool, loading: bool, error: Option<&str>, empty: &str)
     }
 }
 
+/// The rows `[start, end)` a bordered table with a header line can show in
+/// `area_height` lines, keeping `selected` on screen. Only these rows are
+/// built, so a redraw costs the same for a page of 10 or 1,000 rows.
+pub fn window(len: usize, selected: usize, area_height: u16) -> (usize, usize) {
+    let visible = usize::from(area_height).saturating_sub(3).max(1);
+    let selected = selected.min(len.saturating_sub(1));
+    let start = selected.saturating_sub(visible - 1);
+    (start, (start + visible).min(len))
+}
+
 /// Marks the selected row, visible without colour too.
 pub const MARKER: &str = "▶ ";
 
@@ -77,4 +87,25 @@ pub fn selected() -> Style {
 
 pub fn header() -> Style {
     Style::new().add_modifier(Modifier::BOLD).fg(Color::Cyan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window;
+
+    #[test]
+    fn window_keeps_the_selection_visible() {
+        // 10 lines: borders and header leave 7 rows.
+        assert_eq!(window(100, 0, 10), (0, 7));
+        assert_eq!(window(100, 6, 10), (0, 7));
+        assert_eq!(window(100, 7, 10), (1, 8));
+        assert_eq!(window(100, 99, 10), (93, 100));
+        assert_eq!(window(3, 2, 10), (0, 3));
+        assert_eq!(window(0, 0, 10), (0, 0));
+        assert_eq!(
+            window(5, 4, 0),
+            (4, 5),
+            "a zero-height area still names the selected row"
+        );
+    }
 }

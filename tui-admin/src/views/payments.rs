@@ -44,7 +44,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ])
     }
     .style(super::header());
-    let rows = list.items.iter().map(|p| {
+    let (start, end) = super::window(list.items.len(), list.selected, area.height);
+    let rows = list.items[start..end].iter().map(|p| {
         let row = if wide {
             Row::new([
                 Cell::from(format::timestamp(&p.created_at)),
@@ -88,6 +89,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(super::selected())
         .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected));
+    let mut state = TableState::default().with_selected(Some(list.selected - start));
     frame.render_stateful_widget(table, area, &mut state);
 }

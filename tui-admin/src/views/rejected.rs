@@ -48,7 +48,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "Detail",
     ])
     .style(super::header());
-    let body = rows.iter().map(|r| {
+    let (start, end) = super::window(rows.len(), list.selected, table_area.height);
+    let body = rows[start..end].iter().map(|r| {
         let row = Row::new([
             format::timestamp(&r.first_seen_at),
             r.reason.as_str().to_string(),
@@ -81,7 +82,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(super::selected())
         .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected));
+    let mut state = TableState::default().with_selected(Some(list.selected - start));
     frame.render_stateful_widget(table, table_area, &mut state);
 
     let Some(item) = rows.get(list.selected).filter(|_| detail_height > 0) else {

@@ -57,7 +57,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Row::new([Cell::from("SID"), super::right("Balance")])
     }
     .style(super::header());
-    let body = rows.iter().map(|u| {
+    let (start, end) = super::window(rows.len(), list.selected, area.height);
+    let body = rows[start..end].iter().map(|u| {
         let row = if wide {
             Row::new([
                 Cell::from(u.user_sid.clone()),
@@ -96,6 +97,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(super::selected())
         .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected));
+    let mut state = TableState::default().with_selected(Some(list.selected - start));
     frame.render_stateful_widget(table, area, &mut state);
 }
