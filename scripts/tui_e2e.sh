@@ -165,8 +165,14 @@ tmux new-session -d -s "$bad_session" -x 100 -y 30 \
     "'$tui_bin' --url '$url' --secret-file '$work/wrong.secret' 2>>'$work/tui.err'; echo TUI-EXIT-CODE=\$?; sleep 600"
 wait_for "$bad_session" "rejected the admin secret from"
 wait_for "$bad_session" "$work/wrong.secret"
-tmux send-keys -t "$bad_session" q
+
+echo "== SIGTERM quits cleanly too"
+pane_pid=$(tmux list-panes -t "$bad_session" -F '#{pane_pid}')
+tui_pid=$(pgrep -P "$pane_pid" -f tui-admin | head -n 1)
+[ -n "$tui_pid" ] || fail "no tui-admin process under the tmux pane"
+kill -TERM "$tui_pid"
 wait_for "$bad_session" "TUI-EXIT-CODE=0"
+assert_absent "$bad_session" "admin secret rejected"
 
 echo "== non-interactive subcommands"
 cli=("$tui_bin" --url "$url" --secret-file "$secret_file")

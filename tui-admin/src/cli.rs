@@ -337,3 +337,104 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_demo() {
+        let cli = Cli::try_parse_from(["tui-admin"]).unwrap();
+        assert_eq!(cli.url, "http://127.0.0.1:8787");
+        assert_eq!(cli.secret_file, PathBuf::from("./demo-data/admin.secret"));
+        assert_eq!(cli.refresh, Duration::from_secs(2));
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn subcommands_and_global_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "tui-admin",
+            "payments",
+            "--user",
+            "u-0001",
+            "--json",
+            "--all",
+            "--url",
+            "http://h:1",
+            "--refresh",
+            "500ms",
+        ])
+        .unwrap();
+        assert_eq!(cli.url, "http://h:1");
+        assert_eq!(cli.refresh, Duration::from_millis(500));
+        let Some(Command::Payments { user, list }) = cli.command else {
+            panic!("payments expected");
+        };
+        assert_eq!(user.as_deref(), Some("u-0001"));
+        assert!(list.json && list.all);
+        assert_eq!(list.limit, 100);
+    }
+
+    #[test]
+    fn a_bad_refresh_is_rejected_with_the_value() {
+        let err = Cli::try_parse_from(["tui-admin", "--refresh", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn aggregate_without_once_says_what_to_run() {
+        let conn = Connection {
+            // Nothing is contacted: the check comes first.
+            url: "http://127.0.0.1:9".into(),
+            secret: Secret::literal("x", "test"),
+        };
+        let err = run(
+            &conn,
+            Command::Aggregate {
+                once: false,
+                json: false,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("aggregate --once"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_named_with_its_url() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conn = Connection {
+            url: format!("http://127.0.0.1:{port}"),
+            secret: Secret::literal("x", "test"),
+        };
+        let err = run(&conn, Command::State { json: false })
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&conn.url) && text.contains("cannot reach"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_out_of_range_limit_is_refused() {
+        let conn = Connection {
+            url: "http://127.0.0.1:9".into(),
+            secret: Secret::literal("x", "test"),
+        };
+        let list = ListArgs {
+            json: false,
+            limit: 5000,
+            cursor: None,
+            all: false,
+        };
+        let err = run(&conn, Command::Users(list)).await.unwrap_err();
+        assert!(err.to_string().contains("--limit 5000"), "{err}");
+    }
+}

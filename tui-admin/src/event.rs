@@ -134,3 +134,22 @@ pub fn spawn_ticker(tx: UnboundedSender<Event>) -> tokio::task::JoinHandle<()> {
         }
     })
 }
+
+/// Turns SIGTERM and SIGHUP into a normal quit, so the terminal is restored
+/// when the dashboard is stopped from outside too.
+pub fn spawn_signals(tx: UnboundedSender<Event>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = hup.recv() => {}
+        }
+        let _ = tx.send(Event::Action(Action::Quit));
+    })
+}

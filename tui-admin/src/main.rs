@@ -40,6 +40,7 @@ async fn run(mut args: Cli) -> anyhow::Result<ExitCode> {
     }
     event::spawn_input(tx.clone());
     event::spawn_ticker(tx.clone());
+    event::spawn_signals(tx.clone());
     fetch::spawn_run_subscription(conn.clone(), tx);
 
     // ratatui::init installs a panic hook that restores the terminal first.
