@@ -14,7 +14,12 @@ use crate::format;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let remote = &app.state;
     let [top, nodes_area] =
-        Layout::vertical([Constraint::Length(5), Constraint::Min(0)]).areas(area);
+        // Short terminals give the node table the room; the health line stays.
+        Layout::vertical([
+            Constraint::Length(if area.height >= 10 { 5 } else { 3 }),
+            Constraint::Min(0),
+        ])
+        .areas(area);
     let block = super::titled("Aggregator".to_string(), remote.error.as_deref());
     let Some(state) = remote.data.as_ref() else {
         let text = super::empty_text(false, remote.loading, remote.error.as_deref(), "");
@@ -61,14 +66,25 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         super::message(frame, nodes_area, block, text);
         return;
     }
-    let header = Row::new([
-        "Node",
-        "Commit",
-        "Last run",
-        "Consumed",
-        "Status",
-        "Last error",
-    ])
+    // Narrow terminals keep node, last run, status and the error.
+    let keep: &[usize] = if nodes_area.width >= 80 {
+        &[0, 1, 2, 3, 4, 5]
+    } else {
+        &[0, 2, 4, 5]
+    };
+    let pick =
+        |cells: [String; 6]| -> Vec<String> { keep.iter().map(|&i| cells[i].clone()).collect() };
+    let header = Row::new(pick(
+        [
+            "Node",
+            "Commit",
+            "Last run",
+            "Consumed",
+            "Status",
+            "Last error",
+        ]
+        .map(String::from),
+    ))
     .style(super::header());
     let (start, end) = super::window(nodes.len(), app.nodes_selected, nodes_area.height);
     let rows = nodes[start..end].iter().map(|n| {
@@ -78,7 +94,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             (NodeStatus::Ok, true) => "stale",
             (NodeStatus::Ok, false) => "ok",
         };
-        let row = Row::new([
+        let row = Row::new(pick([
             n.node_name.clone(),
             n.last_commit_sha
                 .as_deref()
@@ -92,14 +108,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             format::count(n.records_consumed_total),
             status.to_string(),
             n.last_error.clone().unwrap_or_default(),
-        ]);
+        ]));
         match (n.status, stale) {
             (NodeStatus::Error, _) => row.style(super::alert()),
             (NodeStatus::Ok, true) => row.style(super::warn()),
             _ => row,
         }
     });
-    let widths = [
+    let all_widths = [
         Constraint::Length(16),
         Constraint::Length(8),
         Constraint::Length(10),
@@ -107,6 +123,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(6),
         Constraint::Fill(1),
     ];
+    let widths: Vec<Constraint> = keep.iter().map(|&i| all_widths[i]).collect();
     let table = Table::new(rows, widths)
         .header(header)
         .block(block)

@@ -37,20 +37,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let detail_height = if area.height >= 16 { 7 } else { 0 };
     let [table_area, detail_area] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(detail_height)]).areas(area);
-    let header = Row::new([
-        "First seen",
-        "Reason",
-        "Node",
-        "File",
-        "#",
-        "User",
-        "Cost",
-        "Detail",
-    ])
+    // Narrow terminals keep what explains the item: reason, user, detail.
+    let keep: &[usize] = if area.width >= 100 {
+        &[0, 1, 2, 3, 4, 5, 6, 7]
+    } else {
+        &[1, 5, 7]
+    };
+    let pick =
+        |cells: [String; 8]| -> Vec<String> { keep.iter().map(|&i| cells[i].clone()).collect() };
+    let header = Row::new(pick(
+        [
+            "First seen",
+            "Reason",
+            "Node",
+            "File",
+            "#",
+            "User",
+            "Cost",
+            "Detail",
+        ]
+        .map(String::from),
+    ))
     .style(super::header());
     let (start, end) = super::window(rows.len(), list.selected, table_area.height);
     let body = rows[start..end].iter().map(|r| {
-        let row = Row::new([
+        let row = Row::new(pick([
             format::timestamp(&r.first_seen_at),
             r.reason.as_str().to_string(),
             r.node_name.clone(),
@@ -61,13 +72,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             r.user_sid.clone().unwrap_or_default(),
             r.cost_cents.map(format::cents).unwrap_or_default(),
             r.detail.clone(),
-        ]);
+        ]));
         match r.reason {
             billing_api::types::RejectReason::UnknownUser => row.style(super::warn()),
             _ => row.style(super::alert()),
         }
     });
-    let widths = [
+    let all_widths = [
         Constraint::Length(19),
         Constraint::Length(12),
         Constraint::Length(12),
@@ -77,6 +88,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Length(9),
         Constraint::Fill(1),
     ];
+    let widths: Vec<Constraint> = keep.iter().map(|&i| all_widths[i]).collect();
     let table = Table::new(body, widths)
         .header(header)
         .block(block)
