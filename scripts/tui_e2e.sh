@@ -143,6 +143,13 @@ wait_for "$session" 'filter "Edsger"'
 tmux send-keys -t "$session" Escape
 wait_for "$session" "u-0000"
 
+echo "== a sid not on the page is looked up on the server; an unknown one says so"
+tmux send-keys -t "$session" / u-4242 Enter
+wait_for "$session" "User u-4242 (Esc back)"
+wait_for "$session" "could not load"
+tmux send-keys -t "$session" Escape
+wait_for "$session" "u-0000"
+
 echo "== a asks first, y runs a pass and shows its summary"
 tmux send-keys -t "$session" a
 wait_for "$session" "Run an aggregation pass?"

@@ -569,7 +569,15 @@ impl App {
                     let req = self.payments.first();
                     return vec![Command::Payments(req, self.payments_user.clone())];
                 }
-                self.set_local_filter(text);
+                self.set_local_filter(text.clone());
+                // Only one page is loaded; a sid not on it is looked up on the
+                // server directly, so any of a million users is one step away.
+                let sid = text.trim();
+                if self.view == View::Users && !sid.is_empty() && self.visible_users().is_empty() {
+                    let sid = sid.to_string();
+                    self.set_local_filter(String::new());
+                    return self.open_user(sid);
+                }
                 vec![]
             }
             Action::CycleSort => {
@@ -790,6 +798,10 @@ impl App {
             View::Overview | View::Aggregator => None,
         };
         let Some(sid) = sid else { return vec![] };
+        self.open_user(sid)
+    }
+
+    fn open_user(&mut self, sid: String) -> Vec<Command> {
         self.detail = Some(UserDetail {
             user_sid: sid.clone(),
             data: Remote {

@@ -346,3 +346,27 @@ fn unknown_keys_do_nothing() {
         None
     );
 }
+
+#[test]
+fn a_sid_not_on_the_page_is_looked_up_on_the_server() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "u-0777123");
+    assert!(app.visible_users().is_empty());
+    let commands = press(&mut app, KeyCode::Enter);
+    assert_eq!(commands, vec![Command::Detail("u-0777123".into())]);
+    assert_eq!(app.users_filter, "", "the empty filter is not kept");
+    assert_eq!(
+        app.detail.as_ref().map(|d| d.user_sid.as_str()),
+        Some("u-0777123")
+    );
+}
+
+#[test]
+fn a_filter_matching_rows_on_the_page_fetches_nothing() {
+    let mut app = loaded(View::Users);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "User 0002");
+    assert!(press(&mut app, KeyCode::Enter).is_empty());
+    assert!(app.detail.is_none());
+}

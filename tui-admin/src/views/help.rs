@@ -15,6 +15,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("g/G, Home/End", "first / last row of the page"),
     ("n/p, ]/[", "next / previous page from the server"),
     ("/", "filter (Payments: by user sid, on the server)"),
+    (
+        "/ sid Enter",
+        "Users: a sid not on this page opens from the server",
+    ),
     ("s, S", "sort users by the next column / reverse"),
     ("Enter", "open the user's detail"),
     ("Esc", "back, close, clear the filter"),
