@@ -51,11 +51,61 @@ pub(crate) struct MetaRow {
     pub payment_seq: u64,
     pub rejected_seq: u64,
     pub run_seq: u64,
+    pub user_seq: u64,
     pub clean_head: Option<String>,
+}
+
+/// Key of the per-user consumed index.
+pub(crate) fn user_consumed_key(user_id: u64, seq: u64) -> u128 {
+    (u128::from(user_id) << 64) | u128::from(seq)
+}
+
+/// Ascending sequence numbers as varint deltas.
+pub(crate) fn encode_seqs(seqs: &[u64], buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut prev = 0u64;
+    for &seq in seqs {
+        let mut delta = seq - prev;
+        prev = seq;
+        loop {
+            let byte = (delta & 0x7f) as u8;
+            delta >>= 7;
+            if delta == 0 {
+                buf.push(byte);
+                break;
+            }
+            buf.push(byte | 0x80);
+        }
+    }
+}
+
+/// Inverse of `encode_seqs`.
+pub(crate) fn decode_seqs(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    let (mut prev, mut delta, mut shift) = (0u64, 0u64, 0u32);
+    for &byte in bytes {
+        if shift >= 64 {
+            return Err(StoreError::Storage(
+                "a per-user consumed index row is damaged".into(),
+            ));
+        }
+        delta |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            prev += delta;
+            out.push(prev);
+            delta = 0;
+            shift = 0;
+        } else {
+            shift += 7;
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct UserRow {
+    /// Internal number of the user, for fixed-width index keys.
+    pub id: u64,
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub created_at_ms: u64,

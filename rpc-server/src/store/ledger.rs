@@ -31,6 +31,8 @@ pub(crate) struct CachedUser {
     balance_before: i64,
     is_new: bool,
     pub dirty: bool,
+    /// Consumed seqs applied to this user in this transaction, ascending.
+    new_seqs: Vec<u64>,
 }
 
 /// The open tables of one write transaction plus the state written back at the end.
@@ -42,7 +44,7 @@ pub(crate) struct Ledger<'t> {
     users: Table<'t, &'static str, &'static [u8]>,
     consumed_keys: Table<'t, &'static str, u64>,
     consumed_log: Table<'t, u64, &'static [u8]>,
-    user_consumed: Table<'t, (&'static str, u64), ()>,
+    user_consumed: Table<'t, u128, &'static [u8]>,
     pending: Table<'t, &'static str, &'static [u8]>,
     user_pending: Table<'t, (&'static str, &'static str), ()>,
     rejected: Table<'t, u64, &'static [u8]>,
@@ -57,6 +59,8 @@ pub(crate) struct Ledger<'t> {
 /// Result of trying to debit one record.
 enum Debit {
     Applied,
+    /// The key is already in the consumed index; nothing was changed.
+    AlreadyApplied,
     Overflow(String),
 }
 
@@ -98,6 +102,7 @@ impl<'t> Ledger<'t> {
                         row,
                         is_new: false,
                         dirty: false,
+                        new_seqs: Vec::new(),
                     })
                 }
                 None => None,
@@ -107,8 +112,10 @@ impl<'t> Ledger<'t> {
         Ok(self.user_cache.get_mut(sid).and_then(Option::as_mut))
     }
 
-    /// Creates a user that `user` reported missing.
-    pub fn create_user(&mut self, sid: &str, row: UserRow) {
+    /// Creates a user that `user` reported missing; allocates its id.
+    pub fn create_user(&mut self, sid: &str, mut row: UserRow) {
+        self.meta.user_seq += 1;
+        row.id = self.meta.user_seq;
         self.user_cache.insert(
             sid.to_string(),
             Some(CachedUser {
@@ -116,6 +123,7 @@ impl<'t> Ledger<'t> {
                 row,
                 is_new: true,
                 dirty: true,
+                new_seqs: Vec::new(),
             }),
         );
     }
@@ -152,7 +160,8 @@ impl<'t> Ledger<'t> {
         Ok(())
     }
 
-    /// Debits a record of a known user and writes its consumed-index rows.
+    /// Debits a record of a known user and writes its consumed-index rows,
+    /// unless its key is already applied.
     fn debit(
         &mut self,
         key: &str,
@@ -174,21 +183,39 @@ impl<'t> Ledger<'t> {
         let (Some(balance), Some(consumed), Some(total), Some(debited)) =
             (balance, consumed, total, debited)
         else {
-            return Ok(Debit::Overflow(format!(
+            let reason = format!(
                 "applying {cost} cents to user `{sid}` (balance {} cents, consumed {} cents) \
                  would overflow a 64-bit amount; the record was not applied: check the cost on \
                  the node",
                 user.row.balance_cents, user.row.consumed_cents
-            )));
+            );
+            if self.consumed_keys.get(key)?.is_some() {
+                return Ok(Debit::AlreadyApplied);
+            }
+            return Ok(Debit::Overflow(reason));
         };
+
+        // Claim the key first: `insert` returns what was there, so a new key
+        // costs one tree walk instead of a lookup plus an insert.
+        let seq = self.meta.consumed_seq + 1;
+        let previous = self.consumed_keys.insert(key, seq)?.map(|g| g.value());
+        if let Some(old) = previous {
+            self.consumed_keys.insert(key, old)?;
+            return Ok(Debit::AlreadyApplied);
+        }
+        self.meta.consumed_seq = seq;
+        let user = self
+            .user_cache
+            .get_mut(sid)
+            .and_then(Option::as_mut)
+            .expect("user was cached above");
         user.row.balance_cents = balance;
         user.row.consumed_cents = consumed;
         user.dirty = true;
+        user.new_seqs.push(seq);
         self.meta.counts.total_balance_cents = total;
         self.outcome.cents_debited = debited;
 
-        let seq = self.meta.consumed_seq + 1;
-        self.meta.consumed_seq = seq;
         let row = ConsumedRow {
             key,
             user_sid: sid,
@@ -200,8 +227,6 @@ impl<'t> Ledger<'t> {
         };
         codec::encode(&row, &mut self.buf)?;
         self.consumed_log.insert(seq, self.buf.as_slice())?;
-        self.consumed_keys.insert(key, seq)?;
-        self.user_consumed.insert((sid, seq), ())?;
         self.meta.counts.consumed_records += 1;
         self.outcome.applied += 1;
         match self.node_applied.get_mut(node) {
@@ -246,33 +271,6 @@ impl<'t> Ledger<'t> {
             };
             return self.invalid_record(from, index, Some(key), Some(&rec.user_sid), &reason, "");
         }
-        // Fast path: a new key costs one index lookup.
-        if self.consumed_keys.get(key)?.is_some() {
-            let existing = self.consumed(key)?.expect("key present in consumed index");
-            if existing.user_sid == rec.user_sid
-                && existing.node_name == rec.node_name
-                && existing.cost_cents == rec.cost_cents
-            {
-                self.outcome.duplicate += 1;
-                return Ok(());
-            }
-            self.outcome.conflict += 1;
-            let detail = format!(
-                "idempotency key `{key}` was already applied as user `{}`, node `{}`, {} cents \
-                 (commit {}, file {}); this record says user `{}`, node `{}`, {} cents. Nothing \
-                 was changed: if this is a new charge, give it a new key on the node; if the \
-                 applied version is right, no action is needed",
-                existing.user_sid,
-                existing.node_name,
-                existing.cost_cents,
-                existing.commit_sha,
-                existing.file_path,
-                rec.user_sid,
-                rec.node_name,
-                rec.cost_cents
-            );
-            return self.conflict(from, index, rec, detail, Some(existing));
-        }
         if self.meta.counts.pending_records > 0 {
             let held = match self.pending.get(key)? {
                 Some(bytes) => Some(codec::decode_owned::<PendingRow>(
@@ -308,6 +306,9 @@ impl<'t> Ledger<'t> {
             }
         }
         if self.user(&rec.user_sid)?.is_none() {
+            if self.consumed_keys.get(key)?.is_some() {
+                return self.already_applied(from, index, rec);
+            }
             return self.hold(from, index, rec);
         }
         match self.debit(
@@ -319,10 +320,49 @@ impl<'t> Ledger<'t> {
             from.path,
         )? {
             Debit::Applied => Ok(()),
+            Debit::AlreadyApplied => self.already_applied(from, index, rec),
             Debit::Overflow(reason) => {
                 self.invalid_record(from, index, Some(key), Some(&rec.user_sid), &reason, "")
             }
         }
+    }
+
+    /// A record whose key is in the consumed index: a duplicate or a conflict.
+    fn already_applied(
+        &mut self,
+        from: Provenance<'_>,
+        index: u32,
+        rec: &UsageRecord,
+    ) -> Result<(), StoreError> {
+        let key = rec.idempotency_key.as_str();
+        let existing = self.consumed(key)?.ok_or_else(|| {
+            StoreError::Storage(format!(
+                "key `{key}` left the consumed index mid-transaction"
+            ))
+        })?;
+        if existing.user_sid == rec.user_sid
+            && existing.node_name == rec.node_name
+            && existing.cost_cents == rec.cost_cents
+        {
+            self.outcome.duplicate += 1;
+            return Ok(());
+        }
+        self.outcome.conflict += 1;
+        let detail = format!(
+            "idempotency key `{key}` was already applied as user `{}`, node `{}`, {} cents \
+             (commit {}, file {}); this record says user `{}`, node `{}`, {} cents. Nothing \
+             was changed: if this is a new charge, give it a new key on the node; if the \
+             applied version is right, no action is needed",
+            existing.user_sid,
+            existing.node_name,
+            existing.cost_cents,
+            existing.commit_sha,
+            existing.file_path,
+            rec.user_sid,
+            rec.node_name,
+            rec.cost_cents
+        );
+        self.conflict(from, index, rec, detail, Some(existing))
     }
 
     fn conflict(
@@ -560,11 +600,6 @@ impl<'t> Ledger<'t> {
                 self.meta.counts.rejected_items -= 1;
             }
             self.meta.counts.pending_records -= 1;
-            if self.consumed_keys.get(key.as_str())?.is_some() {
-                // Holding checks the consumed index, so this cannot happen; never apply twice.
-                self.outcome.duplicate += 1;
-                continue;
-            }
             let from = Provenance {
                 node: &held.node_name,
                 commit: &held.commit_sha,
@@ -580,6 +615,8 @@ impl<'t> Ledger<'t> {
                 &held.file_path,
             )? {
                 Debit::Applied => {}
+                // Holding checks the consumed index, so this cannot happen; never apply twice.
+                Debit::AlreadyApplied => self.outcome.duplicate += 1,
                 Debit::Overflow(reason) => self.invalid_record(
                     from,
                     held.record_index,
@@ -629,6 +666,11 @@ impl<'t> Ledger<'t> {
             }
             codec::encode(&user.row, &mut buf)?;
             self.users.insert(sid.as_str(), buf.as_slice())?;
+            if let Some(&first) = user.new_seqs.first() {
+                codec::encode_seqs(&user.new_seqs, &mut buf);
+                self.user_consumed
+                    .insert(codec::user_consumed_key(user.row.id, first), buf.as_slice())?;
+            }
         }
         let node_applied = std::mem::take(&mut self.node_applied);
         for (node, applied) in node_applied {
@@ -748,16 +790,32 @@ impl Store {
             };
             match user_sid {
                 Some(sid) => {
-                    if txn.open_table(tables::USERS)?.get(sid)?.is_none() {
-                        return Err(StoreError::NotFound {
-                            what: "user",
-                            key: sid.to_string(),
-                        });
-                    }
+                    let user: UserRow = match txn.open_table(tables::USERS)?.get(sid)? {
+                        Some(bytes) => codec::decode_owned(bytes.value(), "user")?,
+                        None => {
+                            return Err(StoreError::NotFound {
+                                what: "user",
+                                key: sid.to_string(),
+                            });
+                        }
+                    };
                     let index = txn.open_table(tables::USER_CONSUMED)?;
-                    for entry in index.range((sid, 0)..(sid, before))?.rev().take(limit + 1) {
-                        let (k, _) = entry?;
-                        push(k.value().1)?;
+                    let range = codec::user_consumed_key(user.id, 0)
+                        ..codec::user_consumed_key(user.id, before);
+                    let mut taken = 0;
+                    'rows: for entry in index.range(range)?.rev() {
+                        let (_, seqs) = entry?;
+                        // A row starting before the cursor may still hold seqs after it.
+                        for seq in codec::decode_seqs(seqs.value())?.into_iter().rev() {
+                            if seq >= before {
+                                continue;
+                            }
+                            push(seq)?;
+                            taken += 1;
+                            if taken > limit {
+                                break 'rows;
+                            }
+                        }
                     }
                 }
                 None => {

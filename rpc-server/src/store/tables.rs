@@ -22,8 +22,11 @@ pub(crate) const USER_PAYMENTS: TableDefinition<(&str, u64), &str> =
 pub(crate) const CONSUMED_KEYS: TableDefinition<&str, u64> = TableDefinition::new("consumed_keys");
 /// Consumed sequence number -> `codec::ConsumedRow` (the applied record and its provenance).
 pub(crate) const CONSUMED_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("consumed_log");
-/// `(user_sid, consumed seq)` -> (): per-user newest-first listing.
-pub(crate) const USER_CONSUMED: TableDefinition<(&str, u64), ()> =
+/// Per-user index of applied records, one row per user per transaction:
+/// `user id << 64 | first consumed seq` -> the transaction's consumed seqs of
+/// that user (`codec::encode_seqs`). One row per user and transaction instead
+/// of one per record keeps this index small and cheap to write.
+pub(crate) const USER_CONSUMED: TableDefinition<u128, &[u8]> =
     TableDefinition::new("user_consumed");
 
 /// `idempotency_key` -> `codec::PendingRow`: records held until their user is registered.

@@ -35,6 +35,7 @@ impl Store {
                 None => ledger.create_user(
                     sid,
                     UserRow {
+                        id: 0,
                         display_name: req.display_name.clone(),
                         email: req.email.clone(),
                         created_at_ms: now_ms,
