@@ -25,7 +25,7 @@ use gix::refs::{FullName, Target};
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {
-    /// Billing repo; created (bare) when the path does not exist.
+    /// Billing repo; created (bare) when the path does not exist or is an empty directory.
     pub repo: PathBuf,
     /// Number of nodes (`node-000` ...).
     pub nodes: u32,
@@ -127,7 +127,8 @@ pub fn simulate(opts: &SimulateOptions) -> anyhow::Result<SimulateReport> {
 }
 
 fn open_or_create(path: &Path, branch_ref: &FullName) -> anyhow::Result<gix::Repository> {
-    if path.exists() {
+    let is_empty_dir = std::fs::read_dir(path).is_ok_and(|mut entries| entries.next().is_none());
+    if path.exists() && !is_empty_dir {
         return gix::open(path).with_context(|| {
             format!(
                 "{} exists but is not a git repository; pass a new path or an existing billing repo",

@@ -130,10 +130,7 @@ async fn reads_a_working_repo_and_sees_new_commits() {
     let dir = tempfile::tempdir().unwrap();
     let work = working_repo(
         dir.path(),
-        &[(
-            "nodes/node-a/usage_2026-01-01-00.otoml",
-            b"records = []\n",
-        )],
+        &[("nodes/node-a/usage_2026-01-01-00.otoml", b"records = []\n")],
     );
     let source = open(work.to_str().unwrap(), "main", &dir.path().join("m"));
     let first = source.head().await.unwrap().unwrap();
@@ -322,7 +319,10 @@ async fn bad_repo_paths_and_urls_are_clear_errors() {
         .err()
         .unwrap()
         .message;
-    assert!(err.contains("does not exist") && err.contains("nope"), "{err}");
+    assert!(
+        err.contains("does not exist") && err.contains("nope"),
+        "{err}"
+    );
 
     let plain = dir.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
@@ -338,7 +338,10 @@ async fn bad_repo_paths_and_urls_are_clear_errors() {
         .err()
         .unwrap()
         .message;
-    assert!(err.contains("bad..name") && err.contains("--branch"), "{err}");
+    assert!(
+        err.contains("bad..name") && err.contains("--branch"),
+        "{err}"
+    );
 
     // A URL that is not a repo fails at fetch time, naming the URL.
     let url = file_url(&plain);

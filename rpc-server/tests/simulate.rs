@@ -78,7 +78,10 @@ fn a_new_repo_gets_one_commit_per_hour_with_valid_batches() {
     assert_eq!(report.last_hour, "2026-01-01-03");
     assert_eq!(git(&repo, &["rev-parse", "main"]).trim(), report.head);
     assert_eq!(git(&repo, &["rev-list", "--count", "main"]).trim(), "4");
-    assert_eq!(git(&repo, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
+    assert_eq!(
+        git(&repo, &["symbolic-ref", "HEAD"]).trim(),
+        "refs/heads/main"
+    );
     git(&repo, &["fsck", "--strict", "--no-dangling"]);
 
     let (files, records, cost, per_user, keys) = totals_at(&repo, &report.head);
@@ -97,7 +100,10 @@ fn a_new_repo_gets_one_commit_per_hour_with_valid_batches() {
         first.contains("period_start = 2026-01-01T00:00:00Z"),
         "{first}"
     );
-    assert!(first.contains("period_end = 2026-01-01T01:00:00Z"), "{first}");
+    assert!(
+        first.contains("period_end = 2026-01-01T01:00:00Z"),
+        "{first}"
+    );
 }
 
 #[test]
@@ -201,6 +207,12 @@ fn refuses_a_path_that_is_not_a_repo() {
     let msg = format!("{err:#}");
     assert!(msg.contains("not a git repository"), "{msg}");
     assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+
+    // An empty directory (e.g. made by `mktemp -d`) becomes a new bare repo.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let report = simulate(&opts(&empty, 1)).unwrap();
+    assert_eq!(git(&empty, &["rev-parse", "main"]).trim(), report.head);
 }
 
 #[test]

@@ -250,18 +250,22 @@ impl Inner {
         }
     }
 
-    fn error(&self, what: String, e: impl std::fmt::Display) -> SourceError {
-        SourceError::new(format!("{what} in {}: {e:#}", self.describe_repo()))
+    fn error(&self, what: String, e: impl std::error::Error) -> SourceError {
+        SourceError::new(format!("{what} in {}: {}", self.describe_repo(), chain(&e)))
     }
 
     /// Updates the mirror's branch from the remote (forced, so rewritten
     /// history is mirrored as is). Returns `false` when the remote has no
     /// refs at all, i.e. nothing was ever pushed.
-    fn fetch(&self, repo: &gix::Repository, url: &str, redacted: &str) -> Result<bool, SourceError> {
+    fn fetch(
+        &self,
+        repo: &gix::Repository,
+        url: &str,
+        redacted: &str,
+    ) -> Result<bool, SourceError> {
         use gix::remote::Direction;
-        let fail = |step: &str, e: &dyn std::fmt::Display| {
-            // gix errors may echo the URL; keep credentials out of them.
-            let detail = format!("{e:#}").replace(url, redacted);
+        let fail = |step: &str, e: &dyn std::error::Error| {
+            let detail = scrub_credentials(&chain(e), url, redacted);
             SourceError::new(format!(
                 "fetching branch {} from {redacted} failed ({step}): {detail}; check that the URL is reachable and the credentials are valid",
                 self.branch
@@ -313,9 +317,9 @@ impl Inner {
             .try_find_reference(self.branch_ref.as_str())
             .map_err(|e| self.error(format!("cannot read ref {}", self.branch_ref), e))?;
         if let Some(mut reference) = found {
-            let id = reference.peel_to_id().map_err(|e| {
-                self.error(format!("cannot resolve branch {}", self.branch), e)
-            })?;
+            let id = reference
+                .peel_to_id()
+                .map_err(|e| self.error(format!("cannot resolve branch {}", self.branch), e))?;
             return Ok(Some(id.to_string()));
         }
         let platform = repo
@@ -369,6 +373,39 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// The password (or token) in a URL's userinfo, if any.
+fn url_secret(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let secret = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
+    (!secret.is_empty()).then_some(secret)
+}
+
+/// Errors from the transport may echo the URL; keep credentials out of them.
+fn scrub_credentials(text: &str, url: &str, redacted: &str) -> String {
+    let text = text.replace(url, redacted);
+    match url_secret(url) {
+        Some(secret) => text.replace(secret, "***"),
+        None => text,
+    }
+}
+
+/// An error and its causes on one line, skipping causes that repeat the message.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 fn parse_id(hex: &str, kind: &str) -> Result<gix::ObjectId, SourceError> {
     gix::ObjectId::from_hex(hex.as_bytes())
         .map_err(|e| SourceError::new(format!("{hex:?} is not a {kind} id: {e}")))
@@ -383,8 +420,9 @@ fn open_local(path: &Path) -> Result<gix::ThreadSafeRepository, SourceError> {
     }
     gix::ThreadSafeRepository::open(path).map_err(|e| {
         SourceError::new(format!(
-            "{} is not a readable git repository ({e:#}); check --repo points at a bare repo or a working copy",
-            path.display()
+            "{} is not a readable git repository ({}); check --repo points at a bare repo or a working copy",
+            path.display(),
+            chain(&e)
         ))
     })
 }
@@ -408,15 +446,17 @@ fn open_mirror(dir: &Path, redacted: &str) -> Result<gix::ThreadSafeRepository, 
         )
         .map_err(|e| {
             SourceError::new(format!(
-                "cannot create a bare mirror repo in {} for {redacted}: {e:#}",
-                dir.display()
+                "cannot create a bare mirror repo in {} for {redacted}: {}",
+                dir.display(),
+                chain(&e)
             ))
         });
     }
     gix::ThreadSafeRepository::open(dir).map_err(|e| {
         SourceError::new(format!(
-            "mirror directory {} is not a git repository ({e:#}); remove it (it is re-created from {redacted})",
-            dir.display()
+            "mirror directory {} is not a git repository ({}); remove it (it is re-created from {redacted})",
+            dir.display(),
+            chain(&e)
         ))
     })
 }
@@ -439,5 +479,16 @@ mod tests {
             redact_url("file:///srv/billing.git"),
             "file:///srv/billing.git"
         );
+        let url = "https://bob:s3cret@h/x";
+        assert_eq!(
+            scrub_credentials(
+                "auth for s3cret at https://bob:s3cret@h/x",
+                url,
+                &redact_url(url)
+            ),
+            "auth for *** at https://***@h/x"
+        );
+        assert_eq!(url_secret("https://tok@h/x"), Some("tok"));
+        assert_eq!(url_secret("https://h/a@b"), None);
     }
 }
