@@ -52,60 +52,82 @@ pub(crate) struct MetaRow {
     pub rejected_seq: u64,
     pub run_seq: u64,
     pub user_seq: u64,
+    pub group_seq: u64,
     pub clean_head: Option<String>,
 }
 
-/// Key of the per-user consumed index.
-pub(crate) fn user_consumed_key(user_id: u64, seq: u64) -> u128 {
-    (u128::from(user_id) << 64) | u128::from(seq)
-}
-
-/// Ascending sequence numbers as varint deltas.
-pub(crate) fn encode_seqs(seqs: &[u64], buf: &mut Vec<u8>) {
-    buf.clear();
-    let mut prev = 0u64;
-    for &seq in seqs {
-        let mut delta = seq - prev;
-        prev = seq;
-        loop {
-            let byte = (delta & 0x7f) as u8;
-            delta >>= 7;
-            if delta == 0 {
-                buf.push(byte);
-                break;
-            }
-            buf.push(byte | 0x80);
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            buf.push(byte);
+            return;
         }
+        buf.push(byte | 0x80);
     }
 }
 
-/// Inverse of `encode_seqs`.
-pub(crate) fn decode_seqs(bytes: &[u8]) -> Result<Vec<u64>, StoreError> {
-    let mut out = Vec::new();
-    let (mut prev, mut delta, mut shift) = (0u64, 0u64, 0u32);
-    for &byte in bytes {
-        if shift >= 64 {
-            return Err(StoreError::Storage(
-                "a per-user consumed index row is damaged".into(),
-            ));
-        }
-        delta |= u64::from(byte & 0x7f) << shift;
+fn take_varint(bytes: &mut &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = bytes.split_first()?;
+        *bytes = rest;
+        value |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
-            prev += delta;
-            out.push(prev);
-            delta = 0;
-            shift = 0;
-        } else {
-            shift += 7;
+            return Some(value);
         }
     }
-    Ok(out)
+    None
+}
+
+/// The consumed seqs one transaction applied to one user (ascending), and the
+/// user's previous group (0 = none). Encoded as varints, seqs as deltas.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ConsumedGroup {
+    pub user_id: u64,
+    pub prev: u64,
+    pub seqs: Vec<u64>,
+}
+
+impl ConsumedGroup {
+    pub fn encode(user_id: u64, prev: u64, seqs: &[u64], buf: &mut Vec<u8>) {
+        buf.clear();
+        put_varint(buf, user_id);
+        put_varint(buf, prev);
+        let mut last = 0;
+        for &seq in seqs {
+            put_varint(buf, seq - last);
+            last = seq;
+        }
+    }
+
+    pub fn decode(mut bytes: &[u8]) -> Result<Self, StoreError> {
+        let damaged = || StoreError::Storage("a per-user consumed index row is damaged".into());
+        let user_id = take_varint(&mut bytes).ok_or_else(damaged)?;
+        let prev = take_varint(&mut bytes).ok_or_else(damaged)?;
+        let mut seqs = Vec::new();
+        let mut last = 0u64;
+        while !bytes.is_empty() {
+            last = last
+                .checked_add(take_varint(&mut bytes).ok_or_else(damaged)?)
+                .ok_or_else(damaged)?;
+            seqs.push(last);
+        }
+        Ok(ConsumedGroup {
+            user_id,
+            prev,
+            seqs,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct UserRow {
-    /// Internal number of the user, for fixed-width index keys.
+    /// Internal number of the user, checked against index rows.
     pub id: u64,
+    /// Newest `USER_CONSUMED` group of this user (0 = none).
+    pub last_group: u64,
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub created_at_ms: u64,

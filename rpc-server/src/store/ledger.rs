@@ -9,11 +9,11 @@ use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec::{
-    self, ConsumedRow, META_KEY, MetaRow, NodeRow, PendingRow, RejectedRow, UserRow,
+    self, ConsumedGroup, ConsumedRow, META_KEY, MetaRow, NodeRow, PendingRow, RejectedRow, UserRow,
 };
 use super::{
     FileOutcome, InvalidRecord, NodeOutcome, NodeUpdate, Page, Store, StoreError, UsageRecord,
-    check_id, clamp_limit, page, seq_cursor, tables,
+    bad_cursor, check_id, clamp_limit, page, seq_cursor, tables,
 };
 
 /// Where a record came from.
@@ -44,7 +44,7 @@ pub(crate) struct Ledger<'t> {
     users: Table<'t, &'static str, &'static [u8]>,
     consumed_keys: Table<'t, &'static str, u64>,
     consumed_log: Table<'t, u64, &'static [u8]>,
-    user_consumed: Table<'t, u128, &'static [u8]>,
+    user_consumed: Table<'t, u64, &'static [u8]>,
     pending: Table<'t, &'static str, &'static [u8]>,
     user_pending: Table<'t, (&'static str, &'static str), ()>,
     rejected: Table<'t, u64, &'static [u8]>,
@@ -664,13 +664,16 @@ impl<'t> Ledger<'t> {
             } else if !was_overdrawn && is_overdrawn {
                 self.meta.counts.overdrawn_users += 1;
             }
-            codec::encode(&user.row, &mut buf)?;
-            self.users.insert(sid.as_str(), buf.as_slice())?;
-            if let Some(&first) = user.new_seqs.first() {
-                codec::encode_seqs(&user.new_seqs, &mut buf);
-                self.user_consumed
-                    .insert(codec::user_consumed_key(user.row.id, first), buf.as_slice())?;
+            let mut row = user.row.clone();
+            if !user.new_seqs.is_empty() {
+                self.meta.group_seq += 1;
+                let group = self.meta.group_seq;
+                ConsumedGroup::encode(row.id, row.last_group, &user.new_seqs, &mut buf);
+                self.user_consumed.insert(group, buf.as_slice())?;
+                row.last_group = group;
             }
+            codec::encode(&row, &mut buf)?;
+            self.users.insert(sid.as_str(), buf.as_slice())?;
         }
         let node_applied = std::mem::take(&mut self.node_applied);
         for (node, applied) in node_applied {
@@ -776,16 +779,29 @@ impl Store {
         limit: u32,
     ) -> Result<Page<ConsumedRecord>, StoreError> {
         let limit = clamp_limit(limit);
-        let before = seq_cursor(cursor)?.unwrap_or(u64::MAX);
+        // Per user the cursor is `group:seq` (where the walk of the group chain
+        // stopped); otherwise a plain seq.
+        let (group_cursor, before) = match (user_sid, cursor) {
+            (Some(_), Some(c)) => {
+                let parsed = c
+                    .split_once(':')
+                    .and_then(|(g, s)| Some((g.parse::<u64>().ok()?, s.parse::<u64>().ok()?)));
+                match parsed {
+                    Some((g, s)) => (Some(g), s),
+                    None => return Err(bad_cursor(c)),
+                }
+            }
+            _ => (None, seq_cursor(cursor)?.unwrap_or(u64::MAX)),
+        };
         self.read("list consumed records", |txn| {
             let log = txn.open_table(tables::CONSUMED_LOG)?;
             let mut items = Vec::with_capacity(limit + 1);
-            let mut push = |seq: u64| -> Result<(), StoreError> {
+            let mut push = |cursor: String, seq: u64| -> Result<(), StoreError> {
                 let bytes = log
                     .get(seq)?
                     .ok_or_else(|| StoreError::Storage(format!("consumed row {seq} is missing")))?;
                 let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
-                items.push((seq.to_string(), row.to_api()));
+                items.push((cursor, row.to_api()));
                 Ok(())
             };
             match user_sid {
@@ -800,22 +816,31 @@ impl Store {
                         }
                     };
                     let index = txn.open_table(tables::USER_CONSUMED)?;
-                    let range = codec::user_consumed_key(user.id, 0)
-                        ..codec::user_consumed_key(user.id, before);
+                    let mut group_id = group_cursor.unwrap_or(user.last_group);
                     let mut taken = 0;
-                    'rows: for entry in index.range(range)?.rev() {
-                        let (_, seqs) = entry?;
-                        // A row starting before the cursor may still hold seqs after it.
-                        for seq in codec::decode_seqs(seqs.value())?.into_iter().rev() {
-                            if seq >= before {
-                                continue;
+                    'groups: while group_id != 0 {
+                        let group = match index.get(group_id)? {
+                            Some(bytes) => ConsumedGroup::decode(bytes.value())?,
+                            None if group_cursor == Some(group_id) => {
+                                return Err(bad_cursor(cursor.unwrap_or_default()));
                             }
-                            push(seq)?;
+                            None => {
+                                return Err(StoreError::Storage(format!(
+                                    "consumed index group {group_id} of user `{sid}` is missing"
+                                )));
+                            }
+                        };
+                        if group.user_id != user.id {
+                            return Err(bad_cursor(cursor.unwrap_or_default()));
+                        }
+                        for &seq in group.seqs.iter().rev().filter(|&&s| s < before) {
+                            push(format!("{group_id}:{seq}"), seq)?;
                             taken += 1;
                             if taken > limit {
-                                break 'rows;
+                                break 'groups;
                             }
                         }
+                        group_id = group.prev;
                     }
                 }
                 None => {
@@ -824,7 +849,7 @@ impl Store {
                         seqs.push(entry?.0.value());
                     }
                     for seq in seqs {
-                        push(seq)?;
+                        push(seq.to_string(), seq)?;
                     }
                 }
             }

@@ -316,17 +316,17 @@ fn clamp_limit(limit: u32) -> usize {
     limit.clamp(1, billing_api::MAX_PAGE_LIMIT) as usize
 }
 
+fn bad_cursor(cursor: &str) -> StoreError {
+    StoreError::InvalidInput(format!(
+        "cursor `{cursor}` is not one this list returned; pass back `next_cursor` unchanged, \
+         or omit it to start from the beginning"
+    ))
+}
+
 /// Parses a sequence-number cursor.
 fn seq_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
     cursor
-        .map(|c| {
-            c.parse::<u64>().map_err(|_| {
-                StoreError::InvalidInput(format!(
-                    "cursor `{c}` is not one this list returned; pass back `next_cursor` \
-                     unchanged, or omit it to start from the beginning"
-                ))
-            })
-        })
+        .map(|c| c.parse::<u64>().map_err(|_| bad_cursor(c)))
         .transpose()
 }
 

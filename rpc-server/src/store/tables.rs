@@ -22,12 +22,12 @@ pub(crate) const USER_PAYMENTS: TableDefinition<(&str, u64), &str> =
 pub(crate) const CONSUMED_KEYS: TableDefinition<&str, u64> = TableDefinition::new("consumed_keys");
 /// Consumed sequence number -> `codec::ConsumedRow` (the applied record and its provenance).
 pub(crate) const CONSUMED_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("consumed_log");
-/// Per-user index of applied records, one row per user per transaction:
-/// `user id << 64 | first consumed seq` -> the transaction's consumed seqs of
-/// that user (`codec::encode_seqs`). One row per user and transaction instead
-/// of one per record keeps this index small and cheap to write.
-pub(crate) const USER_CONSUMED: TableDefinition<u128, &[u8]> =
-    TableDefinition::new("user_consumed");
+/// Per-user index of applied records: group id -> `codec::ConsumedGroup`, the
+/// consumed seqs one transaction applied to one user, linked to that user's
+/// previous group. Group ids grow, so a transaction appends its groups at the
+/// end of the table instead of touching one leaf per user.
+pub(crate) const USER_CONSUMED: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("user_consumed_groups");
 
 /// `idempotency_key` -> `codec::PendingRow`: records held until their user is registered.
 pub(crate) const PENDING: TableDefinition<&str, &[u8]> = TableDefinition::new("pending");

@@ -36,6 +36,7 @@ impl Store {
                     sid,
                     UserRow {
                         id: 0,
+                        last_group: 0,
                         display_name: req.display_name.clone(),
                         email: req.email.clone(),
                         created_at_ms: now_ms,
