@@ -394,3 +394,63 @@ fn the_validator_rejects_wrong_shapes() {
     );
     assert!(none.is_empty(), "{none:?}");
 }
+
+#[tokio::test]
+async fn stats_and_faults_are_controllable_over_http() {
+    let (_dir, emulator) = start().await;
+    let http = reqwest::Client::new();
+    let base = emulator.base_url();
+    let branch = format!("{base}/api/v1/repos/lhumina_code/hero_onboarding_billing/branches/main");
+    let get_branch = || {
+        http.get(&branch)
+            .header("Authorization", format!("token {TOKEN}"))
+            .send()
+    };
+
+    let added: Value = http
+        .post(format!("{base}/_emulator/faults"))
+        .json(&json!([
+            { "endpoint": "branch", "kind": "rate_limit", "retry_after_secs": 7, "times": 1 },
+            { "endpoint": "branch", "kind": "status", "status": 502, "times": 1 }
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(added["added"], json!(2));
+    let limited = get_branch().await.unwrap();
+    assert_eq!(limited.status().as_u16(), 429);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    assert_eq!(get_branch().await.unwrap().status().as_u16(), 502);
+    assert_eq!(get_branch().await.unwrap().status().as_u16(), 200);
+
+    // Without a token, or with a wrong one: 401.
+    let anonymous = http.get(&branch).send().await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+
+    let stats: Value = http
+        .get(format!("{base}/_emulator/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"]["branch"], json!(4));
+    assert_eq!(stats["faults_injected"], json!(2));
+    http.post(format!("{base}/_emulator/stats/reset"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(emulator.stats().total, 0);
+
+    let bad = http
+        .post(format!("{base}/_emulator/faults"))
+        .body("{\"kind\": \"explode\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+}

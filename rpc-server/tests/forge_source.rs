@@ -461,3 +461,44 @@ fn open_rejects_bad_configuration_clearly() {
     assert!(!shown.contains("pw") && !shown.contains(TOKEN), "{shown}");
     assert!(shown.contains("https://forge.example"), "{shown}");
 }
+
+/// Collects log output in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn the_token_never_reaches_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The default test runtime is single-threaded: everything below logs here.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let f = forge().await;
+    seed(&f);
+    let s = source(&f);
+    f.emu
+        .add_fault(Fault::new("branch", FaultKind::Status { status: 503 }, 1));
+    s.head().await.unwrap();
+    let wrong = source_with(&f, Some("another-secret-token"), fast());
+    assert!(wrong.head().await.is_err());
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("retrying forge request"), "{logs}");
+    assert!(!logs.contains(TOKEN), "token in logs: {logs}");
+    assert!(
+        !logs.contains("another-secret-token"),
+        "token in logs: {logs}"
+    );
+}
