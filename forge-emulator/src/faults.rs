@@ -42,6 +42,9 @@ pub struct Fault {
     /// Chance in [0, 1] that a matching request is hit; `None` = always.
     #[serde(default)]
     pub probability: Option<f64>,
+    /// Only requests whose URL path contains this (e.g. one tree's sha).
+    #[serde(default)]
+    pub path_contains: Option<String>,
 }
 
 impl Fault {
@@ -52,7 +55,14 @@ impl Fault {
             kind,
             times: Some(times),
             probability: None,
+            path_contains: None,
         }
+    }
+
+    /// Limits the fault to requests whose URL path contains `fragment`.
+    pub fn on_path(mut self, fragment: &str) -> Self {
+        self.path_contains = Some(fragment.to_string());
+        self
     }
 }
 
@@ -83,11 +93,13 @@ pub struct Stats {
 
 impl Control {
     /// Counts one request to `endpoint` and returns the fault to apply, if any.
-    pub fn on_request(&self, endpoint: &str) -> Option<FaultKind> {
+    pub fn on_request(&self, endpoint: &str, path: &str) -> Option<FaultKind> {
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *state.counts.entry(endpoint.to_string()).or_default() += 1;
         let position = state.faults.iter().position(|f| {
-            f.endpoint.as_deref().is_none_or(|e| e == endpoint) && f.times != Some(0)
+            f.endpoint.as_deref().is_none_or(|e| e == endpoint)
+                && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
+                && f.times != Some(0)
         })?;
         if let Some(p) = state.faults[position].probability {
             // xorshift64: reproducible enough for tests, no dependency needed.

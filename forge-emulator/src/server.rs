@@ -120,7 +120,7 @@ pub async fn handle(
         .map(percent_decode)
         .collect();
     let endpoint = endpoint_name(request.method(), &segments);
-    let fault = emulator.control.on_request(endpoint);
+    let fault = emulator.control.on_request(endpoint, &path);
     if let Some(FaultKind::Delay { ms }) = fault {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }

@@ -108,7 +108,8 @@ async fn a_failing_node_halts_alone_and_catches_up_on_the_next_pass() {
     let first = w.agg.run_pass().await.unwrap();
     assert_eq!(first.records_applied, 2);
 
-    w.emu
+    let hour1 = w
+        .emu
         .commit(
             &[
                 (
@@ -123,26 +124,63 @@ async fn a_failing_node_halts_alone_and_catches_up_on_the_next_pass() {
             "hour 1",
         )
         .unwrap();
-    // Every blob download fails: both nodes halt for this pass, nothing is applied.
+    // The listing of node-b's new tree keeps failing: node-b halts, node-a goes on.
+    let b_tree = w
+        .emu
+        .repo()
+        .entry_at(hour1, "nodes/node-b")
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    w.emu.add_fault(
+        Fault {
+            times: None,
+            ..Fault::new("trees", FaultKind::Status { status: 500 }, 0)
+        }
+        .on_path(&b_tree),
+    );
+    let partial = w.agg.run_pass().await.unwrap();
+    assert_eq!(partial.records_applied, 1, "node-a's new record only");
+    assert_eq!(partial.errors.len(), 1, "{:?}", partial.errors);
+    assert_eq!(partial.errors[0].node_name.as_deref(), Some("node-b"));
+    let node_b = w.agg.store().node("node-b").unwrap().unwrap();
+    let last_error = node_b.last_error.unwrap_or_default();
+    assert!(
+        last_error.contains("500") && last_error.contains("nodes/node-b"),
+        "{last_error}"
+    );
+    assert!(
+        w.agg
+            .store()
+            .node("node-a")
+            .unwrap()
+            .unwrap()
+            .last_error
+            .is_none()
+    );
+    assert_eq!(balance(&w.agg, "u-1"), -110);
+    assert_eq!(balance(&w.agg, "u-2"), -7);
+
+    // Every blob download fails: nothing is applied, nothing is lost.
+    w.emu.clear_faults();
     w.emu.add_fault(Fault {
         endpoint: Some("blobs".into()),
         kind: FaultKind::Status { status: 500 },
         times: None,
         probability: None,
+        path_contains: None,
     });
     let failed = w.agg.run_pass().await.unwrap();
     assert_eq!(failed.records_applied, 0);
-    assert_eq!(failed.errors.len(), 2, "{:?}", failed.errors);
-    let node = w.agg.store().node("node-a").unwrap().unwrap();
-    let last_error = node.last_error.unwrap_or_default();
-    assert!(last_error.contains("500"), "{last_error}");
-    assert_eq!(balance(&w.agg, "u-1"), -10);
+    assert_eq!(failed.errors.len(), 1, "{:?}", failed.errors);
+    assert_eq!(balance(&w.agg, "u-2"), -7);
 
-    // The forge recovers: the next pass applies exactly the missing records.
+    // The forge recovers: the next pass applies exactly the missing record.
     w.emu.clear_faults();
     let recovered = w.agg.run_pass().await.unwrap();
     assert!(recovered.errors.is_empty(), "{:?}", recovered.errors);
-    assert_eq!(recovered.records_applied, 2);
+    assert_eq!(recovered.records_applied, 1);
     assert_eq!(balance(&w.agg, "u-1"), -110);
     assert_eq!(balance(&w.agg, "u-2"), -1007);
 
@@ -314,6 +352,7 @@ async fn random_run(seed: u64) {
                 kind,
                 times: Some(1 + rng.below(4) as u32),
                 probability: Some(0.5),
+                path_contains: None,
             });
         }
         // A pass may fail as a whole (head unreadable) or per node: both are fine here.

@@ -282,6 +282,7 @@ async fn a_forge_that_stays_down_fails_with_the_attempt_count() {
         kind: FaultKind::Status { status: 500 },
         times: None,
         probability: None,
+        path_contains: None,
     });
     let err = s.head().await.unwrap_err().to_string();
     assert!(err.contains("after 4 attempts"), "{err}");
@@ -416,6 +417,7 @@ async fn blob_downloads_are_bounded_and_keep_file_order() {
         kind: FaultKind::Delay { ms: 100 },
         times: None,
         probability: None,
+        path_contains: None,
     });
     let started = Instant::now();
     let bodies = s.read(&files, 100).await.unwrap();
