@@ -83,6 +83,10 @@ fn a_new_repo_gets_one_commit_per_hour_with_valid_batches() {
         "refs/heads/main"
     );
     git(&repo, &["fsck", "--strict", "--no-dangling"]);
+    // Objects are written as a pack, not as thousands of loose files.
+    let counts = git(&repo, &["count-objects", "-v"]);
+    assert!(counts.lines().any(|l| l == "count: 0"), "{counts}");
+    assert!(counts.lines().any(|l| l == "in-pack: 36"), "{counts}");
 
     let (files, records, cost, per_user, keys) = totals_at(&repo, &report.head);
     assert_eq!((files, records, cost), (12, 60, report.total_cost_cents));
