@@ -123,6 +123,12 @@ async fn reads_a_bare_repo_in_place() {
     let files = source.files(&nodes[0]).await.unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(files[0].path, "nodes/node-000/usage_2026-01-01-00.otoml");
+
+    // Nodes keep pushing (a new pack appears): the open source sees it.
+    let later = sim(&repo, 1);
+    let head = source.head().await.unwrap().unwrap();
+    assert_eq!(head, later.head);
+    assert_matches_git(&source, &repo, &head).await;
 }
 
 #[tokio::test]
