@@ -2,6 +2,7 @@
 //! an [`Action`] and returns the [`Command`]s (RPC calls) to run. It never
 //! awaits, so key handling stays instant and tests can drive it directly.
 
+pub use crate::remote::{PageRequest, Paged, Remote};
 use billing_api::types::{
     AggregateSummary, AggregatorState, Balance, ConsumedRecord, DEFAULT_PAGE_LIMIT, NodeState,
     Overview, Page, Payment, RejectedItem, UserBilling, millis_to_rfc3339, rfc3339_to_millis,
@@ -84,138 +85,6 @@ pub enum ConnState {
     Connected,
     Unreachable(String),
     Unauthorized,
-}
-
-/// One value fetched from the server, with its request state. The last good
-/// value stays while a refresh is in flight or after it failed.
-#[derive(Debug, Clone)]
-pub struct Remote<T> {
-    pub data: Option<T>,
-    pub loading: bool,
-    pub error: Option<String>,
-}
-
-impl<T> Default for Remote<T> {
-    fn default() -> Self {
-        Self {
-            data: None,
-            loading: false,
-            error: None,
-        }
-    }
-}
-
-impl<T> Remote<T> {
-    fn accept(&mut self, result: Fetched<T>) {
-        self.loading = false;
-        match result {
-            Ok(value) => {
-                self.data = Some(value);
-                self.error = None;
-            }
-            Err(err) => self.error = Some(err.message),
-        }
-    }
-}
-
-/// One page of a server-side list plus the cursors needed to move between
-/// pages; only this page is held in memory.
-#[derive(Debug, Clone)]
-pub struct Paged<T> {
-    pub items: Vec<T>,
-    pub loaded: bool,
-    /// Cursor of every page from the first to the current one (`None` = first page).
-    pub cursors: Vec<Option<String>>,
-    pub next_cursor: Option<String>,
-    pub selected: usize,
-    pub loading: bool,
-    pub error: Option<String>,
-    /// Sequence number of the newest request; older answers are dropped.
-    seq: u64,
-}
-
-impl<T> Default for Paged<T> {
-    fn default() -> Self {
-        Self {
-            items: Vec::new(),
-            loaded: false,
-            cursors: vec![None],
-            next_cursor: None,
-            selected: 0,
-            loading: false,
-            error: None,
-            seq: 0,
-        }
-    }
-}
-
-/// Where a page request points: which slot of the cursor stack and which cursor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageRequest {
-    pub seq: u64,
-    pub page_index: usize,
-    pub cursor: Option<String>,
-}
-
-impl<T> Paged<T> {
-    /// Zero-based number of the page on screen.
-    pub fn page_index(&self) -> usize {
-        self.cursors.len().saturating_sub(1)
-    }
-
-    fn request(&mut self, page_index: usize, cursor: Option<String>) -> PageRequest {
-        self.seq += 1;
-        self.loading = true;
-        PageRequest {
-            seq: self.seq,
-            page_index,
-            cursor,
-        }
-    }
-
-    fn current(&mut self) -> PageRequest {
-        let index = self.page_index();
-        let cursor = self.cursors.last().cloned().flatten();
-        self.request(index, cursor)
-    }
-
-    fn first(&mut self) -> PageRequest {
-        self.request(0, None)
-    }
-
-    fn next(&mut self) -> Option<PageRequest> {
-        let cursor = self.next_cursor.clone()?;
-        let index = self.page_index() + 1;
-        Some(self.request(index, Some(cursor)))
-    }
-
-    fn prev(&mut self) -> Option<PageRequest> {
-        let index = self.page_index().checked_sub(1)?;
-        let cursor = self.cursors[index].clone();
-        Some(self.request(index, cursor))
-    }
-
-    fn accept(&mut self, req: PageRequest, result: Fetched<Page<T>>) {
-        if req.seq != self.seq {
-            return;
-        }
-        self.loading = false;
-        match result {
-            Ok(page) => {
-                let same_page = req.page_index == self.page_index();
-                self.cursors.truncate(req.page_index);
-                self.cursors.push(req.cursor);
-                self.items = page.items;
-                self.next_cursor = page.next_cursor;
-                self.loaded = true;
-                self.error = None;
-                if !same_page {
-                    self.selected = 0;
-                }
-            }
-            Err(err) => self.error = Some(err.message),
-        }
-    }
 }
 
 /// Column the users page is sorted by (`s` cycles, `S` reverses).

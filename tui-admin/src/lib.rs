@@ -13,6 +13,7 @@ pub mod config;
 pub mod event;
 pub mod fetch;
 pub mod format;
+pub mod remote;
 pub mod run;
 pub mod ui;
 pub mod views;
