@@ -13,7 +13,8 @@ use gix::bstr::ByteSlice;
 
 use super::{FileBody, FileEntry, NodeTree, SourceError};
 
-/// A billing repo on one branch.
+/// A billing repo on one branch. Cloning is cheap (shared handle).
+#[derive(Clone)]
 pub struct GitSource {
     inner: Arc<Inner>,
 }
