@@ -53,6 +53,7 @@ pub(crate) struct MetaRow {
     pub run_seq: u64,
     pub user_seq: u64,
     pub group_seq: u64,
+    pub source_seq: u64,
     pub clean_head: Option<String>,
 }
 
@@ -183,30 +184,39 @@ impl PaymentRow {
     }
 }
 
-/// An applied record. Borrowed so the hot path encodes straight from the input.
+/// An applied record. Borrowed so the hot path encodes straight from the
+/// input; its provenance is shared with the other records applied from the
+/// same file in the same transaction (`SourceRow`), which keeps rows small.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ConsumedRow<'a> {
     pub key: &'a str,
     pub user_sid: &'a str,
-    pub node_name: &'a str,
     pub cost_cents: i64,
-    pub applied_at_ms: u64,
-    pub commit_sha: &'a str,
-    pub file_path: &'a str,
+    /// Id of the `SourceRow` in `CONSUMED_SOURCES`.
+    pub source: u64,
 }
 
 impl ConsumedRow<'_> {
-    pub fn to_api(&self) -> ConsumedRecord {
+    pub fn to_api(&self, source: &SourceRow) -> ConsumedRecord {
         ConsumedRecord {
             idempotency_key: self.key.to_string(),
             user_sid: self.user_sid.to_string(),
-            node_name: self.node_name.to_string(),
+            node_name: source.node_name.clone(),
             cost_cents: self.cost_cents,
-            applied_at: millis_to_rfc3339(self.applied_at_ms),
-            commit_sha: self.commit_sha.to_string(),
-            file_path: self.file_path.to_string(),
+            applied_at: millis_to_rfc3339(source.applied_at_ms),
+            commit_sha: source.commit_sha.clone(),
+            file_path: source.file_path.clone(),
         }
     }
+}
+
+/// Where and when a run of consumed records was applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SourceRow {
+    pub node_name: String,
+    pub commit_sha: String,
+    pub file_path: String,
+    pub applied_at_ms: u64,
 }
 
 /// A record held because its user is not registered yet.

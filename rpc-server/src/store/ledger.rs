@@ -9,7 +9,8 @@ use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec::{
-    self, ConsumedGroup, ConsumedRow, META_KEY, MetaRow, NodeRow, PendingRow, RejectedRow, UserRow,
+    self, ConsumedGroup, ConsumedRow, META_KEY, MetaRow, NodeRow, PendingRow, RejectedRow,
+    SourceRow, UserRow,
 };
 use super::{
     FileOutcome, InvalidRecord, NodeOutcome, NodeUpdate, Page, Store, StoreError, UsageRecord,
@@ -44,6 +45,9 @@ pub(crate) struct Ledger<'t> {
     users: Table<'t, &'static str, &'static [u8]>,
     consumed_keys: Table<'t, &'static str, u64>,
     consumed_log: Table<'t, u64, &'static [u8]>,
+    sources: Table<'t, u64, &'static [u8]>,
+    /// The source the last applied record was written with.
+    current_source: Option<(u64, SourceRow)>,
     user_consumed: Table<'t, u64, &'static [u8]>,
     pending: Table<'t, &'static str, &'static [u8]>,
     user_pending: Table<'t, (&'static str, &'static str), ()>,
@@ -79,6 +83,8 @@ impl<'t> Ledger<'t> {
             users: txn.open_table(tables::USERS)?,
             consumed_keys: txn.open_table(tables::CONSUMED_KEYS)?,
             consumed_log: txn.open_table(tables::CONSUMED_LOG)?,
+            sources: txn.open_table(tables::CONSUMED_SOURCES)?,
+            current_source: None,
             user_consumed: txn.open_table(tables::USER_CONSUMED)?,
             pending: txn.open_table(tables::PENDING)?,
             user_pending: txn.open_table(tables::USER_PENDING)?,
@@ -216,14 +222,12 @@ impl<'t> Ledger<'t> {
         self.meta.counts.total_balance_cents = total;
         self.outcome.cents_debited = debited;
 
+        let source = self.source_id(node, commit, path)?;
         let row = ConsumedRow {
             key,
             user_sid: sid,
-            node_name: node,
             cost_cents: cost,
-            applied_at_ms: self.now_ms,
-            commit_sha: commit,
-            file_path: path,
+            source,
         };
         codec::encode(&row, &mut self.buf)?;
         self.consumed_log.insert(seq, self.buf.as_slice())?;
@@ -238,6 +242,28 @@ impl<'t> Ledger<'t> {
         Ok(Debit::Applied)
     }
 
+    /// Id of the source row for records applied now from `path`; records of
+    /// one file in a row share one.
+    fn source_id(&mut self, node: &str, commit: &str, path: &str) -> Result<u64, StoreError> {
+        if let Some((id, s)) = &self.current_source {
+            if s.file_path == path && s.commit_sha == commit && s.node_name == node {
+                return Ok(*id);
+            }
+        }
+        self.meta.source_seq += 1;
+        let id = self.meta.source_seq;
+        let row = SourceRow {
+            node_name: node.to_string(),
+            commit_sha: commit.to_string(),
+            file_path: path.to_string(),
+            applied_at_ms: self.now_ms,
+        };
+        codec::encode(&row, &mut self.buf)?;
+        self.sources.insert(id, self.buf.as_slice())?;
+        self.current_source = Some((id, row));
+        Ok(id)
+    }
+
     /// The applied version of `key`, if any.
     fn consumed(&self, key: &str) -> Result<Option<ConsumedRecord>, StoreError> {
         let Some(seq) = self.consumed_keys.get(key)?.map(|g| g.value()) else {
@@ -249,7 +275,8 @@ impl<'t> Ledger<'t> {
             ))
         })?;
         let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
-        Ok(Some(row.to_api()))
+        let source = load_source(&self.sources, row.source)?;
+        Ok(Some(row.to_api(&source)))
     }
 
     /// One valid record: dedup, then apply or hold.
@@ -687,6 +714,16 @@ impl<'t> Ledger<'t> {
     }
 }
 
+fn load_source(
+    table: &impl ReadableTable<u64, &'static [u8]>,
+    id: u64,
+) -> Result<SourceRow, StoreError> {
+    let bytes = table.get(id)?.ok_or_else(|| {
+        StoreError::Storage(format!("source row {id} of consumed records is missing"))
+    })?;
+    codec::decode_owned(bytes.value(), "consumed source")
+}
+
 impl Store {
     /// Applies everything new of one node, and its new state, in one transaction.
     pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
@@ -795,13 +832,18 @@ impl Store {
         };
         self.read("list consumed records", |txn| {
             let log = txn.open_table(tables::CONSUMED_LOG)?;
+            let sources = txn.open_table(tables::CONSUMED_SOURCES)?;
+            let mut source_cache: HashMap<u64, SourceRow> = HashMap::new();
             let mut items = Vec::with_capacity(limit + 1);
             let mut push = |cursor: String, seq: u64| -> Result<(), StoreError> {
                 let bytes = log
                     .get(seq)?
                     .ok_or_else(|| StoreError::Storage(format!("consumed row {seq} is missing")))?;
                 let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
-                items.push((cursor, row.to_api()));
+                if !source_cache.contains_key(&row.source) {
+                    source_cache.insert(row.source, load_source(&sources, row.source)?);
+                }
+                items.push((cursor, row.to_api(&source_cache[&row.source])));
                 Ok(())
             };
             match user_sid {

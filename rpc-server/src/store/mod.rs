@@ -214,6 +214,7 @@ impl Store {
             txn.open_table(tables::USER_PAYMENTS)?;
             txn.open_table(tables::CONSUMED_KEYS)?;
             txn.open_table(tables::CONSUMED_LOG)?;
+            txn.open_table(tables::CONSUMED_SOURCES)?;
             txn.open_table(tables::USER_CONSUMED)?;
             txn.open_table(tables::PENDING)?;
             txn.open_table(tables::USER_PENDING)?;

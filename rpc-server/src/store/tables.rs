@@ -22,6 +22,9 @@ pub(crate) const USER_PAYMENTS: TableDefinition<(&str, u64), &str> =
 pub(crate) const CONSUMED_KEYS: TableDefinition<&str, u64> = TableDefinition::new("consumed_keys");
 /// Consumed sequence number -> `codec::ConsumedRow` (the applied record and its provenance).
 pub(crate) const CONSUMED_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("consumed_log");
+/// Source id -> `codec::SourceRow` (node, commit, file, applied_at) shared by consumed rows.
+pub(crate) const CONSUMED_SOURCES: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("consumed_sources");
 /// Per-user index of applied records: group id -> `codec::ConsumedGroup`, the
 /// consumed seqs one transaction applied to one user, linked to that user's
 /// previous group. Group ids grow, so a transaction appends its groups at the

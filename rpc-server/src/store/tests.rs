@@ -192,6 +192,13 @@ fn apply_debits_dedups_and_flags_conflicts() {
     assert_eq!(store.get_balance("u1").unwrap().credit_balance_cents, -20);
     assert_eq!(counts, store.recount().unwrap());
     assert_eq!(counts.overdrawn_users, 1);
+    let consumed = store.list_consumed(None, None, 10).unwrap().items;
+    assert_eq!(consumed.len(), 2);
+    assert_eq!(consumed[0].idempotency_key, "k2");
+    assert_eq!(consumed[1].commit_sha, "c1");
+    assert_eq!(consumed[1].file_path, "nodes/n1/usage_2026-11-27-10.otoml");
+    assert_eq!(consumed[1].node_name, "n1");
+    assert_eq!(consumed[1].applied_at, billing_api::millis_to_rfc3339(10));
     let node = store.node("n1").unwrap().unwrap();
     assert_eq!(node.records_consumed_total, 2);
     assert_eq!(node.last_commit_sha.as_deref(), Some("c1"));
@@ -252,6 +259,17 @@ fn unknown_user_is_held_then_applied_on_register() {
     assert_eq!(store.node("n1").unwrap().unwrap().records_consumed_total, 2);
     let consumed = store.list_consumed(Some("late"), None, 10).unwrap().items;
     assert_eq!(consumed.len(), 2);
+    // Applied at registration, with the provenance of where it was first read.
+    assert!(
+        consumed
+            .iter()
+            .all(|c| c.commit_sha == "c1" && c.file_path == "f")
+    );
+    assert!(
+        consumed
+            .iter()
+            .all(|c| c.applied_at == billing_api::millis_to_rfc3339(1_000))
+    );
     assert_eq!(store.apply_pending(20).unwrap(), NodeOutcome::default());
 }
 
