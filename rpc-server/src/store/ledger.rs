@@ -245,10 +245,12 @@ impl<'t> Ledger<'t> {
     /// Id of the source row for records applied now from `path`; records of
     /// one file in a row share one.
     fn source_id(&mut self, node: &str, commit: &str, path: &str) -> Result<u64, StoreError> {
-        if let Some((id, s)) = &self.current_source {
-            if s.file_path == path && s.commit_sha == commit && s.node_name == node {
-                return Ok(*id);
-            }
+        if let Some((id, s)) = &self.current_source
+            && s.file_path == path
+            && s.commit_sha == commit
+            && s.node_name == node
+        {
+            return Ok(*id);
         }
         self.meta.source_seq += 1;
         let id = self.meta.source_seq;
@@ -840,10 +842,13 @@ impl Store {
                     .get(seq)?
                     .ok_or_else(|| StoreError::Storage(format!("consumed row {seq} is missing")))?;
                 let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
-                if !source_cache.contains_key(&row.source) {
-                    source_cache.insert(row.source, load_source(&sources, row.source)?);
-                }
-                items.push((cursor, row.to_api(&source_cache[&row.source])));
+                let source = match source_cache.entry(row.source) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(load_source(&sources, row.source)?)
+                    }
+                };
+                items.push((cursor, row.to_api(source)));
                 Ok(())
             };
             match user_sid {
