@@ -101,11 +101,12 @@ pub fn decode_batch(bytes: &[u8], node_name: &str) -> Result<DecodedBatch, Batch
             .records
             .into_iter()
             .enumerate()
-            .map(|(index, record)| {
-                validate(record, node_name).map_err(|(record, reason)| {
+            .map(|(index, record)| match validate(&record, node_name) {
+                Ok(()) => Ok(record),
+                Err(reason) => {
                     let fields = toml::Table::try_from(&record).unwrap_or_default();
-                    invalid(index, &fields, reason)
-                })
+                    Err(invalid(index, &fields, reason))
+                }
             })
             .collect();
         return Ok(DecodedBatch { records });
@@ -137,8 +138,10 @@ fn decode_lenient(text: &str, node_name: &str) -> Result<DecodedBatch, BatchErro
                 ));
             };
             match toml::Value::Table(fields.clone()).try_into::<UsageRecord>() {
-                Ok(record) => validate(record, node_name)
-                    .map_err(|(_, reason)| invalid(index, &fields, reason)),
+                Ok(record) => match validate(&record, node_name) {
+                    Ok(()) => Ok(record),
+                    Err(reason) => Err(invalid(index, &fields, reason)),
+                },
                 Err(e) => Err(invalid(index, &fields, e.message().to_string())),
             }
         })
@@ -182,11 +185,8 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Checks the rules the types cannot express; on failure returns the record and why.
-pub fn validate(
-    record: UsageRecord,
-    node_name: &str,
-) -> Result<UsageRecord, (UsageRecord, String)> {
+/// Checks the rules the types cannot express; on failure says why.
+pub fn validate(record: &UsageRecord, node_name: &str) -> Result<(), String> {
     let reason =
         if record.idempotency_key.is_empty() || record.idempotency_key.len() > MAX_KEY_BYTES {
             Some(format!(
@@ -212,8 +212,8 @@ pub fn validate(
             None
         };
     match reason {
-        None => Ok(record),
-        Some(reason) => Err((record, reason)),
+        None => Ok(()),
+        Some(reason) => Err(reason),
     }
 }
 

@@ -2,6 +2,8 @@
 //! `BillingApiServer` (feature `server`); clients use `BillingApiClient`
 //! (feature `client`). Params are passed by name.
 
+// Unused when only the client is generated: its macro rewrites the return types.
+#[allow(unused_imports)]
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 

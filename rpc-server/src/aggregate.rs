@@ -8,6 +8,7 @@
 //! by its idempotency key in the same transaction that debits the balance, so
 //! force-pushes, re-reads and crashes at any point never apply a record twice.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -203,16 +204,16 @@ impl Aggregator {
             .await
             .map_err(|e| format!("listing nodes/ at {head} failed: {e}"))?;
         summary.nodes_total = nodes.len() as u64;
-        let known = with_store(store, |s| s.nodes())
+        // Node name -> tree id of the nodes whose last pass went through.
+        let consumed_trees: HashMap<String, String> = with_store(store, |s| s.nodes())
             .await
-            .map_err(|e| e.to_string())?;
-        let unchanged = |node: &NodeTree| {
-            known.iter().any(|k| {
-                k.node_name == node.node_name
-                    && k.tree_id.as_deref() == Some(node.tree_id.as_str())
-                    && k.status == billing_api::NodeStatus::Ok
-            })
-        };
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|k| k.status == billing_api::NodeStatus::Ok)
+            .filter_map(|k| Some((k.node_name, k.tree_id?)))
+            .collect();
+        let unchanged =
+            |node: &NodeTree| consumed_trees.get(&node.node_name) == Some(&node.tree_id);
 
         let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
         let mut tasks = JoinSet::new();

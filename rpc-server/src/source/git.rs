@@ -314,6 +314,14 @@ impl Inner {
     }
 
     fn resolve_head(&self, repo: &gix::Repository) -> Result<Option<String>, SourceError> {
+        // A repo moved or deleted after start reads as "no refs"; that must not pass for an empty repo.
+        if !repo.git_dir().join("objects").is_dir() {
+            return Err(SourceError::new(format!(
+                "{} is no longer a git repository (no {}); check that --repo still points at it",
+                self.describe_repo(),
+                repo.git_dir().join("objects").display()
+            )));
+        }
         let found = repo
             .try_find_reference(self.branch_ref.as_str())
             .map_err(|e| self.error(format!("cannot read ref {}", self.branch_ref), e))?;
