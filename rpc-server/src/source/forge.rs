@@ -650,19 +650,15 @@ impl Inner {
         let path = url.path();
         match status {
             StatusCode::NOT_FOUND => Attempt::NotFound,
-            StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::REQUEST_TIMEOUT
-            | StatusCode::INTERNAL_SERVER_ERROR
-            | StatusCode::BAD_GATEWAY
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::GATEWAY_TIMEOUT => Attempt::Retry {
-                why: format!("{status}{message}"),
-                after,
-            },
-            s if s.is_server_error() => Attempt::Retry {
-                why: format!("{status}{message}"),
-                after,
-            },
+            s if s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT
+                || s.is_server_error() =>
+            {
+                Attempt::Retry {
+                    why: format!("{status}{message}"),
+                    after,
+                }
+            }
             StatusCode::UNAUTHORIZED => Attempt::Fail(self.error(format!(
                 "reading {what}: the forge rejected the credentials (401 Unauthorized on GET {path}{message}); {}",
                 if self.auth.is_some() {
