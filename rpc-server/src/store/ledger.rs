@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use billing_api::otoml::MAX_NODE_NAME_BYTES;
+use billing_api::otoml::{MAX_KEY_BYTES, MAX_NODE_NAME_BYTES};
 use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -590,15 +590,24 @@ impl<'t> Ledger<'t> {
         Ok(())
     }
 
-    /// Users with held records, in sid order.
+    /// Users with held records, in sid order. Skips from user to user rather
+    /// than reading every held record.
     pub fn held_users(&self) -> Result<Vec<String>, StoreError> {
+        // Sorts after every key of at most MAX_KEY_BYTES bytes: valid UTF-8 never
+        // exceeds the bytes of U+10FFFF.
+        let after_all_keys = "\u{10FFFF}".repeat(MAX_KEY_BYTES / 4 + 1);
         let mut sids: Vec<String> = Vec::new();
-        for entry in self.user_pending.range::<(&str, &str)>(..)? {
+        loop {
+            let next = match sids.last() {
+                None => self.user_pending.range::<(&str, &str)>(..)?.next(),
+                Some(sid) => self
+                    .user_pending
+                    .range((sid.as_str(), after_all_keys.as_str())..)?
+                    .next(),
+            };
+            let Some(entry) = next else { break };
             let (k, _) = entry?;
-            let (sid, _) = k.value();
-            if sids.last().map(String::as_str) != Some(sid) {
-                sids.push(sid.to_string());
-            }
+            sids.push(k.value().0.to_string());
         }
         Ok(sids)
     }

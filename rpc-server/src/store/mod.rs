@@ -5,6 +5,18 @@
 //! operation returns `Ok` and aborts on `Err`, so a failed operation changes
 //! nothing. The store is synchronous; async callers wrap calls in
 //! `tokio::task::spawn_blocking`.
+//!
+//! Exactly-once rests on one table: `CONSUMED_KEYS` maps each applied
+//! `idempotency_key` to its row in `CONSUMED_LOG`; a record is applied only by
+//! inserting its key there, in the same transaction as the balance change.
+//! Records of unknown users wait in `PENDING` (also listed as `unknown_user`
+//! rejections) and are applied when the user registers. Counters live in one
+//! `META` row updated by the transaction that changes what they count.
+//! `recount` recomputes them from the tables, for audits and tests.
+//!
+//! Layout: `tables.rs` (table definitions), `codec.rs` (row encodings),
+//! `ledger.rs` (applying usage), `users.rs`, `payments.rs`, `runs.rs` (node
+//! state and aggregation runs).
 
 mod codec;
 mod ledger;
@@ -180,7 +192,8 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                redb::DatabaseError::DatabaseAlreadyOpen
+                | redb::DatabaseError::LockProtocolMismatch => StoreError::Locked {
                     path: path.to_path_buf(),
                 },
                 other => StoreError::Storage(format!(

@@ -422,3 +422,32 @@ fn runs_get_sequential_ids_and_the_clean_head() {
         Some(billing_api::millis_to_rfc3339(5))
     );
 }
+
+#[test]
+fn held_users_are_found_one_by_one() {
+    let store = Store::in_memory().unwrap();
+    let max_key = "\u{10FFFF}".repeat(64); // 256 bytes, the longest key allowed
+    let records = vec![
+        Ok(rec("k1", "a", "n1", 1)),
+        Ok(rec(&max_key, "a", "n1", 1)),
+        Ok(rec("k2", "b", "n1", 2)),
+        Ok(rec("k3", "b", "n1", 2)),
+        Ok(rec("k4", "c", "n1", 3)),
+    ];
+    assert_eq!(
+        store
+            .apply_node(update("n1", "c1", vec![file("f", "b", records)]), 1)
+            .unwrap()
+            .pending,
+        5
+    );
+    let held = store
+        .write("test", |txn| ledger::Ledger::open(txn, 1)?.held_users())
+        .unwrap();
+    assert_eq!(held, ["a", "b", "c"]);
+    assert_eq!(store.apply_pending(2).unwrap().applied, 0);
+    assert_eq!(register(&store, "b").total_consumed_cents, 4);
+    let counts = store.overview_counts().unwrap();
+    assert_eq!(counts.pending_records, 3);
+    assert_eq!(counts, store.recount().unwrap());
+}
