@@ -28,7 +28,7 @@ async fn world(users: &[String]) -> World {
     config.tree_page_max = 3;
     let emu = EmulatorHandle::start(config, repo).await.unwrap();
     let options = ForgeOptions {
-        request_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_millis(1000),
         connect_timeout: Duration::from_millis(500),
         max_attempts: 3,
         backoff_base: Duration::from_millis(2),
@@ -342,7 +342,7 @@ async fn random_run(seed: u64) {
             FaultKind::Truncate,
             FaultKind::Abort,
             FaultKind::NotJson,
-            FaultKind::Delay { ms: 700 },
+            FaultKind::Delay { ms: 1100 },
         ];
         for _ in 0..rng.below(3) {
             let endpoint = endpoints[rng.below(endpoints.len() as u64) as usize];
