@@ -52,6 +52,21 @@ fn node_update(node: usize) -> NodeUpdate {
     }
 }
 
+/// CPU time of this process (user + system), to compare runs on a busy machine.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -90,19 +105,21 @@ fn apply_node_throughput() {
             .unwrap();
     }
     let mut in_store = Duration::ZERO;
+    let mut cpu = 0.0;
     let mut applied = 0;
     for node in 0..NODES {
         let update = node_update(node);
-        let started = Instant::now();
+        let (started, cpu_before) = (Instant::now(), cpu_seconds());
         let out = store.apply_node(update, 3).unwrap();
         in_store += started.elapsed();
+        cpu += cpu_seconds() - cpu_before;
         applied += out.applied;
     }
     assert_eq!(applied as usize, NODES * FILES * RECORDS);
     let per_sec = applied as f64 / in_store.as_secs_f64();
     println!(
         "apply_node: {applied} records in {:.2} s = {per_sec:.0} records/s (durable commits, \
-         one per node); peak RSS {:.0} MB",
+         one per node; {cpu:.2} s CPU); peak RSS {:.0} MB",
         in_store.as_secs_f64(),
         peak_rss_mb().unwrap_or(f64::NAN)
     );

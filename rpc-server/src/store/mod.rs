@@ -34,6 +34,8 @@ use serde::{Deserialize, Serialize};
 pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
 
+pub use payments::DEFAULT_PAYMENT_KIND;
+
 use codec::{META_KEY, MetaRow};
 
 /// Page cache of a file database. redb's default (1 GiB) would dominate the
