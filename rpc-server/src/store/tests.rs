@@ -451,3 +451,38 @@ fn held_users_are_found_one_by_one() {
     assert_eq!(counts.pending_records, 3);
     assert_eq!(counts, store.recount().unwrap());
 }
+
+#[test]
+fn a_failing_apply_changes_nothing() {
+    let store = Store::in_memory().unwrap();
+    register(&store, "u1");
+    // Damage the ledger: a consumed key whose row is missing, so meeting it fails.
+    store
+        .write("damage", |txn| {
+            txn.open_table(tables::CONSUMED_KEYS)?
+                .insert("broken", 999)?;
+            Ok(())
+        })
+        .unwrap();
+    let before = store.overview_counts().unwrap();
+    let up = update(
+        "n1",
+        "c1",
+        vec![file(
+            "f",
+            "b",
+            vec![
+                Ok(rec("k1", "u1", "n1", 5)),
+                Ok(rec("broken", "u1", "n1", 5)),
+            ],
+        )],
+    );
+    let err = store.apply_node(up, 1).unwrap_err();
+    assert!(matches!(err, StoreError::Storage(_)), "{err}");
+    assert!(err.to_string().contains("n1"), "{err}");
+    // k1 was debited inside the aborted transaction: nothing of it is visible.
+    assert_eq!(store.get_balance("u1").unwrap().credit_balance_cents, 0);
+    assert_eq!(store.overview_counts().unwrap(), before);
+    assert!(store.node("n1").unwrap().is_none());
+    assert!(store.consumed_files("n1").unwrap().is_empty());
+}
