@@ -35,6 +35,9 @@ pub struct PassFailed {
     pub summary: Box<AggregateSummary>,
 }
 
+/// What `run_pass` returns; shared by every caller queued behind one pass.
+pub type PassOutcome = Result<AggregateSummary, Arc<PassFailed>>;
+
 /// Serializes passes over one store and one source. Cheap to clone.
 #[derive(Clone)]
 pub struct Aggregator {
@@ -45,8 +48,8 @@ struct Inner {
     store: Store,
     source: Source,
     max_file_bytes: u64,
-    /// Held for the whole pass; remembers when the last pass started.
-    gate: Mutex<Option<(Instant, Result<AggregateSummary, Arc<PassFailed>>)>>,
+    /// Held for the whole pass; remembers the last pass and when it started.
+    gate: Mutex<Option<(Instant, PassOutcome)>>,
     runs: broadcast::Sender<AggregateSummary>,
 }
 
@@ -80,7 +83,7 @@ impl Aggregator {
     /// Runs a pass and returns its summary. Passes never overlap; the summary
     /// returned is always of a pass that started after this call arrived, so
     /// callers queued behind a running pass share the next one.
-    pub async fn run_pass(&self) -> Result<AggregateSummary, Arc<PassFailed>> {
+    pub async fn run_pass(&self) -> PassOutcome {
         let arrived = Instant::now();
         let mut last = self.inner.gate.lock().await;
         if let Some((started, outcome)) = last.as_ref()

@@ -15,46 +15,70 @@ impl Store {
         req: &RegisterUser,
         now_ms: u64,
     ) -> Result<UserBilling, StoreError> {
-        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
-        check_text("display_name", req.display_name.as_deref())?;
-        check_text("email", req.email.as_deref())?;
-        let sid = req.user_sid.as_str();
-        self.write(&format!("register user `{sid}`"), |txn| {
+        let mut users = self.register_users(std::slice::from_ref(req), now_ms)?;
+        users.pop().ok_or_else(|| {
+            StoreError::Storage(format!("user `{}` missing after upsert", req.user_sid))
+        })
+    }
+
+    /// [`Store::register_user`] for many users in one transaction (bulk imports).
+    pub fn register_users(
+        &self,
+        reqs: &[RegisterUser],
+        now_ms: u64,
+    ) -> Result<Vec<UserBilling>, StoreError> {
+        for req in reqs {
+            check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
+            check_text("display_name", req.display_name.as_deref())?;
+            check_text("email", req.email.as_deref())?;
+        }
+        let what = match reqs {
+            [one] => format!("register user `{}`", one.user_sid),
+            many => format!("register {} users", many.len()),
+        };
+        self.write(&what, |txn| {
             let mut ledger = Ledger::open(txn, now_ms)?;
-            match ledger.user(sid)? {
-                Some(user) => {
-                    if req.display_name.is_some() && user.row.display_name != req.display_name {
-                        user.row.display_name = req.display_name.clone();
-                        user.dirty = true;
+            let mut out = Vec::with_capacity(reqs.len());
+            for req in reqs {
+                let sid = req.user_sid.as_str();
+                match ledger.user(sid)? {
+                    Some(user) => {
+                        if req.display_name.is_some() && user.row.display_name != req.display_name {
+                            user.row.display_name = req.display_name.clone();
+                            user.dirty = true;
+                        }
+                        if req.email.is_some() && user.row.email != req.email {
+                            user.row.email = req.email.clone();
+                            user.dirty = true;
+                        }
                     }
-                    if req.email.is_some() && user.row.email != req.email {
-                        user.row.email = req.email.clone();
-                        user.dirty = true;
-                    }
+                    None => ledger.create_user(
+                        sid,
+                        UserRow {
+                            id: 0,
+                            last_group: 0,
+                            display_name: req.display_name.clone(),
+                            email: req.email.clone(),
+                            created_at_ms: now_ms,
+                            balance_cents: 0,
+                            paid_cents: 0,
+                            consumed_cents: 0,
+                        },
+                    ),
                 }
-                None => ledger.create_user(
-                    sid,
-                    UserRow {
-                        id: 0,
-                        last_group: 0,
-                        display_name: req.display_name.clone(),
-                        email: req.email.clone(),
-                        created_at_ms: now_ms,
-                        balance_cents: 0,
-                        paid_cents: 0,
-                        consumed_cents: 0,
-                    },
-                ),
+                if ledger.meta.counts.pending_records > 0 {
+                    ledger.apply_held(sid)?;
+                }
+                let user = ledger
+                    .user(sid)?
+                    .map(|u| u.row.to_api(sid))
+                    .ok_or_else(|| {
+                        StoreError::Storage(format!("user `{sid}` missing after upsert"))
+                    })?;
+                out.push(user);
             }
-            if ledger.meta.counts.pending_records > 0 {
-                ledger.apply_held(sid)?;
-            }
-            let user = ledger
-                .user(sid)?
-                .map(|u| u.row.to_api(sid))
-                .ok_or_else(|| StoreError::Storage(format!("user `{sid}` missing after upsert")))?;
             ledger.finish()?;
-            Ok(user)
+            Ok(out)
         })
     }
 

@@ -1,0 +1,108 @@
+//! Helpers for `scripts/bench.sh`: bulk user registration and timing of
+//! "nothing new" passes. Not part of the server.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use billing_api::RegisterUser;
+use billing_server::aggregate::Aggregator;
+use billing_server::config::{LedgerSettings, SourceSpec};
+use billing_server::server::open_aggregator;
+use billing_server::store::Store;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Registers users `<prefix><zero-padded index>` in batches of 10,000 per transaction.
+    Register {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        users: u32,
+        #[arg(long, default_value = "u-")]
+        prefix: String,
+        #[arg(long, default_value_t = 4)]
+        width: usize,
+    },
+    /// Runs a first pass, then times passes that find nothing new.
+    NoopPass {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        repo: String,
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Cmd::Register {
+            data_dir,
+            users,
+            prefix,
+            width,
+        } => {
+            std::fs::create_dir_all(&data_dir)?;
+            let store = Store::open(&data_dir.join("ledger.redb"))?;
+            let started = Instant::now();
+            let ids: Vec<u32> = (0..users).collect();
+            for chunk in ids.chunks(10_000) {
+                let batch: Vec<RegisterUser> = chunk
+                    .iter()
+                    .map(|i| RegisterUser {
+                        user_sid: format!("{prefix}{i:0width$}"),
+                        display_name: Some(format!("Bench user {i}")),
+                        email: None,
+                    })
+                    .collect();
+                store.register_users(&batch, 1)?;
+            }
+            eprintln!("registered {users} users in {:.2?}", started.elapsed());
+        }
+        Cmd::NoopPass {
+            data_dir,
+            repo,
+            runs,
+        } => {
+            let aggregator: Aggregator = open_aggregator(&LedgerSettings {
+                data_dir,
+                source: SourceSpec::Git {
+                    repo,
+                    branch: "main".into(),
+                },
+                max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+            })?;
+            let first = aggregator
+                .run_pass()
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut times = Vec::with_capacity(runs);
+            for _ in 0..runs {
+                let started = Instant::now();
+                let summary = aggregator
+                    .run_pass()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                times.push(started.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(summary.records_applied, 0);
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "FIGURE noop_pass nodes={} median_ms={:.3} p95_ms={:.3} max_ms={:.3} (target <= 20 ms)",
+                first.nodes_total,
+                times[times.len() / 2],
+                times[times.len() * 95 / 100],
+                times[times.len() - 1]
+            );
+        }
+    }
+    Ok(())
+}
