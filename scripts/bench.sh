@@ -11,6 +11,8 @@ command -v wrk >/dev/null || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
 
 cargo build --release -q -p rpc-server --bin rpc-server --example bench_ledger
+cargo build --release -q -p billing-api --example decode_bench
+cargo build --release -q -p tui-admin --examples
 bin="$root/target/release/rpc-server"
 tool="$root/target/release/examples/bench_ledger"
 
@@ -58,11 +60,15 @@ BENCH_SECRET="$secret" BENCH_METHOD=get_balance BENCH_SIDS="$BIG_USERS" \
 echo "list_users page of 100 from the middle (16 connections, $DURATION):"
 BENCH_SECRET="$secret" BENCH_METHOD=list_users BENCH_PARAMS="{\"cursor\":\"b-$(printf %07d $((BIG_USERS / 2)))\",\"limit\":100}" \
   wrk -t2 -c16 -d"$DURATION" -s scripts/bench/rpc.lua "$url" | grep BENCH | sed 's/^BENCH/FIGURE list_users_100/'
+echo "dashboard memory against $BIG_USERS users:"
+BENCH_URL="$url" BILLING_ADMIN_SECRET="$secret" "$root/target/release/examples/dashboard_rss"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+
+echo "== 4. OTOML decoding, one thread"
+"$root/target/release/examples/decode_bench"
 
 for extra in scripts/bench_forge.sh; do
   if [ -x "$extra" ]; then echo "== $extra"; "$extra"; fi
 done
-if cargo run --release -q -p tui-admin --example redraw_bench >/dev/null 2>&1; then
-  echo "== dashboard redraw"; cargo run --release -q -p tui-admin --example redraw_bench
-fi
+echo "== dashboard redraw"
+"$root/target/release/examples/redraw_bench"
