@@ -178,7 +178,6 @@ impl<'t> Ledger<'t> {
         path: &str,
     ) -> Result<Debit, StoreError> {
         let total = self.meta.counts.total_balance_cents.checked_sub(cost);
-        let debited = self.outcome.cents_debited.checked_add(cost);
         let Some(user) = self.user(sid)? else {
             return Err(StoreError::Storage(format!(
                 "user `{sid}` vanished while applying record `{key}`"
@@ -186,9 +185,7 @@ impl<'t> Ledger<'t> {
         };
         let balance = user.row.balance_cents.checked_sub(cost);
         let consumed = user.row.consumed_cents.checked_add(cost);
-        let (Some(balance), Some(consumed), Some(total), Some(debited)) =
-            (balance, consumed, total, debited)
-        else {
+        let (Some(balance), Some(consumed), Some(total)) = (balance, consumed, total) else {
             let reason = format!(
                 "applying {cost} cents to user `{sid}` (balance {} cents, consumed {} cents) \
                  would overflow a 64-bit amount; the record was not applied: check the cost on \
@@ -220,7 +217,8 @@ impl<'t> Ledger<'t> {
         user.dirty = true;
         user.new_seqs.push(seq);
         self.meta.counts.total_balance_cents = total;
-        self.outcome.cents_debited = debited;
+        // A report figure, like the pass summary: it must never decide whether money moves.
+        self.outcome.cents_debited = self.outcome.cents_debited.saturating_add(cost);
 
         let source = self.source_id(node, commit, path)?;
         let row = ConsumedRow {
