@@ -306,19 +306,21 @@ impl Store {
         use redb::ReadableTableMetadata;
         self.read("recount the ledger", |txn| {
             let mut counts = LedgerCounts::default();
+            // A partial sum may leave i64 even when the total fits (the ledger only
+            // guarantees the total), so add up in i128.
+            let mut total: i128 = 0;
             let users = txn.open_table(tables::USERS)?;
             for entry in users.range::<&str>(..)? {
                 let (_, row) = entry?;
                 let row: codec::UserRow = codec::decode_owned(row.value(), "user")?;
                 counts.total_users += 1;
-                counts.total_balance_cents = counts
-                    .total_balance_cents
-                    .checked_add(row.balance_cents)
-                    .ok_or_else(|| StoreError::Overflow("sum of all balances".into()))?;
+                total += i128::from(row.balance_cents);
                 if row.balance_cents < 0 {
                     counts.overdrawn_users += 1;
                 }
             }
+            counts.total_balance_cents = i64::try_from(total)
+                .map_err(|_| StoreError::Overflow(format!("sum of all balances is {total}")))?;
             counts.consumed_records = txn.open_table(tables::CONSUMED_KEYS)?.len()?;
             counts.pending_records = txn.open_table(tables::PENDING)?.len()?;
             counts.rejected_items = txn.open_table(tables::REJECTED)?.len()?;
