@@ -93,11 +93,12 @@ rpc() {
 }
 
 # The first pass runs beside the API; balances are final once it is recorded.
+first_pass_done() { [[ $(rpc aggregator_state '{}') == *'"last_run":{'* ]]; }
 for _ in $(seq 1 150); do
-    rpc aggregator_state '{}' | grep -q '"last_run":{' && break
+    first_pass_done && break
     sleep 0.2
 done
-rpc aggregator_state '{}' | grep -q '"last_run":{' || fail "the demo's first pass did not finish within 30 s"
+first_pass_done || fail "the demo's first pass did not finish within 30 s"
 
 # Integer cents as the dashboard prints them: -1,234.56
 format_cents() {
@@ -187,7 +188,9 @@ out=$("${cli[@]}" aggregate --once) || fail "tui-admin aggregate --once failed: 
 grep -qF "pass #$((last_run + 2)) finished" <<<"$out" || fail "aggregate --once printed no summary: $out"
 out=$("${cli[@]}" users --json --limit 1000)
 grep -qF "\"user_sid\":\"$user\"" <<<"$out" || fail "users --json lacks $user: $out"
-"${cli[@]}" state | grep -qF "node-000" || fail "state lacks node-000"
+# Capture first: `grep -q` closing the pipe early would fail the command under pipefail.
+out=$("${cli[@]}" state) || fail "tui-admin state failed: $out"
+grep -qF "node-000" <<<"$out" || fail "state lacks node-000: $out"
 if out=$("$tui_bin" --url "$url" --secret-file "$work/wrong.secret" users 2>&1); then
     fail "users with a wrong secret exited 0"
 fi

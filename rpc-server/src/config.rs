@@ -41,6 +41,11 @@ pub enum Command {
     /// Serve the JSON-RPC API (HTTP and WebSocket on one port) and aggregate every --interval.
     Serve(ServeArgs),
     /// Run one aggregation pass on the ledger, without a server.
+    #[command(
+        after_help = "Exit status: 0 the pass finished cleanly; 1 the pass could not run or failed as a whole \
+                      (e.g. the repo is unreachable, or a running server holds the ledger: use its aggregate_now RPC); \
+                      2 the pass finished but some nodes failed (see errors in the summary)."
+    )]
     Aggregate(AggregateArgs),
     /// Play the node side: create or extend a git billing repo with simulated usage.
     Simulate(SimulateArgs),
