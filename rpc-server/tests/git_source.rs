@@ -1,31 +1,13 @@
 //! `GitSource` against real repositories built with the simulator and the `git` CLI.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use billing_server::simulate::{SimulateOptions, SimulateReport, simulate};
 use billing_server::source::git::GitSource;
 use billing_server::source::{FileBody, FileEntry, NodeTree, Source};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::git;
 
 fn rev(dir: &Path, spec: &str) -> String {
     git(dir, &["rev-parse", spec]).trim().to_string()

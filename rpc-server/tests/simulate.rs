@@ -1,31 +1,13 @@
 //! The simulator against real git repositories, checked with the `git` CLI.
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 
 use billing_api::otoml::decode_batch;
 use billing_server::simulate::{SimulateOptions, SimulateReport, node_name, simulate, user_sid};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.invalid")
-        .env("GIT_COMMITTER_NAME", "test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.invalid")
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?} in {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::git;
 
 fn opts(repo: &Path, hours: u32) -> SimulateOptions {
     SimulateOptions {
