@@ -166,11 +166,8 @@ mod model {
     }
 
     fn op_strategy() -> impl Strategy<Value = Op> {
-        let rec = (0u8..30, 0u8..USERS, amount(0..50)).prop_map(|(key, user, cost)| Rec {
-            key,
-            user,
-            cost,
-        });
+        let cost = prop_oneof![12 => amount(0..50), 1 => i64::MIN..0];
+        let rec = (0u8..30, 0u8..USERS, cost).prop_map(|(key, user, cost)| Rec { key, user, cost });
         prop_oneof![
             2 => prop::collection::vec(0u8..USERS, 1..4).prop_map(Op::Register),
             2 => (0u8..10, 0u8..USERS, amount(1..500))
@@ -267,6 +264,10 @@ mod model {
         }
 
         fn record(&mut self, key: &str, v: Value, c: &mut Counts) {
+            if v.2 < 0 {
+                c.invalid += 1;
+                return;
+            }
             if let Some(existing) = self.applied.get(key).or_else(|| self.held.get(key)) {
                 if *existing == v {
                     c.duplicate += 1;

@@ -486,3 +486,37 @@ fn a_failing_apply_changes_nothing() {
     assert!(store.node("n1").unwrap().is_none());
     assert!(store.consumed_files("n1").unwrap().is_empty());
 }
+
+#[test]
+fn held_users_are_found_whatever_their_lengths() {
+    let store = Store::in_memory().unwrap();
+    let sids = [
+        "u1",
+        "u10",
+        "u1x",
+        "u2",
+        "v",
+        "u",
+        "\u{10FFFF}",
+        "u1\u{10FFFF}",
+    ];
+    let records = sids
+        .iter()
+        .enumerate()
+        .flat_map(|(i, sid)| {
+            [
+                Ok(rec(&format!("k{i}"), sid, "n1", 1)),
+                Ok(rec(&format!("\u{10FFFF}{i}"), sid, "n1", 1)),
+            ]
+        })
+        .collect();
+    store
+        .apply_node(update("n1", "c1", vec![file("f", "b", records)]), 1)
+        .unwrap();
+    let held = store
+        .write("test", |txn| ledger::Ledger::open(txn, 1)?.held_users())
+        .unwrap();
+    let mut expected: Vec<&str> = sids.to_vec();
+    expected.sort();
+    assert_eq!(held, expected);
+}
