@@ -113,8 +113,10 @@ impl Aggregator {
         };
         let result = self.scan(&mut summary).await;
         summary.finished_at = millis_to_rfc3339(now_ms());
+        // A clean head lets the next pass stop at "head unchanged"; only a pass
+        // that left nothing to retry (no errors, no oversize file) sets it.
         let clean_head = match &result {
-            Ok(()) if summary.errors.is_empty() => summary.head_commit.clone(),
+            Ok(Consumed::All) if summary.errors.is_empty() => summary.head_commit.clone(),
             _ => None,
         };
         if let Err(message) = &result {
@@ -146,7 +148,7 @@ impl Aggregator {
         }
         let elapsed = clock.elapsed();
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 info!(
                     run_id = summary.run_id,
                     applied = summary.records_applied,
@@ -173,7 +175,7 @@ impl Aggregator {
     }
 
     /// The body of a pass; `Err` is a failure of the whole pass.
-    async fn scan(&self, summary: &mut AggregateSummary) -> Result<(), String> {
+    async fn scan(&self, summary: &mut AggregateSummary) -> Result<Consumed, String> {
         let store = &self.inner.store;
         let source = &self.inner.source;
         // Safety net for held records whose user appeared (register_user applies them at once).
@@ -187,7 +189,7 @@ impl Aggregator {
             .await
             .map_err(|e| format!("reading {} failed: {e}", source.describe()))?;
         let Some(head) = head else {
-            return Ok(());
+            return Ok(Consumed::All);
         };
         summary.head_commit = Some(head.clone());
         let clean_head = with_store(store, |s| s.clean_head())
@@ -199,7 +201,7 @@ impl Aggregator {
                 .map_err(|e| e.to_string())?;
             summary.nodes_total = known.len() as u64;
             summary.nodes_skipped = summary.nodes_total;
-            return Ok(());
+            return Ok(Consumed::All);
         }
 
         let nodes = source
@@ -218,6 +220,7 @@ impl Aggregator {
         let unchanged =
             |node: &NodeTree| consumed_trees.get(&node.node_name) == Some(&node.tree_id);
 
+        let mut consumed = Consumed::All;
         let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
         let mut tasks = JoinSet::new();
         for node in nodes {
@@ -235,20 +238,20 @@ impl Aggregator {
             });
             // Fold finished nodes as we go so memory stays bounded.
             while let Some(done) = tasks.try_join_next() {
-                self.fold(summary, done).await;
+                consumed = consumed.and(self.fold(summary, done).await);
             }
         }
         while let Some(done) = tasks.join_next().await {
-            self.fold(summary, done).await;
+            consumed = consumed.and(self.fold(summary, done).await);
         }
-        Ok(())
+        Ok(consumed)
     }
 
     async fn fold(
         &self,
         summary: &mut AggregateSummary,
         done: Result<(String, Result<NodeOutcome, String>), tokio::task::JoinError>,
-    ) {
+    ) -> Consumed {
         let (node_name, outcome) = match done {
             Ok(done) => done,
             Err(e) => {
@@ -256,11 +259,17 @@ impl Aggregator {
                     node_name: None,
                     message: format!("a node task failed: {e}"),
                 });
-                return;
+                return Consumed::Partly;
             }
         };
         match outcome {
-            Ok(outcome) => add_outcome(summary, &outcome),
+            Ok(outcome) => {
+                add_outcome(summary, &outcome);
+                if outcome.files_too_large > 0 {
+                    return Consumed::Partly;
+                }
+                Consumed::All
+            }
             Err(message) => {
                 warn!(node = %node_name, %message, "node halted for this pass");
                 let name = node_name.clone();
@@ -276,6 +285,7 @@ impl Aggregator {
                     node_name: Some(node_name),
                     message,
                 });
+                Consumed::Partly
             }
         }
     }
@@ -321,6 +331,19 @@ impl Aggregator {
         with_store(store, move |s| s.apply_node(update, now_ms()))
             .await
             .map_err(|e| format!("applying to the ledger failed: {e}"))
+    }
+}
+
+/// Whether a pass consumed everything it saw, or left something to check again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Consumed {
+    All,
+    Partly,
+}
+
+impl Consumed {
+    fn and(self, other: Consumed) -> Consumed {
+        if self == Consumed::All { other } else { self }
     }
 }
 

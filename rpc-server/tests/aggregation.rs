@@ -262,3 +262,45 @@ async fn an_unreachable_repo_fails_the_pass_visibly_and_recovers() {
     assert_eq!(ok.records_applied, 1);
     assert_eq!(balance(agg.store(), "u"), -10);
 }
+
+#[tokio::test]
+async fn an_oversize_file_applies_once_the_limit_is_raised() {
+    let repo = NodeRepo::new();
+    let padded = format!(
+        "[[records]]\nidempotency_key = \"big\"\nuser_sid = \"u\"\nnode_name = \"n\"\ncost_cents = 9\nresource = \"{}\"\n",
+        "x".repeat(64 * 1024)
+    );
+    repo.commit(
+        &[
+            (&usage_path("n", 1), padded.as_bytes()),
+            (&usage_path("n", 2), &batch("n", &[("small", "u", 1)])),
+        ],
+        "h1",
+    );
+    let data = tempfile::tempdir().unwrap();
+    {
+        let agg = aggregator_with_limit(repo.path(), data.path(), 32 * 1024);
+        register(agg.store(), &["u"]);
+        let first = agg.run_pass().await.unwrap();
+        assert_eq!((first.records_applied, first.files_rejected), (1, 1));
+        // The oversize file is checked again at every pass, and still rejected once.
+        let again = agg.run_pass().await.unwrap();
+        assert_eq!((again.records_applied, again.files_rejected), (0, 1));
+        let items = rejected(agg.store());
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].reason, RejectReason::TooLarge);
+        assert!(
+            items[0].detail.contains("--max-file-bytes"),
+            "{}",
+            items[0].detail
+        );
+    }
+    // The operator raises the limit; nothing else changes in the repo.
+    let agg = aggregator_with_limit(repo.path(), data.path(), 1024 * 1024);
+    let raised = agg.run_pass().await.unwrap();
+    assert_eq!((raised.records_applied, raised.files_rejected), (1, 0));
+    assert_eq!(balance(agg.store(), "u"), -10);
+    // And from then on the head-unchanged shortcut applies again.
+    let idle = agg.run_pass().await.unwrap();
+    assert_eq!((idle.files_read, idle.nodes_skipped), (0, 1));
+}

@@ -746,7 +746,11 @@ impl Store {
             let mut files = txn.open_table(tables::CONSUMED_FILES)?;
             let node = update.node_name.as_str();
             for file in &update.files {
-                files.insert((node, file.path.as_str()), file.blob_id.as_str())?;
+                if let FileOutcome::TooLarge { .. } = file.outcome {
+                    ledger.outcome.files_too_large += 1;
+                } else {
+                    files.insert((node, file.path.as_str()), file.blob_id.as_str())?;
+                }
                 let from = Provenance {
                     node,
                     commit: &update.head_commit,
@@ -769,8 +773,8 @@ impl Store {
                         RejectReason::TooLarge,
                         format!(
                             "{} (blob {}) is {size} bytes, over the limit of {limit} bytes, and \
-                             was not read; split it into smaller files on the node (or raise the \
-                             limit); it will be re-read when its content changes",
+                             was not read; split it into smaller files on the node, or raise \
+                             --max-file-bytes: it is checked again at every pass until it fits",
                             file.path, file.blob_id
                         ),
                     )?,
@@ -789,8 +793,10 @@ impl Store {
                     }
                 }
             }
+            // A node with an oversize file keeps no tree id, so the next pass lists it again.
+            let tree_id = (ledger.outcome.files_too_large == 0).then(|| update.tree_id.clone());
             ledger.set_node_state(node, |row| {
-                row.tree_id = Some(update.tree_id.clone());
+                row.tree_id = tree_id;
                 row.last_commit_sha = Some(update.head_commit.clone());
                 row.last_run_at_ms = Some(now_ms);
                 row.status = billing_api::NodeStatus::Ok;

@@ -163,6 +163,9 @@ pub enum FileOutcome {
 pub struct NodeOutcome {
     pub files_read: u64,
     pub files_rejected: u64,
+    /// Files over the size limit. They are not marked consumed and their node
+    /// keeps no tree id, so every pass checks them again (a raised limit takes effect).
+    pub files_too_large: u64,
     pub applied: u64,
     pub duplicate: u64,
     pub conflict: u64,

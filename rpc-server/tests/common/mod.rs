@@ -92,9 +92,13 @@ pub fn usage_path(node: &str, hour: u32) -> String {
 }
 
 pub fn aggregator(repo: &Path, data_dir: &Path) -> Aggregator {
+    aggregator_with_limit(repo, data_dir, 1024 * 1024)
+}
+
+pub fn aggregator_with_limit(repo: &Path, data_dir: &Path, max_file_bytes: u64) -> Aggregator {
     let store = Store::open(&data_dir.join("ledger.redb")).unwrap();
     let source = GitSource::open(repo.to_str().unwrap(), "main", &data_dir.join("mirror")).unwrap();
-    Aggregator::new(store, Source::Git(source), 1024 * 1024)
+    Aggregator::new(store, Source::Git(source), max_file_bytes)
 }
 
 /// A real server on 127.0.0.1:0 over a real ledger.
