@@ -198,6 +198,16 @@ pub fn validate(record: &UsageRecord, node_name: &str) -> Result<(), String> {
                 "user_sid must be 1..={MAX_SID_BYTES} bytes, got {}",
                 record.user_sid.len()
             ))
+        } else if let Some(field) = [
+            ("idempotency_key", &record.idempotency_key),
+            ("user_sid", &record.user_sid),
+        ]
+        .iter()
+        .find(|(_, value)| value.chars().any(char::is_control))
+        .map(|(field, _)| field)
+        {
+            // Control characters would hide in logs and terminals and blur stored identities.
+            Some(format!("{field} must not contain control characters"))
         } else if record.cost_cents < 0 {
             Some(format!(
                 "cost_cents must be >= 0, got {}",
@@ -319,9 +329,15 @@ cost_cents = 1
 user_sid = "u-1"
 node_name = "node-a"
 cost_cents = 1
+
+[[records]]
+idempotency_key = "nul\u0000key"
+user_sid = "u-1"
+node_name = "node-a"
+cost_cents = 1
 "#;
         let decoded = decode_batch(text.as_bytes(), "node-a").unwrap();
-        assert_eq!(decoded.records.len(), 5);
+        assert_eq!(decoded.records.len(), 6);
         assert_eq!(decoded.records[0].as_ref().unwrap().cost_cents, 5);
         let errs: Vec<_> = decoded.records[1..]
             .iter()
@@ -348,6 +364,11 @@ cost_cents = 1
             errs[3].reason
         );
         assert_eq!(errs[3].index, 4);
+        assert!(
+            errs[4].reason.contains("control characters"),
+            "{}",
+            errs[4].reason
+        );
     }
 
     #[test]
