@@ -40,7 +40,7 @@ use codec::{META_KEY, MetaRow};
 
 /// Page cache of a file database. redb's default (1 GiB) would dominate the
 /// aggregator's memory budget; the hot tables of a large ledger fit in this.
-pub const CACHE_BYTES: usize = 48 * 1024 * 1024;
+pub const CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 /// Largest accepted `payment_id`, in bytes.
 pub const MAX_PAYMENT_ID_BYTES: usize = 256;
