@@ -300,6 +300,11 @@ async fn an_oversize_file_applies_once_the_limit_is_raised() {
     let raised = agg.run_pass().await.unwrap();
     assert_eq!((raised.records_applied, raised.files_rejected), (1, 0));
     assert_eq!(balance(agg.store(), "u"), -10);
+    // The file was read after all: its too_large item is gone, and the counters agree.
+    assert!(rejected(agg.store()).is_empty());
+    let counts = agg.store().overview_counts().unwrap();
+    assert_eq!(counts.rejected_items, 0);
+    assert_eq!(counts, agg.store().recount().unwrap());
     // And from then on the head-unchanged shortcut applies again.
     let idle = agg.run_pass().await.unwrap();
     assert_eq!((idle.files_read, idle.nodes_skipped), (0, 1));

@@ -491,13 +491,7 @@ impl<'t> Ledger<'t> {
         detail: String,
     ) -> Result<(), StoreError> {
         self.outcome.files_rejected += 1;
-        let fingerprint = format!(
-            "{}\0{}\0{}\0{}",
-            reason.as_str(),
-            from.node,
-            from.path,
-            from.blob
-        );
+        let fingerprint = file_fingerprint(reason, from);
         self.reject(
             RejectedRow {
                 reason,
@@ -516,6 +510,27 @@ impl<'t> Ledger<'t> {
             },
             fingerprint,
         )
+    }
+
+    /// Removes the whole-file rejection of `from` for `reason`, if any: the
+    /// file was read after all (e.g. an oversize file under a raised limit).
+    pub fn resolve_file(
+        &mut self,
+        from: Provenance<'_>,
+        reason: RejectReason,
+    ) -> Result<(), StoreError> {
+        let fingerprint = file_fingerprint(reason, from);
+        let Some(id) = self
+            .fingerprints
+            .remove(fingerprint.as_str())?
+            .map(|id| id.value())
+        else {
+            return Ok(());
+        };
+        if self.rejected.remove(id)?.is_some() {
+            self.meta.counts.rejected_items -= 1;
+        }
+        Ok(())
     }
 
     /// Stores a rejected item unless one with the same fingerprint exists.
@@ -780,6 +795,9 @@ impl Store {
                     )?,
                     FileOutcome::Decoded(records) => {
                         ledger.outcome.files_read += 1;
+                        if ledger.meta.counts.rejected_items > 0 {
+                            ledger.resolve_file(from, RejectReason::TooLarge)?;
+                        }
                         for (index, record) in records.iter().enumerate() {
                             match record {
                                 Ok(rec) => ledger.record(
@@ -936,4 +954,15 @@ impl Store {
             Ok(page(items, limit))
         })
     }
+}
+
+/// Dedup key of a whole-file rejection: one item per reason, node, path and blob.
+fn file_fingerprint(reason: RejectReason, from: Provenance<'_>) -> String {
+    format!(
+        "{}\0{}\0{}\0{}",
+        reason.as_str(),
+        from.node,
+        from.path,
+        from.blob
+    )
 }
