@@ -113,8 +113,9 @@ fn seed_users(store: &crate::store::Store) -> anyhow::Result<()> {
             },
             now_ms(),
         )?;
-        // Users 0 and 4 never paid: they end up overdrawn.
-        let amount = i64::from(i % 4) * 2500;
+        // A mix for the dashboard: users 0 and 4 never paid and user 3 paid
+        // too little, so they end up overdrawn; the others stay in credit.
+        let amount = [0, 15_000, 30_000, 5_000][(i % 4) as usize];
         if amount > 0 {
             store.record_payment(
                 &RecordPayment {

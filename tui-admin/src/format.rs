@@ -64,6 +64,12 @@ pub fn between(start: &str, end: &str) -> Option<String> {
     Some(short_duration(end.saturating_sub(start)))
 }
 
+/// The file name of a repo path: in tables the node has its own column, and
+/// the hour stamp at the end of the name is what tells files apart.
+pub fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
 /// The first 7 characters of a commit id.
 pub fn short_sha(sha: &str) -> &str {
     sha.get(..7).unwrap_or(sha)
@@ -78,6 +84,15 @@ pub fn timestamp(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_name_is_the_last_path_component() {
+        assert_eq!(
+            file_name("nodes/node-a/usage_2026-11-27-10.otoml"),
+            "usage_2026-11-27-10.otoml"
+        );
+        assert_eq!(file_name("plain"), "plain");
+    }
 
     #[test]
     fn cents_groups_thousands_and_keeps_sign() {

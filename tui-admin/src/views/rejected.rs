@@ -65,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             format::timestamp(&r.first_seen_at),
             r.reason.as_str().to_string(),
             r.node_name.clone(),
-            r.file_path.clone(),
+            format::file_name(&r.file_path).to_string(),
             r.record_index
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| "file".into()),

@@ -89,7 +89,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             super::right(format::cents(c.cost_cents)),
             Cell::from(c.node_name.clone()),
             Cell::from(format::short_sha(&c.commit_sha).to_string()),
-            Cell::from(c.file_path.clone()),
+            Cell::from(format::file_name(&c.file_path).to_string()),
             Cell::from(c.idempotency_key.clone()),
         ])
     });
