@@ -186,10 +186,17 @@ impl<'t> Ledger<'t> {
         let balance = user.row.balance_cents.checked_sub(cost);
         let consumed = user.row.consumed_cents.checked_add(cost);
         let (Some(balance), Some(consumed), Some(total)) = (balance, consumed, total) else {
+            let what = if balance.is_none() {
+                "the user's balance"
+            } else if consumed.is_none() {
+                "the user's total consumed"
+            } else {
+                "the sum of all balances"
+            };
             let reason = format!(
                 "applying {cost} cents to user `{sid}` (balance {} cents, consumed {} cents) \
-                 would overflow a 64-bit amount; the record was not applied: check the cost on \
-                 the node",
+                 would overflow {what} (a 64-bit amount); the record was not applied: check the \
+                 cost on the node",
                 user.row.balance_cents, user.row.consumed_cents
             );
             if self.consumed_keys.get(key)?.is_some() {

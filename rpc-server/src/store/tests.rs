@@ -351,6 +351,48 @@ fn usage_overflow_rejects_the_record_only() {
 }
 
 #[test]
+fn usage_overflow_names_the_figure_that_would_overflow() {
+    let store = Store::in_memory().unwrap();
+    register(&store, "u1");
+    register(&store, "u2");
+    let up = update(
+        "n1",
+        "c1",
+        vec![file(
+            "f",
+            "b",
+            vec![
+                Ok(rec("k1", "u1", "n1", i64::MAX - 10)),
+                Ok(rec("k2", "u1", "n1", 20)),
+                Ok(rec("k3", "u2", "n1", 20)),
+            ],
+        )],
+    );
+    let out = store.apply_node(up, 1).unwrap();
+    assert_eq!((out.applied, out.invalid), (1, 2), "{out:?}");
+    let items = store.list_rejected(None, 10).unwrap().items;
+    let detail = |key: &str| {
+        items
+            .iter()
+            .find(|i| i.idempotency_key.as_deref() == Some(key))
+            .map(|i| i.detail.clone())
+            .unwrap()
+    };
+    // u1's own balance would pass i64::MIN; u2's figures fit, only the sum of balances does not.
+    assert!(
+        detail("k2").contains("the user's balance"),
+        "{}",
+        detail("k2")
+    );
+    assert!(
+        detail("k3").contains("the sum of all balances"),
+        "{}",
+        detail("k3")
+    );
+    assert_eq!(store.get_balance("u2").unwrap().credit_balance_cents, 0);
+}
+
+#[test]
 fn pages_walk_everything_once() {
     let store = Store::in_memory().unwrap();
     for i in 0..25 {
