@@ -116,7 +116,7 @@ impl Aggregator {
         // A clean head lets the next pass stop at "head unchanged"; only a pass
         // that left nothing to retry (no errors, no oversize file) sets it.
         let clean_head = match &result {
-            Ok(Consumed::All) if summary.errors.is_empty() => summary.head_commit.clone(),
+            Ok(true) if summary.errors.is_empty() => summary.head_commit.clone(),
             _ => None,
         };
         if let Err(message) = &result {
@@ -174,8 +174,9 @@ impl Aggregator {
         }
     }
 
-    /// The body of a pass; `Err` is a failure of the whole pass.
-    async fn scan(&self, summary: &mut AggregateSummary) -> Result<Consumed, String> {
+    /// The body of a pass: `Ok(true)` when it left nothing to check again,
+    /// `Err` when it failed as a whole.
+    async fn scan(&self, summary: &mut AggregateSummary) -> Result<bool, String> {
         let store = &self.inner.store;
         let source = &self.inner.source;
         // Safety net for held records whose user appeared (register_user applies them at once).
@@ -189,7 +190,7 @@ impl Aggregator {
             .await
             .map_err(|e| format!("reading {} failed: {e}", source.describe()))?;
         let Some(head) = head else {
-            return Ok(Consumed::All);
+            return Ok(true);
         };
         summary.head_commit = Some(head.clone());
         let clean_head = with_store(store, |s| s.clean_head())
@@ -201,7 +202,7 @@ impl Aggregator {
                 .map_err(|e| e.to_string())?;
             summary.nodes_total = known.len() as u64;
             summary.nodes_skipped = summary.nodes_total;
-            return Ok(Consumed::All);
+            return Ok(true);
         }
 
         let nodes = source
@@ -220,7 +221,7 @@ impl Aggregator {
         let unchanged =
             |node: &NodeTree| consumed_trees.get(&node.node_name) == Some(&node.tree_id);
 
-        let mut consumed = Consumed::All;
+        let mut all_consumed = true;
         let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
         let mut tasks = JoinSet::new();
         for node in nodes {
@@ -238,20 +239,21 @@ impl Aggregator {
             });
             // Fold finished nodes as we go so memory stays bounded.
             while let Some(done) = tasks.try_join_next() {
-                consumed = consumed.and(self.fold(summary, done).await);
+                all_consumed &= self.fold(summary, done).await;
             }
         }
         while let Some(done) = tasks.join_next().await {
-            consumed = consumed.and(self.fold(summary, done).await);
+            all_consumed &= self.fold(summary, done).await;
         }
-        Ok(consumed)
+        Ok(all_consumed)
     }
 
+    /// Adds a finished node to the summary; true when the node left nothing to check again.
     async fn fold(
         &self,
         summary: &mut AggregateSummary,
         done: Result<(String, Result<NodeOutcome, String>), tokio::task::JoinError>,
-    ) -> Consumed {
+    ) -> bool {
         let (node_name, outcome) = match done {
             Ok(done) => done,
             Err(e) => {
@@ -259,16 +261,14 @@ impl Aggregator {
                     node_name: None,
                     message: format!("a node task failed: {e}"),
                 });
-                return Consumed::Partly;
+                return false;
             }
         };
         match outcome {
             Ok(outcome) => {
                 add_outcome(summary, &outcome);
-                if outcome.files_too_large > 0 {
-                    return Consumed::Partly;
-                }
-                Consumed::All
+                // Oversize files are checked again next pass.
+                outcome.files_too_large == 0
             }
             Err(message) => {
                 warn!(node = %node_name, %message, "node halted for this pass");
@@ -285,7 +285,7 @@ impl Aggregator {
                     node_name: Some(node_name),
                     message,
                 });
-                Consumed::Partly
+                false
             }
         }
     }
@@ -331,19 +331,6 @@ impl Aggregator {
         with_store(store, move |s| s.apply_node(update, now_ms()))
             .await
             .map_err(|e| format!("applying to the ledger failed: {e}"))
-    }
-}
-
-/// Whether a pass consumed everything it saw, or left something to check again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Consumed {
-    All,
-    Partly,
-}
-
-impl Consumed {
-    fn and(self, other: Consumed) -> Consumed {
-        if self == Consumed::All { other } else { self }
     }
 }
 

@@ -314,10 +314,7 @@ impl<'t> Ledger<'t> {
                 None => None,
             };
             if let Some(held) = held {
-                if held.user_sid == rec.user_sid
-                    && held.node_name == rec.node_name
-                    && held.cost_cents == rec.cost_cents
-                {
+                if same_charge(rec, &held.user_sid, &held.node_name, held.cost_cents) {
                     self.outcome.duplicate += 1;
                     return Ok(());
                 }
@@ -374,10 +371,12 @@ impl<'t> Ledger<'t> {
                 "key `{key}` left the consumed index mid-transaction"
             ))
         })?;
-        if existing.user_sid == rec.user_sid
-            && existing.node_name == rec.node_name
-            && existing.cost_cents == rec.cost_cents
-        {
+        if same_charge(
+            rec,
+            &existing.user_sid,
+            &existing.node_name,
+            existing.cost_cents,
+        ) {
             self.outcome.duplicate += 1;
             return Ok(());
         }
@@ -972,4 +971,10 @@ fn file_fingerprint(reason: RejectReason, from: Provenance<'_>) -> String {
         from.path,
         from.blob
     )
+}
+
+/// A record repeating a known key is a duplicate when it charges the same
+/// user, from the same node, the same amount; anything else is a conflict.
+fn same_charge(rec: &UsageRecord, user_sid: &str, node_name: &str, cost_cents: i64) -> bool {
+    rec.user_sid == user_sid && rec.node_name == node_name && rec.cost_cents == cost_cents
 }
