@@ -5,7 +5,6 @@ mod auth;
 pub mod discover;
 mod error;
 
-use std::future::Future;
 use std::net::SocketAddr;
 
 use billing_api::rpc::BillingApiServer;
@@ -44,18 +43,4 @@ pub async fn start(
     let addr = server.local_addr()?;
     let handle = server.start(module(aggregator));
     Ok((addr, handle))
-}
-
-/// Serves until `shutdown` resolves, then stops accepting and waits for the server to finish.
-pub async fn run(
-    listener: std::net::TcpListener,
-    aggregator: Aggregator,
-    secret: AdminSecret,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let (_, handle) = start(listener, aggregator, secret).await?;
-    shutdown.await;
-    let _ = handle.stop();
-    handle.stopped().await;
-    Ok(())
 }
