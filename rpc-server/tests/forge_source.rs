@@ -205,7 +205,9 @@ async fn a_truncated_or_non_json_body_is_an_error_never_an_empty_listing() {
     let nodes = s.nodes(&head).await.unwrap();
     let files = s.files(&nodes[0]).await.unwrap();
     f.emu.add_fault(Fault::new("blobs", FaultKind::Truncate, 1));
-    assert!(s.read(&files, 1024).await.is_err());
+    let err = s.read(&files, 1024).await.unwrap_err().to_string();
+    assert!(err.contains("not the expected JSON"), "{err}");
+    assert!(err.contains("nodes/node-a/usage_2026-11-27-1"), "{err}");
     assert_eq!(s.read(&files, 1024).await.unwrap().len(), 2);
 }
 
@@ -433,6 +435,46 @@ async fn blob_downloads_are_bounded_and_keep_file_order() {
         elapsed < Duration::from_millis(2000),
         "not concurrent: {elapsed:?}"
     );
+}
+
+#[tokio::test]
+async fn a_failed_blob_download_is_reported_not_the_cancelled_ones() {
+    let f = forge().await;
+    let changes: Vec<_> = (0..8)
+        .map(|h| file("node-a", h, &format!("hour {h}")))
+        .collect();
+    let head = f.emu.commit(&changes, "eight hours").unwrap().to_string();
+    let s = source(&f);
+    let nodes = s.nodes(&head).await.unwrap();
+    let files = s.files(&nodes[0]).await.unwrap();
+    let cases = [
+        (
+            FaultKind::Status { status: 404 },
+            "was not found (404); the branch was probably force-pushed",
+        ),
+        (FaultKind::Truncate, "not the expected JSON"),
+    ];
+    for (kind, expected) in cases {
+        f.emu.clear_faults();
+        // One blob fails at once; the others are still in flight when it does,
+        // so they are cancelled: their cancellation is not the error to show.
+        f.emu
+            .add_fault(Fault::new("blobs", kind.clone(), 1).on_path(&files[2].blob_id));
+        f.emu.add_fault(Fault {
+            endpoint: Some("blobs".into()),
+            kind: FaultKind::Delay { ms: 400 },
+            times: None,
+            probability: None,
+            path_contains: None,
+        });
+        let err = s.read(&files, 100).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{kind:?}: {err}");
+        assert!(err.contains(&files[2].path), "{kind:?}: {err}");
+        assert!(err.contains(&files[2].blob_id), "{kind:?}: {err}");
+        assert!(!err.contains("cancelled"), "{kind:?}: {err}");
+    }
+    f.emu.clear_faults();
+    assert_eq!(s.read(&files, 100).await.unwrap().len(), 8);
 }
 
 #[test]

@@ -383,8 +383,18 @@ impl ForgeSource {
         }
         let mut first_error: Option<(usize, SourceError)> = None;
         while let Some(joined) = tasks.join_next().await {
-            let (index, result) = joined
-                .map_err(|e| SourceError::new(format!("a blob download task failed: {e}")))?;
+            let (index, result) = match joined {
+                Ok(done) => done,
+                // Cancelled by `abort_all` below: the failure that caused it is the one to report.
+                Err(e) if e.is_cancelled() && first_error.is_some() => continue,
+                Err(e) => {
+                    return Err(self.inner.error(format!(
+                        "downloading {} blob(s) stopped: a download task failed ({e}); \
+                         the next pass retries, report it if it keeps happening",
+                        files.len()
+                    )));
+                }
+            };
             match result {
                 Ok(body) => bodies[index] = Some(body),
                 Err(e) => {
