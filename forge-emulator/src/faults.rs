@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 /// What to do to a matching request instead of (or on top of) answering it.
@@ -39,7 +41,8 @@ pub struct Fault {
     /// How many matching requests it hits; `None` = until cleared.
     #[serde(default)]
     pub times: Option<u32>,
-    /// Chance in [0, 1] that a matching request is hit; `None` = always.
+    /// Chance in [0, 1] that a matching request is hit, drawn per request;
+    /// `None` = always.
     #[serde(default)]
     pub probability: Option<f64>,
     /// Only requests whose URL path contains this (e.g. one tree's sha).
@@ -64,7 +67,21 @@ impl Fault {
         self.path_contains = Some(fragment.to_string());
         self
     }
+
+    /// Why the fault cannot be installed, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        match self.probability {
+            Some(p) if !(0.0..=1.0).contains(&p) => Err(format!(
+                "fault probability {p} is not between 0 and 1; give a chance such as 0.2, or \
+                 leave `probability` out to hit every matching request"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
+
+/// Seed of the generator behind `probability` faults until [`Control::seed`].
+pub const DEFAULT_SEED: u64 = 0;
 
 /// Requests served per endpoint, and the installed faults.
 #[derive(Default)]
@@ -72,12 +89,23 @@ pub struct Control {
     inner: Mutex<ControlState>,
 }
 
-#[derive(Default)]
 struct ControlState {
     counts: BTreeMap<String, u64>,
     faults: Vec<Fault>,
     injected: u64,
-    rng: u64,
+    /// Draws for `probability` faults: one stream, reproducible from its seed.
+    rng: StdRng,
+}
+
+impl Default for ControlState {
+    fn default() -> Self {
+        Self {
+            counts: BTreeMap::new(),
+            faults: Vec::new(),
+            injected: 0,
+            rng: StdRng::seed_from_u64(DEFAULT_SEED),
+        }
+    }
 }
 
 /// A snapshot of the request counters.
@@ -101,16 +129,10 @@ impl Control {
                 && f.path_contains.as_deref().is_none_or(|p| path.contains(p))
                 && f.times != Some(0)
         })?;
-        if let Some(p) = state.faults[position].probability {
-            // xorshift64: reproducible enough for tests, no dependency needed.
-            let mut x = state.rng.max(0x9E37_79B9_7F4A_7C15);
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            state.rng = x;
-            if (x >> 11) as f64 / (1u64 << 53) as f64 >= p {
-                return None;
-            }
+        if let Some(p) = state.faults[position].probability
+            && !state.rng.random_bool(p)
+        {
+            return None;
         }
         let fault = &mut state.faults[position];
         let kind = fault.kind.clone();
@@ -137,7 +159,15 @@ impl Control {
         state.injected = 0;
     }
 
+    /// Installs `fault` after those already there.
+    ///
+    /// # Panics
+    ///
+    /// If [`Fault::check`] refuses it (a probability outside [0, 1]).
     pub fn add_fault(&self, fault: Fault) {
+        if let Err(why) = fault.check() {
+            panic!("{why}");
+        }
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         state.faults.push(fault);
     }
@@ -152,9 +182,10 @@ impl Control {
         state.faults.clone()
     }
 
-    /// Seeds the generator behind `probability` faults.
+    /// Restarts the generator behind `probability` faults from `seed`: the
+    /// same seed and requests give the same faults.
     pub fn seed(&self, seed: u64) {
         let mut state = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        state.rng = seed;
+        state.rng = StdRng::seed_from_u64(seed);
     }
 }

@@ -906,6 +906,11 @@ async fn control(
             // One fault or a list of them.
             let parsed: Result<Vec<Fault>, _> = serde_json::from_slice::<Vec<Fault>>(&body)
                 .or_else(|_| serde_json::from_slice::<Fault>(&body).map(|f| vec![f]));
+            // All or nothing: a list with one bad fault installs none of them.
+            if let Some(why) = parsed.iter().flatten().find_map(|f| f.check().err()) {
+                return Reply::error(StatusCode::UNPROCESSABLE_ENTITY, &why, "/_emulator/faults")
+                    .into_response();
+            }
             match parsed {
                 Ok(faults) => {
                     let n = faults.len();
