@@ -28,6 +28,12 @@ pub enum FaultKind {
     DropEntry,
     /// Answer a `git/trees` page with no entries but `truncated: true`.
     EmptyTruncated,
+    /// Answer with the top-level JSON `field` set to `value` (`null` included),
+    /// as a forge of another version or kind might.
+    SetField {
+        field: String,
+        value: serde_json::Value,
+    },
 }
 
 /// A fault for the requests of one endpoint (or all, when `endpoint` is `None`).

@@ -190,6 +190,15 @@ pub async fn handle(
         Some(kind @ (FaultKind::DropEntry | FaultKind::EmptyTruncated)) => {
             tamper_tree(reply, &kind).into_response()
         }
+        Some(FaultKind::SetField { field, value }) => {
+            match serde_json::from_slice::<Value>(&reply.body) {
+                Ok(Value::Object(mut object)) => {
+                    object.insert(field, value);
+                    Reply::json(reply.status, &Value::Object(object)).into_response()
+                }
+                _ => reply.into_response(),
+            }
+        }
         Some(FaultKind::Truncate) => {
             let cut = reply.body.slice(..reply.body.len() / 2);
             Reply { body: cut, ..reply }.into_response()

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use billing_server::source::forge::{ForgeOptions, ForgeSource};
 use billing_server::source::{FileBody, NodeTree};
 use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, FaultKind, ForgeRepo};
+use serde_json::json;
 
 const REPO: &str = "lhumina_code/hero_onboarding_billing";
 const TOKEN: &str = "s3cret-forge-token-value";
@@ -475,6 +476,34 @@ async fn a_failed_blob_download_is_reported_not_the_cancelled_ones() {
     }
     f.emu.clear_faults();
     assert_eq!(s.read(&files, 100).await.unwrap().len(), 8);
+}
+
+#[tokio::test]
+async fn a_blob_in_an_unknown_encoding_is_named_plainly() {
+    let f = forge().await;
+    let head = seed(&f);
+    let s = source(&f);
+    let nodes = s.nodes(&head).await.unwrap();
+    let files = s.files(&nodes[0]).await.unwrap();
+    let cases = [
+        (
+            json!("utf8"),
+            "answered with encoding utf8, expected base64",
+        ),
+        (json!(null), "answered with no encoding, expected base64"),
+    ];
+    for (value, expected) in cases {
+        let kind = FaultKind::SetField {
+            field: "encoding".into(),
+            value,
+        };
+        f.emu.add_fault(Fault::new("blobs", kind, 1));
+        let err = s.read(&files[..1], 1024).await.unwrap_err().to_string();
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains(&files[0].path), "{err}");
+        assert!(!err.contains("Some("), "{err}");
+    }
+    assert_eq!(data(&s.read(&files[..1], 1024).await.unwrap()[0]), b"a10");
 }
 
 #[test]

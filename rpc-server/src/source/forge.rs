@@ -516,8 +516,10 @@ impl Inner {
         match blob.encoding.as_deref() {
             Some("base64") => {}
             other => {
+                let found = other.map_or("no encoding".to_string(), |e| format!("encoding {e}"));
                 return Err(self.error(format!(
-                    "{what}: unsupported blob encoding {other:?} (expected base64)"
+                    "{what}: the forge answered with {found}, expected base64; check that \
+                     --forge-url points at a Forgejo or Gitea server (API v1)"
                 )));
             }
         }
