@@ -130,3 +130,28 @@ async fn a_probability_outside_0_to_1_is_refused() {
     let user = client.get(format!("{base}/api/v1/user")).send().await;
     assert_eq!(user.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn a_set_field_fault_replaces_one_field_of_the_answer() {
+    let (_dir, emu) = emulator().await;
+    let client = reqwest::Client::new();
+    let base = emu.base_url();
+    let added = client
+        .post(format!("{base}/_emulator/faults"))
+        .json(&json!({
+            "endpoint": "user", "kind": "set_field", "field": "login", "value": null, "times": 1,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200, "{}", added.text().await.unwrap());
+    let get = || async {
+        let answer = client.get(format!("{base}/api/v1/user")).send().await;
+        answer.unwrap().json::<Value>().await.unwrap()
+    };
+    let hit = get().await;
+    assert_eq!(hit["login"], Value::Null, "{hit}");
+    let normal = get().await;
+    assert!(normal["login"].is_string(), "{normal}");
+    assert_eq!(hit["id"], normal["id"], "the other fields are kept");
+}
