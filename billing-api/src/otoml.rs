@@ -5,8 +5,16 @@
 //! when it fails, a lenient pass decodes record by record so one bad record is
 //! rejected with a reason while the rest of its file still applies.
 
+mod groups;
+mod walk;
+
+use std::ops::ControlFlow;
+
 use serde::{Deserialize, Serialize};
 use toml::value::Datetime;
+
+pub use groups::{DecodeLimits, DecodedGroup, check_file, decode_groups};
+pub use walk::MAX_OTHER_VALUE_BYTES;
 
 /// The only wire-format version this build understands.
 pub const OTOML_VERSION: i64 = 1;
@@ -18,6 +26,12 @@ pub const MAX_SID_BYTES: usize = 128;
 pub const MAX_NODE_NAME_BYTES: usize = 128;
 /// Default limit on the size of one usage file.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Default limit on the number of records in one usage file.
+pub const DEFAULT_MAX_RECORDS_PER_FILE: u64 = 1_000_000;
+/// Default ceiling of one record's `cost_cents` (1,000,000.00).
+pub const DEFAULT_MAX_RECORD_CENTS: i64 = 100_000_000;
+/// How much of an invalid record's text is kept to show the operator.
+pub const MAX_RAW_BYTES: usize = 256;
 
 /// One file of usage records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +93,11 @@ pub enum BatchError {
     RecordsNotArray(String),
     #[error("unsupported OTOML version {0}; this aggregator reads version {OTOML_VERSION}")]
     UnsupportedVersion(String),
+    #[error(
+        "file holds more than {limit} records, the per-file limit; split it into smaller files \
+         on the node, or raise --max-records-per-file"
+    )]
+    TooManyRecords { limit: u64 },
 }
 
 /// Serializes a batch as OTOML text.
@@ -86,15 +105,28 @@ pub fn encode_batch(batch: &UsageBatch) -> String {
     toml::to_string(batch).expect("a UsageBatch always serializes to TOML")
 }
 
-/// Decodes one usage file that lives in the directory of `node_name`.
+/// Decodes one usage file that lives in the directory of `node_name`, with
+/// no limit on its record count or costs (the aggregator uses [`decode_groups`]).
 ///
 /// Records whose `node_name` differs from the directory are rejected, so a
 /// node cannot charge on behalf of another.
 pub fn decode_batch(bytes: &[u8], node_name: &str) -> Result<DecodedBatch, BatchError> {
-    let text = std::str::from_utf8(bytes).map_err(|e| BatchError::NotUtf8 {
-        valid_up_to: e.valid_up_to(),
+    let mut records = Vec::new();
+    decode_groups(bytes, node_name, &DecodeLimits::UNLIMITED, &mut |group| {
+        records.extend(group.records);
+        ControlFlow::Continue(())
     })?;
-    // Fast path: the whole file is well-typed.
+    Ok(DecodedBatch { records })
+}
+
+/// Decodes a well-formed region of records (a whole `records` array) in one go;
+/// when that fails, record by record, so one bad record is rejected with a
+/// reason while the rest still apply. Indexes are relative to the region.
+fn decode_region(
+    text: &str,
+    node_name: &str,
+) -> Result<Vec<Result<UsageRecord, InvalidRecord>>, BatchError> {
+    // Fast path: the whole region is well-typed.
     if let Ok(batch) = toml::from_str::<UsageBatch>(text) {
         check_version(batch.version.map(toml::Value::Integer).as_ref())?;
         let records = batch
@@ -109,9 +141,9 @@ pub fn decode_batch(bytes: &[u8], node_name: &str) -> Result<DecodedBatch, Batch
                 }
             })
             .collect();
-        return Ok(DecodedBatch { records });
+        return Ok(records);
     }
-    decode_lenient(text, node_name)
+    decode_lenient(text, node_name).map(|batch| batch.records)
 }
 
 fn decode_lenient(text: &str, node_name: &str) -> Result<DecodedBatch, BatchError> {
@@ -165,8 +197,8 @@ fn invalid(index: usize, fields: &toml::Table, reason: String) -> InvalidRecord 
             .map(|s| truncate(s, MAX_KEY_BYTES).to_string())
     };
     let mut raw = toml::to_string(fields).unwrap_or_default();
-    if raw.len() > 2048 {
-        raw = format!("{}…", truncate(&raw, 2048));
+    if raw.len() > MAX_RAW_BYTES {
+        raw = format!("{}…", truncate(&raw, MAX_RAW_BYTES));
     }
     InvalidRecord {
         index,
@@ -177,7 +209,7 @@ fn invalid(index: usize, fields: &toml::Table, reason: String) -> InvalidRecord 
     }
 }
 
-fn truncate(s: &str, max: usize) -> &str {
+pub(crate) fn truncate(s: &str, max: usize) -> &str {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
@@ -253,6 +285,31 @@ pub fn is_usage_file_name(file_name: &str) -> bool {
             4 | 7 | 10 => *c == b'-',
             _ => c.is_ascii_digit(),
         })
+}
+
+/// Checks the hour stamp of a usage file name (`usage_<YYYY-MM-DD-HH>.otoml`,
+/// see [`is_usage_file_name`]): a real calendar date and an hour 00..=23.
+pub fn check_usage_hour(file_name: &str) -> Result<(), String> {
+    let stamp = file_name
+        .strip_prefix("usage_")
+        .and_then(|rest| rest.strip_suffix(".otoml"))
+        .filter(|_| is_usage_file_name(file_name))
+        .ok_or_else(|| format!("{file_name} is not named usage_<YYYY-MM-DD-HH>.otoml"))?;
+    let part = |range: std::ops::Range<usize>| stamp[range].parse::<u16>().unwrap_or(u16::MAX);
+    let (year, month, day, hour) = (part(0..4), part(5..7), part(8..10), part(11..13));
+    let month = u8::try_from(month)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok())
+        .ok_or_else(|| format!("{file_name}: month {month:02} does not exist"))?;
+    let day = u8::try_from(day).unwrap_or(u8::MAX);
+    time::Date::from_calendar_date(i32::from(year), month, day)
+        .map_err(|_| format!("{file_name}: day {day:02} does not exist in {month} {year}"))?;
+    if hour > 23 {
+        return Err(format!(
+            "{file_name}: hour {hour:02} does not exist (00..=23)"
+        ));
+    }
+    Ok(())
 }
 
 /// Splits `nodes/<node>/usage_<stamp>.otoml` into `(node, file name)`, or `None`
@@ -392,10 +449,16 @@ cost_cents = 1
     }
 
     #[test]
-    fn huge_cost_is_a_type_error_not_a_wrap() {
-        let text = "[[records]]\nidempotency_key='k'\nuser_sid='u'\nnode_name='n'\ncost_cents=99999999999999999999\n";
-        // TOML integers are i64: an out-of-range literal is not valid TOML at all.
-        assert!(decode_batch(text.as_bytes(), "n").is_err());
+    fn huge_cost_is_an_invalid_record_not_a_wrap() {
+        let text = "[[records]]\nidempotency_key='ok'\nuser_sid='u'\nnode_name='n'\ncost_cents=1\n\
+                    [[records]]\nidempotency_key='k'\nuser_sid='u'\nnode_name='n'\ncost_cents=99999999999999999999\n";
+        // TOML integers are i64: an out-of-range literal makes that record unreadable, not the file.
+        let decoded = decode_batch(text.as_bytes(), "n").unwrap();
+        assert_eq!(decoded.records[0].as_ref().unwrap().cost_cents, 1);
+        let bad = decoded.records[1].as_ref().unwrap_err();
+        assert_eq!(bad.index, 1);
+        assert!(bad.reason.contains("not valid TOML"), "{}", bad.reason);
+        assert!(bad.raw.contains("99999999999999999999"), "{}", bad.raw);
     }
 
     #[test]
@@ -415,5 +478,16 @@ cost_cents = 1
             assert_eq!(parse_usage_path(bad), None, "{bad}");
         }
         assert!(!is_valid_node_name(&"x".repeat(129)));
+        assert_eq!(check_usage_hour("usage_2024-02-29-23.otoml"), Ok(()));
+        for (bad, says) in [
+            ("usage_9999-99-99-99.otoml", "month 99"),
+            ("usage_2026-02-29-10.otoml", "day 29"),
+            ("usage_2026-04-31-10.otoml", "day 31"),
+            ("usage_2026-11-27-24.otoml", "hour 24"),
+            ("usage_2026-00-01-00.otoml", "month 00"),
+        ] {
+            let err = check_usage_hour(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 }

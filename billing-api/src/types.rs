@@ -98,6 +98,10 @@ pub enum RejectReason {
     Unparseable,
     /// The whole file is over the size limit and was not read.
     TooLarge,
+    /// The whole file holds more records than the per-file limit and was not applied.
+    TooManyRecords,
+    /// The file's name is not a real hour (`usage_<YYYY-MM-DD-HH>.otoml`); it was not read.
+    InvalidName,
 }
 
 impl RejectReason {
@@ -108,6 +112,8 @@ impl RejectReason {
             Self::UnknownUser => "unknown_user",
             Self::Unparseable => "unparseable",
             Self::TooLarge => "too_large",
+            Self::TooManyRecords => "too_many_records",
+            Self::InvalidName => "invalid_name",
         }
     }
 }
@@ -132,6 +138,10 @@ pub struct RejectedItem {
     /// For a conflict: the values already applied under this key.
     pub existing: Option<ConsumedRecord>,
     pub first_seen_at: String,
+    /// For a file's summary of rejected records beyond those listed one by one:
+    /// how many records it stands for (absent for an item of one record or file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_count: Option<u64>,
 }
 
 /// Per-node error of one aggregation pass.
@@ -208,7 +218,8 @@ pub struct AggregatorState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Overview {
     pub total_users: u64,
-    pub total_balance_cents: i64,
+    /// Sum of all balances: 128-bit, so no user's amounts can make it overflow.
+    pub total_balance_cents: i128,
     pub overdrawn_users: u64,
     pub consumed_records: u64,
     pub pending_records: u64,

@@ -12,19 +12,34 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use billing_api::otoml::decode_batch;
+use std::ops::ControlFlow;
+
+use billing_api::otoml::{BatchError, DecodeLimits, check_file, check_usage_hour, decode_groups};
 use billing_api::{AggregateSummary, NodeError, millis_to_rfc3339};
-use tokio::sync::{Mutex, Semaphore, broadcast};
+use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::blocking::{now_ms, with_store};
 use crate::source::{FileBody, FileEntry, NodeTree, Source};
-use crate::store::{FileBatch, FileOutcome, NodeOutcome, NodeUpdate, Store};
+use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Store};
 
 /// How many nodes are read and decoded at once; the store applies them one
 /// transaction at a time.
 const NODE_CONCURRENCY: usize = 4;
+/// Records applied per write transaction: a pass holds the write lock for one
+/// chunk at a time, so payments and registrations wait for a chunk, not a node.
+const CHUNK_RECORDS: usize = 8192;
+/// Decoded groups (of up to 256 records) queued between a node's decoder and its writer.
+const QUEUE_ITEMS: usize = 16;
+/// Bytes of file bodies all nodes of a pass hold at once (a larger file is read alone).
+const READ_BUDGET_BYTES: u64 = 32 << 20;
+/// Most bytes and files asked of the source in one read.
+const READ_BATCH_BYTES: u64 = 8 << 20;
+const READ_BATCH_FILES: usize = 64;
+/// A file up to this size is decoded whole before any of it applies; a larger
+/// one is checked whole first (one more walk over it), then decoded group by group.
+const SMALL_FILE_BYTES: usize = 1 << 20;
 
 /// A pass that could not run as a whole (the repo is unreachable, the store
 /// failed). The summary is still recorded and returned for the operator.
@@ -48,19 +63,34 @@ struct Inner {
     store: Store,
     source: Source,
     max_file_bytes: u64,
+    limits: DecodeLimits,
+    /// Bytes of file bodies in memory, across the nodes read at once.
+    read_budget: Arc<Semaphore>,
     /// Held for the whole pass; remembers the last pass and when it started.
     gate: Mutex<Option<(Instant, PassOutcome)>>,
     runs: broadcast::Sender<AggregateSummary>,
 }
 
 impl Aggregator {
+    /// An aggregator with the default record limits.
     pub fn new(store: Store, source: Source, max_file_bytes: u64) -> Self {
+        Self::with_limits(store, source, max_file_bytes, DecodeLimits::default())
+    }
+
+    pub fn with_limits(
+        store: Store,
+        source: Source,
+        max_file_bytes: u64,
+        limits: DecodeLimits,
+    ) -> Self {
         let (runs, _) = broadcast::channel(16);
         Self {
             inner: Arc::new(Inner {
                 store,
                 source,
                 max_file_bytes,
+                limits,
+                read_budget: Arc::new(Semaphore::new(READ_BUDGET_BYTES as usize)),
                 gate: Mutex::new(None),
                 runs,
             }),
@@ -268,7 +298,7 @@ impl Aggregator {
             Ok(outcome) => {
                 add_outcome(summary, &outcome);
                 // Oversize files are checked again next pass.
-                outcome.files_too_large == 0
+                outcome.files_too_large == 0 && outcome.files_too_many_records == 0
             }
             Err(message) => {
                 warn!(node = %node_name, %message, "node halted for this pass");
@@ -290,7 +320,8 @@ impl Aggregator {
         }
     }
 
-    /// Reads the new files of one node and applies them in one transaction.
+    /// Reads the new files of one node and applies them, a chunk of records
+    /// per transaction, while the next chunk is read and decoded.
     async fn consume_node(&self, node: &NodeTree, head: &str) -> Result<NodeOutcome, String> {
         let store = &self.inner.store;
         let source = &self.inner.source;
@@ -306,47 +337,212 @@ impl Aggregator {
             .into_iter()
             .filter(|f| consumed.get(&f.path) != Some(&f.blob_id))
             .collect();
+        let new = source
+            .fill_sizes(new)
+            .await
+            .map_err(|e| format!("listing files failed: {e}"))?;
+
+        let (tx, mut rx) = mpsc::channel(QUEUE_ITEMS);
+        let mut producer = Some(tokio::spawn({
+            let this = self.clone();
+            let node_name = node.node_name.clone();
+            async move { this.read_files(node_name, new, tx).await }
+        }));
+        let mut outcome = NodeOutcome::default();
+        let mut items = Vec::new();
+        let mut records = 0;
+        let mut unread = false;
+        loop {
+            let next = rx.recv().await;
+            let done = next.is_none();
+            match next {
+                Some(item) => {
+                    records += item.records();
+                    unread |= matches!(
+                        item,
+                        ChunkItem::Whole {
+                            outcome: FileOutcome::TooLarge { .. }
+                                | FileOutcome::TooManyRecords { .. },
+                            ..
+                        }
+                    );
+                    items.push(item);
+                    if records < CHUNK_RECORDS {
+                        continue;
+                    }
+                }
+                None => {
+                    // The reader stopped: a failed read halts the node before its end is written.
+                    let reader = producer.take().expect("the reader ends once");
+                    reader
+                        .await
+                        .map_err(|e| format!("reading files failed: {e}"))??;
+                }
+            }
+            let chunk = NodeChunk {
+                node_name: node.node_name.clone(),
+                head_commit: head.to_string(),
+                items: std::mem::take(&mut items),
+                end: done.then(|| NodeEnd {
+                    tree_id: (!unread).then(|| node.tree_id.clone()),
+                }),
+            };
+            records = 0;
+            let applied = with_store(store, move |s| s.apply_chunk(&chunk, now_ms()))
+                .await
+                .map_err(|e| format!("applying to the ledger failed: {e}"))?;
+            outcome.add(&applied);
+            if done {
+                return Ok(outcome);
+            }
+        }
+    }
+
+    /// Reads `files` in batches within the read budget and decodes them into
+    /// `tx`, in order. Files whose name is not a real hour are rejected unread.
+    async fn read_files(
+        &self,
+        node: String,
+        files: Vec<FileEntry>,
+        tx: mpsc::Sender<ChunkItem>,
+    ) -> Result<(), String> {
         let max = self.inner.max_file_bytes;
-        let bodies = source
-            .read(&new, max)
+        let (files, misnamed): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| {
+            f.path
+                .rsplit('/')
+                .next()
+                .is_some_and(|name| check_usage_hour(name).is_ok())
+        });
+        for file in misnamed {
+            let name = file.path.rsplit('/').next().unwrap_or_default();
+            let reason = check_usage_hour(name).err().unwrap_or_default();
+            let item = ChunkItem::Whole {
+                path: file.path,
+                blob_id: file.blob_id,
+                outcome: FileOutcome::InvalidName(reason),
+            };
+            if tx.send(item).await.is_err() {
+                return Ok(());
+            }
+        }
+        let weight = |f: &FileEntry| f.size.filter(|&s| s <= max).unwrap_or(0);
+        let mut rest = files.as_slice();
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            for f in rest.iter().take(READ_BATCH_FILES) {
+                if n > 0 && bytes + weight(f) > READ_BATCH_BYTES {
+                    break;
+                }
+                bytes += weight(f);
+                n += 1;
+            }
+            let (batch, later) = rest.split_at(n);
+            rest = later;
+            let permits = u32::try_from(bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
+            let held = self
+                .inner
+                .read_budget
+                .clone()
+                .acquire_many_owned(permits)
+                .await
+                .map_err(|e| format!("reading files failed: {e}"))?;
+            let bodies = self
+                .inner
+                .source
+                .read(batch, max)
+                .await
+                .map_err(|e| format!("reading files failed: {e}"))?;
+            let batch = batch.to_vec();
+            let (node, limits, tx) = (node.clone(), self.inner.limits, tx.clone());
+            let open = tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .zip(bodies)
+                    .all(|(entry, body)| decode_into(entry, body, &node, max, &limits, &tx))
+            })
             .await
-            .map_err(|e| format!("reading files failed: {e}"))?;
-        let node_name = node.node_name.clone();
-        let update = NodeUpdate {
-            node_name: node.node_name.clone(),
-            head_commit: head.to_string(),
-            tree_id: node.tree_id.clone(),
-            files: Vec::new(),
-        };
-        let update = tokio::task::spawn_blocking(move || {
-            let files = new
-                .into_iter()
-                .zip(bodies)
-                .map(|(entry, body)| decode_file(entry, body, &node_name, max))
-                .collect();
-            NodeUpdate { files, ..update }
-        })
-        .await
-        .map_err(|e| format!("decoding failed: {e}"))?;
-        with_store(store, move |s| s.apply_node(update, now_ms()))
-            .await
-            .map_err(|e| format!("applying to the ledger failed: {e}"))
+            .map_err(|e| format!("decoding failed: {e}"))?;
+            drop(held);
+            if !open {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 }
 
-fn decode_file(entry: FileEntry, body: FileBody, node_name: &str, max: u64) -> FileBatch {
-    let outcome = match body {
-        FileBody::TooLarge { size } => FileOutcome::TooLarge { size, limit: max },
-        FileBody::Data(bytes) => match decode_batch(&bytes, node_name) {
-            Ok(batch) => FileOutcome::Decoded(batch.records),
-            Err(e) => FileOutcome::Unparseable(e.to_string()),
-        },
+/// Decodes one file into `tx`: its records in groups, then its end; or its
+/// rejection as a whole. Nothing of a file that cannot be read as a whole is
+/// sent. False when the receiver is gone.
+fn decode_into(
+    entry: FileEntry,
+    body: FileBody,
+    node: &str,
+    max: u64,
+    limits: &DecodeLimits,
+    tx: &mpsc::Sender<ChunkItem>,
+) -> bool {
+    let FileEntry { path, blob_id, .. } = entry;
+    let send = |item: ChunkItem| tx.blocking_send(item).is_ok();
+    let whole = |outcome: FileOutcome| {
+        send(ChunkItem::Whole {
+            path: path.clone(),
+            blob_id: blob_id.clone(),
+            outcome,
+        })
     };
-    FileBatch {
-        path: entry.path,
-        blob_id: entry.blob_id,
-        outcome,
+    let records = |group| ChunkItem::Records {
+        path: path.clone(),
+        blob_id: blob_id.clone(),
+        group,
+    };
+    let rejected = |e: BatchError| match e {
+        BatchError::TooManyRecords { limit } => FileOutcome::TooManyRecords { limit },
+        e => FileOutcome::Unparseable(e.to_string()),
+    };
+    let bytes = match body {
+        FileBody::TooLarge { size } => return whole(FileOutcome::TooLarge { size, limit: max }),
+        FileBody::Data(bytes) => bytes,
+    };
+    if bytes.len() > SMALL_FILE_BYTES {
+        if let Err(e) = check_file(&bytes, limits) {
+            return whole(rejected(e));
+        }
+        let mut open = true;
+        let decoded = decode_groups(&bytes, node, limits, &mut |group| {
+            open = send(records(group));
+            if open {
+                ControlFlow::Continue(())
+            } else {
+                ControlFlow::Break(())
+            }
+        });
+        if let Err(e) = decoded {
+            // `check_file` walked the same text with the same rules; never reached.
+            error!(file = %path, error = %e, "a checked file failed to decode; it is read again next pass");
+            return open;
+        }
+        if !open {
+            return false;
+        }
+    } else {
+        let mut groups = Vec::new();
+        let decoded = decode_groups(&bytes, node, limits, &mut |group| {
+            groups.push(group);
+            ControlFlow::Continue(())
+        });
+        if let Err(e) = decoded {
+            return whole(rejected(e));
+        }
+        drop(bytes);
+        for group in groups {
+            if !send(records(group)) {
+                return false;
+            }
+        }
     }
+    send(ChunkItem::FileEnd { path, blob_id })
 }
 
 fn add_outcome(summary: &mut AggregateSummary, o: &NodeOutcome) {

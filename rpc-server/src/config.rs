@@ -85,6 +85,12 @@ pub struct SourceArgs {
     /// Usage files larger than this are rejected without being read [default: 16777216].
     #[arg(long, env = "BILLING_MAX_FILE_BYTES", value_name = "BYTES")]
     pub max_file_bytes: Option<u64>,
+    /// Usage files with more records than this are rejected whole (too_many_records) [default: 1000000].
+    #[arg(long, env = "BILLING_MAX_RECORDS_PER_FILE", value_name = "N")]
+    pub max_records_per_file: Option<u64>,
+    /// Records costing more than this many cents are invalid [default: 100000000, i.e. 1,000,000.00].
+    #[arg(long, env = "BILLING_MAX_RECORD_CENTS", value_name = "CENTS")]
+    pub max_record_cents: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +166,8 @@ pub struct ConfigFile {
     pub forge_token_file: Option<PathBuf>,
     pub branch: Option<String>,
     pub max_file_bytes: Option<u64>,
+    pub max_records_per_file: Option<u64>,
+    pub max_record_cents: Option<i64>,
     pub listen: Option<String>,
     pub interval: Option<u64>,
     pub admin_secret_file: Option<PathBuf>,
@@ -172,7 +180,7 @@ impl ConfigFile {
         toml::from_str(&text).with_context(|| {
             format!(
                 "config file {} is not valid (keys: data_dir, repo, forge_url, forge_repo, forge_token_file, \
-                 branch, max_file_bytes, listen, interval, admin_secret_file)",
+                 branch, max_file_bytes, max_records_per_file, max_record_cents, listen, interval, admin_secret_file)",
                 path.display()
             )
         })
@@ -212,6 +220,8 @@ pub struct LedgerSettings {
     pub data_dir: PathBuf,
     pub source: SourceSpec,
     pub max_file_bytes: u64,
+    /// Per-file record limit and per-record cost ceiling.
+    pub decode_limits: billing_api::otoml::DecodeLimits,
 }
 
 impl LedgerSettings {
@@ -271,11 +281,27 @@ impl SourceArgs {
         };
         let max_file_bytes = pick(&self.max_file_bytes, &file.max_file_bytes)
             .unwrap_or(billing_api::otoml::DEFAULT_MAX_FILE_BYTES);
+        let defaults = billing_api::otoml::DecodeLimits::default();
+        let decode_limits = billing_api::otoml::DecodeLimits {
+            max_records: pick(&self.max_records_per_file, &file.max_records_per_file)
+                .unwrap_or(defaults.max_records),
+            max_record_cents: pick(&self.max_record_cents, &file.max_record_cents)
+                .unwrap_or(defaults.max_record_cents),
+        };
+        if decode_limits.max_records == 0 || decode_limits.max_record_cents < 0 {
+            bail!(
+                "--max-records-per-file must be at least 1 and --max-record-cents at least 0 \
+                 (got {} and {})",
+                decode_limits.max_records,
+                decode_limits.max_record_cents
+            );
+        }
         Ok((
             LedgerSettings {
                 data_dir,
                 source,
                 max_file_bytes,
+                decode_limits,
             },
             file,
         ))

@@ -45,7 +45,12 @@ pub fn open_store(settings: &LedgerSettings) -> anyhow::Result<Store> {
 pub fn open_aggregator(settings: &LedgerSettings) -> anyhow::Result<Aggregator> {
     let store = open_store(settings)?;
     let source = open_source(settings)?;
-    Ok(Aggregator::new(store, source, settings.max_file_bytes))
+    Ok(Aggregator::with_limits(
+        store,
+        source,
+        settings.max_file_bytes,
+        settings.decode_limits,
+    ))
 }
 
 /// One pass without a server (`rpc-server aggregate --once`).

@@ -3,7 +3,8 @@
 use billing_api::types::rfc3339_to_millis;
 
 /// Integer cents as `-1,234.56`.
-pub fn cents(value: i64) -> String {
+pub fn cents(value: impl Into<i128>) -> String {
+    let value: i128 = value.into();
     let sign = if value < 0 { "-" } else { "" };
     let abs = value.unsigned_abs();
     let units = (abs / 100).to_string();

@@ -98,6 +98,15 @@ impl Source {
         }
     }
 
+    /// Fills in the sizes the listing did not tell (object headers only, no
+    /// body is read), so that reads can be sized before they are made.
+    pub async fn fill_sizes(&self, files: Vec<FileEntry>) -> Result<Vec<FileEntry>, SourceError> {
+        match self {
+            Source::Git(s) if files.iter().any(|f| f.size.is_none()) => s.fill_sizes(files).await,
+            _ => Ok(files),
+        }
+    }
+
     /// Reads the bodies of `files`, in the same order. A file over `max_bytes`
     /// is returned as `TooLarge` without being read.
     pub async fn read(

@@ -268,6 +268,7 @@ impl RejectedRow {
             detail: self.detail.clone(),
             existing: self.existing.clone(),
             first_seen_at: millis_to_rfc3339(self.first_seen_ms),
+            record_count: None,
         }
     }
 }
@@ -293,4 +294,18 @@ impl Default for NodeRow {
             last_error: None,
         }
     }
+}
+
+/// Per-record rejections (invalid records, conflicts) of one read of one file.
+/// The first `chunks::REJECTION_SAMPLE` are stored one by one; the rest are
+/// counted by kind into one summary item (`summary_id`, 0 = none yet).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct TallyRow {
+    /// Records before this index were tallied already (by an interrupted read).
+    pub next_index: u64,
+    pub stored: u64,
+    pub omitted: u64,
+    /// Omitted records by kind of reason, at most `chunks::MAX_KINDS` kinds.
+    pub by_kind: Vec<(String, u64)>,
+    pub summary_id: u64,
 }

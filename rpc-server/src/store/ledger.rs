@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use billing_api::otoml::{MAX_KEY_BYTES, MAX_NODE_NAME_BYTES};
+use billing_api::otoml::MAX_KEY_BYTES;
 use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -13,8 +13,8 @@ use super::codec::{
     SourceRow, UserRow,
 };
 use super::{
-    FileOutcome, InvalidRecord, NodeOutcome, NodeUpdate, Page, Store, StoreError, UsageRecord,
-    bad_cursor, check_id, clamp_limit, page, seq_cursor, tables,
+    InvalidRecord, NodeOutcome, Page, Store, StoreError, UsageRecord, bad_cursor, clamp_limit,
+    page, seq_cursor, tables,
 };
 
 /// Where a record came from.
@@ -51,13 +51,17 @@ pub(crate) struct Ledger<'t> {
     user_consumed: Table<'t, u64, &'static [u8]>,
     pending: Table<'t, &'static str, &'static [u8]>,
     user_pending: Table<'t, (&'static str, &'static str), ()>,
-    rejected: Table<'t, u64, &'static [u8]>,
+    pub(super) rejected: Table<'t, u64, &'static [u8]>,
     fingerprints: Table<'t, &'static str, u64>,
+    pub(super) rejected_counts: Table<'t, u64, u64>,
+    pub(super) tallies: Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
+    /// The per-record rejections of the file being read (see `tally.rs`).
+    pub(super) tally: Option<super::tally::OpenTally>,
     pub nodes: Table<'t, &'static str, &'static [u8]>,
     user_cache: HashMap<String, Option<CachedUser>>,
     /// Records applied per node in this transaction, added to the node totals in `finish`.
     node_applied: HashMap<String, u64>,
-    buf: Vec<u8>,
+    pub(super) buf: Vec<u8>,
 }
 
 /// Result of trying to debit one record.
@@ -90,6 +94,9 @@ impl<'t> Ledger<'t> {
             user_pending: txn.open_table(tables::USER_PENDING)?,
             rejected: txn.open_table(tables::REJECTED)?,
             fingerprints: txn.open_table(tables::REJECTED_FINGERPRINTS)?,
+            rejected_counts: txn.open_table(tables::REJECTED_COUNTS)?,
+            tallies: txn.open_table(tables::FILE_TALLIES)?,
+            tally: None,
             nodes: txn.open_table(tables::NODES)?,
             user_cache: HashMap::new(),
             node_applied: HashMap::new(),
@@ -136,7 +143,6 @@ impl<'t> Ledger<'t> {
 
     /// Adds `amount` to the user's balance and total paid, checking every sum first.
     pub fn credit(&mut self, sid: &str, amount: i64) -> Result<(), StoreError> {
-        let total = self.meta.counts.total_balance_cents;
         let user = self.user(sid)?.ok_or_else(|| StoreError::NotFound {
             what: "user",
             key: sid.to_string(),
@@ -156,13 +162,10 @@ impl<'t> Ledger<'t> {
             .paid_cents
             .checked_add(amount)
             .ok_or_else(|| overflow("the total paid"))?;
-        let total = total
-            .checked_add(amount)
-            .ok_or_else(|| overflow("the sum of all balances"))?;
         user.row.balance_cents = balance;
         user.row.paid_cents = paid;
         user.dirty = true;
-        self.meta.counts.total_balance_cents = total;
+        self.meta.counts.total_balance_cents += i128::from(amount);
         Ok(())
     }
 
@@ -177,21 +180,24 @@ impl<'t> Ledger<'t> {
         commit: &str,
         path: &str,
     ) -> Result<Debit, StoreError> {
-        let total = self.meta.counts.total_balance_cents.checked_sub(cost);
         let Some(user) = self.user(sid)? else {
             return Err(StoreError::Storage(format!(
                 "user `{sid}` vanished while applying record `{key}`"
             )));
         };
+        // The sum of all balances is 128-bit, so only this user's own figures can
+        // refuse a record. And only its total consumed, in fact: payments are > 0
+        // and consumed <= i64::MAX keep balance = paid - consumed >= -i64::MAX. No
+        // later payment lowers the total consumed, so such a record is invalid for
+        // good, not worth retrying (`docs/otoml.md`).
         let balance = user.row.balance_cents.checked_sub(cost);
         let consumed = user.row.consumed_cents.checked_add(cost);
-        let (Some(balance), Some(consumed), Some(total)) = (balance, consumed, total) else {
-            let what = if balance.is_none() {
-                "the user's balance"
-            } else if consumed.is_none() {
+        let (Some(balance), Some(consumed)) = (balance, consumed) else {
+            // A balance past i64::MIN implies a total consumed past i64::MAX (see above).
+            let what = if consumed.is_none() {
                 "the user's total consumed"
             } else {
-                "the sum of all balances"
+                "the user's balance"
             };
             let reason = format!(
                 "applying {cost} cents to user `{sid}` (balance {} cents, consumed {} cents) \
@@ -223,7 +229,7 @@ impl<'t> Ledger<'t> {
         user.row.consumed_cents = consumed;
         user.dirty = true;
         user.new_seqs.push(seq);
-        self.meta.counts.total_balance_cents = total;
+        self.meta.counts.total_balance_cents -= i128::from(cost);
         // A report figure, like the pass summary: it must never decide whether money moves.
         self.outcome.cents_debited = self.outcome.cents_debited.saturating_add(cost);
 
@@ -340,7 +346,13 @@ impl<'t> Ledger<'t> {
             if self.consumed_keys.get(key)?.is_some() {
                 return self.already_applied(from, index, rec);
             }
-            return self.hold(from, index, rec);
+            let detail = format!(
+                "user `{}` is not registered; the record is held and will be applied as soon as \
+                 the user is registered (register_user)",
+                rec.user_sid
+            );
+            self.outcome.pending += 1;
+            return self.hold(from, index, rec, RejectReason::UnknownUser, detail);
         }
         match self.debit(
             key,
@@ -406,6 +418,9 @@ impl<'t> Ledger<'t> {
         detail: String,
         existing: Option<ConsumedRecord>,
     ) -> Result<(), StoreError> {
+        if !self.sample(from, index, "conflict")? {
+            return Ok(());
+        }
         let fingerprint = format!(
             "conflict\0{}\0{}\0{}\0{}",
             rec.idempotency_key, rec.user_sid, rec.node_name, rec.cost_cents
@@ -453,6 +468,9 @@ impl<'t> Ledger<'t> {
         raw: &str,
     ) -> Result<(), StoreError> {
         self.outcome.invalid += 1;
+        if !self.sample(from, index, reason)? {
+            return Ok(());
+        }
         // Content-based, so a re-commit of the same bad record adds no second item.
         let fingerprint = format!(
             "invalid\0{}\0{}\0{index}\0{}\0{reason}\0{raw}",
@@ -553,7 +571,7 @@ impl<'t> Ledger<'t> {
         Ok(())
     }
 
-    fn next_rejected_id(&mut self) -> u64 {
+    pub(super) fn next_rejected_id(&mut self) -> u64 {
         self.meta.rejected_seq += 1;
         self.meta.rejected_seq
     }
@@ -564,10 +582,12 @@ impl<'t> Ledger<'t> {
         from: Provenance<'_>,
         index: u32,
         rec: &UsageRecord,
+        reason: RejectReason,
+        detail: String,
     ) -> Result<(), StoreError> {
         let rejected_id = self.next_rejected_id();
         let reject = RejectedRow {
-            reason: RejectReason::UnknownUser,
+            reason,
             node_name: from.node.to_string(),
             file_path: from.path.to_string(),
             blob_id: from.blob.to_string(),
@@ -576,11 +596,7 @@ impl<'t> Ledger<'t> {
             idempotency_key: Some(rec.idempotency_key.clone()),
             user_sid: Some(rec.user_sid.clone()),
             cost_cents: Some(rec.cost_cents),
-            detail: format!(
-                "user `{}` is not registered; the record is held and will be applied as soon as \
-                 the user is registered (register_user)",
-                rec.user_sid
-            ),
+            detail,
             existing: None,
             first_seen_ms: self.now_ms,
             fingerprint: None,
@@ -605,7 +621,6 @@ impl<'t> Ledger<'t> {
             .insert((rec.user_sid.as_str(), rec.idempotency_key.as_str()), ())?;
         self.meta.counts.pending_records += 1;
         self.meta.counts.rejected_items += 1;
-        self.outcome.pending += 1;
         Ok(())
     }
 
@@ -674,6 +689,8 @@ impl<'t> Ledger<'t> {
                 Debit::Applied => {}
                 // Holding checks the consumed index, so this cannot happen; never apply twice.
                 Debit::AlreadyApplied => self.outcome.duplicate += 1,
+                // Only the user's own total consumed can overflow (see `debit`), and no
+                // payment lowers it: retrying would never succeed.
                 Debit::Overflow(reason) => self.invalid_record(
                     from,
                     held.record_index,
@@ -705,6 +722,7 @@ impl<'t> Ledger<'t> {
 
     /// Writes back touched users, node totals and counters.
     pub fn finish(mut self) -> Result<NodeOutcome, StoreError> {
+        self.flush_tally()?;
         let mut buf = std::mem::take(&mut self.buf);
         for (sid, cached) in &self.user_cache {
             let Some(user) = cached else { continue };
@@ -755,81 +773,6 @@ fn load_source(
 }
 
 impl Store {
-    /// Applies everything new of one node, and its new state, in one transaction.
-    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
-        check_id("node_name", &update.node_name, MAX_NODE_NAME_BYTES)?;
-        let op = format!(
-            "apply usage of node `{}` at commit {}",
-            update.node_name, update.head_commit
-        );
-        self.write(&op, |txn| {
-            let mut ledger = Ledger::open(txn, now_ms)?;
-            let mut files = txn.open_table(tables::CONSUMED_FILES)?;
-            let node = update.node_name.as_str();
-            for file in &update.files {
-                if let FileOutcome::TooLarge { .. } = file.outcome {
-                    ledger.outcome.files_too_large += 1;
-                } else {
-                    files.insert((node, file.path.as_str()), file.blob_id.as_str())?;
-                }
-                let from = Provenance {
-                    node,
-                    commit: &update.head_commit,
-                    path: &file.path,
-                    blob: &file.blob_id,
-                };
-                match &file.outcome {
-                    FileOutcome::Unparseable(error) => ledger.reject_file(
-                        from,
-                        RejectReason::Unparseable,
-                        format!(
-                            "{} (blob {}) could not be decoded: {error}. None of its records were \
-                             applied; fix the file on the node and commit it again; it will be \
-                             re-read when its content changes",
-                            file.path, file.blob_id
-                        ),
-                    )?,
-                    FileOutcome::TooLarge { size, limit } => ledger.reject_file(
-                        from,
-                        RejectReason::TooLarge,
-                        format!(
-                            "{} (blob {}) is {size} bytes, over the limit of {limit} bytes, and \
-                             was not read; split it into smaller files on the node, or raise \
-                             --max-file-bytes: it is checked again at every pass until it fits",
-                            file.path, file.blob_id
-                        ),
-                    )?,
-                    FileOutcome::Decoded(records) => {
-                        ledger.outcome.files_read += 1;
-                        if ledger.meta.counts.rejected_items > 0 {
-                            ledger.resolve_file(from, RejectReason::TooLarge)?;
-                        }
-                        for (index, record) in records.iter().enumerate() {
-                            match record {
-                                Ok(rec) => ledger.record(
-                                    from,
-                                    u32::try_from(index).unwrap_or(u32::MAX),
-                                    rec,
-                                )?,
-                                Err(invalid) => ledger.invalid(from, invalid)?,
-                            }
-                        }
-                    }
-                }
-            }
-            // A node with an oversize file keeps no tree id, so the next pass lists it again.
-            let tree_id = (ledger.outcome.files_too_large == 0).then(|| update.tree_id.clone());
-            ledger.set_node_state(node, |row| {
-                row.tree_id = tree_id;
-                row.last_commit_sha = Some(update.head_commit.clone());
-                row.last_run_at_ms = Some(now_ms);
-                row.status = billing_api::NodeStatus::Ok;
-                row.last_error = None;
-            })?;
-            ledger.finish()
-        })
-    }
-
     /// Applies every held record whose user now exists. `register_user` already
     /// does this for its user; this is the safety net each pass runs.
     pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
@@ -951,11 +894,17 @@ impl Store {
         let before = seq_cursor(cursor)?.unwrap_or(u64::MAX);
         self.read("list rejected items", |txn| {
             let table = txn.open_table(tables::REJECTED)?;
+            let counts = txn.open_table(tables::REJECTED_COUNTS)?;
             let mut items = Vec::with_capacity(limit + 1);
             for entry in table.range(..before)?.rev().take(limit + 1) {
                 let (id, bytes) = entry?;
+                let id = id.value();
                 let row: RejectedRow = codec::decode_owned(bytes.value(), "rejected item")?;
-                items.push((id.value().to_string(), row.to_api(id.value())));
+                let mut item = row.to_api(id);
+                if row.record_index.is_none() {
+                    item.record_count = counts.get(id)?.map(|n| n.value());
+                }
+                items.push((id.to_string(), item));
             }
             Ok(page(items, limit))
         })

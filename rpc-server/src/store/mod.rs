@@ -18,11 +18,13 @@
 //! `ledger.rs` (applying usage), `users.rs`, `payments.rs`, `runs.rs` (node
 //! state and aggregation runs).
 
+mod chunks;
 mod codec;
 mod ledger;
 mod payments;
 mod runs;
 mod tables;
+mod tally;
 mod users;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
 
+pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
 pub use payments::DEFAULT_PAYMENT_KIND;
 
 use codec::{META_KEY, MetaRow};
@@ -93,7 +96,9 @@ storage_errors!(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerCounts {
     pub total_users: u64,
-    pub total_balance_cents: i64,
+    /// 128-bit, so that no user's amounts can make it overflow (old rows of 64
+    /// bits decode as the same number: both are zigzag varints).
+    pub total_balance_cents: i128,
     pub overdrawn_users: u64,
     pub consumed_records: u64,
     /// Records held because their user is unknown (also listed as `unknown_user` rejections).
@@ -156,6 +161,12 @@ pub enum FileOutcome {
         size: u64,
         limit: u64,
     },
+    /// The file holds more records than the per-file limit; none was applied.
+    TooManyRecords {
+        limit: u64,
+    },
+    /// The file's name is not a real hour; the reason.
+    InvalidName(String),
 }
 
 /// What applying records did.
@@ -166,12 +177,30 @@ pub struct NodeOutcome {
     /// Files over the size limit. They are not marked consumed and their node
     /// keeps no tree id, so every pass checks them again (a raised limit takes effect).
     pub files_too_large: u64,
+    /// Files over the per-file record limit; checked again at every pass, like oversize files.
+    pub files_too_many_records: u64,
     pub applied: u64,
     pub duplicate: u64,
     pub conflict: u64,
     pub pending: u64,
     pub invalid: u64,
     pub cents_debited: i64,
+}
+
+impl NodeOutcome {
+    /// Adds the figures of another chunk of the same node.
+    pub fn add(&mut self, o: &NodeOutcome) {
+        self.files_read += o.files_read;
+        self.files_rejected += o.files_rejected;
+        self.files_too_large += o.files_too_large;
+        self.files_too_many_records += o.files_too_many_records;
+        self.applied += o.applied;
+        self.duplicate += o.duplicate;
+        self.conflict += o.conflict;
+        self.pending += o.pending;
+        self.invalid += o.invalid;
+        self.cents_debited = self.cents_debited.saturating_add(o.cents_debited);
+    }
 }
 
 /// Handle to the ledger database; cheap to clone.
@@ -238,6 +267,8 @@ impl Store {
             txn.open_table(tables::USER_PENDING)?;
             txn.open_table(tables::REJECTED)?;
             txn.open_table(tables::REJECTED_FINGERPRINTS)?;
+            txn.open_table(tables::REJECTED_COUNTS)?;
+            txn.open_table(tables::FILE_TALLIES)?;
             txn.open_table(tables::NODES)?;
             txn.open_table(tables::CONSUMED_FILES)?;
             txn.open_table(tables::RUNS)?;
@@ -309,8 +340,6 @@ impl Store {
         use redb::ReadableTableMetadata;
         self.read("recount the ledger", |txn| {
             let mut counts = LedgerCounts::default();
-            // A partial sum may leave i64 even when the total fits (the ledger only
-            // guarantees the total), so add up in i128.
             let mut total: i128 = 0;
             let users = txn.open_table(tables::USERS)?;
             for entry in users.range::<&str>(..)? {
@@ -322,8 +351,7 @@ impl Store {
                     counts.overdrawn_users += 1;
                 }
             }
-            counts.total_balance_cents = i64::try_from(total)
-                .map_err(|_| StoreError::Overflow(format!("sum of all balances is {total}")))?;
+            counts.total_balance_cents = total;
             counts.consumed_records = txn.open_table(tables::CONSUMED_KEYS)?.len()?;
             counts.pending_records = txn.open_table(tables::PENDING)?.len()?;
             counts.rejected_items = txn.open_table(tables::REJECTED)?.len()?;

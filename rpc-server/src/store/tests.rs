@@ -351,10 +351,11 @@ fn usage_overflow_rejects_the_record_only() {
 }
 
 #[test]
-fn usage_overflow_names_the_figure_that_would_overflow() {
+fn one_users_huge_charge_blocks_no_one_else() {
     let store = Store::in_memory().unwrap();
-    register(&store, "u1");
-    register(&store, "u2");
+    register(&store, "mallory");
+    register(&store, "victim");
+    pay(&store, "p1", "victim", 1000).unwrap();
     let up = update(
         "n1",
         "c1",
@@ -362,34 +363,36 @@ fn usage_overflow_names_the_figure_that_would_overflow() {
             "f",
             "b",
             vec![
-                Ok(rec("k1", "u1", "n1", i64::MAX - 10)),
-                Ok(rec("k2", "u1", "n1", 20)),
-                Ok(rec("k3", "u2", "n1", 20)),
+                Ok(rec("k1", "mallory", "n1", i64::MAX - 10)),
+                Ok(rec("k2", "mallory", "n1", 20)),
+                Ok(rec("k3", "victim", "n1", 5000)),
             ],
         )],
     );
     let out = store.apply_node(up, 1).unwrap();
-    assert_eq!((out.applied, out.invalid), (1, 2), "{out:?}");
+    // The sum of all balances is 128-bit: only mallory's own total overflows.
+    assert_eq!((out.applied, out.invalid), (2, 1), "{out:?}");
+    assert_eq!(store.get_balance("victim").unwrap().credit_balance_cents, -4000);
     let items = store.list_rejected(None, 10).unwrap().items;
-    let detail = |key: &str| {
-        items
-            .iter()
-            .find(|i| i.idempotency_key.as_deref() == Some(key))
-            .map(|i| i.detail.clone())
-            .unwrap()
-    };
-    // u1's own balance would pass i64::MIN; u2's figures fit, only the sum of balances does not.
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0].idempotency_key.as_deref(), Some("k2"));
     assert!(
-        detail("k2").contains("the user's balance"),
+        items[0].detail.contains("the user's total consumed"),
         "{}",
-        detail("k2")
+        items[0].detail
     );
-    assert!(
-        detail("k3").contains("the sum of all balances"),
-        "{}",
-        detail("k3")
+    assert_eq!(
+        store.overview_counts().unwrap().total_balance_cents,
+        1000 - 5000 - i128::from(i64::MAX - 10)
     );
-    assert_eq!(store.get_balance("u2").unwrap().credit_balance_cents, 0);
+    // Payments raise the sum of all balances past i64 without refusing anyone.
+    pay(&store, "p2", "victim", i64::MAX - 1000).unwrap();
+    pay(&store, "p3", "mallory", i64::MAX).unwrap();
+    assert_eq!(
+        store.overview_counts().unwrap().total_balance_cents,
+        i128::from(i64::MAX) * 2 - 5000 - i128::from(i64::MAX - 10)
+    );
+    assert_eq!(store.recount().unwrap(), store.overview_counts().unwrap());
 }
 
 #[test]

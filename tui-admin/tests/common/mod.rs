@@ -208,6 +208,7 @@ pub fn rejected() -> Vec<RejectedItem> {
                 file_path: "nodes/node-b/usage_2026-11-27-07.otoml".into(),
             }),
             first_seen_at: "2026-11-27T09:58:01.000Z".into(),
+            record_count: None,
         },
         RejectedItem {
             id: "rej-1".into(),
@@ -223,6 +224,7 @@ pub fn rejected() -> Vec<RejectedItem> {
             detail: "user u-9999 is not registered; held until register_user".into(),
             existing: None,
             first_seen_at: "2026-11-27T09:40:00.000Z".into(),
+            record_count: None,
         },
     ]
 }

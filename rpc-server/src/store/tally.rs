@@ -1,0 +1,180 @@
+//! A bounded sample of each file's per-record rejections. A hostile file of a
+//! million invalid records must not add a million rows: the first
+//! `REJECTION_SAMPLE` invalid records and conflicts of a file are stored one by
+//! one, the rest are counted by kind into one summary item per file, whose
+//! `record_count` says how many records it stands for.
+
+use billing_api::RejectReason;
+use redb::ReadableTable;
+
+use super::StoreError;
+use super::codec::{self, RejectedRow, TallyRow};
+use super::ledger::{Ledger, Provenance};
+
+/// Per-record rejections of one file stored one by one.
+pub const REJECTION_SAMPLE: u64 = 100;
+/// Kinds of reason counted separately in a summary; the rest count as "other".
+const MAX_KINDS: usize = 16;
+const OTHER_KIND: &str = "other reasons";
+
+/// The tally of the file being read, with where it came from.
+pub(crate) struct OpenTally {
+    node: String,
+    path: String,
+    blob: String,
+    commit: String,
+    row: TallyRow,
+    dirty: bool,
+}
+
+impl Ledger<'_> {
+    /// Whether a per-record rejection at `index` of `from` is stored one by one;
+    /// otherwise it is counted into the file's summary, or was tallied already by
+    /// an interrupted read of the same blob.
+    pub(super) fn sample(
+        &mut self,
+        from: Provenance<'_>,
+        index: u32,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        self.open_tally(from)?;
+        let tally = self.tally.as_mut().expect("opened above");
+        let index = u64::from(index);
+        if index < tally.row.next_index {
+            return Ok(false);
+        }
+        tally.row.next_index = index + 1;
+        tally.dirty = true;
+        if tally.row.stored < REJECTION_SAMPLE {
+            tally.row.stored += 1;
+            return Ok(true);
+        }
+        tally.row.omitted += 1;
+        let kind = reason_kind(reason);
+        let by_kind = &mut tally.row.by_kind;
+        let slot = match by_kind.iter().position(|(k, _)| *k == kind) {
+            Some(i) => i,
+            None if by_kind.len() < MAX_KINDS - 1 => {
+                by_kind.push((kind, 0));
+                by_kind.len() - 1
+            }
+            None => match by_kind.iter().position(|(k, _)| k == OTHER_KIND) {
+                Some(i) => i,
+                None => {
+                    by_kind.push((OTHER_KIND.to_string(), 0));
+                    by_kind.len() - 1
+                }
+            },
+        };
+        by_kind[slot].1 += 1;
+        Ok(false)
+    }
+
+    fn open_tally(&mut self, from: Provenance<'_>) -> Result<(), StoreError> {
+        if let Some(t) = &self.tally
+            && t.blob == from.blob
+            && t.path == from.path
+            && t.node == from.node
+        {
+            return Ok(());
+        }
+        self.flush_tally()?;
+        let row = match self.tallies.get((from.node, from.path, from.blob))? {
+            Some(bytes) => codec::decode_owned(bytes.value(), "file tally")?,
+            None => TallyRow::default(),
+        };
+        self.tally = Some(OpenTally {
+            node: from.node.to_string(),
+            path: from.path.to_string(),
+            blob: from.blob.to_string(),
+            commit: from.commit.to_string(),
+            row,
+            dirty: false,
+        });
+        Ok(())
+    }
+
+    /// Writes the open tally back, and its summary item when records were omitted.
+    pub(super) fn flush_tally(&mut self) -> Result<(), StoreError> {
+        let Some(mut t) = self.tally.take() else {
+            return Ok(());
+        };
+        if !t.dirty {
+            return Ok(());
+        }
+        if t.row.omitted > 0 {
+            if t.row.summary_id == 0 {
+                t.row.summary_id = self.next_rejected_id();
+                self.meta.counts.rejected_items += 1;
+            }
+            let kinds: Vec<String> = t
+                .row
+                .by_kind
+                .iter()
+                .map(|(kind, n)| format!("{kind}: {n}"))
+                .collect();
+            let row = RejectedRow {
+                reason: RejectReason::Invalid,
+                node_name: t.node.clone(),
+                file_path: t.path.clone(),
+                blob_id: t.blob.clone(),
+                commit_sha: t.commit.clone(),
+                record_index: None,
+                idempotency_key: None,
+                user_sid: None,
+                cost_cents: None,
+                detail: format!(
+                    "{} more rejected records of {} (blob {}) are counted here, not listed one by \
+                     one (the first {REJECTION_SAMPLE} are). By reason: {}. None of them was \
+                     applied; fix the file on the node and commit it again",
+                    t.row.omitted,
+                    t.path,
+                    t.blob,
+                    kinds.join("; ")
+                ),
+                existing: None,
+                first_seen_ms: self.now_ms,
+                fingerprint: None,
+            };
+            codec::encode(&row, &mut self.buf)?;
+            self.rejected.insert(t.row.summary_id, self.buf.as_slice())?;
+            self.rejected_counts
+                .insert(t.row.summary_id, t.row.omitted)?;
+        }
+        codec::encode(&t.row, &mut self.buf)?;
+        self.tallies
+            .insert((t.node.as_str(), t.path.as_str(), t.blob.as_str()), self.buf.as_slice())?;
+        Ok(())
+    }
+}
+
+/// The kind of a rejection reason: its words before the first value it quotes.
+fn reason_kind(reason: &str) -> String {
+    let end = [", got", ": ", " (", " `", " \""]
+        .iter()
+        .filter_map(|sep| reason.find(sep))
+        .min()
+        .unwrap_or(reason.len())
+        .min(80);
+    let mut end = end;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_kind;
+
+    #[test]
+    fn kinds_leave_out_the_values() {
+        assert_eq!(reason_kind("cost_cents must be >= 0, got -5"), "cost_cents must be >= 0");
+        assert_eq!(reason_kind("missing field `user_sid`"), "missing field");
+        assert_eq!(
+            reason_kind("the record is not valid TOML: invalid integer"),
+            "the record is not valid TOML"
+        );
+        assert_eq!(reason_kind("conflict"), "conflict");
+    }
+}
