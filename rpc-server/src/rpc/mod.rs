@@ -3,6 +3,7 @@
 mod api;
 mod auth;
 pub mod discover;
+mod envelope;
 mod error;
 
 use std::net::SocketAddr;
@@ -31,7 +32,10 @@ pub async fn start(
     secret: AdminSecret,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     listener.set_nonblocking(true)?;
-    let http = tower::ServiceBuilder::new().layer(auth::AuthLayer::new(secret));
+    // Auth first: nothing of an unauthorized request's body is read.
+    let http = tower::ServiceBuilder::new()
+        .layer(auth::AuthLayer::new(secret))
+        .layer(envelope::EnvelopeLayer::new(MAX_REQUEST_BYTES));
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_connections(1024)
