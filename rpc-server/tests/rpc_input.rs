@@ -442,3 +442,73 @@ fn openrpc_documents_the_refusals() {
     let info = doc["info"]["description"].as_str().unwrap();
     assert!(info.contains("notification"), "{info}");
 }
+
+/// Sends each text frame over one raw WebSocket and returns the next frame
+/// the server answers with, per message.
+async fn ws_answers(server: &TestServer, messages: &[Value]) -> Vec<Value> {
+    use jsonrpsee::client_transport::ws::{Url, WsTransportClientBuilder};
+    use jsonrpsee::core::client::{ReceivedMessage, TransportReceiverT, TransportSenderT};
+
+    let mut headers = http::HeaderMap::new();
+    headers.insert("authorization", format!("Bearer {SECRET}").parse().unwrap());
+    let (mut tx, mut rx) = WsTransportClientBuilder::default()
+        .set_headers(headers)
+        .build(Url::parse(&server.ws_url()).unwrap())
+        .await
+        .unwrap();
+    let mut answers = Vec::new();
+    for message in messages {
+        tx.send(message.to_string()).await.unwrap();
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), rx.receive())
+            .await
+            .unwrap_or_else(|_| panic!("no answer over WebSocket to {message}"))
+            .unwrap();
+        match frame {
+            ReceivedMessage::Text(text) => answers.push(parse(&text)),
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    answers
+}
+
+#[tokio::test]
+async fn websocket_notifications_and_invalid_ids_get_an_error_and_run_nothing() {
+    let (_repo, server) = started_with_user().await;
+    let answers = ws_answers(
+        &server,
+        &[
+            payment_call(None, "p-1"),
+            payment_call(Some(json!({"a": 1})), "p-2"),
+            json!([
+                payment_call(Some(json!(1)), "p-3"),
+                payment_call(None, "p-4")
+            ]),
+            // A valid call on the same socket is still answered.
+            payment_call(Some(json!(9)), "p-5"),
+        ],
+    )
+    .await;
+    for answer in &answers[..3] {
+        assert_eq!(
+            answer["error"]["code"],
+            error_codes::INVALID_REQUEST,
+            "{answer}"
+        );
+        assert_eq!(answer["id"], Value::Null, "{answer}");
+        let msg = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("`record_payment`") && msg.contains("`id`"),
+            "{msg}"
+        );
+    }
+    assert_eq!(answers[2]["error"]["data"]["refused_entries"], json!([1]));
+    assert_eq!(answers[3]["id"], 9, "{}", answers[3]);
+    assert_eq!(answers[3]["result"]["payment_id"], "p-5", "{}", answers[3]);
+    let page = server
+        .client()
+        .list_payments(None, None, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page.items.iter().map(|p| p.payment_id.as_str()).collect();
+    assert_eq!(ids, ["p-5"], "only the call with an id ran");
+}

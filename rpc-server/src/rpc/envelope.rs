@@ -32,6 +32,9 @@ pub enum Unanswerable {
     Notification { method: Option<String> },
     /// An `id` of a kind JSON-RPC does not allow (or jsonrpsee cannot echo).
     BadId { found: &'static str },
+    /// No `id` jsonrpsee could take (none, or one of a kind it cannot echo),
+    /// as seen behind jsonrpsee's parser (WebSocket).
+    NoUsableId { method: String },
     /// An object that is not a readable call; the reason.
     Malformed(String),
 }

@@ -73,6 +73,12 @@ fn unanswerable_reason(problem: &Unanswerable) -> String {
                  an `id`, e.g. \"id\": 1"
             )
         }
+        Unanswerable::NoUsableId { method } => format!(
+            "`{}` came without a usable `id` (none, or not a string, a non-negative integer or \
+             null), so its result or error could not be sent back; this server runs no \
+             notification. Send it with an `id`, e.g. \"id\": 1",
+            echo(method)
+        ),
         Unanswerable::BadId { found } => format!(
             "the `id` is {found}; an id must be a string, a non-negative integer or null. Send \
              it with e.g. \"id\": 1"
