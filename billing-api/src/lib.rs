@@ -6,6 +6,7 @@ pub mod error_codes;
 pub mod otoml;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod rpc;
+pub mod text;
 pub mod types;
 
 pub use otoml::{UsageBatch, UsageRecord};

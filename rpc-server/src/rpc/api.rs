@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::rpc::BillingApiServer;
 use billing_api::types::*;
 use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
@@ -12,7 +13,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::{invalid_params, pass_failed, store_error};
 use crate::aggregate::Aggregator;
 use crate::blocking::{now_ms, with_store};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, check_id};
 
 /// The JSON-RPC handler. Cheap to clone.
 #[derive(Clone)]
@@ -53,6 +54,16 @@ fn page_limit(limit: Option<u32>) -> RpcResult<u32> {
     }
 }
 
+/// Checks a `user_sid` a lookup names by the rules of registration, so a
+/// malformed one gets a clear invalid-params error instead of being quoted
+/// back in "not found".
+fn lookup_sid(user_sid: Option<&str>) -> RpcResult<()> {
+    match user_sid {
+        Some(sid) => check_id("user_sid", sid, MAX_SID_BYTES).map_err(store_error),
+        None => Ok(()),
+    }
+}
+
 #[async_trait]
 impl BillingApiServer for BillingRpc {
     async fn aggregate_now(&self) -> RpcResult<AggregateSummary> {
@@ -79,6 +90,7 @@ impl BillingApiServer for BillingRpc {
         limit: Option<u32>,
     ) -> RpcResult<Page<Payment>> {
         let limit = page_limit(limit)?;
+        lookup_sid(user_sid.as_deref())?;
         self.read(move |s| s.list_payments(user_sid.as_deref(), cursor.as_deref(), limit))
             .await
     }
@@ -90,6 +102,7 @@ impl BillingApiServer for BillingRpc {
         limit: Option<u32>,
     ) -> RpcResult<Page<ConsumedRecord>> {
         let limit = page_limit(limit)?;
+        lookup_sid(user_sid.as_deref())?;
         self.read(move |s| s.list_consumed(user_sid.as_deref(), cursor.as_deref(), limit))
             .await
     }
@@ -162,6 +175,7 @@ impl BillingApiServer for BillingRpc {
     async fn get_balance(&self, user_sid: String) -> RpcResult<Balance> {
         // A point read is a few microseconds of redb work, cheaper than a hop
         // to the blocking pool; this is the hottest call other services make.
+        lookup_sid(Some(&user_sid))?;
         self.store().get_balance(&user_sid).map_err(store_error)
     }
 

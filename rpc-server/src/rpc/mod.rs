@@ -3,12 +3,15 @@
 mod api;
 mod auth;
 pub mod discover;
+mod envelope;
 mod error;
+mod notifications;
 
 use std::net::SocketAddr;
 
 use billing_api::rpc::BillingApiServer;
 use jsonrpsee::RpcModule;
+use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{Server, ServerConfig, ServerHandle};
 
 pub use api::{BillingRpc, health_of};
@@ -31,14 +34,19 @@ pub async fn start(
     secret: AdminSecret,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     listener.set_nonblocking(true)?;
-    let http = tower::ServiceBuilder::new().layer(auth::AuthLayer::new(secret));
+    // Auth first: nothing of an unauthorized request's body is read.
+    let http = tower::ServiceBuilder::new()
+        .layer(auth::AuthLayer::new(secret))
+        .layer(envelope::EnvelopeLayer::new(MAX_REQUEST_BYTES));
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_connections(1024)
         .build();
+    let rpc = RpcServiceBuilder::new().layer_fn(notifications::RefuseNotifications);
     let server = Server::builder()
         .set_config(config)
         .set_http_middleware(http)
+        .set_rpc_middleware(rpc)
         .build_from_tcp(listener)?;
     let addr = server.local_addr()?;
     let handle = server.start(module(aggregator));

@@ -367,8 +367,9 @@ fn clamp_limit(limit: u32) -> usize {
 
 fn bad_cursor(cursor: &str) -> StoreError {
     StoreError::InvalidInput(format!(
-        "cursor `{cursor}` is not one this list returned; pass back `next_cursor` unchanged, \
-         or omit it to start from the beginning"
+        "cursor `{}` is not one this list returned; pass back `next_cursor` unchanged, \
+         or omit it to start from the beginning",
+        billing_api::text::echo(cursor)
     ))
 }
 
@@ -379,25 +380,28 @@ fn seq_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
         .transpose()
 }
 
-/// Checks a required identifier: non-empty and at most `max` bytes.
-fn check_id(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
+/// Checks a required identifier: non-empty, at most `max` bytes, and free of
+/// control and bidirectional-text characters (`billing_api::text`).
+pub(crate) fn check_id(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
     if value.is_empty() || value.len() > max {
         return Err(StoreError::InvalidInput(format!(
             "{what} must be 1..={max} bytes, got {} bytes",
             value.len()
         )));
     }
-    Ok(())
+    billing_api::text::check_chars(what, value).map_err(StoreError::InvalidInput)
 }
 
-/// Checks an optional free-text field: at most `MAX_TEXT_BYTES`.
+/// Checks an optional free-text field: at most `MAX_TEXT_BYTES`, and free of
+/// control and bidirectional-text characters.
 fn check_text(what: &str, value: Option<&str>) -> Result<(), StoreError> {
     match value {
         Some(v) if v.len() > MAX_TEXT_BYTES => Err(StoreError::InvalidInput(format!(
             "{what} must be at most {MAX_TEXT_BYTES} bytes, got {} bytes",
             v.len()
         ))),
-        _ => Ok(()),
+        Some(v) => billing_api::text::check_chars(what, v).map_err(StoreError::InvalidInput),
+        None => Ok(()),
     }
 }
 

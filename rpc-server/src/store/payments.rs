@@ -1,6 +1,7 @@
 //! Payments: credits to a balance, idempotent by `payment_id`.
 
 use billing_api::otoml::MAX_SID_BYTES;
+use billing_api::text::echo;
 use billing_api::{Page, Payment, RecordPayment};
 use redb::ReadableTable;
 
@@ -10,6 +11,14 @@ use super::{
     MAX_PAYMENT_ID_BYTES, Store, StoreError, check_id, check_text, clamp_limit, page, seq_cursor,
     tables,
 };
+
+/// A payment's reference as a person writes it in a message.
+fn describe_reference(reference: Option<&str>) -> String {
+    match reference {
+        Some(r) => format!("reference `{}`", echo(r)),
+        None => "no reference".to_string(),
+    }
+}
 
 /// Kind of a payment whose request names none.
 pub const DEFAULT_PAYMENT_KIND: &str = "topup";
@@ -26,14 +35,15 @@ impl Store {
             return Err(StoreError::InvalidInput(format!(
                 "amount_cents must be > 0, got {} (payment `{}`); record refunds to the user as \
                  a positive amount with kind `refund`",
-                req.amount_cents, req.payment_id
+                req.amount_cents,
+                echo(&req.payment_id)
             )));
         }
         let kind = match req.kind.as_deref() {
             Some("") => {
                 return Err(StoreError::InvalidInput(format!(
                     "kind of payment `{}` is empty; omit it for `{DEFAULT_PAYMENT_KIND}`",
-                    req.payment_id
+                    echo(&req.payment_id)
                 )));
             }
             Some(k) => k,
@@ -55,16 +65,18 @@ impl Store {
                     return Ok(stored.to_api(id));
                 }
                 return Err(StoreError::Conflict(format!(
-                    "payment `{id}` was already recorded as user `{}`, {} cents, kind `{}`, \
-                     reference {:?}; this request says user `{}`, {} cents, kind `{kind}`, \
-                     reference {:?}. Nothing was changed: use a new payment_id for a new payment",
-                    stored.user_sid,
+                    "payment `{}` was already recorded as user `{}`, {} cents, kind `{}`, {}; \
+                     this request says user `{}`, {} cents, kind `{}`, {}. Nothing was changed: \
+                     use a new payment_id for a new payment",
+                    echo(id),
+                    echo(&stored.user_sid),
                     stored.amount_cents,
-                    stored.kind,
-                    stored.reference,
-                    req.user_sid,
+                    echo(&stored.kind),
+                    describe_reference(stored.reference.as_deref()),
+                    echo(&req.user_sid),
                     req.amount_cents,
-                    req.reference
+                    echo(kind),
+                    describe_reference(req.reference.as_deref()),
                 )));
             }
             let mut ledger = Ledger::open(txn, now_ms)?;

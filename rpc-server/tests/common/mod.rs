@@ -152,3 +152,18 @@ pub fn client_with(url: &str, secret: Option<&str>) -> HttpClient {
         .build(url)
         .unwrap()
 }
+
+/// POSTs a raw JSON-RPC body (any framing `body` makes: a string or bytes go
+/// with Content-Length, a file or stream chunked) with the admin secret;
+/// returns the HTTP status and the response body.
+pub async fn post_rpc(url: &str, body: impl Into<reqwest::Body>) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(SECRET)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
