@@ -32,8 +32,39 @@ pub const MIRROR_DIR: &str = "mirror";
     long_about = None,
 )]
 pub struct Cli {
+    /// Log lines on stderr: text (coloured only on a terminal) or json (one object per line) [default: text].
+    #[arg(long, global = true, env = "BILLING_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// `--log-format`, else `BILLING_LOG_FORMAT`, else `log_format` in the
+    /// `--config` file of `serve` or `aggregate`, else text.
+    pub fn log_format(&self) -> anyhow::Result<LogFormat> {
+        if let Some(format) = self.log_format {
+            return Ok(format);
+        }
+        let config = match &self.command {
+            Command::Serve(args) => args.source.config.as_deref(),
+            Command::Aggregate(args) => args.source.config.as_deref(),
+            Command::Simulate(_) | Command::Demo(_) => None,
+        };
+        Ok(match config {
+            Some(path) => ConfigFile::load(path)?.log_format.unwrap_or_default(),
+            None => LogFormat::default(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -171,6 +202,7 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub interval: Option<u64>,
     pub admin_secret_file: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl ConfigFile {
@@ -180,7 +212,8 @@ impl ConfigFile {
         toml::from_str(&text).with_context(|| {
             format!(
                 "config file {} is not valid (keys: data_dir, repo, forge_url, forge_repo, forge_token_file, \
-                 branch, max_file_bytes, max_records_per_file, max_record_cents, listen, interval, admin_secret_file)",
+                 branch, max_file_bytes, max_records_per_file, max_record_cents, listen, interval, \
+                 admin_secret_file, log_format)",
                 path.display()
             )
         })

@@ -1,9 +1,9 @@
 //! `rpc-server`: the billing aggregator's command line. All logic lives in the library.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use billing_server::config::{Cli, Command};
+use billing_server::config::{Cli, Command, LogFormat};
 use billing_server::{demo, server, simulate};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -11,12 +11,13 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    match cli.log_format() {
+        Ok(format) => init_logging(format),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli.command).await {
         Ok(code) => code,
         Err(e) => {
@@ -68,6 +69,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args, server::shutdown_signal()).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs go to stderr; colour only when stderr is a terminal, so files and
+/// pipes get plain text, or one JSON object per line with `--log-format json`.
+fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            logs.with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init()
+        }
+        LogFormat::Json => logs.json().init(),
+    }
 }
 
 /// Prints the bound address on stdout, so scripts starting with port 0 can read it.

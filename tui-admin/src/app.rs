@@ -60,7 +60,7 @@ impl View {
 }
 
 /// Why a fetch failed, as far as the operator needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ErrorKind {
     /// HTTP 401: the admin secret is wrong.
     Unauthorized,
@@ -70,7 +70,7 @@ pub enum ErrorKind {
     Server,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FetchError {
     pub kind: ErrorKind,
     pub message: String,
@@ -120,7 +120,7 @@ impl UserSort {
 }
 
 /// What the user detail screen shows.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct UserDetailData {
     pub balance: Balance,
     pub payments: Vec<Payment>,
@@ -724,7 +724,8 @@ impl App {
     }
 
     fn receive(&mut self, data: Data) -> Vec<Command> {
-        match data {
+        // Remote text becomes visible here, before any view can read it.
+        match data.scrubbed() {
             Data::Overview(result) => {
                 self.note_result(&result);
                 self.overview.accept(result);

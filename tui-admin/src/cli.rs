@@ -1,5 +1,7 @@
 //! Command line: the dashboard flags and the non-interactive subcommands for
-//! scripts and cron, which call the same RPC as the dashboard.
+//! scripts and cron, which call the same RPC as the dashboard. Everything they
+//! print goes through [`line`] or [`json_line`], which keep control characters
+//! from the server off the terminal ([`crate::safe`]).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use billing_api::rpc::BillingApiClient;
-use billing_api::types::{MAX_PAGE_LIMIT, Page};
+use billing_api::types::{MAX_PAGE_LIMIT, Page, Payment, RejectedItem, UserBilling};
 use clap::{Args, Parser, Subcommand};
 use jsonrpsee::core::client::Error as ClientError;
 use serde::Serialize;
@@ -17,6 +19,7 @@ use crate::app::ErrorKind;
 use crate::config::{Connection, SECRET_ENV, Secret};
 use crate::fetch::classify;
 use crate::format;
+use crate::safe;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -131,10 +134,10 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 .await
                 .map_err(|e| explain(conn, "aggregate_now failed", e))?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&summary)?)?;
+                json_line(&mut out, &summary)?;
             } else {
-                for line in crate::views::aggregator::summary_lines(&summary) {
-                    writeln!(out, "{line}")?;
+                for text in crate::views::aggregator::summary_lines(&summary) {
+                    line(&mut out, &text)?;
                 }
             }
             if !summary.errors.is_empty() {
@@ -147,29 +150,32 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 .await
                 .map_err(|e| explain(conn, "aggregator_state failed", e))?;
             if json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&state)?)?;
+                json_line(&mut out, &state)?;
             } else {
-                writeln!(
-                    out,
-                    "health: {}",
-                    crate::views::overview::health_text(state.health).0
+                line(
+                    &mut out,
+                    &format!(
+                        "health: {}",
+                        crate::views::overview::health_text(state.health).0
+                    ),
                 )?;
                 match &state.last_run {
                     Some(run) => {
-                        for line in crate::views::aggregator::summary_lines(run) {
-                            writeln!(out, "{line}")?;
+                        for text in crate::views::aggregator::summary_lines(run) {
+                            line(&mut out, &text)?;
                         }
                     }
-                    None => writeln!(out, "no pass has run yet")?,
+                    None => line(&mut out, "no pass has run yet")?,
                 }
-                writeln!(
-                    out,
-                    "{:<16} {:<8} {:<24} {:>10} {:<6} LAST ERROR",
-                    "NODE", "COMMIT", "LAST RUN", "CONSUMED", "STATUS"
+                line(
+                    &mut out,
+                    &format!(
+                        "{:<16} {:<8} {:<24} {:>10} {:<6} LAST ERROR",
+                        "NODE", "COMMIT", "LAST RUN", "CONSUMED", "STATUS"
+                    ),
                 )?;
                 for n in &state.nodes {
-                    writeln!(
-                        out,
+                    let text = format!(
                         "{:<16} {:<8} {:<24} {:>10} {:<6} {}",
                         n.node_name,
                         n.last_commit_sha
@@ -183,7 +189,8 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                             billing_api::types::NodeStatus::Error => "error",
                         },
                         n.last_error.as_deref().unwrap_or("")
-                    )?;
+                    );
+                    line(&mut out, &text)?;
                 }
             }
         }
@@ -200,45 +207,28 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                             .map_err(|e| explain(conn, "list_users failed", e))
                     }
                 },
-                "SID          BALANCE          PAID      CONSUMED  NAME / EMAIL",
-                |u| {
-                    format!(
-                        "{:<10} {:>12} {:>13} {:>13}  {} {}",
-                        u.user_sid,
-                        format::cents(u.credit_balance_cents),
-                        format::cents(u.total_paid_cents),
-                        format::cents(u.total_consumed_cents),
-                        u.display_name.as_deref().unwrap_or("-"),
-                        u.email
-                            .as_deref()
-                            .map(|e| format!("<{e}>"))
-                            .unwrap_or_default()
-                    )
-                },
+                USERS_HEADER,
+                user_row,
             )
             .await?;
         }
         Command::Payments { user, list } => {
-            print_pages(&mut out, &list, |cursor, limit| {
-                let client = &client;
-                let user = user.clone();
-                async move {
-                    client
-                        .list_payments(user, cursor, Some(limit))
-                        .await
-                        .map_err(|e| explain(conn, "list_payments failed", e))
-                }
-            }, "CREATED                   USER             AMOUNT  KIND        PAYMENT ID            REFERENCE", |p| {
-                format!(
-                    "{:<25} {:<10} {:>12}  {:<10}  {:<20}  {}",
-                    p.created_at,
-                    p.user_sid,
-                    format::cents(p.amount_cents),
-                    p.kind,
-                    p.payment_id,
-                    p.reference.as_deref().unwrap_or("")
-                )
-            })
+            print_pages(
+                &mut out,
+                &list,
+                |cursor, limit| {
+                    let client = &client;
+                    let user = user.clone();
+                    async move {
+                        client
+                            .list_payments(user, cursor, Some(limit))
+                            .await
+                            .map_err(|e| explain(conn, "list_payments failed", e))
+                    }
+                },
+                PAYMENTS_HEADER,
+                payment_row,
+            )
             .await?;
         }
         Command::Rejected(list) => {
@@ -254,25 +244,74 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                             .map_err(|e| explain(conn, "list_rejected failed", e))
                     }
                 },
-                "FIRST SEEN                REASON        NODE          FILE                                         #     DETAIL",
-                |r| {
-                    format!(
-                        "{:<25} {:<13} {:<13} {:<44} {:<5} {}",
-                        r.first_seen_at,
-                        r.reason.as_str(),
-                        r.node_name,
-                        r.file_path,
-                        r.record_index
-                            .map(|i| i.to_string())
-                            .unwrap_or_else(|| "file".into()),
-                        r.detail
-                    )
-                },
+                REJECTED_HEADER,
+                rejected_row,
             )
             .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+const USERS_HEADER: &str = "SID          BALANCE          PAID      CONSUMED  NAME / EMAIL";
+
+fn user_row(u: &UserBilling) -> String {
+    format!(
+        "{:<10} {:>12} {:>13} {:>13}  {} {}",
+        u.user_sid,
+        format::cents(u.credit_balance_cents),
+        format::cents(u.total_paid_cents),
+        format::cents(u.total_consumed_cents),
+        u.display_name.as_deref().unwrap_or("-"),
+        u.email
+            .as_deref()
+            .map(|e| format!("<{e}>"))
+            .unwrap_or_default()
+    )
+}
+
+const PAYMENTS_HEADER: &str = "CREATED                   USER             AMOUNT  KIND        PAYMENT ID            REFERENCE";
+
+fn payment_row(p: &Payment) -> String {
+    format!(
+        "{:<25} {:<10} {:>12}  {:<10}  {:<20}  {}",
+        p.created_at,
+        p.user_sid,
+        format::cents(p.amount_cents),
+        p.kind,
+        p.payment_id,
+        p.reference.as_deref().unwrap_or("")
+    )
+}
+
+const REJECTED_HEADER: &str = "FIRST SEEN                REASON        NODE          FILE                                         #     DETAIL";
+
+fn rejected_row(r: &RejectedItem) -> String {
+    format!(
+        "{:<25} {:<13} {:<13} {:<44} {:<5} {}",
+        r.first_seen_at,
+        r.reason.as_str(),
+        r.node_name,
+        r.file_path,
+        r.record_index
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "file".into()),
+        r.detail
+    )
+}
+
+/// Prints one line of text; control characters from the server in it are
+/// written visibly (`\u{1b}`), never raw.
+fn line(out: &mut impl Write, text: &str) -> std::io::Result<()> {
+    writeln!(out, "{}", safe::visible(text))
+}
+
+/// Prints a value as pretty JSON: valid JSON with the real values, with the
+/// control characters `serde_json` leaves raw escaped as `\uXXXX`.
+fn json_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("encoding the answer as JSON")?;
+    writeln!(out, "{}", safe::json(&text))?;
+    Ok(())
 }
 
 /// Prints one page, or with `--all` every page, as a table or a JSON array,
@@ -306,19 +345,16 @@ where
             if args.json {
                 write!(out, "[")?;
             } else {
-                writeln!(out, "{header}")?;
+                line(out, header)?;
             }
         }
         for item in &page.items {
             if args.json {
                 let sep = if first { "\n" } else { ",\n" };
-                write!(
-                    out,
-                    "{sep}{}",
-                    serde_json::to_string(item).context("encoding a row as JSON")?
-                )?;
+                let text = serde_json::to_string(item).context("encoding a row as JSON")?;
+                write!(out, "{sep}{}", safe::json(&text))?;
             } else {
-                writeln!(out, "{}", row(item))?;
+                line(out, &row(item))?;
             }
             first = false;
         }
@@ -326,7 +362,10 @@ where
         match page.next_cursor {
             Some(next) if args.all => cursor = Some(next),
             Some(next) => {
-                eprintln!("more rows: pass --cursor {next} (or --all)");
+                eprintln!(
+                    "more rows: pass --cursor {} (or --all)",
+                    safe::visible(&next)
+                );
                 break;
             }
             None => break,
@@ -420,6 +459,102 @@ mod tests {
             text.contains(&conn.url) && text.contains("cannot reach"),
             "{text}"
         );
+    }
+
+    /// A value that would retitle the terminal, ring, return, end a C string and
+    /// turn the rest of the line around, if printed raw.
+    const HOSTILE: &str = "x\u{1b}]0;owned\u{7}\r\u{0}\u{202e}\u{9b}2J";
+
+    fn raw_controls(bytes: &[u8]) -> Vec<char> {
+        String::from_utf8_lossy(bytes)
+            .chars()
+            .filter(|c| safe::is_unsafe(*c) && *c != '\n')
+            .collect()
+    }
+
+    async fn print_hostile<T: Serialize + Clone>(
+        items: Vec<T>,
+        json: bool,
+        header: &str,
+        row: impl Fn(&T) -> String,
+    ) -> Vec<u8> {
+        let args = ListArgs {
+            json,
+            limit: 10,
+            cursor: None,
+            all: false,
+        };
+        let mut out = Vec::new();
+        print_pages(
+            &mut out,
+            &args,
+            |_, _| {
+                let items = items.clone();
+                async move {
+                    Ok(Page {
+                        items,
+                        next_cursor: None,
+                    })
+                }
+            },
+            header,
+            row,
+        )
+        .await
+        .unwrap();
+        out
+    }
+
+    fn hostile_user() -> UserBilling {
+        UserBilling {
+            user_sid: format!("u{HOSTILE}"),
+            display_name: Some(HOSTILE.into()),
+            email: Some(format!("{HOSTILE}@example.org")),
+            created_at: "2026-11-27T09:00:00.000Z".into(),
+            credit_balance_cents: 1,
+            total_paid_cents: 1,
+            total_consumed_cents: 0,
+        }
+    }
+
+    fn hostile_payment() -> Payment {
+        Payment {
+            payment_id: format!("pay{HOSTILE}"),
+            user_sid: format!("u{HOSTILE}"),
+            amount_cents: 100,
+            kind: HOSTILE.into(),
+            reference: Some(HOSTILE.into()),
+            created_at: "2026-11-27T09:00:00.000Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn users_and_payments_tables_print_control_characters_visibly() {
+        let users = print_hostile(vec![hostile_user()], false, USERS_HEADER, user_row).await;
+        let payments =
+            print_hostile(vec![hostile_payment()], false, PAYMENTS_HEADER, payment_row).await;
+        for out in [users, payments] {
+            assert_eq!(raw_controls(&out), Vec::<char>::new());
+            let text = String::from_utf8(out).unwrap();
+            assert!(
+                text.contains("x\\u{1b}]0;owned\\u{7}\\u{d}\\u{0}\\u{202e}\\u{9b}2J"),
+                "{text}"
+            );
+            assert_eq!(text.lines().count(), 2, "one header, one row: {text}");
+        }
+    }
+
+    #[tokio::test]
+    async fn json_output_keeps_the_real_values_without_raw_controls() {
+        let out = print_hostile(vec![hostile_user()], true, USERS_HEADER, user_row).await;
+        assert_eq!(raw_controls(&out), Vec::<char>::new());
+        let back: Vec<UserBilling> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, vec![hostile_user()]);
+
+        let out = print_hostile(vec![hostile_payment()], true, PAYMENTS_HEADER, payment_row).await;
+        assert_eq!(raw_controls(&out), Vec::<char>::new());
+        let back: Vec<Payment> = serde_json::from_slice(&out).unwrap();
+        assert_eq!(back, vec![hostile_payment()]);
     }
 
     #[tokio::test]

@@ -15,5 +15,6 @@ pub mod fetch;
 pub mod format;
 pub mod remote;
 pub mod run;
+pub mod safe;
 pub mod ui;
 pub mod views;

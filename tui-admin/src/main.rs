@@ -16,7 +16,8 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Errors quote server messages: no raw control character may pass.
+            eprintln!("error: {}", tui_admin::safe::visible(&format!("{err:#}")));
             ExitCode::FAILURE
         }
     }

@@ -1,9 +1,41 @@
 //! Request state of fetched data: [`Remote`] for a single value and [`Paged`]
-//! for one page of a server-side list with the cursors to move between pages.
+//! for one page of a server-side list with the cursors to move between pages;
+//! [`Data::scrubbed`] cleans every answer before it is stored.
 
 use billing_api::types::Page;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use crate::app::Fetched;
+use crate::app::{Data, Fetched};
+use crate::safe::scrub;
+
+impl Data {
+    /// The same answer with every string from the server made visible
+    /// ([`crate::safe::visible`]), so no view can show a raw control character.
+    /// Page cursors stay as the server sent them (they are only sent back, never
+    /// shown), and so does what the dashboard itself asked for (requests, sids).
+    /// No wildcard arm: a new variant does not compile until it is handled here.
+    pub(crate) fn scrubbed(self) -> Data {
+        fn page<T: Serialize + DeserializeOwned>(result: Fetched<Page<T>>) -> Fetched<Page<T>> {
+            result.map_err(scrub).map(|page| Page {
+                items: scrub(page.items),
+                next_cursor: page.next_cursor,
+            })
+        }
+        match self {
+            Data::Overview(result) => Data::Overview(scrub(result)),
+            Data::State(result) => Data::State(scrub(result)),
+            Data::Runs(result) => Data::Runs(scrub(result)),
+            Data::Users(req, result) => Data::Users(req, page(result)),
+            Data::Payments(req, result) => Data::Payments(req, page(result)),
+            Data::Rejected(req, result) => Data::Rejected(req, page(result)),
+            Data::Detail(sid, result) => Data::Detail(sid, scrub(result)),
+            Data::Aggregated(result) => Data::Aggregated(scrub(result)),
+            Data::RunNotified(summary) => Data::RunNotified(scrub(summary)),
+            Data::Live(live) => Data::Live(live),
+        }
+    }
+}
 
 /// One value fetched from the server, with its request state. The last good
 /// value stays while a refresh is in flight or after it failed.

@@ -42,6 +42,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Some(popup) => views::aggregator::draw_popup(frame, body, popup),
         None => {}
     }
+    crate::safe::guard(frame.buffer_mut());
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
