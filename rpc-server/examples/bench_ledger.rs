@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
                     branch: "main".into(),
                 },
                 max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+                store: Default::default(),
             })?;
             let first = aggregator
                 .run_pass()

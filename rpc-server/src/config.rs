@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::rpc::AdminSecret;
+use crate::store::{DEFAULT_KEEP_RUNS, StoreOptions};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -51,6 +52,12 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run a self-contained demo: simulated repo, users, payments, a secret, then serve.
     Demo(DemoArgs),
+    /// Check the ledger's counters against its rows (and repair the counters).
+    #[command(
+        after_help = "Exit status: 0 consistent (or repaired); 3 inconsistent (the report says what \
+                      differs); 1 the check could not run (e.g. a running server holds the ledger: stop it first)."
+    )]
+    Verify(VerifyArgs),
 }
 
 /// Where usage comes from, and where the ledger lives.
@@ -85,6 +92,12 @@ pub struct SourceArgs {
     /// Usage files larger than this are rejected without being read [default: 16777216].
     #[arg(long, env = "BILLING_MAX_FILE_BYTES", value_name = "BYTES")]
     pub max_file_bytes: Option<u64>,
+    /// Aggregation runs kept in the ledger (older ones are dropped; totals over all runs stay) [default: 10000].
+    #[arg(long, env = "BILLING_KEEP_RUNS", value_name = "N")]
+    pub keep_runs: Option<u64>,
+    /// Accept an empty (0-byte) ledger.redb as a new, empty ledger (otherwise refused as damaged).
+    #[arg(long)]
+    pub init: bool,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +125,35 @@ pub struct AggregateArgs {
     /// Print the pass summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// TOML config file (only its data_dir is used).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Rewrite the stored counters from the rows, then check again.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+impl VerifyArgs {
+    /// Path of the ledger file to check.
+    pub fn ledger_path(&self) -> anyhow::Result<PathBuf> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        Ok(data_dir.join(LEDGER_FILE))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +205,7 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     pub interval: Option<u64>,
     pub admin_secret_file: Option<PathBuf>,
+    pub keep_runs: Option<u64>,
 }
 
 impl ConfigFile {
@@ -172,7 +215,7 @@ impl ConfigFile {
         toml::from_str(&text).with_context(|| {
             format!(
                 "config file {} is not valid (keys: data_dir, repo, forge_url, forge_repo, forge_token_file, \
-                 branch, max_file_bytes, listen, interval, admin_secret_file)",
+                 branch, max_file_bytes, listen, interval, admin_secret_file, keep_runs)",
                 path.display()
             )
         })
@@ -212,6 +255,8 @@ pub struct LedgerSettings {
     pub data_dir: PathBuf,
     pub source: SourceSpec,
     pub max_file_bytes: u64,
+    /// How to open the ledger (`--init`, `--keep-runs`).
+    pub store: StoreOptions,
 }
 
 impl LedgerSettings {
@@ -271,11 +316,21 @@ impl SourceArgs {
         };
         let max_file_bytes = pick(&self.max_file_bytes, &file.max_file_bytes)
             .unwrap_or(billing_api::otoml::DEFAULT_MAX_FILE_BYTES);
+        let keep_runs = pick(&self.keep_runs, &file.keep_runs).unwrap_or(DEFAULT_KEEP_RUNS);
+        if keep_runs == 0 {
+            bail!("--keep-runs must be at least 1 (the last run gives the aggregator's health)");
+        }
+        let store = StoreOptions {
+            init: self.init,
+            keep_runs,
+            ..StoreOptions::default()
+        };
         Ok((
             LedgerSettings {
                 data_dir,
                 source,
                 max_file_bytes,
+                store,
             },
             file,
         ))

@@ -57,6 +57,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
             branch: "main".into(),
         },
         max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+        store: Default::default(),
     };
     {
         let store = crate::server::open_store(&ledger)?;

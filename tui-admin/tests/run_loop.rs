@@ -57,6 +57,7 @@ async fn start_server() -> TestServer {
                 branch: "main".into(),
             },
             max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+            store: Default::default(),
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         interval: None,

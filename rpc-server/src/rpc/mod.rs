@@ -31,7 +31,8 @@ pub async fn start(
     secret: AdminSecret,
 ) -> anyhow::Result<(SocketAddr, ServerHandle)> {
     listener.set_nonblocking(true)?;
-    let http = tower::ServiceBuilder::new().layer(auth::AuthLayer::new(secret));
+    let http = tower::ServiceBuilder::new()
+        .layer(auth::AuthLayer::new(secret, aggregator.store().clone()));
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)
         .max_connections(1024)

@@ -294,3 +294,7 @@ impl Default for NodeRow {
         }
     }
 }
+
+/// Key of the `runs::RunTotals` row in the `META` table: figures over every
+/// recorded run, pruned ones included.
+pub(crate) const RUN_TOTALS_KEY: &str = "run_totals";
