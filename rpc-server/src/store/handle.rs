@@ -27,6 +27,8 @@ use super::{Store, StoreError};
 /// First wait before re-opening a failed database; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// Bytes a scratch file next to the ledger must take before re-opening is tried.
+const PROBE_BYTES: usize = 1024 * 1024;
 /// Pass summaries kept while the ledger cannot record them (oldest dropped first).
 const MAX_DEFERRED_RUNS: usize = 100;
 
@@ -186,13 +188,16 @@ impl Store {
         lock(&self.shared.writes_refused).clone()
     }
 
-    /// Drops the failed database and opens it again.
+    /// Drops the failed database and opens it again. Only once a scratch file
+    /// of 1 MiB can be written next to it: until then re-opening would fail
+    /// too, and the old handle keeps answering the reads redb still serves.
     fn reopen(&self) -> Result<(), StoreError> {
         let Some(path) = &self.shared.path else {
             return Err(StoreError::Storage(
                 "an in-memory ledger cannot be re-opened".into(),
             ));
         };
+        probe_space(path)?;
         let old = self
             .shared
             .db
@@ -242,6 +247,23 @@ impl Store {
     pub fn deferred_runs(&self) -> usize {
         lock(&self.shared.deferred_runs).len()
     }
+}
+
+fn probe_space(ledger: &std::path::Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    let probe = ledger.with_extension("redb.space-probe");
+    let written = std::fs::File::create(&probe).and_then(|mut f| {
+        f.write_all(&vec![0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|e| {
+        StoreError::Io(format!(
+            "cannot write a {} KiB scratch file {} yet ({e})",
+            PROBE_BYTES / 1024,
+            probe.display()
+        ))
+    })
 }
 
 /// The recovery thread: re-opens the database with backoff until it works,
