@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
                 decode_limits: billing_api::otoml::DecodeLimits::default(),
+                store: Default::default(),
             })?;
             let first = aggregator
                 .run_pass()

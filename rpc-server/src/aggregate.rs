@@ -165,7 +165,14 @@ impl Aggregator {
         match recorded {
             Ok(run_id) => summary.run_id = run_id,
             Err(e) => {
-                let message = format!("could not record the pass summary: {e}");
+                // A storage failure keeps the summary in the store's memory; it is
+                // recorded (with a run id) as soon as the ledger works again.
+                let kept = if matches!(e, crate::store::StoreError::Io(_)) {
+                    "; it is kept in memory and recorded once the ledger works again"
+                } else {
+                    ""
+                };
+                let message = format!("could not record the pass summary: {e}{kept}");
                 summary.errors.push(NodeError {
                     node_name: None,
                     message: message.clone(),

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::rpc::AdminSecret;
+use crate::store::{DEFAULT_KEEP_RUNS, StoreOptions};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -82,6 +83,12 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Run a self-contained demo: simulated repo, users, payments, a secret, then serve.
     Demo(DemoArgs),
+    /// Check the ledger's counters against its rows (and repair the counters).
+    #[command(
+        after_help = "Exit status: 0 consistent (or repaired); 3 inconsistent (the report says what \
+                      differs); 1 the check could not run (e.g. a running server holds the ledger: stop it first)."
+    )]
+    Verify(VerifyArgs),
 }
 
 /// Where usage comes from, and where the ledger lives.
@@ -122,6 +129,12 @@ pub struct SourceArgs {
     /// Records costing more than this many cents are invalid [default: 100000000, i.e. 1,000,000.00].
     #[arg(long, env = "BILLING_MAX_RECORD_CENTS", value_name = "CENTS")]
     pub max_record_cents: Option<i64>,
+    /// Aggregation runs kept in the ledger (older ones are dropped; totals over all runs stay) [default: 10000].
+    #[arg(long, env = "BILLING_KEEP_RUNS", value_name = "N")]
+    pub keep_runs: Option<u64>,
+    /// Accept an empty (0-byte) ledger.redb as a new, empty ledger (otherwise refused as damaged).
+    #[arg(long)]
+    pub init: bool,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +162,35 @@ pub struct AggregateArgs {
     /// Print the pass summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// TOML config file (only its data_dir is used).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Rewrite the stored counters from the rows, then check again.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+impl VerifyArgs {
+    /// Path of the ledger file to check.
+    pub fn ledger_path(&self) -> anyhow::Result<PathBuf> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        Ok(data_dir.join(LEDGER_FILE))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -203,6 +245,7 @@ pub struct ConfigFile {
     pub interval: Option<u64>,
     pub admin_secret_file: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
+    pub keep_runs: Option<u64>,
 }
 
 impl ConfigFile {
@@ -213,7 +256,7 @@ impl ConfigFile {
             format!(
                 "config file {} is not valid (keys: data_dir, repo, forge_url, forge_repo, forge_token_file, \
                  branch, max_file_bytes, max_records_per_file, max_record_cents, listen, interval, \
-                 admin_secret_file, log_format)",
+                 admin_secret_file, log_format, keep_runs)",
                 path.display()
             )
         })
@@ -255,6 +298,8 @@ pub struct LedgerSettings {
     pub max_file_bytes: u64,
     /// Per-file record limit and per-record cost ceiling.
     pub decode_limits: billing_api::otoml::DecodeLimits,
+    /// How to open the ledger (`--init`, `--keep-runs`).
+    pub store: StoreOptions,
 }
 
 impl LedgerSettings {
@@ -329,12 +374,22 @@ impl SourceArgs {
                 decode_limits.max_record_cents
             );
         }
+        let keep_runs = pick(&self.keep_runs, &file.keep_runs).unwrap_or(DEFAULT_KEEP_RUNS);
+        if keep_runs == 0 {
+            bail!("--keep-runs must be at least 1 (the last run gives the aggregator's health)");
+        }
+        let store = StoreOptions {
+            init: self.init,
+            keep_runs,
+            ..StoreOptions::default()
+        };
         Ok((
             LedgerSettings {
                 data_dir,
                 source,
                 max_file_bytes,
                 decode_limits,
+                store,
             },
             file,
         ))

@@ -58,6 +58,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         },
         max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
         decode_limits: billing_api::otoml::DecodeLimits::default(),
+        store: Default::default(),
     };
     {
         let store = crate::server::open_store(&ledger)?;

@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    ignore_file_size_signal();
     match command {
         Command::Serve(args) => {
             let settings = args.resolve()?;
@@ -67,6 +68,19 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Demo(args) => demo::run(args, server::shutdown_signal()).await?,
+        Command::Verify(args) => {
+            let (report, repaired) = server::verify(&args.ledger_path()?, args.repair)?;
+            if args.json {
+                let mut value = serde_json::to_value(&report)?;
+                value["repaired_counters"] = serde_json::to_value(repaired)?;
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                print!("{}", server::verify_text(&report, repaired.as_ref()));
+            }
+            if !report.consistent {
+                return Ok(ExitCode::from(3));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -86,6 +100,21 @@ fn init_logging(format: LogFormat) {
                 .init()
         }
         LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// A write past a file size limit (`ulimit -f`) raises SIGXFSZ, which kills
+/// the process by default; caught, the write fails with EFBIG instead and the
+/// ledger reports and recovers from it like from a full disk.
+fn ignore_file_size_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let kind = SignalKind::from_raw(rustix::process::Signal::XFSZ.as_raw());
+        // The handler stays installed after the stream is dropped.
+        if let Err(e) = signal(kind) {
+            tracing::warn!(error = %e, "cannot catch SIGXFSZ; a file size limit would stop the server");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::aggregate::Aggregator;
 use crate::config::{LedgerSettings, ServeSettings, SourceSpec};
 use crate::source::{Source, git::GitSource};
-use crate::store::Store;
+use crate::store::{Depth, LedgerCounts, Store, StoreOptions, VerifyReport};
 
 /// Opens the configured billing repo.
 pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
@@ -38,7 +38,7 @@ pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
 pub fn open_store(settings: &LedgerSettings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create the data dir {}", settings.data_dir.display()))?;
-    Ok(Store::open(&settings.ledger_path())?)
+    Ok(Store::open_with(&settings.ledger_path(), settings.store)?)
 }
 
 /// Opens the ledger and the source and builds the aggregator.
@@ -104,6 +104,63 @@ pub async fn serve(
     // An aborted pass is safe (each node is one transaction); wait for it to unwind.
     let _ = background.await;
     Ok(())
+}
+
+/// `rpc-server verify`: the full check of the ledger at `path`, after
+/// rewriting the counters from the rows if `repair`. Returns the report and
+/// the counters written by the repair.
+pub fn verify(
+    path: &std::path::Path,
+    repair: bool,
+) -> anyhow::Result<(VerifyReport, Option<LedgerCounts>)> {
+    if !path.exists() {
+        anyhow::bail!(
+            "there is no ledger at {}; pass the data dir of the aggregator with --data-dir",
+            path.display()
+        );
+    }
+    let options = StoreOptions {
+        check: false,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(path, options)?;
+    let repaired = if repair {
+        Some(store.repair_counters()?)
+    } else {
+        None
+    };
+    Ok((store.verify(Depth::Full)?, repaired))
+}
+
+/// The text form of a verify report.
+pub fn verify_text(report: &VerifyReport, repaired: Option<&LedgerCounts>) -> String {
+    let mut out = String::new();
+    if repaired.is_some() {
+        out += "counters rewritten from the rows\n";
+    }
+    out += &format!(
+        "ledger {}: {} ({} users checked in {} ms)\n",
+        report.ledger,
+        if report.consistent {
+            "consistent"
+        } else {
+            "INCONSISTENT"
+        },
+        report.users_checked,
+        report.elapsed_ms
+    );
+    for finding in &report.findings {
+        out += &format!("  {finding}\n");
+    }
+    if report.more_findings > 0 {
+        out += &format!("  … and {} more\n", report.more_findings);
+    }
+    if !report.consistent {
+        out += "Counters that differ from the rows: stop the server, run `rpc-server verify --repair` \
+                and restart. Rows that disagree with each other (balance, totals) are damaged: \
+                restore the ledger from a backup.\n";
+    }
+    out
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -58,6 +58,7 @@ async fn start_server() -> TestServer {
             },
             max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
             decode_limits: billing_api::otoml::DecodeLimits::default(),
+            store: Default::default(),
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         interval: None,

@@ -132,7 +132,7 @@ impl BillingApiServer for BillingRpc {
             let last_run = s.last_run()?;
             let nodes = s.nodes()?.iter().map(|n| n.to_api()).collect();
             Ok(AggregatorState {
-                health: health_of(last_run.as_ref()),
+                health: overall_health(s, last_run.as_ref()),
                 last_run,
                 nodes,
             })
@@ -190,7 +190,7 @@ impl BillingApiServer for BillingRpc {
                 consumed_records: counts.consumed_records,
                 pending_records: counts.pending_records,
                 rejected_items: counts.rejected_items,
-                health: health_of(last_run.as_ref()),
+                health: overall_health(s, last_run.as_ref()),
                 last_run_at: last_run.map(|r| r.finished_at),
             })
         })
@@ -220,6 +220,15 @@ impl BillingApiServer for BillingRpc {
                 },
             }
         }
+    }
+}
+
+/// The ledger failing (storage error, counters that disagree with the rows)
+/// → failing, whatever the last pass did; `GET /health` gives the reason.
+fn overall_health(store: &Store, last_run: Option<&AggregateSummary>) -> Health {
+    match store.problem() {
+        Some(_) => Health::Failing,
+        None => health_of(last_run),
     }
 }
 

@@ -1,5 +1,6 @@
 //! HTTP layer in front of every JSON-RPC call and WebSocket upgrade: answers
-//! `GET /health` without auth and requires `Authorization: Bearer <secret>`
+//! `GET /health` without auth (200, or 503 with the reason while the ledger
+//! fails) and requires `Authorization: Bearer <secret>`
 //! for everything else. The secret is compared in constant time and never logged.
 
 use std::future::Future;
@@ -10,6 +11,8 @@ use std::task::{Context, Poll};
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use subtle::ConstantTimeEq;
 use tower::{Layer, Service};
+
+use crate::store::Store;
 
 /// The admin secret; `Debug` never shows it.
 #[derive(Clone)]
@@ -51,11 +54,13 @@ impl std::fmt::Debug for AdminSecret {
 #[derive(Clone, Debug)]
 pub struct AuthLayer {
     secret: AdminSecret,
+    store: Store,
 }
 
 impl AuthLayer {
-    pub fn new(secret: AdminSecret) -> Self {
-        Self { secret }
+    /// `store` is asked for its health on `GET /health`.
+    pub fn new(secret: AdminSecret, store: Store) -> Self {
+        Self { secret, store }
     }
 }
 
@@ -66,6 +71,7 @@ impl<S> Layer<S> for AuthLayer {
         Auth {
             inner,
             secret: self.secret.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -74,6 +80,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     secret: AdminSecret,
+    store: Store,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -94,7 +101,8 @@ where
 
     fn call(&mut self, request: HttpRequest<B>) -> Self::Future {
         if request.method() == http::Method::GET && request.uri().path() == "/health" {
-            return Box::pin(async { Ok(health()) });
+            let response = health(&self.store);
+            return Box::pin(async { Ok(response) });
         }
         let header = request
             .headers()
@@ -117,13 +125,28 @@ fn json_response(status: http::StatusCode, body: String) -> HttpResponse {
         .expect("static response parts are valid")
 }
 
-fn health() -> HttpResponse {
-    let body = serde_json::json!({
-        "status": "ok",
-        "service": "billing-aggregator",
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    json_response(http::StatusCode::OK, body.to_string())
+/// 200 `{"status":"ok"}`, or 503 `{"status":"failing","reason":…}` while the
+/// ledger's storage fails or its counters disagree with its rows.
+fn health(store: &Store) -> HttpResponse {
+    match store.problem() {
+        None => {
+            let body = serde_json::json!({
+                "status": "ok",
+                "service": "billing-aggregator",
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            json_response(http::StatusCode::OK, body.to_string())
+        }
+        Some(reason) => {
+            let body = serde_json::json!({
+                "status": "failing",
+                "reason": reason,
+                "service": "billing-aggregator",
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            json_response(http::StatusCode::SERVICE_UNAVAILABLE, body.to_string())
+        }
+    }
 }
 
 fn unauthorized() -> HttpResponse {

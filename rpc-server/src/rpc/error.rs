@@ -16,7 +16,10 @@ pub fn store_error(e: StoreError) -> ErrorObjectOwned {
         StoreError::NotFound { .. } => error_codes::NOT_FOUND,
         StoreError::Conflict(_) => error_codes::CONFLICT,
         StoreError::InvalidInput(_) | StoreError::Overflow(_) => error_codes::INVALID_PARAMS,
-        StoreError::Locked { .. } | StoreError::Storage(_) => error_codes::INTERNAL,
+        StoreError::Locked { .. }
+        | StoreError::Storage(_)
+        | StoreError::Io(_)
+        | StoreError::WritesRefused(_) => error_codes::INTERNAL,
     };
     ErrorObjectOwned::owned(code, e.to_string(), None::<()>)
 }

@@ -36,7 +36,7 @@ pub async fn start(
     listener.set_nonblocking(true)?;
     // Auth first: nothing of an unauthorized request's body is read.
     let http = tower::ServiceBuilder::new()
-        .layer(auth::AuthLayer::new(secret))
+        .layer(auth::AuthLayer::new(secret, aggregator.store().clone()))
         .layer(envelope::EnvelopeLayer::new(MAX_REQUEST_BYTES));
     let config = ServerConfig::builder()
         .max_request_body_size(MAX_REQUEST_BYTES)

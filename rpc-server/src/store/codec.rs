@@ -309,3 +309,6 @@ pub(crate) struct TallyRow {
     pub by_kind: Vec<(String, u64)>,
     pub summary_id: u64,
 }
+/// Key of the `runs::RunTotals` row in the `META` table: figures over every
+/// recorded run, pruned ones included.
+pub(crate) const RUN_TOTALS_KEY: &str = "run_totals";

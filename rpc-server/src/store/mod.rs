@@ -16,16 +16,19 @@
 //!
 //! Layout: `tables.rs` (table definitions), `codec.rs` (row encodings),
 //! `ledger.rs` (applying usage), `users.rs`, `payments.rs`, `runs.rs` (node
-//! state and aggregation runs).
+//! state and aggregation runs), `handle.rs` (the database handle, storage
+//! failures and recovery), `verify.rs` (consistency check of counters and rows).
 
 mod chunks;
 mod codec;
+mod handle;
 mod ledger;
 mod payments;
 mod runs;
 mod tables;
 mod tally;
 mod users;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +41,8 @@ pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedI
 
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
 pub use payments::DEFAULT_PAYMENT_KIND;
+pub use runs::RunTotals;
+pub use verify::{Depth, Finding, VerifyReport};
 
 use codec::{META_KEY, MetaRow};
 
@@ -71,13 +76,24 @@ pub enum StoreError {
     Overflow(String),
     #[error("ledger storage error: {0}")]
     Storage(String),
+    /// The storage failed (disk full, I/O error); the ledger re-opens itself once it works.
+    #[error("ledger storage failed: {0}")]
+    Io(String),
+    /// The ledger's counters disagreed with its rows at start; reads still work.
+    #[error("ledger writes refused: {0}")]
+    WritesRefused(String),
 }
 
 macro_rules! storage_errors {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Storage(e.to_string())
+                let e: redb::Error = e.into();
+                if handle::is_io(&e) {
+                    StoreError::Io(e.to_string())
+                } else {
+                    StoreError::Storage(e.to_string())
+                }
             }
         }
     )*};
@@ -203,25 +219,93 @@ impl NodeOutcome {
     }
 }
 
+/// How to open the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Accept an empty (zero-length) ledger file as a new ledger. Without it an
+    /// empty file is refused: it is usually a ledger lost to a full disk or a bad copy.
+    pub init: bool,
+    /// Aggregation runs kept in the runs table (the oldest are dropped; their
+    /// figures stay in `RunTotals`). At least 1.
+    pub keep_runs: u64,
+    /// Check the stored counters against the rows at open (see `verify`); on a
+    /// mismatch the store serves reads but refuses writes.
+    pub check: bool,
+}
+
+/// Default of `StoreOptions::keep_runs`.
+pub const DEFAULT_KEEP_RUNS: u64 = 10_000;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            init: false,
+            keep_runs: DEFAULT_KEEP_RUNS,
+            check: true,
+        }
+    }
+}
+
 /// Handle to the ledger database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Database>,
-    /// Where the database lives, for error messages.
-    location: Arc<str>,
+    shared: Arc<handle::Shared>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("location", &self.location)
+            .field("location", &self.shared.location)
             .finish()
     }
 }
 
+/// Creates every table up front so read transactions never meet a missing table.
+fn create_tables(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write()?;
+    txn.open_table(tables::META)?;
+    txn.open_table(tables::USERS)?;
+    txn.open_table(tables::PAYMENTS)?;
+    txn.open_table(tables::PAYMENT_LOG)?;
+    txn.open_table(tables::USER_PAYMENTS)?;
+    txn.open_table(tables::CONSUMED_KEYS)?;
+    txn.open_table(tables::CONSUMED_LOG)?;
+    txn.open_table(tables::CONSUMED_SOURCES)?;
+    txn.open_table(tables::USER_CONSUMED)?;
+    txn.open_table(tables::PENDING)?;
+    txn.open_table(tables::USER_PENDING)?;
+    txn.open_table(tables::REJECTED)?;
+    txn.open_table(tables::REJECTED_FINGERPRINTS)?;
+    txn.open_table(tables::REJECTED_COUNTS)?;
+    txn.open_table(tables::FILE_TALLIES)?;
+    txn.open_table(tables::NODES)?;
+    txn.open_table(tables::CONSUMED_FILES)?;
+    txn.open_table(tables::RUNS)?;
+    txn.commit()?;
+    Ok(())
+}
+
 impl Store {
-    /// Opens the ledger at `path`, creating it if missing.
+    /// Opens the ledger at `path`, creating it if missing, with default options.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens the ledger at `path`, creating it if missing.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if !options.init
+            && let Ok(meta) = std::fs::metadata(path)
+            && meta.is_file()
+            && meta.len() == 0
+        {
+            return Err(StoreError::Storage(format!(
+                "the ledger database {} is empty (0 bytes): it was probably cut short by a full \
+                 disk or a failed copy, and opening it would start a new, empty ledger. Restore \
+                 it from a backup; or, to really start a fresh ledger, delete the file or pass \
+                 --init",
+                path.display()
+            )));
+        }
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
@@ -236,7 +320,16 @@ impl Store {
                     path.display()
                 )),
             })?;
-        Self::init(db, path.display().to_string())
+        let store = Self::init(
+            db,
+            path.display().to_string(),
+            Some(path.to_path_buf()),
+            options,
+        )?;
+        if options.check {
+            store.check_at_open()?;
+        }
+        Ok(store)
     }
 
     /// A ledger in memory, for tests.
@@ -244,37 +337,24 @@ impl Store {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| StoreError::Storage(format!("cannot create an in-memory ledger: {e}")))?;
-        Self::init(db, "(in memory)".to_string())
+        Self::init(db, "(in memory)".to_string(), None, StoreOptions::default())
     }
 
-    fn init(db: Database, location: String) -> Result<Store, StoreError> {
-        let store = Store {
-            db: Arc::new(db),
-            location: location.into(),
-        };
-        // Create every table up front so read transactions never meet a missing table.
-        store.write("initialize the ledger", |txn| {
-            txn.open_table(tables::META)?;
-            txn.open_table(tables::USERS)?;
-            txn.open_table(tables::PAYMENTS)?;
-            txn.open_table(tables::PAYMENT_LOG)?;
-            txn.open_table(tables::USER_PAYMENTS)?;
-            txn.open_table(tables::CONSUMED_KEYS)?;
-            txn.open_table(tables::CONSUMED_LOG)?;
-            txn.open_table(tables::CONSUMED_SOURCES)?;
-            txn.open_table(tables::USER_CONSUMED)?;
-            txn.open_table(tables::PENDING)?;
-            txn.open_table(tables::USER_PENDING)?;
-            txn.open_table(tables::REJECTED)?;
-            txn.open_table(tables::REJECTED_FINGERPRINTS)?;
-            txn.open_table(tables::REJECTED_COUNTS)?;
-            txn.open_table(tables::FILE_TALLIES)?;
-            txn.open_table(tables::NODES)?;
-            txn.open_table(tables::CONSUMED_FILES)?;
-            txn.open_table(tables::RUNS)?;
-            Ok(())
+    fn init(
+        db: Database,
+        location: String,
+        path: Option<PathBuf>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        create_tables(&db).map_err(|e| match e {
+            StoreError::Storage(m) | StoreError::Io(m) => {
+                StoreError::Storage(format!("initialize the ledger on {location}: {m}"))
+            }
+            other => other,
         })?;
-        Ok(store)
+        Ok(Store {
+            shared: Arc::new(handle::Shared::new(db, location, path, options.keep_runs)),
+        })
     }
 
     /// Runs `f` in one write transaction: commit on `Ok`, abort on `Err`.
@@ -283,19 +363,26 @@ impl Store {
         op: &str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_write().map_err(|e| self.storage(op, e))?;
-        match f(&txn) {
-            Ok(value) => {
-                txn.commit().map_err(|e| self.storage(op, e))?;
-                Ok(value)
+        self.check_writable(op)?;
+        let result = self.db().and_then(|db| {
+            let txn = db.begin_write().map_err(|e| self.storage(op, e))?;
+            match f(&txn) {
+                Ok(value) => {
+                    txn.commit().map_err(|e| self.storage(op, e))?;
+                    Ok(value)
+                }
+                Err(err) => {
+                    // Dropping would abort too; aborting explicitly surfaces nothing new, so
+                    // the operation's own error is the one worth reporting.
+                    let _ = txn.abort();
+                    Err(self.with_context(op, err))
+                }
             }
-            Err(err) => {
-                // Dropping would abort too; aborting explicitly surfaces nothing new, so
-                // the operation's own error is the one worth reporting.
-                let _ = txn.abort();
-                Err(self.with_context(op, err))
-            }
+        });
+        if let Err(e) = &result {
+            self.note_error(e);
         }
+        result
     }
 
     /// Runs `f` in one read transaction (a consistent snapshot).
@@ -304,17 +391,36 @@ impl Store {
         op: &str,
         f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.storage(op, e))?;
-        f(&txn).map_err(|e| self.with_context(op, e))
+        let result = self.db().and_then(|db| {
+            let txn = db.begin_read().map_err(|e| self.storage(op, e))?;
+            f(&txn).map_err(|e| self.with_context(op, e))
+        });
+        if let Err(e) = &result {
+            self.note_error(e);
+        }
+        result
     }
 
-    fn storage(&self, op: &str, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Storage(format!("{op} on {}: {e}", self.location))
+    /// Wraps a redb error of the transaction itself (begin, commit).
+    fn storage(&self, op: &str, e: impl Into<redb::Error>) -> StoreError {
+        let e: redb::Error = e.into();
+        let msg = format!("{op} on {}: {e}", self.shared.location);
+        if handle::is_io(&e) {
+            StoreError::Io(msg)
+        } else {
+            StoreError::Storage(msg)
+        }
     }
 
     fn with_context(&self, op: &str, err: StoreError) -> StoreError {
+        let location = &*self.shared.location;
         match err {
-            StoreError::Storage(msg) if !msg.contains(&*self.location) => self.storage(op, msg),
+            StoreError::Storage(msg) if !msg.contains(location) => {
+                StoreError::Storage(format!("{op} on {location}: {msg}"))
+            }
+            StoreError::Io(msg) if !msg.contains(location) => {
+                StoreError::Io(format!("{op} on {location}: {msg}"))
+            }
             other => other,
         }
     }
