@@ -59,7 +59,7 @@ impl Cli {
         let config = match &self.command {
             Command::Serve(args) => args.source.config.as_deref(),
             Command::Aggregate(args) => args.source.config.as_deref(),
-            Command::Simulate(_) | Command::Demo(_) => None,
+            Command::Simulate(_) | Command::Demo(_) | Command::Verify(_) => None,
         };
         Ok(match config {
             Some(path) => ConfigFile::load(path)?.log_format.unwrap_or_default(),

@@ -180,10 +180,7 @@ async fn hostile_input_is_rejected_clearly_and_changes_nothing_else() {
     );
     // An out-of-range integer makes its record unreadable, not the file.
     assert_eq!(summary.records_invalid, 4);
-    assert_eq!(
-        summary.files_rejected, 3,
-        "bad TOML, non-UTF-8, too large"
-    );
+    assert_eq!(summary.files_rejected, 3, "bad TOML, non-UTF-8, too large");
     assert_eq!(balance(agg.store(), "u"), -7);
 
     let items = rejected(agg.store());

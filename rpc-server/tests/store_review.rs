@@ -264,8 +264,8 @@ mod model {
             }
             let paid = self.paid.get(sid).copied().unwrap_or(0);
             let used = self.consumed.get(sid).copied().unwrap_or(0);
-            let ok = paid.checked_add(amount).is_some()
-                && (paid - used).checked_add(amount).is_some();
+            let ok =
+                paid.checked_add(amount).is_some() && (paid - used).checked_add(amount).is_some();
             if !ok {
                 return Err("overflow");
             }

@@ -85,6 +85,8 @@ async fn the_cli_never_prints_raw_control_characters_from_the_server() {
                 branch: "main".into(),
             },
             max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+            decode_limits: billing_api::otoml::DecodeLimits::default(),
+            store: Default::default(),
         },
         listen: "127.0.0.1:0".parse().unwrap(),
         interval: None,

@@ -186,13 +186,19 @@ impl GitSource {
     }
 
     /// `files` with the size of each blob, from its object header.
-    pub async fn fill_sizes(&self, mut files: Vec<FileEntry>) -> Result<Vec<FileEntry>, SourceError> {
+    pub async fn fill_sizes(
+        &self,
+        mut files: Vec<FileEntry>,
+    ) -> Result<Vec<FileEntry>, SourceError> {
         self.blocking(move |inner| {
             let repo = inner.local();
             for file in files.iter_mut().filter(|f| f.size.is_none()) {
                 let id = parse_id(&file.blob_id, "blob")?;
                 let header = repo.find_header(id).map_err(|e| {
-                    inner.error(format!("cannot find {} (blob {})", file.path, file.blob_id), e)
+                    inner.error(
+                        format!("cannot find {} (blob {})", file.path, file.blob_id),
+                        e,
+                    )
                 })?;
                 file.size = Some(header.size());
             }

@@ -137,8 +137,8 @@ impl Store {
                     ChunkItem::Whole { outcome, .. } => whole_file(&mut ledger, from, outcome)?,
                     ChunkItem::Records { group, .. } => {
                         for (i, record) in group.records.iter().enumerate() {
-                            let index = u32::try_from(group.first_index + i as u64)
-                                .unwrap_or(u32::MAX);
+                            let index =
+                                u32::try_from(group.first_index + i as u64).unwrap_or(u32::MAX);
                             match record {
                                 Ok(rec) => ledger.record(from, index, rec)?,
                                 Err(invalid) => ledger.invalid(from, invalid)?,

@@ -45,7 +45,8 @@ pub(crate) const REJECTED_FINGERPRINTS: TableDefinition<&str, u64> =
     TableDefinition::new("rejected_fingerprints");
 
 /// Rejected-item id -> how many records a file's summary item stands for.
-pub(crate) const REJECTED_COUNTS: TableDefinition<u64, u64> = TableDefinition::new("rejected_counts");
+pub(crate) const REJECTED_COUNTS: TableDefinition<u64, u64> =
+    TableDefinition::new("rejected_counts");
 /// `(node_name, file path, blob id)` -> `codec::TallyRow`: the per-record
 /// rejections of one file read, so that only a bounded sample is stored.
 pub(crate) const FILE_TALLIES: TableDefinition<(&str, &str, &str), &[u8]> =

@@ -137,13 +137,16 @@ impl Ledger<'_> {
                 fingerprint: None,
             };
             codec::encode(&row, &mut self.buf)?;
-            self.rejected.insert(t.row.summary_id, self.buf.as_slice())?;
+            self.rejected
+                .insert(t.row.summary_id, self.buf.as_slice())?;
             self.rejected_counts
                 .insert(t.row.summary_id, t.row.omitted)?;
         }
         codec::encode(&t.row, &mut self.buf)?;
-        self.tallies
-            .insert((t.node.as_str(), t.path.as_str(), t.blob.as_str()), self.buf.as_slice())?;
+        self.tallies.insert(
+            (t.node.as_str(), t.path.as_str(), t.blob.as_str()),
+            self.buf.as_slice(),
+        )?;
         Ok(())
     }
 }
@@ -169,7 +172,10 @@ mod tests {
 
     #[test]
     fn kinds_leave_out_the_values() {
-        assert_eq!(reason_kind("cost_cents must be >= 0, got -5"), "cost_cents must be >= 0");
+        assert_eq!(
+            reason_kind("cost_cents must be >= 0, got -5"),
+            "cost_cents must be >= 0"
+        );
         assert_eq!(reason_kind("missing field `user_sid`"), "missing field");
         assert_eq!(
             reason_kind("the record is not valid TOML: invalid integer"),

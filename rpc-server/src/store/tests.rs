@@ -372,7 +372,10 @@ fn one_users_huge_charge_blocks_no_one_else() {
     let out = store.apply_node(up, 1).unwrap();
     // The sum of all balances is 128-bit: only mallory's own total overflows.
     assert_eq!((out.applied, out.invalid), (2, 1), "{out:?}");
-    assert_eq!(store.get_balance("victim").unwrap().credit_balance_cents, -4000);
+    assert_eq!(
+        store.get_balance("victim").unwrap().credit_balance_cents,
+        -4000
+    );
     let items = store.list_rejected(None, 10).unwrap().items;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0].idempotency_key.as_deref(), Some("k2"));

@@ -176,7 +176,7 @@ impl Store {
                     user_sums.insert(sid.to_string(), (row.paid_cents, row.consumed_cents));
                 }
             }
-            counts.total_balance_cents = i64::try_from(total).unwrap_or(i64::MAX);
+            counts.total_balance_cents = total;
             let consumed_keys = txn.open_table(tables::CONSUMED_KEYS)?.len()?;
             let consumed_log = txn.open_table(tables::CONSUMED_LOG)?.len()?;
             let pending = txn.open_table(tables::PENDING)?.len()?;
@@ -193,7 +193,7 @@ impl Store {
                 ),
                 (
                     "total_balance_cents",
-                    stored.total_balance_cents.into(),
+                    stored.total_balance_cents,
                     total,
                 ),
                 (
