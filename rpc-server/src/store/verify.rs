@@ -191,11 +191,7 @@ impl Store {
                     stored.total_users as i128,
                     counts.total_users as i128,
                 ),
-                (
-                    "total_balance_cents",
-                    stored.total_balance_cents,
-                    total,
-                ),
+                ("total_balance_cents", stored.total_balance_cents, total),
                 (
                     "overdrawn_users",
                     stored.overdrawn_users.into(),
