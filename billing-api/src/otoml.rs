@@ -235,11 +235,14 @@ pub fn validate(record: &UsageRecord, node_name: &str) -> Result<(), String> {
             ("user_sid", &record.user_sid),
         ]
         .iter()
-        .find(|(_, value)| value.chars().any(char::is_control))
+        .find(|(_, value)| value.chars().any(crate::text::is_unsafe_char))
         .map(|(field, _)| field)
         {
-            // Control characters would hide in logs and terminals and blur stored identities.
-            Some(format!("{field} must not contain control characters"))
+            // Control characters would hide in logs and terminals and blur stored identities;
+            // the same rule as the API's ids, so a held sid can always be registered.
+            Some(format!(
+                "{field} must not contain control characters or bidirectional overrides"
+            ))
         } else if record.cost_cents < 0 {
             Some(format!(
                 "cost_cents must be >= 0, got {}",

@@ -274,7 +274,13 @@ impl Walker<'_, '_> {
                 {
                     Ok(raw.to_string())
                 } else {
-                    Err(self.error(t.span().start(), "invalid bare key"))
+                    Err(self.error(
+                        t.span().start(),
+                        &format!(
+                            "invalid bare key `{}` (bare keys are A-Z a-z 0-9 _ -; quote others)",
+                            crate::text::echo(raw)
+                        ),
+                    ))
                 }
             }
             TokenKind::BasicString | TokenKind::LiteralString => {
