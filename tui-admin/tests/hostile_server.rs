@@ -150,4 +150,5 @@ async fn the_cli_never_prints_raw_control_characters_from_the_server() {
             .iter()
             .any(|r| r.detail.contains("]0;owned") && !r.detail.chars().any(is_unsafe)),
         "{items:#?}"
-    );}
+    );
+}

@@ -277,8 +277,8 @@ impl Walker<'_, '_> {
                     Err(self.error(
                         t.span().start(),
                         &format!(
-                            "invalid bare key `{}` (bare keys are A-Z a-z 0-9 _ -; quote others)",
-                            crate::text::echo(raw)
+                            "invalid bare key at `{}` (bare keys are A-Z a-z 0-9 _ -; quote others)",
+                            crate::text::echo(super::truncate(self.rest_of_line(t.span().start()), 64))
                         ),
                     ))
                 }
@@ -530,6 +530,11 @@ impl Walker<'_, '_> {
                 }
             }
         }
+    }
+
+    fn rest_of_line(&self, at: usize) -> &str {
+        let rest = &self.text[at..];
+        &rest[..rest.find('\n').unwrap_or(rest.len())]
     }
 
     fn error(&self, at: usize, what: &str) -> BatchError {
