@@ -4,15 +4,13 @@
 //! real `tui-admin` binary prints them. No raw control character reaches its
 //! output, and `--json` still decodes to the values as the server holds them.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
-use billing_server::config::{LedgerSettings, ServeSettings, SourceSpec};
-use billing_server::rpc::AdminSecret;
-use tokio::sync::oneshot;
 use tui_admin::safe::is_unsafe;
+
+mod server;
+use server::RunningServer;
 
 const SECRET: &str = "tui-hostile-secret-0123456789";
 
@@ -75,38 +73,8 @@ fn raw_controls(bytes: &[u8]) -> Vec<char> {
 async fn the_cli_never_prints_raw_control_characters_from_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let repo = hostile_repo(dir.path());
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let settings = ServeSettings {
-        ledger: LedgerSettings {
-            data_dir: data,
-            source: SourceSpec::Git {
-                repo,
-                branch: "main".into(),
-            },
-            max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
-            decode_limits: billing_api::otoml::DecodeLimits::default(),
-            store: Default::default(),
-        },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        interval: None,
-        secret: AdminSecret::new(SECRET, "test").unwrap(),
-    };
-    let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stop_rx.await;
-        };
-        billing_server::server::serve(settings, |addr| addr_tx.send(addr).unwrap(), shutdown)
-            .await
-            .unwrap();
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
-        .await
-        .expect("server listens within 30 s")
-        .unwrap();
-    let url = format!("http://{addr}");
+    let mut server = RunningServer::start(repo, dir.path().join("data"), SECRET).await;
+    let url = server.url.clone();
 
     let outputs = tokio::task::spawn_blocking(move || {
         let mut outputs = vec![tui_admin(&url, &["aggregate", "--once"])];
@@ -122,8 +90,7 @@ async fn the_cli_never_prints_raw_control_characters_from_the_server() {
     })
     .await
     .unwrap();
-    let _ = stop_tx.send(());
-    let _ = server.await;
+    server.stop().await;
 
     for (stdout, stderr) in &outputs {
         assert_eq!(

@@ -3,37 +3,29 @@
 //! WebSocket subscription, keys sent through the event channel, frames drawn
 //! into a `TestBackend`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use billing_api::rpc::BillingApiClient;
-use billing_server::config::{LedgerSettings, ServeSettings, SourceSpec};
-use billing_server::rpc::AdminSecret;
 use billing_server::simulate::{SimulateOptions, simulate};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tui_admin::app::{App, ConnState, Popup, View};
 use tui_admin::config::{Connection, Secret};
 use tui_admin::event::{Event, now_millis};
 use tui_admin::fetch::{Fetcher, spawn_run_subscription};
+
+mod server;
+use server::RunningServer;
 
 const SECRET: &str = "tui-run-loop-secret-0123456789";
 
 struct TestServer {
     url: String,
     per_user_cost: std::collections::BTreeMap<String, i64>,
-    stop: Option<oneshot::Sender<()>>,
+    _server: RunningServer,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 async fn start_server() -> TestServer {
@@ -49,40 +41,12 @@ async fn start_server() -> TestServer {
         branch: "main".into(),
     })
     .unwrap();
-    let settings = ServeSettings {
-        ledger: LedgerSettings {
-            data_dir: dir.path().join("data"),
-            source: SourceSpec::Git {
-                repo: repo.display().to_string(),
-                branch: "main".into(),
-            },
-            max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
-            decode_limits: billing_api::otoml::DecodeLimits::default(),
-            store: Default::default(),
-        },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        interval: None,
-        secret: AdminSecret::new(SECRET, "test").unwrap(),
-    };
-    std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stop_rx.await;
-        };
-        billing_server::server::serve(settings, |addr| addr_tx.send(addr).unwrap(), shutdown)
-            .await
-            .unwrap();
-    });
-    let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
-        .await
-        .expect("server listens within 30 s")
-        .unwrap();
+    let server =
+        RunningServer::start(repo.display().to_string(), dir.path().join("data"), SECRET).await;
     TestServer {
-        url: format!("http://{addr}"),
+        url: server.url.clone(),
         per_user_cost: report.per_user_cost_cents,
-        stop: Some(stop_tx),
+        _server: server,
         _dir: dir,
     }
 }
