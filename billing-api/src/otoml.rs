@@ -126,24 +126,34 @@ fn decode_region(
     text: &str,
     node_name: &str,
 ) -> Result<Vec<Result<UsageRecord, InvalidRecord>>, BatchError> {
-    // Fast path: the whole region is well-typed.
-    if let Ok(batch) = toml::from_str::<UsageBatch>(text) {
-        check_version(batch.version.map(toml::Value::Integer).as_ref())?;
-        let records = batch
-            .records
-            .into_iter()
-            .enumerate()
-            .map(|(index, record)| match validate(&record, node_name) {
-                Ok(()) => Ok(record),
-                Err(reason) => {
-                    let fields = toml::Table::try_from(&record).unwrap_or_default();
-                    Err(invalid(index, &fields, reason))
-                }
-            })
-            .collect();
-        return Ok(records);
+    match decode_strict(text, node_name) {
+        Some(decoded) => decoded,
+        None => decode_lenient(text, node_name).map(|batch| batch.records),
     }
-    decode_lenient(text, node_name).map(|batch| batch.records)
+}
+
+/// The fast path: the whole text is a well-typed batch (`None` when it is not).
+fn decode_strict(
+    text: &str,
+    node_name: &str,
+) -> Option<Result<Vec<Result<UsageRecord, InvalidRecord>>, BatchError>> {
+    let batch = toml::from_str::<UsageBatch>(text).ok()?;
+    if let Err(e) = check_version(batch.version.map(toml::Value::Integer).as_ref()) {
+        return Some(Err(e));
+    }
+    let records = batch
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| match validate(&record, node_name) {
+            Ok(()) => Ok(record),
+            Err(reason) => {
+                let fields = toml::Table::try_from(&record).unwrap_or_default();
+                Err(invalid(index, &fields, reason))
+            }
+        })
+        .collect();
+    Some(Ok(records))
 }
 
 fn decode_lenient(text: &str, node_name: &str) -> Result<DecodedBatch, BatchError> {

@@ -29,7 +29,7 @@ use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Stor
 const NODE_CONCURRENCY: usize = 4;
 /// Records applied per write transaction: a pass holds the write lock for one
 /// chunk at a time, so payments and registrations wait for a chunk, not a node.
-const CHUNK_RECORDS: usize = 8192;
+const CHUNK_RECORDS: usize = 4096;
 /// Decoded groups (of up to 256 records) queued between a node's decoder and its writer.
 const QUEUE_ITEMS: usize = 16;
 /// Bytes of file bodies all nodes of a pass hold at once (a larger file is read alone).

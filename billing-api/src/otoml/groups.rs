@@ -10,12 +10,17 @@
 use std::ops::ControlFlow;
 
 use super::walk::{self, RecordText};
-use super::{BatchError, InvalidRecord, MAX_RAW_BYTES, UsageRecord, decode_region, truncate};
+use super::{
+    BatchError, InvalidRecord, MAX_RAW_BYTES, UsageRecord, decode_region, decode_strict, truncate,
+};
 
 /// Most records decoded together.
 pub const GROUP_RECORDS: usize = 256;
 /// Most bytes of record text decoded together (a single larger record is decoded alone).
 const GROUP_BYTES: usize = 256 * 1024;
+/// A well-formed file up to this size is decoded in one go (the common case, and
+/// the fastest); a larger one, or one with a bad record, is walked and decoded in groups.
+const WHOLE_FILE_BYTES: usize = 256 * 1024;
 
 /// Limits the aggregator applies besides the format's own rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +96,37 @@ pub fn decode_groups(
     on_group: &mut dyn FnMut(DecodedGroup) -> ControlFlow<()>,
 ) -> Result<u64, BatchError> {
     let text = utf8(bytes)?;
+    if text.len() <= WHOLE_FILE_BYTES
+        && let Some(decoded) = decode_strict(text, node_name)
+    {
+        let decoded = decoded?;
+        let count = decoded.len() as u64;
+        if count > limits.max_records {
+            return Err(BatchError::TooManyRecords {
+                limit: limits.max_records,
+            });
+        }
+        let mut records = decoded
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| ceiling(r, i as u64, limits));
+        let mut first_index = 0;
+        loop {
+            let group: Vec<_> = records.by_ref().take(GROUP_RECORDS).collect();
+            if group.is_empty() {
+                return Ok(count);
+            }
+            let len = group.len() as u64;
+            let flow = on_group(DecodedGroup {
+                first_index,
+                records: group,
+            });
+            if flow.is_break() {
+                return Ok(count);
+            }
+            first_index += len;
+        }
+    }
     let mut pending: Vec<RecordText> = Vec::with_capacity(GROUP_RECORDS);
     let mut next_index = 0u64;
     let mut broke = false;
@@ -188,28 +224,34 @@ fn decode_texts(
     decoded
         .into_iter()
         .enumerate()
-        .map(|(i, record)| {
-            let index = first_index + i as u64;
-            match record {
-                Ok(record) if record.cost_cents > limits.max_record_cents => Err(InvalidRecord {
-                    index: index as usize,
-                    idempotency_key: Some(truncate(&record.idempotency_key, 256).to_string()),
-                    user_sid: Some(truncate(&record.user_sid, 128).to_string()),
-                    reason: format!(
-                        "cost_cents {} is above the ceiling of {} cents for one record \
-                         (--max-record-cents)",
-                        record.cost_cents, limits.max_record_cents
-                    ),
-                    raw: String::new(),
-                }),
-                Ok(record) => Ok(record),
-                Err(mut invalid) => {
-                    invalid.index = index as usize;
-                    Err(invalid)
-                }
-            }
-        })
+        .map(|(i, record)| ceiling(record, first_index + i as u64, limits))
         .collect()
+}
+
+/// Sets a decoded record's index in its file, and refuses a cost above the ceiling.
+fn ceiling(
+    record: Result<UsageRecord, InvalidRecord>,
+    index: u64,
+    limits: &DecodeLimits,
+) -> Result<UsageRecord, InvalidRecord> {
+    match record {
+        Ok(record) if record.cost_cents > limits.max_record_cents => Err(InvalidRecord {
+            index: index as usize,
+            idempotency_key: Some(truncate(&record.idempotency_key, 256).to_string()),
+            user_sid: Some(truncate(&record.user_sid, 128).to_string()),
+            reason: format!(
+                "cost_cents {} is above the ceiling of {} cents for one record \
+                 (--max-record-cents)",
+                record.cost_cents, limits.max_record_cents
+            ),
+            raw: String::new(),
+        }),
+        Ok(record) => Ok(record),
+        Err(mut invalid) => {
+            invalid.index = index as usize;
+            Err(invalid)
+        }
+    }
 }
 
 /// The records' text as a document of their own with one `records` array.

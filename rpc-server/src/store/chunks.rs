@@ -117,7 +117,16 @@ impl Store {
             "apply usage of node `{}` at commit {}",
             chunk.node_name, chunk.head_commit
         );
-        self.write(&op, |txn| {
+        // Chunks before a node's last are not flushed to disk on their own: the
+        // node's last chunk (or any other durable commit) makes them durable. A
+        // crash in between undoes them, and the node's state, written last, still
+        // says to read its files again. This keeps commits cheap enough for small
+        // chunks, so other writers never wait long.
+        let durability = match chunk.end {
+            Some(_) => redb::Durability::Immediate,
+            None => redb::Durability::None,
+        };
+        self.write_with(&op, durability, |txn| {
             let mut ledger = Ledger::open(txn, now_ms)?;
             let mut files = txn.open_table(tables::CONSUMED_FILES)?;
             let node = chunk.node_name.as_str();

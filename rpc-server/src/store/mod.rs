@@ -363,9 +363,23 @@ impl Store {
         op: &str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.write_with(op, redb::Durability::Immediate, f)
+    }
+
+    /// `write` with a chosen durability: a `Durability::None` commit is seen by
+    /// every later transaction but reaches the disk only with the next durable
+    /// commit (a crash before it undoes it, as if it never ran).
+    fn write_with<T>(
+        &self,
+        op: &str,
+        durability: redb::Durability,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.check_writable(op)?;
         let result = self.db().and_then(|db| {
-            let txn = db.begin_write().map_err(|e| self.storage(op, e))?;
+            let mut txn = db.begin_write().map_err(|e| self.storage(op, e))?;
+            txn.set_durability(durability)
+                .map_err(|e| self.storage(op, e))?;
             match f(&txn) {
                 Ok(value) => {
                     txn.commit().map_err(|e| self.storage(op, e))?;

@@ -12,7 +12,7 @@ use super::codec::{self, RejectedRow, TallyRow};
 use super::ledger::{Ledger, Provenance};
 
 /// Per-record rejections of one file stored one by one.
-pub const REJECTION_SAMPLE: u64 = 100;
+pub const REJECTION_SAMPLE: u64 = 20;
 /// Kinds of reason counted separately in a summary; the rest count as "other".
 const MAX_KINDS: usize = 16;
 const OTHER_KIND: &str = "other reasons";
