@@ -3,24 +3,9 @@
 
 mod common;
 
-use billing_api::{RegisterUser, RejectReason};
+use billing_api::RejectReason;
 use billing_server::store::Store;
 use common::*;
-
-fn register(store: &Store, sids: &[&str]) {
-    for sid in sids {
-        store
-            .register_user(
-                &RegisterUser {
-                    user_sid: sid.to_string(),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
-    }
-}
 
 fn balance(store: &Store, sid: &str) -> i64 {
     store.get_balance(sid).unwrap().credit_balance_cents

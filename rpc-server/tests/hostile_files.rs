@@ -8,9 +8,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use billing_api::{RecordPayment, RegisterUser, RejectReason, RejectedItem};
+use billing_api::{RegisterUser, RejectReason, RejectedItem};
 use billing_server::store::{REJECTION_SAMPLE, Store};
-use common::{NodeRepo, batch, usage_path};
+use common::{NodeRepo, batch, pay, usage_path};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpc-server");
 
@@ -39,19 +39,7 @@ fn with_store<T>(data: &Path, f: impl FnOnce(&Store) -> T) -> T {
 }
 
 fn register(data: &Path, sids: &[&str]) {
-    with_store(data, |s| {
-        for sid in sids {
-            s.register_user(
-                &RegisterUser {
-                    user_sid: sid.to_string(),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
-        }
-    });
+    with_store(data, |s| common::register(s, sids));
 }
 
 fn rejected(data: &Path) -> Vec<RejectedItem> {
@@ -187,19 +175,7 @@ fn one_users_huge_charge_blocks_no_one_elses() {
     let repo = NodeRepo::new();
     let data = tempfile::tempdir().unwrap();
     register(data.path(), &["mallory", "victim"]);
-    with_store(data.path(), |s| {
-        s.record_payment(
-            &RecordPayment {
-                payment_id: "p1".into(),
-                user_sid: "victim".into(),
-                amount_cents: 1000,
-                kind: None,
-                reference: None,
-            },
-            1,
-        )
-        .unwrap();
-    });
+    with_store(data.path(), |s| pay(s, "p1", "victim", 1000));
     repo.commit(
         &[(
             &usage_path("evil", 1),

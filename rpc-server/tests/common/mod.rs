@@ -167,3 +167,35 @@ pub async fn post_rpc(url: &str, body: impl Into<reqwest::Body>) -> (u16, String
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
+
+/// Registers `sids` (no name, no email).
+pub fn register(store: &Store, sids: &[&str]) {
+    for sid in sids {
+        store
+            .register_user(
+                &billing_api::RegisterUser {
+                    user_sid: sid.to_string(),
+                    display_name: None,
+                    email: None,
+                },
+                1,
+            )
+            .unwrap();
+    }
+}
+
+/// Records a payment that must succeed.
+pub fn pay(store: &Store, payment_id: &str, sid: &str, amount_cents: i64) {
+    store
+        .record_payment(
+            &billing_api::RecordPayment {
+                payment_id: payment_id.into(),
+                user_sid: sid.into(),
+                amount_cents,
+                kind: None,
+                reference: None,
+            },
+            2,
+        )
+        .unwrap();
+}
