@@ -16,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::{Deserialize, Deserializer};
@@ -112,33 +112,60 @@ where
     }
 }
 
+/// Most bytes of a refused body read (and dropped) before answering 413, so a
+/// client still sending it reads the answer instead of a broken connection.
+const DRAIN_BYTES: usize = 16 << 20;
+
 /// Reads the whole body, at most `max_bytes`, whatever its framing.
 async fn read_body(
     headers: &http::HeaderMap,
-    body: HttpBody,
+    mut body: HttpBody,
     max_bytes: u32,
 ) -> Result<Vec<u8>, HttpResponse> {
+    let max = max_bytes as usize;
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > u64::from(max_bytes)) {
-        return Err(error_response(
+    let too_large = || {
+        error_response(
             http::StatusCode::PAYLOAD_TOO_LARGE,
             request_too_large(max_bytes),
-        ));
+        )
+    };
+    let mut over = declared.is_some_and(|len| len > u64::from(max_bytes));
+    if declared.is_some_and(|len| len > DRAIN_BYTES as u64) {
+        return Err(too_large());
     }
-    match Limited::new(body, max_bytes as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes().to_vec()),
-        Err(e) if e.is::<LengthLimitError>() => Err(error_response(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            request_too_large(max_bytes),
-        )),
-        Err(e) => Err(error_response(
-            http::StatusCode::BAD_REQUEST,
-            body_unreadable(&e.to_string()),
-        )),
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            error_response(
+                http::StatusCode::BAD_REQUEST,
+                body_unreadable(&e.to_string()),
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > max {
+            over = true;
+            buf = Vec::new();
+        }
+        if over {
+            if seen > DRAIN_BYTES {
+                break;
+            }
+            continue;
+        }
+        buf.extend_from_slice(&data);
     }
+    if over {
+        return Err(too_large());
+    }
+    Ok(buf)
 }
 
 /// The refusal of a body holding a call that would go unanswered; `None`
