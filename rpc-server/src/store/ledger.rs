@@ -346,13 +346,7 @@ impl<'t> Ledger<'t> {
             if self.consumed_keys.get(key)?.is_some() {
                 return self.already_applied(from, index, rec);
             }
-            let detail = format!(
-                "user `{}` is not registered; the record is held and will be applied as soon as \
-                 the user is registered (register_user)",
-                rec.user_sid
-            );
-            self.outcome.pending += 1;
-            return self.hold(from, index, rec, RejectReason::UnknownUser, detail);
+            return self.hold(from, index, rec);
         }
         match self.debit(
             key,
@@ -582,12 +576,10 @@ impl<'t> Ledger<'t> {
         from: Provenance<'_>,
         index: u32,
         rec: &UsageRecord,
-        reason: RejectReason,
-        detail: String,
     ) -> Result<(), StoreError> {
         let rejected_id = self.next_rejected_id();
         let reject = RejectedRow {
-            reason,
+            reason: RejectReason::UnknownUser,
             node_name: from.node.to_string(),
             file_path: from.path.to_string(),
             blob_id: from.blob.to_string(),
@@ -596,7 +588,11 @@ impl<'t> Ledger<'t> {
             idempotency_key: Some(rec.idempotency_key.clone()),
             user_sid: Some(rec.user_sid.clone()),
             cost_cents: Some(rec.cost_cents),
-            detail,
+            detail: format!(
+                "user `{}` is not registered; the record is held and will be applied as soon as \
+                 the user is registered (register_user)",
+                rec.user_sid
+            ),
             existing: None,
             first_seen_ms: self.now_ms,
             fingerprint: None,
@@ -621,6 +617,7 @@ impl<'t> Ledger<'t> {
             .insert((rec.user_sid.as_str(), rec.idempotency_key.as_str()), ())?;
         self.meta.counts.pending_records += 1;
         self.meta.counts.rejected_items += 1;
+        self.outcome.pending += 1;
         Ok(())
     }
 
