@@ -5,6 +5,7 @@
 //! when it fails, a lenient pass decodes record by record so one bad record is
 //! rejected with a reason while the rest of its file still applies.
 
+mod fast;
 mod groups;
 mod walk;
 
@@ -137,7 +138,7 @@ fn decode_strict(
     text: &str,
     node_name: &str,
 ) -> Option<Result<Vec<Result<UsageRecord, InvalidRecord>>, BatchError>> {
-    let batch = toml::from_str::<UsageBatch>(text).ok()?;
+    let batch = fast::parse_batch(text).or_else(|| toml::from_str::<UsageBatch>(text).ok())?;
     if let Err(e) = check_version(batch.version.map(toml::Value::Integer).as_ref()) {
         return Some(Err(e));
     }
