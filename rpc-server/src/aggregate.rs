@@ -27,9 +27,11 @@ use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Stor
 /// How many nodes are read and decoded at once; the store applies them one
 /// transaction at a time.
 const NODE_CONCURRENCY: usize = 4;
-/// Records applied per write transaction: a pass holds the write lock for one
-/// chunk at a time, so payments and registrations wait for a chunk, not a node.
-const CHUNK_RECORDS: usize = 4096;
+/// Records gathered into one chunk, applied in one write transaction unless
+/// a payment or registration waits (the store then ends the transaction at the
+/// next group of records, see `store/gate.rs`). Larger chunks write each
+/// touched user back less often; this bounds the decoded records in memory.
+const CHUNK_RECORDS: usize = 16_384;
 /// Decoded groups (of up to 256 records) queued between a node's decoder and its writer.
 const QUEUE_ITEMS: usize = 16;
 /// Bytes of file bodies all nodes of a pass hold at once (a larger file is read alone).

@@ -8,9 +8,12 @@
 //! and commit) by its last chunk, so a pass interrupted between chunks reads
 //! the unfinished files again and finds their applied records to be duplicates.
 
+use std::time::Instant;
+
 use billing_api::RejectReason;
 use billing_api::otoml::{DecodedGroup, MAX_NODE_NAME_BYTES};
 
+use super::gate::PASS_MIN_WORK;
 use super::ledger::{Ledger, Provenance};
 use super::{FileOutcome, NodeOutcome, NodeUpdate, Store, StoreError, check_id, tables};
 
@@ -110,66 +113,57 @@ impl Store {
         self.apply_chunk(&chunk, now_ms)
     }
 
-    /// Applies one chunk of a node's new files in one transaction.
+    /// Applies one chunk of a node's new files: in one transaction, or in
+    /// several when service writes (payments, registrations) wait, so they do
+    /// not wait for the whole chunk (see `gate`).
     pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<NodeOutcome, StoreError> {
         check_id("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
         let op = format!(
             "apply usage of node `{}` at commit {}",
             chunk.node_name, chunk.head_commit
         );
-        // Chunks before a node's last are not flushed to disk on their own: the
-        // node's last chunk (or any other durable commit) makes them durable. A
+        let mut outcome = NodeOutcome::default();
+        let mut from = 0;
+        loop {
+            let (part, next) = self.apply_part(&op, chunk, from, now_ms)?;
+            outcome.add(&part);
+            if next == chunk.items.len() {
+                return Ok(outcome);
+            }
+            from = next;
+        }
+    }
+
+    /// Applies `chunk.items[from..]` in one transaction, up to the first item
+    /// boundary where a service write waits (after [`gate::PASS_MIN_WORK`]).
+    /// Returns the outcome and where the next part starts.
+    fn apply_part(
+        &self,
+        op: &str,
+        chunk: &NodeChunk,
+        from: usize,
+        now_ms: u64,
+    ) -> Result<(NodeOutcome, usize), StoreError> {
+        // Parts before a node's last are not flushed to disk on their own: the
+        // node's last part (or any other durable commit) makes them durable. A
         // crash in between undoes them, and the node's state, written last, still
         // says to read its files again. This keeps commits cheap enough for small
-        // chunks, so other writers never wait long.
-        let durability = match chunk.end {
-            Some(_) => redb::Durability::Immediate,
-            None => redb::Durability::None,
-        };
-        self.write_with(&op, durability, |txn| {
+        // parts, so other writers never wait long.
+        self.write_pass(op, redb::Durability::None, |txn| {
+            let started = Instant::now();
             let mut ledger = Ledger::open(txn, now_ms)?;
             let mut files = txn.open_table(tables::CONSUMED_FILES)?;
             let node = chunk.node_name.as_str();
-            for item in &chunk.items {
-                let (path, blob) = match item {
-                    ChunkItem::Whole { path, blob_id, .. }
-                    | ChunkItem::Records { path, blob_id, .. }
-                    | ChunkItem::FileEnd { path, blob_id } => (path, blob_id),
-                };
-                let from = Provenance {
-                    node,
-                    commit: &chunk.head_commit,
-                    path,
-                    blob,
-                };
-                match item {
-                    ChunkItem::Whole { outcome, .. } => whole_file(&mut ledger, from, outcome)?,
-                    ChunkItem::Records { group, .. } => {
-                        for (i, record) in group.records.iter().enumerate() {
-                            let index =
-                                u32::try_from(group.first_index + i as u64).unwrap_or(u32::MAX);
-                            match record {
-                                Ok(rec) => ledger.record(from, index, rec)?,
-                                Err(invalid) => ledger.invalid(from, invalid)?,
-                            }
-                        }
-                    }
-                    ChunkItem::FileEnd { .. } => {
-                        ledger.outcome.files_read += 1;
-                        files.insert((node, path.as_str()), blob.as_str())?;
-                        if ledger.meta.counts.rejected_items > 0 {
-                            ledger.resolve_file(from, RejectReason::TooLarge)?;
-                            ledger.resolve_file(from, RejectReason::TooManyRecords)?;
-                        }
-                    }
+            let mut next = from;
+            while let Some(item) = chunk.items.get(next) {
+                if next > from && started.elapsed() >= PASS_MIN_WORK && self.service_waiting() {
+                    break;
                 }
-                if let ChunkItem::Whole { outcome, .. } = item
-                    && consumed_whole(outcome)
-                {
-                    files.insert((node, path.as_str()), blob.as_str())?;
-                }
+                next += 1;
+                apply_item(&mut ledger, &mut files, node, &chunk.head_commit, item)?;
             }
-            if let Some(end) = &chunk.end {
+            let end = chunk.end.as_ref().filter(|_| next == chunk.items.len());
+            if let Some(end) = end {
                 ledger.set_node_state(node, |row| {
                     row.tree_id = end.tree_id.clone();
                     row.last_commit_sha = Some(chunk.head_commit.clone());
@@ -178,9 +172,61 @@ impl Store {
                     row.last_error = None;
                 })?;
             }
-            ledger.finish()
+            let outcome = ledger.finish()?;
+            drop(files);
+            if end.is_some() {
+                txn.set_durability(redb::Durability::Immediate)?;
+            }
+            Ok((outcome, next))
         })
     }
+}
+
+/// Applies one item of a chunk.
+fn apply_item(
+    ledger: &mut Ledger<'_>,
+    files: &mut redb::Table<'_, (&'static str, &'static str), &'static str>,
+    node: &str,
+    commit: &str,
+    item: &ChunkItem,
+) -> Result<(), StoreError> {
+    let (path, blob) = match item {
+        ChunkItem::Whole { path, blob_id, .. }
+        | ChunkItem::Records { path, blob_id, .. }
+        | ChunkItem::FileEnd { path, blob_id } => (path, blob_id),
+    };
+    let from = Provenance {
+        node,
+        commit,
+        path,
+        blob,
+    };
+    match item {
+        ChunkItem::Whole { outcome, .. } => {
+            whole_file(ledger, from, outcome)?;
+            if consumed_whole(outcome) {
+                files.insert((node, path.as_str()), blob.as_str())?;
+            }
+        }
+        ChunkItem::Records { group, .. } => {
+            for (i, record) in group.records.iter().enumerate() {
+                let index = u32::try_from(group.first_index + i as u64).unwrap_or(u32::MAX);
+                match record {
+                    Ok(rec) => ledger.record(from, index, rec)?,
+                    Err(invalid) => ledger.invalid(from, invalid)?,
+                }
+            }
+        }
+        ChunkItem::FileEnd { .. } => {
+            ledger.outcome.files_read += 1;
+            files.insert((node, path.as_str()), blob.as_str())?;
+            if ledger.meta.counts.rejected_items > 0 {
+                ledger.resolve_file(from, RejectReason::TooLarge)?;
+                ledger.resolve_file(from, RejectReason::TooManyRecords)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a file rejected as a whole is marked consumed (read again only when
@@ -243,4 +289,96 @@ fn whole_file(
         ),
     };
     ledger.reject_file(from, reason, detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use billing_api::otoml::DecodedGroup;
+
+    use super::*;
+    use crate::store::tests::{pay, rec, register};
+
+    /// A chunk of `groups` groups of 256 one-cent records of `sid`, ending the node.
+    fn big_chunk(sid: &str, groups: usize) -> NodeChunk {
+        let items = (0..groups)
+            .map(|g| ChunkItem::Records {
+                path: "nodes/n1/usage_2026-01-01-00.otoml".into(),
+                blob_id: "b1".into(),
+                group: DecodedGroup {
+                    first_index: (g * 256) as u64,
+                    records: (0..256)
+                        .map(|i| Ok(rec(&format!("k-{g}-{i}"), sid, "n1", 1)))
+                        .collect(),
+                },
+            })
+            .chain([ChunkItem::FileEnd {
+                path: "nodes/n1/usage_2026-01-01-00.otoml".into(),
+                blob_id: "b1".into(),
+            }])
+            .collect();
+        NodeChunk {
+            node_name: "n1".into(),
+            head_commit: "c1".into(),
+            items,
+            end: Some(NodeEnd {
+                tree_id: Some("t1".into()),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_payment_does_not_wait_for_a_whole_chunk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+        register(&store, "heavy");
+        register(&store, "payer");
+        let groups = 40;
+        let chunk = big_chunk("heavy", groups);
+        let started = Arc::new(Barrier::new(2));
+        let finished = Arc::new(AtomicBool::new(false));
+        let pass = {
+            let (store, started, finished) = (store.clone(), started.clone(), finished.clone());
+            std::thread::spawn(move || {
+                started.wait();
+                let outcome = store.apply_chunk(&chunk, 3_000).unwrap();
+                finished.store(true, Ordering::SeqCst);
+                outcome
+            })
+        };
+        started.wait();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        pay(&store, "p1", "payer", 500).unwrap();
+        // One transaction for the whole chunk would make the payment wait for all of it.
+        let chunk_done_first = finished.load(Ordering::SeqCst);
+        let outcome = pass.join().unwrap();
+        assert!(
+            !chunk_done_first,
+            "the payment waited until the whole chunk was applied"
+        );
+        // Split or not, the chunk applies every record once and ends the node.
+        assert_eq!(outcome.applied, (groups * 256) as u64);
+        assert_eq!(outcome.files_read, 1);
+        assert_eq!(
+            store.get_user("heavy").unwrap().credit_balance_cents,
+            -((groups * 256) as i64)
+        );
+        assert_eq!(store.get_user("payer").unwrap().credit_balance_cents, 500);
+        let files = store.consumed_files("n1").unwrap();
+        assert_eq!(
+            files
+                .get("nodes/n1/usage_2026-01-01-00.otoml")
+                .map(String::as_str),
+            Some("b1")
+        );
+        assert_eq!(
+            store
+                .apply_chunk(&big_chunk("heavy", groups), 4_000)
+                .unwrap()
+                .duplicate,
+            (groups * 256) as u64
+        );
+    }
 }

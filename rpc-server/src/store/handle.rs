@@ -49,6 +49,11 @@ pub(super) struct Shared {
     writes_refused: Mutex<Option<String>>,
     /// Pass summaries a storage failure kept from being recorded, with their clean head.
     pub deferred_runs: Mutex<Vec<(AggregateSummary, Option<String>)>>,
+    /// Service writes go before a pass's next part.
+    pub gate: super::gate::WriteGate,
+    /// Payments waiting together commit together.
+    pub payments:
+        super::group_commit::GroupCommit<super::payments::NewPayment, billing_api::Payment>,
 }
 
 struct IoFailure {
@@ -73,6 +78,8 @@ impl Shared {
             recovering: AtomicBool::new(false),
             writes_refused: Mutex::new(None),
             deferred_runs: Mutex::new(Vec::new()),
+            gate: Default::default(),
+            payments: super::group_commit::GroupCommit::new(),
         }
     }
 }

@@ -21,6 +21,8 @@
 
 mod chunks;
 mod codec;
+mod gate;
+mod group_commit;
 mod handle;
 mod ledger;
 mod payments;
@@ -57,7 +59,7 @@ pub const MAX_TEXT_BYTES: usize = 512;
 
 /// Why a store operation failed. Every message says what failed, with which
 /// input, and what to do next.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error(
         "the ledger database {} is already open in another process (or by another handle in \
@@ -104,7 +106,8 @@ storage_errors!(
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
-    redb::CommitError
+    redb::CommitError,
+    redb::SetDurabilityError
 );
 
 /// Headline figures, maintained incrementally in the same transaction as the
@@ -357,13 +360,33 @@ impl Store {
         })
     }
 
-    /// Runs `f` in one write transaction: commit on `Ok`, abort on `Err`.
+    /// Runs `f` in one durable write transaction: commit on `Ok`, abort on
+    /// `Err`. A service write: it goes before a pass's next part (see `gate`).
     fn write<T>(
         &self,
         op: &str,
         f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.write_with(op, redb::Durability::Immediate, f)
+        let _turn = self.shared.gate.service();
+        self.write_with(op, redb::Durability::Immediate, |txn| f(txn))
+    }
+
+    /// A write transaction of an aggregation pass: it first lets waiting
+    /// service writes go (for a bounded time), and `f` should end early when
+    /// [`Store::service_waiting`] says one waits.
+    fn write_pass<T>(
+        &self,
+        op: &str,
+        durability: redb::Durability,
+        f: impl FnOnce(&mut WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.shared.gate.pass_turn(gate::PASS_MAX_WAIT);
+        self.write_with(op, durability, f)
+    }
+
+    /// Whether a service write waits for the write lock.
+    fn service_waiting(&self) -> bool {
+        self.shared.gate.service_waiting()
     }
 
     /// `write` with a chosen durability: a `Durability::None` commit is seen by
@@ -373,14 +396,14 @@ impl Store {
         &self,
         op: &str,
         durability: redb::Durability,
-        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut WriteTransaction) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_writable(op)?;
         let result = self.db().and_then(|db| {
             let mut txn = db.begin_write().map_err(|e| self.storage(op, e))?;
             txn.set_durability(durability)
                 .map_err(|e| self.storage(op, e))?;
-            match f(&txn) {
+            match f(&mut txn) {
                 Ok(value) => {
                     txn.commit().map_err(|e| self.storage(op, e))?;
                     Ok(value)

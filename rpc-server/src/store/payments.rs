@@ -49,53 +49,52 @@ impl Store {
             Some(k) => k,
             None => DEFAULT_PAYMENT_KIND,
         };
-        let id = req.payment_id.as_str();
-        self.write(&format!("record payment `{id}`"), |txn| {
-            let mut payments = txn.open_table(tables::PAYMENTS)?;
-            let stored = match payments.get(id)? {
-                Some(bytes) => Some(codec::decode_owned::<PaymentRow>(bytes.value(), "payment")?),
-                None => None,
+        let payment = NewPayment {
+            req: req.clone(),
+            kind: kind.to_string(),
+            now_ms,
+        };
+        // Announced before queueing, so a pass lets the whole group go first.
+        let _turn = self.shared.gate.service();
+        self.shared
+            .payments
+            .submit(payment, |group| self.commit_payments(group))
+    }
+
+    /// Commits a group of payments in one transaction: one result per payment,
+    /// or the storage error that failed them all.
+    fn commit_payments(
+        &self,
+        group: &[NewPayment],
+    ) -> Result<Vec<Result<Payment, StoreError>>, StoreError> {
+        let op = match group {
+            [one] => format!("record payment `{}`", one.req.payment_id),
+            [first, ..] => format!(
+                "record {} payments (`{}` and the payments waiting with it)",
+                group.len(),
+                first.req.payment_id
+            ),
+            [] => return Ok(Vec::new()),
+        };
+        self.write(&op, |txn| {
+            let mut tables = PaymentTables {
+                payments: txn.open_table(tables::PAYMENTS)?,
+                log: txn.open_table(tables::PAYMENT_LOG)?,
+                by_user: txn.open_table(tables::USER_PAYMENTS)?,
             };
-            if let Some(stored) = stored {
-                let same = stored.user_sid == req.user_sid
-                    && stored.amount_cents == req.amount_cents
-                    && stored.kind == kind
-                    && stored.reference == req.reference;
-                if same {
-                    return Ok(stored.to_api(id));
-                }
-                return Err(StoreError::Conflict(format!(
-                    "payment `{}` was already recorded as user `{}`, {} cents, kind `{}`, {}; \
-                     this request says user `{}`, {} cents, kind `{}`, {}. Nothing was changed: \
-                     use a new payment_id for a new payment",
-                    echo(id),
-                    echo(&stored.user_sid),
-                    stored.amount_cents,
-                    echo(&stored.kind),
-                    describe_reference(stored.reference.as_deref()),
-                    echo(&req.user_sid),
-                    req.amount_cents,
-                    echo(kind),
-                    describe_reference(req.reference.as_deref()),
-                )));
+            let mut ledger = Ledger::open(txn, group[0].now_ms)?;
+            let mut results = Vec::with_capacity(group.len());
+            for payment in group {
+                results.push(match credit_one(&mut ledger, &mut tables, payment) {
+                    Ok(stored) => Ok(stored),
+                    // Refused before writing anything: the rest of the group goes on.
+                    Err(e @ (StoreError::Conflict(_) | StoreError::NotFound { .. })) => Err(e),
+                    Err(e @ StoreError::Overflow(_)) => Err(e),
+                    Err(fatal) => return Err(fatal),
+                });
             }
-            let mut ledger = Ledger::open(txn, now_ms)?;
-            ledger.credit(&req.user_sid, req.amount_cents)?;
-            ledger.meta.payment_seq += 1;
-            let row = PaymentRow {
-                seq: ledger.meta.payment_seq,
-                user_sid: req.user_sid.clone(),
-                amount_cents: req.amount_cents,
-                kind: kind.to_string(),
-                reference: req.reference.clone(),
-                created_at_ms: now_ms,
-            };
-            payments.insert(id, codec::to_bytes(&row)?.as_slice())?;
-            txn.open_table(tables::PAYMENT_LOG)?.insert(row.seq, id)?;
-            txn.open_table(tables::USER_PAYMENTS)?
-                .insert((req.user_sid.as_str(), row.seq), id)?;
             ledger.finish()?;
-            Ok(row.to_api(id))
+            Ok(results)
         })
     }
 
@@ -145,5 +144,136 @@ impl Store {
             }
             Ok(page(items, limit))
         })
+    }
+}
+
+/// A checked `record_payment` request, waiting for its group's commit.
+pub(super) struct NewPayment {
+    req: RecordPayment,
+    /// The request's kind, or the default.
+    kind: String,
+    now_ms: u64,
+}
+
+struct PaymentTables<'t> {
+    payments: redb::Table<'t, &'static str, &'static [u8]>,
+    log: redb::Table<'t, u64, &'static str>,
+    by_user: redb::Table<'t, (&'static str, u64), &'static str>,
+}
+
+/// Records one payment of a group. A conflict, an unknown user or an overflow
+/// is found before anything is written.
+fn credit_one(
+    ledger: &mut Ledger<'_>,
+    tables: &mut PaymentTables<'_>,
+    payment: &NewPayment,
+) -> Result<Payment, StoreError> {
+    let (req, kind) = (&payment.req, payment.kind.as_str());
+    let id = req.payment_id.as_str();
+    let stored = match tables.payments.get(id)? {
+        Some(bytes) => Some(codec::decode_owned::<PaymentRow>(bytes.value(), "payment")?),
+        None => None,
+    };
+    if let Some(stored) = stored {
+        let same = stored.user_sid == req.user_sid
+            && stored.amount_cents == req.amount_cents
+            && stored.kind == kind
+            && stored.reference == req.reference;
+        if same {
+            return Ok(stored.to_api(id));
+        }
+        return Err(StoreError::Conflict(format!(
+            "payment `{}` was already recorded as user `{}`, {} cents, kind `{}`, {}; \
+             this request says user `{}`, {} cents, kind `{}`, {}. Nothing was changed: \
+             use a new payment_id for a new payment",
+            echo(id),
+            echo(&stored.user_sid),
+            stored.amount_cents,
+            echo(&stored.kind),
+            describe_reference(stored.reference.as_deref()),
+            echo(&req.user_sid),
+            req.amount_cents,
+            echo(kind),
+            describe_reference(req.reference.as_deref()),
+        )));
+    }
+    ledger.credit(&req.user_sid, req.amount_cents)?;
+    ledger.meta.payment_seq += 1;
+    let row = PaymentRow {
+        seq: ledger.meta.payment_seq,
+        user_sid: req.user_sid.clone(),
+        amount_cents: req.amount_cents,
+        kind: kind.to_string(),
+        reference: req.reference.clone(),
+        created_at_ms: payment.now_ms,
+    };
+    tables
+        .payments
+        .insert(id, codec::to_bytes(&row)?.as_slice())?;
+    tables.log.insert(row.seq, id)?;
+    tables
+        .by_user
+        .insert((req.user_sid.as_str(), row.seq), id)?;
+    Ok(row.to_api(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+    use crate::store::Depth;
+    use crate::store::tests::{pay, register};
+
+    /// Payments that commit together in groups behave exactly as one at a time:
+    /// a repeated request returns the stored payment, a conflicting or unknown
+    /// one is refused alone, and every balance and counter adds up.
+    #[test]
+    fn concurrent_payments_commit_as_if_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+        for sid in ["u0", "u1", "u2", "u3"] {
+            register(&store, sid);
+        }
+        pay(&store, "pre", "u1", 50).unwrap();
+        let threads = 40;
+        let start = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (store, start) = (store.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    match i {
+                        // Each of p0..p15 is sent twice, by thread i and i + 16.
+                        0..32 => {
+                            let n = i % 16;
+                            pay(&store, &format!("p{n}"), &format!("u{}", n % 4), 100)
+                        }
+                        32..36 => pay(&store, "pre", "u1", 60),
+                        _ => pay(&store, &format!("ghost-{i}"), "ghost", 10),
+                    }
+                })
+            })
+            .collect();
+        for (i, handle) in handles.into_iter().enumerate() {
+            match (i, handle.join().unwrap()) {
+                (0..32, Ok(p)) => {
+                    assert_eq!(p.payment_id, format!("p{}", i % 16));
+                    assert_eq!(p.amount_cents, 100);
+                }
+                (32..36, Err(StoreError::Conflict(m))) => assert!(m.contains("`pre`"), "{m}"),
+                (36.., Err(StoreError::NotFound { key, .. })) => assert_eq!(key, "ghost"),
+                (i, other) => panic!("thread {i}: unexpected {other:?}"),
+            }
+        }
+        for (sid, balance) in [("u0", 400), ("u1", 450), ("u2", 400), ("u3", 400)] {
+            let user = store.get_user(sid).unwrap();
+            assert_eq!(user.credit_balance_cents, balance, "{sid}");
+            assert_eq!(user.total_paid_cents, balance, "{sid}");
+        }
+        let listed = store.list_payments(None, None, 100).unwrap();
+        assert_eq!(listed.items.len(), 17, "p0..p15 and pre, each once");
+        let report = store.verify(Depth::Full).unwrap();
+        assert!(report.consistent, "{}", report.summary());
     }
 }

@@ -4,7 +4,7 @@ use billing_api::{NodeStatus, RecordPayment, RegisterUser, RejectReason};
 
 use super::*;
 
-fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
+pub(super) fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
     UsageRecord {
         idempotency_key: key.into(),
         user_sid: sid.into(),
@@ -35,7 +35,7 @@ fn file(path: &str, blob: &str, records: Vec<Result<UsageRecord, InvalidRecord>>
     }
 }
 
-fn register(store: &Store, sid: &str) -> UserBilling {
+pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
     store
         .register_user(
             &RegisterUser {
@@ -48,7 +48,7 @@ fn register(store: &Store, sid: &str) -> UserBilling {
         .unwrap()
 }
 
-fn pay(store: &Store, id: &str, sid: &str, amount: i64) -> Result<Payment, StoreError> {
+pub(super) fn pay(store: &Store, id: &str, sid: &str, amount: i64) -> Result<Payment, StoreError> {
     store.record_payment(
         &RecordPayment {
             payment_id: id.into(),
