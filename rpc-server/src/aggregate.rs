@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::blocking::{now_ms, with_store};
+use crate::blocking::{background, now_ms, with_store};
 use crate::source::{FileBody, FileEntry, NodeTree, Source};
 use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Store};
 
@@ -464,7 +464,7 @@ impl Aggregator {
                 .map_err(|e| format!("reading files failed: {e}"))?;
             let batch = batch.to_vec();
             let (node, limits, tx) = (node.clone(), self.inner.limits, tx.clone());
-            let open = tokio::task::spawn_blocking(move || {
+            let open = background("decode", move || {
                 batch
                     .into_iter()
                     .zip(bodies)

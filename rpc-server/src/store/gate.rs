@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 /// The longest a pass waits for service writes before it takes its turn anyway.
 pub const PASS_MAX_WAIT: Duration = Duration::from_millis(10);
 /// The least work a pass transaction does before it yields to a service write.
-pub const PASS_MIN_WORK: Duration = Duration::from_millis(2);
+pub const PASS_MIN_WORK: Duration = Duration::from_millis(1);
 
 #[derive(Default)]
 pub(super) struct WriteGate {
