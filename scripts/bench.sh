@@ -11,9 +11,9 @@ command -v wrk >/dev/null || need+=(wrk)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
 
-cargo build --release -q -p rpc-server --bin rpc-server --example bench_ledger
-cargo build --release -q -p billing-api --example decode_bench
-cargo build --release -q -p tui-admin --examples
+# One build for everything: separate builds of these packages unify features differently and
+# would rebuild the shared crates each time.
+cargo build --release -q -p rpc-server -p billing-api -p tui-admin --bins --examples
 bin="$root/target/release/rpc-server"
 tool="$root/target/release/examples/bench_ledger"
 
