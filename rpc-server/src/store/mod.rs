@@ -25,6 +25,7 @@ mod gate;
 mod group_commit;
 mod handle;
 mod ledger;
+mod nodes;
 mod payments;
 mod runs;
 mod tables;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
+pub use nodes::NodeRecord;
 
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
 pub use payments::DEFAULT_PAYMENT_KIND;
@@ -124,32 +126,6 @@ pub struct LedgerCounts {
     pub pending_records: u64,
     /// Every item `list_rejected` returns, held records included.
     pub rejected_items: u64,
-}
-
-/// What the aggregator remembers about one node.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeRecord {
-    pub node_name: String,
-    /// Id of the node's subtree at `last_commit_sha`; unchanged means nothing to read.
-    pub tree_id: Option<String>,
-    pub last_commit_sha: Option<String>,
-    pub last_run_at_ms: Option<u64>,
-    pub records_consumed_total: u64,
-    pub status: billing_api::NodeStatus,
-    pub last_error: Option<String>,
-}
-
-impl NodeRecord {
-    pub fn to_api(&self) -> billing_api::NodeState {
-        billing_api::NodeState {
-            node_name: self.node_name.clone(),
-            last_commit_sha: self.last_commit_sha.clone(),
-            last_run_at: self.last_run_at_ms.map(billing_api::millis_to_rfc3339),
-            records_consumed_total: self.records_consumed_total,
-            status: self.status,
-            last_error: self.last_error.clone(),
-        }
-    }
 }
 
 /// Everything new of one node in one pass, applied in one transaction.

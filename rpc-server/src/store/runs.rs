@@ -1,13 +1,11 @@
-//! Per-node state and the record of aggregation passes.
+//! The record of aggregation passes.
 
-use std::collections::HashMap;
-
-use billing_api::{AggregateSummary, NodeStatus, Page};
+use billing_api::{AggregateSummary, Page};
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, META_KEY, MetaRow, NodeRow, RUN_TOTALS_KEY};
-use super::{NodeRecord, Store, StoreError, clamp_limit, page, seq_cursor, tables};
+use super::codec::{self, META_KEY, MetaRow, RUN_TOTALS_KEY};
+use super::{Store, StoreError, clamp_limit, page, seq_cursor, tables};
 
 /// Figures over every aggregation run ever recorded, including the runs the
 /// runs table no longer keeps (it keeps the last `--keep-runs`).
@@ -56,18 +54,6 @@ fn totals_load(txn: &WriteTransaction) -> Result<RunTotals, StoreError> {
     Ok(totals)
 }
 
-fn node_record(name: &str, row: NodeRow) -> NodeRecord {
-    NodeRecord {
-        node_name: name.to_string(),
-        tree_id: row.tree_id,
-        last_commit_sha: row.last_commit_sha,
-        last_run_at_ms: row.last_run_at_ms,
-        records_consumed_total: row.records_consumed_total,
-        status: row.status,
-        last_error: row.last_error,
-    }
-}
-
 fn meta_load(txn: &WriteTransaction) -> Result<MetaRow, StoreError> {
     let table = txn.open_table(tables::META)?;
     match table.get(META_KEY)? {
@@ -83,71 +69,6 @@ fn meta_store(txn: &WriteTransaction, meta: &MetaRow) -> Result<(), StoreError> 
 }
 
 impl Store {
-    pub fn node(&self, node_name: &str) -> Result<Option<NodeRecord>, StoreError> {
-        self.read("read a node", |txn| {
-            let nodes = txn.open_table(tables::NODES)?;
-            match nodes.get(node_name)? {
-                Some(bytes) => Ok(Some(node_record(
-                    node_name,
-                    codec::decode_owned(bytes.value(), "node")?,
-                ))),
-                None => Ok(None),
-            }
-        })
-    }
-
-    /// Every known node, sorted by name.
-    pub fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        self.read("list nodes", |txn| {
-            let nodes = txn.open_table(tables::NODES)?;
-            let mut out = Vec::new();
-            for entry in nodes.range::<&str>(..)? {
-                let (name, bytes) = entry?;
-                out.push(node_record(
-                    name.value(),
-                    codec::decode_owned(bytes.value(), "node")?,
-                ));
-            }
-            Ok(out)
-        })
-    }
-
-    /// Path -> blob id of every file of the node already consumed.
-    pub fn consumed_files(&self, node_name: &str) -> Result<HashMap<String, String>, StoreError> {
-        self.read("list consumed files", |txn| {
-            let files = txn.open_table(tables::CONSUMED_FILES)?;
-            let mut out = HashMap::new();
-            for entry in files.range((node_name, "")..)? {
-                let (k, v) = entry?;
-                let (node, path) = k.value();
-                if node != node_name {
-                    break;
-                }
-                out.insert(path.to_string(), v.value().to_string());
-            }
-            Ok(out)
-        })
-    }
-
-    /// Records that a pass failed on this node; its consumed position is kept.
-    pub fn node_failed(&self, node_name: &str, error: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.write(
-            &format!("record the failure of node `{node_name}`"),
-            |txn| {
-                let mut nodes = txn.open_table(tables::NODES)?;
-                let mut row: NodeRow = match nodes.get(node_name)? {
-                    Some(bytes) => codec::decode_owned(bytes.value(), "node")?,
-                    None => NodeRow::default(),
-                };
-                row.status = NodeStatus::Error;
-                row.last_error = Some(error.to_string());
-                row.last_run_at_ms = Some(now_ms);
-                nodes.insert(node_name, codec::to_bytes(&row)?.as_slice())?;
-                Ok(())
-            },
-        )
-    }
-
     /// Head commit of the last pass that had no errors.
     pub fn clean_head(&self) -> Result<Option<String>, StoreError> {
         self.read("read the clean head", |txn| {

@@ -1,0 +1,222 @@
+//! Rejected records and files: stored once per fingerprint, and listed for
+//! the operator (see `tally.rs` for the per-file sample and counts).
+
+use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
+use redb::ReadableTable;
+
+use super::super::codec::{self, RejectedRow};
+use super::super::{
+    InvalidRecord, Page, Store, StoreError, UsageRecord, clamp_limit, page, seq_cursor, tables,
+};
+use super::{Ledger, Provenance};
+
+impl Ledger<'_> {
+    pub(super) fn conflict(
+        &mut self,
+        from: Provenance<'_>,
+        index: u32,
+        rec: &UsageRecord,
+        detail: String,
+        existing: Option<ConsumedRecord>,
+    ) -> Result<(), StoreError> {
+        if !self.sample(from, index, "conflict")? {
+            return Ok(());
+        }
+        let fingerprint = format!(
+            "conflict\0{}\0{}\0{}\0{}",
+            rec.idempotency_key, rec.user_sid, rec.node_name, rec.cost_cents
+        );
+        self.reject(
+            RejectedRow {
+                reason: RejectReason::Conflict,
+                node_name: from.node.to_string(),
+                file_path: from.path.to_string(),
+                blob_id: from.blob.to_string(),
+                commit_sha: from.commit.to_string(),
+                record_index: Some(index),
+                idempotency_key: Some(rec.idempotency_key.clone()),
+                user_sid: Some(rec.user_sid.clone()),
+                cost_cents: Some(rec.cost_cents),
+                detail,
+                existing,
+                first_seen_ms: self.now_ms,
+                fingerprint: None,
+            },
+            fingerprint,
+        )
+    }
+
+    /// An invalid record of a decoded file.
+    pub fn invalid(&mut self, from: Provenance<'_>, rec: &InvalidRecord) -> Result<(), StoreError> {
+        let index = u32::try_from(rec.index).unwrap_or(u32::MAX);
+        self.invalid_record(
+            from,
+            index,
+            rec.idempotency_key.as_deref(),
+            rec.user_sid.as_deref(),
+            &rec.reason,
+            &rec.raw,
+        )
+    }
+
+    pub(super) fn invalid_record(
+        &mut self,
+        from: Provenance<'_>,
+        index: u32,
+        key: Option<&str>,
+        sid: Option<&str>,
+        reason: &str,
+        raw: &str,
+    ) -> Result<(), StoreError> {
+        self.outcome.invalid += 1;
+        if !self.sample(from, index, reason)? {
+            return Ok(());
+        }
+        // Content-based, so a re-commit of the same bad record adds no second item.
+        let fingerprint = format!(
+            "invalid\0{}\0{}\0{index}\0{}\0{reason}\0{raw}",
+            from.node,
+            from.path,
+            key.unwrap_or("")
+        );
+        let mut detail = format!(
+            "record {index} of {} is invalid: {reason}. It was not applied; the rest of the file \
+             was. Fix the record on the node with a new idempotency key, or leave it out",
+            from.path
+        );
+        if !raw.is_empty() {
+            detail.push_str("; as written: ");
+            detail.push_str(raw.trim_end());
+        }
+        self.reject(
+            RejectedRow {
+                reason: RejectReason::Invalid,
+                node_name: from.node.to_string(),
+                file_path: from.path.to_string(),
+                blob_id: from.blob.to_string(),
+                commit_sha: from.commit.to_string(),
+                record_index: Some(index),
+                idempotency_key: key.map(str::to_string),
+                user_sid: sid.map(str::to_string),
+                cost_cents: None,
+                detail,
+                existing: None,
+                first_seen_ms: self.now_ms,
+                fingerprint: None,
+            },
+            fingerprint,
+        )
+    }
+
+    /// A whole file that was not read.
+    pub fn reject_file(
+        &mut self,
+        from: Provenance<'_>,
+        reason: RejectReason,
+        detail: String,
+    ) -> Result<(), StoreError> {
+        self.outcome.files_rejected += 1;
+        let fingerprint = file_fingerprint(reason, from);
+        self.reject(
+            RejectedRow {
+                reason,
+                node_name: from.node.to_string(),
+                file_path: from.path.to_string(),
+                blob_id: from.blob.to_string(),
+                commit_sha: from.commit.to_string(),
+                record_index: None,
+                idempotency_key: None,
+                user_sid: None,
+                cost_cents: None,
+                detail,
+                existing: None,
+                first_seen_ms: self.now_ms,
+                fingerprint: None,
+            },
+            fingerprint,
+        )
+    }
+
+    /// Removes the whole-file rejection of `from` for `reason`, if any: the
+    /// file was read after all (e.g. an oversize file under a raised limit).
+    pub fn resolve_file(
+        &mut self,
+        from: Provenance<'_>,
+        reason: RejectReason,
+    ) -> Result<(), StoreError> {
+        let fingerprint = file_fingerprint(reason, from);
+        let Some(id) = self
+            .fingerprints
+            .remove(fingerprint.as_str())?
+            .map(|id| id.value())
+        else {
+            return Ok(());
+        };
+        if self.rejected.remove(id)?.is_some() {
+            self.meta.counts.rejected_items -= 1;
+        }
+        Ok(())
+    }
+
+    /// Stores a rejected item unless one with the same fingerprint exists.
+    pub(super) fn reject(
+        &mut self,
+        mut row: RejectedRow,
+        fingerprint: String,
+    ) -> Result<(), StoreError> {
+        if self.fingerprints.get(fingerprint.as_str())?.is_some() {
+            return Ok(());
+        }
+        let id = self.next_rejected_id();
+        self.fingerprints.insert(fingerprint.as_str(), id)?;
+        row.fingerprint = Some(fingerprint);
+        codec::encode(&row, &mut self.buf)?;
+        self.rejected.insert(id, self.buf.as_slice())?;
+        self.meta.counts.rejected_items += 1;
+        Ok(())
+    }
+
+    pub(in crate::store) fn next_rejected_id(&mut self) -> u64 {
+        self.meta.rejected_seq += 1;
+        self.meta.rejected_seq
+    }
+}
+
+/// Dedup key of a whole-file rejection: one item per reason, node, path and blob.
+fn file_fingerprint(reason: RejectReason, from: Provenance<'_>) -> String {
+    format!(
+        "{}\0{}\0{}\0{}",
+        reason.as_str(),
+        from.node,
+        from.path,
+        from.blob
+    )
+}
+
+impl Store {
+    /// Held and rejected records and files, newest first.
+    pub fn list_rejected(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<RejectedItem>, StoreError> {
+        let limit = clamp_limit(limit);
+        let before = seq_cursor(cursor)?.unwrap_or(u64::MAX);
+        self.read("list rejected items", |txn| {
+            let table = txn.open_table(tables::REJECTED)?;
+            let counts = txn.open_table(tables::REJECTED_COUNTS)?;
+            let mut items = Vec::with_capacity(limit + 1);
+            for entry in table.range(..before)?.rev().take(limit + 1) {
+                let (id, bytes) = entry?;
+                let id = id.value();
+                let row: RejectedRow = codec::decode_owned(bytes.value(), "rejected item")?;
+                let mut item = row.to_api(id);
+                if row.record_index.is_none() {
+                    item.record_count = counts.get(id)?.map(|n| n.value());
+                }
+                items.push((id.to_string(), item));
+            }
+            Ok(page(items, limit))
+        })
+    }
+}
