@@ -28,12 +28,20 @@ fn check_everything(store: &Store) {
     assert_eq!(alice.email.as_deref(), Some("alice@example.org"));
     assert_eq!(alice.created_at, "2025-11-24T16:00:00.000Z");
     assert_eq!(
-        (alice.credit_balance_cents, alice.total_paid_cents, alice.total_consumed_cents),
+        (
+            alice.credit_balance_cents,
+            alice.total_paid_cents,
+            alice.total_consumed_cents
+        ),
         (4850, 5000, 150)
     );
     let bob = store.get_user("bob").unwrap();
     assert_eq!(
-        (bob.credit_balance_cents, bob.total_paid_cents, bob.total_consumed_cents),
+        (
+            bob.credit_balance_cents,
+            bob.total_paid_cents,
+            bob.total_consumed_cents
+        ),
         (220, 300, 80)
     );
 
@@ -54,8 +62,22 @@ fn check_everything(store: &Store) {
     assert_eq!(
         got,
         [
-            ("pay-2", "bob", 300, "refund", None, "2025-11-24T16:00:03.000Z"),
-            ("pay-1", "alice", 5000, "topup", Some("invoice 17"), "2025-11-24T16:00:02.000Z"),
+            (
+                "pay-2",
+                "bob",
+                300,
+                "refund",
+                None,
+                "2025-11-24T16:00:03.000Z"
+            ),
+            (
+                "pay-1",
+                "alice",
+                5000,
+                "topup",
+                Some("invoice 17"),
+                "2025-11-24T16:00:02.000Z"
+            ),
         ]
     );
 
@@ -79,7 +101,14 @@ fn check_everything(store: &Store) {
         [
             ("k5", "alice", "n2", 30, FILE_N2, "2026-12-02T01:17:40.781Z"),
             ("k2", "bob", "n1", 80, FILE_N1, "2026-12-02T01:17:40.779Z"),
-            ("k1", "alice", "n1", 120, FILE_N1, "2026-12-02T01:17:40.779Z"),
+            (
+                "k1",
+                "alice",
+                "n1",
+                120,
+                FILE_N1,
+                "2026-12-02T01:17:40.779Z"
+            ),
         ]
     );
     let alices = store.list_consumed(Some("alice"), None, 100).unwrap().items;
@@ -106,12 +135,42 @@ fn check_everything(store: &Store) {
     assert_eq!(
         got,
         [
-            ("3", RejectReason::Conflict, "n2", FILE_N2, Some(1), Some("k1"), Some("bob"), Some(999)),
-            ("2", RejectReason::Invalid, "n1", FILE_N1, Some(3), Some("k4"), Some("alice"), None),
-            ("1", RejectReason::UnknownUser, "n1", FILE_N1, Some(2), Some("k3"), Some("carol"), Some(40)),
+            (
+                "3",
+                RejectReason::Conflict,
+                "n2",
+                FILE_N2,
+                Some(1),
+                Some("k1"),
+                Some("bob"),
+                Some(999)
+            ),
+            (
+                "2",
+                RejectReason::Invalid,
+                "n1",
+                FILE_N1,
+                Some(3),
+                Some("k4"),
+                Some("alice"),
+                None
+            ),
+            (
+                "1",
+                RejectReason::UnknownUser,
+                "n1",
+                FILE_N1,
+                Some(2),
+                Some("k3"),
+                Some("carol"),
+                Some(40)
+            ),
         ]
     );
-    let existing = rejected[0].existing.as_ref().expect("a conflict shows the applied version");
+    let existing = rejected[0]
+        .existing
+        .as_ref()
+        .expect("a conflict shows the applied version");
     assert_eq!(
         (
             existing.idempotency_key.as_str(),
@@ -122,10 +181,26 @@ fn check_everything(store: &Store) {
             existing.file_path.as_str(),
             existing.applied_at.as_str(),
         ),
-        ("k1", "alice", "n1", 120, COMMIT, FILE_N1, "2026-12-02T01:17:40.779Z")
+        (
+            "k1",
+            "alice",
+            "n1",
+            120,
+            COMMIT,
+            FILE_N1,
+            "2026-12-02T01:17:40.779Z"
+        )
     );
-    assert!(rejected[1].detail.contains("cost_cents must be >= 0, got -5"));
-    assert!(rejected.iter().all(|r| r.first_seen_at.starts_with("2026-12-02T01:17:40.7")));
+    assert!(
+        rejected[1]
+            .detail
+            .contains("cost_cents must be >= 0, got -5")
+    );
+    assert!(
+        rejected
+            .iter()
+            .all(|r| r.first_seen_at.starts_with("2026-12-02T01:17:40.7"))
+    );
 
     let nodes = store.nodes().unwrap();
     let got: Vec<_> = nodes

@@ -1,5 +1,8 @@
-//! Row encodings. Rows are postcard-encoded serde structs; the hot consumed row
-//! borrows its strings so encoding and decoding it allocates nothing.
+//! Row encodings. Rows are postcard-encoded serde structs owned by the store:
+//! enums are stored as explicit codes and API structs through rows of their
+//! own, so a change to an API type cannot change what stored rows mean (see
+//! `format.rs`). The hot consumed row borrows its strings so encoding and
+//! decoding it allocates nothing.
 
 use billing_api::{ConsumedRecord, NodeStatus, RejectReason, millis_to_rfc3339};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -236,6 +239,7 @@ pub(crate) struct PendingRow {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct RejectedRow {
+    #[serde(with = "reason_code")]
     pub reason: RejectReason,
     pub node_name: String,
     pub file_path: String,
@@ -246,6 +250,7 @@ pub(crate) struct RejectedRow {
     pub user_sid: Option<String>,
     pub cost_cents: Option<i64>,
     pub detail: String,
+    #[serde(with = "existing_row")]
     pub existing: Option<ConsumedRecord>,
     pub first_seen_ms: u64,
     /// Dedup fingerprint, if this item has one (held records dedup by key instead).
@@ -279,6 +284,7 @@ pub(crate) struct NodeRow {
     pub last_commit_sha: Option<String>,
     pub last_run_at_ms: Option<u64>,
     pub records_consumed_total: u64,
+    #[serde(with = "status_code")]
     pub status: NodeStatus,
     pub last_error: Option<String>,
 }
@@ -312,3 +318,181 @@ pub(crate) struct TallyRow {
 /// Key of the `runs::RunTotals` row in the `META` table: figures over every
 /// recorded run, pruned ones included.
 pub(crate) const RUN_TOTALS_KEY: &str = "run_totals";
+
+/// Reject reasons as stored: explicit codes, never reused.
+mod reason_code {
+    use super::*;
+
+    const CODES: [(RejectReason, u8); 7] = [
+        (RejectReason::Conflict, 1),
+        (RejectReason::Invalid, 2),
+        (RejectReason::UnknownUser, 3),
+        (RejectReason::Unparseable, 4),
+        (RejectReason::TooLarge, 5),
+        (RejectReason::TooManyRecords, 6),
+        (RejectReason::InvalidName, 7),
+    ];
+
+    pub fn serialize<S: serde::Serializer>(reason: &RejectReason, s: S) -> Result<S::Ok, S::Error> {
+        let code = CODES.iter().find(|(r, _)| r == reason).map(|&(_, c)| c);
+        // Every reason has a code: a new one without would fail here, not store garbage.
+        s.serialize_u8(code.ok_or_else(|| {
+            serde::ser::Error::custom(format!("reject reason {reason:?} has no stored code"))
+        })?)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RejectReason, D::Error> {
+        let code = u8::deserialize(d)?;
+        CODES
+            .iter()
+            .find(|&&(_, c)| c == code)
+            .map(|&(r, _)| r)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown reject reason code {code}")))
+    }
+}
+
+/// Node status as stored: explicit codes.
+mod status_code {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(status: &NodeStatus, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(match status {
+            NodeStatus::Ok => 0,
+            NodeStatus::Error => 1,
+        })
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NodeStatus, D::Error> {
+        match u8::deserialize(d)? {
+            0 => Ok(NodeStatus::Ok),
+            1 => Ok(NodeStatus::Error),
+            code => Err(serde::de::Error::custom(format!(
+                "unknown node status code {code}"
+            ))),
+        }
+    }
+}
+
+/// The applied version of a conflicting record, as stored.
+#[derive(Serialize, Deserialize)]
+struct ExistingRow {
+    key: String,
+    user_sid: String,
+    node_name: String,
+    cost_cents: i64,
+    applied_at: String,
+    commit_sha: String,
+    file_path: String,
+}
+
+mod existing_row {
+    use super::*;
+
+    pub fn serialize<S: serde::Serializer>(
+        existing: &Option<ConsumedRecord>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        existing
+            .as_ref()
+            .map(|c| ExistingRow {
+                key: c.idempotency_key.clone(),
+                user_sid: c.user_sid.clone(),
+                node_name: c.node_name.clone(),
+                cost_cents: c.cost_cents,
+                applied_at: c.applied_at.clone(),
+                commit_sha: c.commit_sha.clone(),
+                file_path: c.file_path.clone(),
+            })
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<ConsumedRecord>, D::Error> {
+        Ok(
+            Option::<ExistingRow>::deserialize(d)?.map(|e| ConsumedRecord {
+                idempotency_key: e.key,
+                user_sid: e.user_sid,
+                node_name: e.node_name,
+                cost_cents: e.cost_cents,
+                applied_at: e.applied_at,
+                commit_sha: e.commit_sha,
+                file_path: e.file_path,
+            }),
+        )
+    }
+}
+
+/// One aggregation pass, as stored in the runs table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RunRow {
+    pub run_id: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub head_commit: Option<String>,
+    pub nodes_total: u64,
+    pub nodes_skipped: u64,
+    pub files_read: u64,
+    pub files_rejected: u64,
+    pub records_applied: u64,
+    pub records_duplicate: u64,
+    pub records_conflict: u64,
+    pub records_pending: u64,
+    pub records_invalid: u64,
+    pub cents_debited: i64,
+    /// (node, message) of each error; no node for an error of the whole pass.
+    pub errors: Vec<(Option<String>, String)>,
+}
+
+impl RunRow {
+    pub fn from_api(s: &billing_api::AggregateSummary) -> Self {
+        RunRow {
+            run_id: s.run_id,
+            started_at: s.started_at.clone(),
+            finished_at: s.finished_at.clone(),
+            head_commit: s.head_commit.clone(),
+            nodes_total: s.nodes_total,
+            nodes_skipped: s.nodes_skipped,
+            files_read: s.files_read,
+            files_rejected: s.files_rejected,
+            records_applied: s.records_applied,
+            records_duplicate: s.records_duplicate,
+            records_conflict: s.records_conflict,
+            records_pending: s.records_pending,
+            records_invalid: s.records_invalid,
+            cents_debited: s.cents_debited,
+            errors: s
+                .errors
+                .iter()
+                .map(|e| (e.node_name.clone(), e.message.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn to_api(&self) -> billing_api::AggregateSummary {
+        billing_api::AggregateSummary {
+            run_id: self.run_id,
+            started_at: self.started_at.clone(),
+            finished_at: self.finished_at.clone(),
+            head_commit: self.head_commit.clone(),
+            nodes_total: self.nodes_total,
+            nodes_skipped: self.nodes_skipped,
+            files_read: self.files_read,
+            files_rejected: self.files_rejected,
+            records_applied: self.records_applied,
+            records_duplicate: self.records_duplicate,
+            records_conflict: self.records_conflict,
+            records_pending: self.records_pending,
+            records_invalid: self.records_invalid,
+            cents_debited: self.cents_debited,
+            errors: self
+                .errors
+                .iter()
+                .map(|(node, message)| billing_api::NodeError {
+                    node_name: node.clone(),
+                    message: message.clone(),
+                })
+                .collect(),
+        }
+    }
+}

@@ -21,6 +21,7 @@
 
 mod chunks;
 mod codec;
+mod format;
 mod gate;
 mod group_commit;
 mod handle;
@@ -41,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
+pub use format::LEDGER_FORMAT;
 pub use nodes::NodeRecord;
 
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
@@ -331,6 +333,7 @@ impl Store {
             }
             other => other,
         })?;
+        format::check_and_migrate(&db, &location)?;
         Ok(Store {
             shared: Arc::new(handle::Shared::new(db, location, path, options.keep_runs)),
         })

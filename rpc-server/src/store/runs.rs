@@ -4,7 +4,7 @@ use billing_api::{AggregateSummary, Page};
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::codec::{self, META_KEY, MetaRow, RUN_TOTALS_KEY};
+use super::codec::{self, META_KEY, MetaRow, RUN_TOTALS_KEY, RunRow};
 use super::{Store, StoreError, clamp_limit, page, seq_cursor, tables};
 
 /// Figures over every aggregation run ever recorded, including the runs the
@@ -49,7 +49,7 @@ fn totals_load(txn: &WriteTransaction) -> Result<RunTotals, StoreError> {
     let mut totals = RunTotals::default();
     for entry in txn.open_table(tables::RUNS)?.range::<u64>(..)? {
         let (_, bytes) = entry?;
-        totals.add(&codec::decode_owned(bytes.value(), "run")?);
+        totals.add(&codec::decode_owned::<RunRow>(bytes.value(), "run")?.to_api());
     }
     Ok(totals)
 }
@@ -122,7 +122,10 @@ impl Store {
                 }
                 let mut stored = summary.clone();
                 stored.run_id = meta.run_seq;
-                table.insert(meta.run_seq, codec::to_bytes(&stored)?.as_slice())?;
+                table.insert(
+                    meta.run_seq,
+                    codec::to_bytes(&RunRow::from_api(&stored))?.as_slice(),
+                )?;
                 totals.add(&stored);
             }
             let excess = table.len()?.saturating_sub(keep);
@@ -158,7 +161,7 @@ impl Store {
             let mut totals = RunTotals::default();
             for entry in txn.open_table(tables::RUNS)?.range::<u64>(..)? {
                 let (_, bytes) = entry?;
-                totals.add(&codec::decode_owned(bytes.value(), "run")?);
+                totals.add(&codec::decode_owned::<RunRow>(bytes.value(), "run")?.to_api());
             }
             Ok(totals)
         })
@@ -175,7 +178,9 @@ impl Store {
         self.read("read the last run", |txn| {
             let runs = txn.open_table(tables::RUNS)?;
             match runs.last()? {
-                Some((_, bytes)) => Ok(Some(codec::decode_owned(bytes.value(), "run")?)),
+                Some((_, bytes)) => Ok(Some(
+                    codec::decode_owned::<RunRow>(bytes.value(), "run")?.to_api(),
+                )),
                 None => Ok(None),
             }
         })
@@ -194,7 +199,7 @@ impl Store {
             let mut items = Vec::with_capacity(limit + 1);
             for entry in runs.range(..before)?.rev().take(limit + 1) {
                 let (id, bytes) = entry?;
-                let summary: AggregateSummary = codec::decode_owned(bytes.value(), "run")?;
+                let summary = codec::decode_owned::<RunRow>(bytes.value(), "run")?.to_api();
                 items.push((id.value().to_string(), summary));
             }
             Ok(page(items, limit))

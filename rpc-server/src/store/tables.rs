@@ -58,5 +58,5 @@ pub(crate) const NODES: TableDefinition<&str, &[u8]> = TableDefinition::new("nod
 pub(crate) const CONSUMED_FILES: TableDefinition<(&str, &str), &str> =
     TableDefinition::new("consumed_files");
 
-/// `run_id` -> postcard-encoded `AggregateSummary`.
+/// `run_id` -> postcard-encoded `codec::RunRow`.
 pub(crate) const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
