@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo test --workspace --all-targets
+# Under a throwaway PostgreSQL (BILLING_TEST_PG_URL), for the tests of the PostgreSQL ledger.
+scripts/with-postgres.sh cargo test --workspace --all-targets
 
 # End-to-end scenarios that start real processes.
 for script in scripts/smoke_aggregate.sh scripts/tui_e2e.sh; do
