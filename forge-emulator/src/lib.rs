@@ -25,6 +25,9 @@ pub use faults::{Fault, FaultKind, Stats};
 pub use repo::{FileChange, ForgeRepo, blob_id};
 pub use server::endpoint_name;
 
+/// Forgejo's default `[api] DEFAULT_MAX_BLOB_SIZE`.
+pub const DEFAULT_MAX_BLOB_SIZE: u64 = 10 * 1024 * 1024;
+
 /// Who the emulated forge says it is.
 #[derive(Debug, Clone)]
 pub struct EmulatorConfig {
@@ -35,6 +38,10 @@ pub struct EmulatorConfig {
     pub default_branch: String,
     /// Largest `per_page` of `git/trees` (Gitea's default is 1000).
     pub tree_page_max: usize,
+    /// Largest blob `git/blobs` sends the content of (Forgejo's `[api]
+    /// DEFAULT_MAX_BLOB_SIZE`, 10 MiB by default); a larger one comes back
+    /// with `"content": ""` and its real size.
+    pub max_blob_size: u64,
 }
 
 impl EmulatorConfig {
@@ -50,6 +57,7 @@ impl EmulatorConfig {
             token: token.map(str::to_string),
             default_branch: "main".to_string(),
             tree_page_max: 1000,
+            max_blob_size: DEFAULT_MAX_BLOB_SIZE,
         })
     }
 }

@@ -26,6 +26,10 @@ struct Cli {
     /// Largest page of `git/trees` listings.
     #[arg(long, default_value_t = 1000)]
     tree_page_max: usize,
+    /// Largest blob whose content `git/blobs` sends (Forgejo's `[api] DEFAULT_MAX_BLOB_SIZE`);
+    /// a larger one answers `"content": ""` with its real size.
+    #[arg(long, default_value_t = forge_emulator::DEFAULT_MAX_BLOB_SIZE)]
+    max_blob_size: u64,
 }
 
 #[tokio::main]
@@ -40,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = EmulatorConfig::new(&cli.forge_repo, cli.token.as_deref())?;
     config.default_branch = cli.branch;
     config.tree_page_max = cli.tree_page_max.max(1);
+    config.max_blob_size = cli.max_blob_size;
     let repo = ForgeRepo::open_or_init(&cli.repo)?;
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await

@@ -381,7 +381,12 @@ fn route(
                 Some(bytes) => Ok(Reply::json(
                     StatusCode::OK,
                     &json!({
-                        "content": BASE64.encode(&bytes),
+                        // Like Forgejo: over the cap the content is empty, the size real.
+                        "content": if bytes.len() as u64 > config.max_blob_size {
+                            String::new()
+                        } else {
+                            BASE64.encode(&bytes)
+                        },
                         "encoding": "base64",
                         "url": format!("{}/git/blobs/{id}", ctx.repo_url()),
                         "sha": id.to_string(),

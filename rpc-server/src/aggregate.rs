@@ -355,7 +355,8 @@ impl Aggregator {
         let mut producer = Some(tokio::spawn({
             let this = self.clone();
             let node_name = node.node_name.clone();
-            async move { this.read_files(node_name, new, tx).await }
+            let head = head.to_string();
+            async move { this.read_files(node_name, head, new, tx).await }
         }));
         let mut outcome = NodeOutcome::default();
         let mut items = Vec::new();
@@ -407,11 +408,13 @@ impl Aggregator {
         }
     }
 
-    /// Reads `files` in batches within the read budget and decodes them into
-    /// `tx`, in order. Files whose name is not a real hour are rejected unread.
+    /// Reads `files` (listed at commit `head`) in batches within the read
+    /// budget and decodes them into `tx`, in order. Files whose name is not a
+    /// real hour are rejected unread.
     async fn read_files(
         &self,
         node: String,
+        head: String,
         files: Vec<FileEntry>,
         tx: mpsc::Sender<ChunkItem>,
     ) -> Result<(), String> {
@@ -459,7 +462,7 @@ impl Aggregator {
             let bodies = self
                 .inner
                 .source
-                .read(batch, max)
+                .read(&head, batch, max)
                 .await
                 .map_err(|e| format!("reading files failed: {e}"))?;
             let batch = batch.to_vec();

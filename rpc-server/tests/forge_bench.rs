@@ -158,9 +158,10 @@ async fn our_pass(source: Arc<ForgeSource>, state: Arc<Consumed>) -> usize {
             continue;
         }
         let (source, state, permits) = (source.clone(), state.clone(), permits.clone());
+        let head = head.clone();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.unwrap();
-            read_new_files(&source, &state, &node).await
+            read_new_files(&source, &state, &head, &node).await
         });
     }
     let mut read = 0;
@@ -170,13 +171,18 @@ async fn our_pass(source: Arc<ForgeSource>, state: Arc<Consumed>) -> usize {
     read
 }
 
-async fn read_new_files(source: &ForgeSource, state: &Consumed, node: &NodeTree) -> usize {
+async fn read_new_files(
+    source: &ForgeSource,
+    state: &Consumed,
+    head: &str,
+    node: &NodeTree,
+) -> usize {
     let files = source.files(node).await.unwrap();
     let new: Vec<_> = files
         .into_iter()
         .filter(|f| !state.blobs.contains(&f.blob_id))
         .collect();
-    let bodies = source.read(&new, 1 << 20).await.unwrap();
+    let bodies = source.read(head, &new, 1 << 20).await.unwrap();
     assert!(
         bodies
             .iter()

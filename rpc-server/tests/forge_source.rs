@@ -3,8 +3,10 @@
 
 use std::time::{Duration, Instant};
 
+use billing_server::aggregate::Aggregator;
 use billing_server::source::forge::{ForgeOptions, ForgeSource};
-use billing_server::source::{FileBody, NodeTree};
+use billing_server::source::{FileBody, NodeTree, Source};
+use billing_server::store::Store;
 use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, FaultKind, ForgeRepo};
 use serde_json::json;
 
@@ -116,12 +118,12 @@ async fn head_nodes_files_and_read_answer_from_the_forge() {
     assert_eq!(files[0].size, Some(3));
     let b_files = s.files(&nodes[1]).await.unwrap();
     assert_eq!(b_files.len(), 1, "notes.txt is not a usage file");
-    let bodies = s.read(&files, 1024).await.unwrap();
+    let bodies = s.read(&commit, &files, 1024).await.unwrap();
     assert_eq!(data(&bodies[0]), b"a10");
     assert_eq!(data(&bodies[1]), b"a11");
     // Over the limit: not downloaded at all.
     f.emu.reset_stats();
-    let bodies = s.read(&files, 2).await.unwrap();
+    let bodies = s.read(&commit, &files, 2).await.unwrap();
     assert_eq!(bodies, vec![FileBody::TooLarge { size: 3 }; 2]);
     assert_eq!(f.emu.stats().total, 0);
     assert!(!s.describe().contains(TOKEN));
@@ -186,7 +188,7 @@ async fn tree_listings_follow_every_page() {
     let files = s.files(&nodes[4]).await.unwrap();
     assert_eq!(files.len(), 5);
     assert_eq!(files[4].path, "nodes/node-4/usage_2026-11-27-04.otoml");
-    let bodies = s.read(&files, 100).await.unwrap();
+    let bodies = s.read(&head, &files, 100).await.unwrap();
     assert_eq!(data(&bodies[3]), b"4-3");
 }
 
@@ -206,10 +208,10 @@ async fn a_truncated_or_non_json_body_is_an_error_never_an_empty_listing() {
     let nodes = s.nodes(&head).await.unwrap();
     let files = s.files(&nodes[0]).await.unwrap();
     f.emu.add_fault(Fault::new("blobs", FaultKind::Truncate, 1));
-    let err = s.read(&files, 1024).await.unwrap_err().to_string();
+    let err = s.read(&head, &files, 1024).await.unwrap_err().to_string();
     assert!(err.contains("not the expected JSON"), "{err}");
     assert!(err.contains("nodes/node-a/usage_2026-11-27-1"), "{err}");
-    assert_eq!(s.read(&files, 1024).await.unwrap().len(), 2);
+    assert_eq!(s.read(&head, &files, 1024).await.unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -380,7 +382,7 @@ async fn force_push_changed_and_deleted_files() {
     let files = s.files(&nodes[0]).await.unwrap();
     assert_eq!(files.len(), 1, "the deleted file is gone");
     assert_eq!(
-        data(&s.read(&files, 100).await.unwrap()[0]),
+        data(&s.read(&second.to_string(), &files, 100).await.unwrap()[0]),
         b"a10 rewritten"
     );
 
@@ -423,7 +425,7 @@ async fn blob_downloads_are_bounded_and_keep_file_order() {
         path_contains: None,
     });
     let started = Instant::now();
-    let bodies = s.read(&files, 100).await.unwrap();
+    let bodies = s.read(&head, &files, 100).await.unwrap();
     let elapsed = started.elapsed();
     for (h, body) in bodies.iter().enumerate() {
         assert_eq!(data(body), format!("hour {h}").as_bytes());
@@ -468,14 +470,14 @@ async fn a_failed_blob_download_is_reported_not_the_cancelled_ones() {
             probability: None,
             path_contains: None,
         });
-        let err = s.read(&files, 100).await.unwrap_err().to_string();
+        let err = s.read(&head, &files, 100).await.unwrap_err().to_string();
         assert!(err.contains(expected), "{kind:?}: {err}");
         assert!(err.contains(&files[2].path), "{kind:?}: {err}");
         assert!(err.contains(&files[2].blob_id), "{kind:?}: {err}");
         assert!(!err.contains("cancelled"), "{kind:?}: {err}");
     }
     f.emu.clear_faults();
-    assert_eq!(s.read(&files, 100).await.unwrap().len(), 8);
+    assert_eq!(s.read(&head, &files, 100).await.unwrap().len(), 8);
 }
 
 #[tokio::test]
@@ -498,12 +500,19 @@ async fn a_blob_in_an_unknown_encoding_is_named_plainly() {
             value,
         };
         f.emu.add_fault(Fault::new("blobs", kind, 1));
-        let err = s.read(&files[..1], 1024).await.unwrap_err().to_string();
+        let err = s
+            .read(&head, &files[..1], 1024)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(expected), "{err}");
         assert!(err.contains(&files[0].path), "{err}");
         assert!(!err.contains("Some("), "{err}");
     }
-    assert_eq!(data(&s.read(&files[..1], 1024).await.unwrap()[0]), b"a10");
+    assert_eq!(
+        data(&s.read(&head, &files[..1], 1024).await.unwrap()[0]),
+        b"a10"
+    );
 }
 
 #[test]
@@ -533,4 +542,60 @@ fn open_rejects_bad_configuration_clearly() {
     let shown = s.describe();
     assert!(!shown.contains("pw") && !shown.contains(TOKEN), "{shown}");
     assert!(shown.contains("https://forge.example"), "{shown}");
+}
+
+/// Forgejo sends a blob over its `[api] DEFAULT_MAX_BLOB_SIZE` (10 MiB by
+/// default, as in the emulator) with `"content": ""` and its real size. Such a
+/// file is read as the file at the head commit, checked against its blob id,
+/// and every record of it applies.
+#[tokio::test]
+async fn a_file_over_the_forges_blob_cap_is_read_whole_and_applied() {
+    let f = forge().await;
+    // About 12 MiB of valid records of one user, each padded to about 1 KiB.
+    let pad = "x".repeat(1000);
+    let mut body = String::from("version = 1\n");
+    let mut records = 0i64;
+    while body.len() < 12 * 1024 * 1024 {
+        body += &format!(
+            "\n[[records]]\nidempotency_key = \"big-{records:06}\"\nuser_sid = \"u-big\"\n\
+             node_name = \"node-a\"\ncost_cents = 1\nunit = \"{pad}\"\n"
+        );
+        records += 1;
+    }
+    let head = f
+        .emu
+        .commit(&[file("node-a", 10, &body)], "a 12 MiB hour")
+        .unwrap()
+        .to_string();
+    let s = source(&f);
+    let nodes = s.nodes(&head).await.unwrap();
+    let files = s.files(&nodes[0]).await.unwrap();
+    f.emu.reset_stats();
+    let bodies = s.read(&head, &files, 16 << 20).await.unwrap();
+    assert!(
+        data(&bodies[0]) == body.as_bytes(),
+        "the whole file, byte for byte"
+    );
+    let stats = f.emu.stats();
+    assert_eq!(stats.requests.get("blobs"), Some(&1), "{stats:?}");
+    assert_eq!(stats.requests.get("raw"), Some(&1), "{stats:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+    store
+        .register_user(
+            &billing_api::RegisterUser {
+                user_sid: "u-big".into(),
+                display_name: None,
+                email: None,
+            },
+            1,
+        )
+        .unwrap();
+    let agg = Aggregator::new(store, Source::Forge(source(&f)), 16 << 20);
+    let summary = agg.run_pass().await.unwrap();
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(summary.records_applied, records as u64);
+    let balance = agg.store().get_balance("u-big").unwrap();
+    assert_eq!(balance.credit_balance_cents, -records);
 }

@@ -74,7 +74,7 @@ async fn assert_matches_git(source: &Source, repo: &Path, head: &str) {
             .collect();
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
         assert_eq!(paths, expected);
-        let bodies = source.read(&files, 1 << 20).await.unwrap();
+        let bodies = source.read(head, &files, 1 << 20).await.unwrap();
         assert_eq!(bodies.len(), files.len());
         for (file, body) in files.iter().zip(bodies) {
             assert_eq!(file.blob_id, rev(repo, &format!("{head}:{}", file.path)));
@@ -205,7 +205,7 @@ async fn oversize_blobs_are_not_read_and_bytes_are_returned_as_is() {
     let files = source.files(&nodes[0]).await.unwrap();
     assert_eq!(files.len(), 3);
 
-    let bodies = source.read(&files, 4999).await.unwrap();
+    let bodies = source.read(&head, &files, 4999).await.unwrap();
     assert_eq!(
         bodies,
         [
@@ -214,9 +214,9 @@ async fn oversize_blobs_are_not_read_and_bytes_are_returned_as_is() {
             FileBody::Data(Vec::new()),
         ]
     );
-    let bodies = source.read(&files[..1], 5000).await.unwrap();
+    let bodies = source.read(&head, &files[..1], 5000).await.unwrap();
     assert_eq!(bodies, [FileBody::Data(big)]);
-    assert_eq!(source.read(&[], 10).await.unwrap(), []);
+    assert_eq!(source.read(&head, &[], 10).await.unwrap(), []);
 }
 
 #[tokio::test]
@@ -230,7 +230,7 @@ async fn unknown_blob_ids_are_errors_that_name_the_file() {
         blob_id: "0123456789012345678901234567890123456789".into(),
         size: None,
     };
-    let err = source.read(&[missing], 100).await.unwrap_err();
+    let err = source.read("main", &[missing], 100).await.unwrap_err();
     assert!(err.message.contains("usage_2030-01-01-00"), "{err}");
     let err = source.nodes("not-hex").await.unwrap_err();
     assert!(err.message.contains("not-hex"), "{err}");

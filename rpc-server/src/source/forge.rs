@@ -5,7 +5,8 @@
 //! - `nodes`: `GET git/trees/{head}` (root), then `GET git/trees/{nodes_tree}`,
 //!   each paged with `page`/`per_page` while `truncated` is true;
 //! - `files`: `GET git/trees/{node_tree}` (paged) for a node whose tree id changed;
-//! - `read`: `GET git/blobs/{sha}` for each file whose blob id is new, a few at a time.
+//! - `read`: `GET git/blobs/{sha}` for each file whose blob id is new, a few at a time; a blob
+//!   over the forge's size cap (sent without content) as `GET raw/{path}?ref=<head>`.
 //!
 //! Every request has a timeout and is retried with exponential backoff and
 //! jitter on 429, 5xx, timeouts and connection errors, honouring `Retry-After`.
@@ -360,8 +361,11 @@ impl ForgeSource {
     }
 
     /// Bodies of `files` in order; files over `max_bytes` are not downloaded.
+    /// `head` is the commit the files were listed at: a blob the forge sends
+    /// without content (over its size cap) is read as that commit's file.
     pub async fn read(
         &self,
+        head: &str,
         files: &[FileEntry],
         max_bytes: u64,
     ) -> Result<Vec<FileBody>, SourceError> {
@@ -376,9 +380,10 @@ impl ForgeSource {
             let inner = Arc::clone(&self.inner);
             let permits = Arc::clone(&permits);
             let file = file.clone();
+            let head = head.to_string();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("never closed");
-                (index, inner.read_blob(&file, max_bytes).await)
+                (index, inner.read_blob(&file, &head, max_bytes).await)
             });
         }
         let mut first_error: Option<(usize, SourceError)> = None;
@@ -493,7 +498,12 @@ impl Inner {
         }
     }
 
-    async fn read_blob(&self, file: &FileEntry, max_bytes: u64) -> Result<FileBody, SourceError> {
+    async fn read_blob(
+        &self,
+        file: &FileEntry,
+        head: &str,
+        max_bytes: u64,
+    ) -> Result<FileBody, SourceError> {
         check_id(&file.blob_id).map_err(|e| self.error(format!("{}: {e}", file.path)))?;
         let what = format!("{} (blob {})", file.path, file.blob_id);
         let blob = self
@@ -524,13 +534,20 @@ impl Inner {
             }
         }
         let content = blob.content.unwrap_or_default();
-        let compact: String = content
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(compact.as_bytes())
-            .map_err(|e| self.error(format!("{what}: content is not valid base64 ({e})")))?;
+        // Forgejo sends a blob over its `[api] DEFAULT_MAX_BLOB_SIZE` (10 MiB by
+        // default) with empty content and its real size: read the file instead.
+        let raw = content.is_empty() && blob.size.is_some_and(|s| s > 0);
+        let bytes = if raw {
+            self.read_raw(file, head, &what).await?
+        } else {
+            let compact: String = content
+                .chars()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
+            base64::engine::general_purpose::STANDARD
+                .decode(compact.as_bytes())
+                .map_err(|e| self.error(format!("{what}: content is not valid base64 ({e})")))?
+        };
         if bytes.len() as u64 > max_bytes {
             return Ok(FileBody::TooLarge {
                 size: bytes.len() as u64,
@@ -540,11 +557,44 @@ impl Inner {
         let actual = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, &bytes)
             .map_err(|e| self.error(format!("{what}: cannot hash the content ({e})")))?;
         if !actual.to_string().eq_ignore_ascii_case(&file.blob_id) {
-            return Err(self.error(format!(
-                "{what}: downloaded content hashes to {actual}, not to the blob id; the answer was damaged"
-            )));
+            return Err(self.error(if raw {
+                format!(
+                    "{what}: the forge sent this blob without content (it is over the server's \
+                     [api] DEFAULT_MAX_BLOB_SIZE), and the file read instead at commit {head} \
+                     hashes to {actual}, not to the blob id; the answer was damaged or a proxy \
+                     changed it. The next pass retries; raising DEFAULT_MAX_BLOB_SIZE on the \
+                     forge above --max-file-bytes lets the blob itself be read"
+                )
+            } else {
+                format!(
+                    "{what}: downloaded content hashes to {actual}, not to the blob id; the \
+                     answer was damaged"
+                )
+            }));
         }
         Ok(FileBody::Data(bytes))
+    }
+
+    /// The bytes of `file` at commit `head`, through the raw file endpoint,
+    /// which serves files of any size.
+    async fn read_raw(
+        &self,
+        file: &FileEntry,
+        head: &str,
+        what: &str,
+    ) -> Result<Vec<u8>, SourceError> {
+        let mut segments = vec!["raw"];
+        segments.extend(file.path.split('/'));
+        let url = self.url(&segments, &[("ref", head.to_string())]);
+        self.get_with_retries(&url, what).await?.ok_or_else(|| {
+            self.error(format!(
+                "{what}: the forge sent this blob without content (it is over the server's \
+                 [api] DEFAULT_MAX_BLOB_SIZE), and the file at commit {head} was not found \
+                 (404 on GET {}); the branch was probably force-pushed meanwhile, the next pass \
+                 reads the new head",
+                url.path()
+            ))
+        })
     }
 
     /// GETs and decodes JSON; `Ok(None)` on 404.

@@ -107,16 +107,17 @@ impl Source {
         }
     }
 
-    /// Reads the bodies of `files`, in the same order. A file over `max_bytes`
-    /// is returned as `TooLarge` without being read.
+    /// Reads the bodies of `files`, listed at commit `head`, in the same order.
+    /// A file over `max_bytes` is returned as `TooLarge` without being read.
     pub async fn read(
         &self,
+        head: &str,
         files: &[FileEntry],
         max_bytes: u64,
     ) -> Result<Vec<FileBody>, SourceError> {
         match self {
             Source::Git(s) => s.read(files, max_bytes).await,
-            Source::Forge(s) => s.read(files, max_bytes).await,
+            Source::Forge(s) => s.read(head, files, max_bytes).await,
         }
     }
 }
