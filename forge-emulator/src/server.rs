@@ -83,7 +83,7 @@ impl Reply {
     fn not_found(url: &str) -> Self {
         Self::json(
             StatusCode::NOT_FOUND,
-            &json!({ "errors": null, "message": "The target couldn't be found.", "url": url }),
+            &json!({ "errors": [], "message": "The target couldn't be found.", "url": url }),
         )
     }
 
@@ -377,7 +377,12 @@ fn route(
                 ));
             };
             match repo.blob(id)? {
-                None => Ok(ctx.not_found()),
+                // Like Forgejo: an unknown sha is a bad request.
+                None => Ok(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("object does not exist [id: {id}, rel_path: ]"),
+                    &ctx.path,
+                )),
                 Some(bytes) => Ok(Reply::json(
                     StatusCode::OK,
                     &json!({
@@ -462,8 +467,13 @@ fn route(
 
 fn git_tree(ctx: &Ctx<'_>, sha: &str) -> anyhow::Result<Reply> {
     let repo = &ctx.emulator.repo;
+    // Like Forgejo: an unknown sha is a bad request, not a missing route.
     let Some(id) = repo.resolve(sha)? else {
-        return Ok(ctx.not_found());
+        return Ok(Reply::error(
+            StatusCode::BAD_REQUEST,
+            &format!("sha not found [{sha}]"),
+            &ctx.path,
+        ));
     };
     let Some(tree_id) = repo.tree_of(id)? else {
         return Ok(Reply::error(
@@ -481,18 +491,12 @@ fn git_tree(ctx: &Ctx<'_>, sha: &str) -> anyhow::Result<Reply> {
     let page = ctx.q_usize("page").filter(|p| *p > 0).unwrap_or(1);
     let entries = repo.tree_entries(tree_id, recursive)?;
     let start = per_page.saturating_mul(page - 1);
-    let mut truncated = false;
-    let slice: &[TreeEntry] = if start >= entries.len() {
-        &[]
-    } else {
-        let end = start + per_page;
-        if end < entries.len() {
-            truncated = true;
-            &entries[start..end]
-        } else {
-            &entries[start..]
-        }
-    };
+    // As Forgejo's services/repository/files/tree.go: `truncated` is true on every
+    // page (the last one included) of a listing longer than one page, and a page
+    // past the end answers `truncated: false` with `"tree": null`.
+    let past_end = start >= entries.len() && !entries.is_empty();
+    let truncated = entries.len() > per_page && !past_end;
+    let slice = &entries[start.min(entries.len())..(start + per_page).min(entries.len())];
     let tree: Vec<Value> = slice
         .iter()
         .map(|e| {
@@ -507,17 +511,21 @@ fn git_tree(ctx: &Ctx<'_>, sha: &str) -> anyhow::Result<Reply> {
             })
         })
         .collect();
-    Ok(Reply::json(
+    let mut reply = Reply::json(
         StatusCode::OK,
         &json!({
             "sha": tree_id.to_string(),
             "url": format!("{}/git/trees/{tree_id}", ctx.repo_url()),
-            "tree": tree,
+            "tree": if past_end { Value::Null } else { Value::Array(tree) },
             "truncated": truncated,
             "page": page,
             "total_count": entries.len(),
         }),
-    ))
+    );
+    reply
+        .headers
+        .push(("x-total-count", entries.len().to_string()));
+    Ok(reply)
 }
 
 fn commits(ctx: &Ctx<'_>) -> anyhow::Result<Reply> {

@@ -263,17 +263,40 @@ async fn every_served_response_matches_the_swagger_schemas() {
         .clone();
     assert_eq!(nodes["type"], "tree");
     let nodes_sha = nodes["sha"].as_str().unwrap();
-    let (_, _, page1) = c
+    let (_, headers, page1) = c
         .get(&format!("{repo}/git/trees/{nodes_sha}?per_page=1&page=1"))
         .await;
     check(&doc, trees, "get", 200, &page1);
     assert_eq!(page1["truncated"], json!(true));
     assert_eq!(page1["total_count"], json!(2));
+    assert_eq!(headers["x-total-count"], "2");
+    // As the server code does (shared/forge-api/README.md): `truncated` on every
+    // page of a listing longer than one page, the last one included...
     let (_, _, page2) = c
         .get(&format!("{repo}/git/trees/{nodes_sha}?per_page=1&page=2"))
         .await;
-    assert_eq!(page2["truncated"], json!(false));
+    assert_eq!(page2["truncated"], json!(true));
     assert_eq!(page2["tree"][0]["path"], "node-b");
+    // ...and a page past the end is not truncated and has no tree.
+    let (status, _, page3) = c
+        .get(&format!("{repo}/git/trees/{nodes_sha}?per_page=1&page=3"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page3["truncated"], json!(false));
+    assert_eq!(page3["tree"], Value::Null);
+    // A listing that fits one page is not truncated.
+    let (_, _, whole) = c.get(&format!("{repo}/git/trees/{nodes_sha}")).await;
+    assert_eq!(whole["truncated"], json!(false));
+    // Unknown shas are bad requests (400), not 404; a missing repo is 404 with `errors`.
+    let unknown = "0123456789012345678901234567890123456789";
+    let (status, _, body) = c.get(&format!("{repo}/git/trees/{unknown}")).await;
+    assert_eq!(status, 400);
+    assert_eq!(body["message"], format!("sha not found [{unknown}]"));
+    let (status, _, _) = c.get(&format!("{repo}/git/blobs/{unknown}")).await;
+    assert_eq!(status, 400);
+    let (status, _, body) = c.get("/repos/lhumina_code/no-such-repo").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["errors"], json!([]));
     let (_, _, recursive) = c
         .get(&format!("{repo}/git/trees/{head}?recursive=true"))
         .await;

@@ -453,7 +453,7 @@ async fn a_failed_blob_download_is_reported_not_the_cancelled_ones() {
     let cases = [
         (
             FaultKind::Status { status: 404 },
-            "was not found (404); the branch was probably force-pushed",
+            "was not found; the branch was probably force-pushed",
         ),
         (FaultKind::Truncate, "not the expected JSON"),
     ];

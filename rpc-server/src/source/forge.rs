@@ -460,7 +460,7 @@ impl Inner {
                 .await?
                 .ok_or_else(|| {
                     self.error(format!(
-                        "{what} was not found (404); the branch was probably force-pushed \
+                        "{what} was not found; the branch was probably force-pushed \
                          meanwhile, the next pass reads the new head"
                     ))
                 })?;
@@ -470,29 +470,37 @@ impl Inner {
                 )));
             }
             let items = listing.tree.unwrap_or_default();
+            // Forgejo marks every page of a listing longer than one page
+            // `truncated`, the last one included, and answers a page past the end
+            // with no entries: stop once `total_count` entries are in.
             let more = listing.truncated == Some(true);
             if more && items.is_empty() {
                 return Err(self.error(format!(
                     "{what}: page {page} is empty but marked truncated; the listing cannot be completed"
                 )));
             }
+            let last = items.is_empty();
             entries.extend(items);
-            if let Some(total) = listing.total_count {
-                if entries.len() as u64 > total {
-                    return Err(self.error(format!(
-                        "{what}: got {} entries but the forge says the tree has {total}",
-                        entries.len()
-                    )));
+            match listing.total_count {
+                Some(total) => {
+                    let got = entries.len() as u64;
+                    if got > total {
+                        return Err(self.error(format!(
+                            "{what}: got {got} entries but the forge says the tree has {total}"
+                        )));
+                    }
+                    if got == total {
+                        return Ok(entries);
+                    }
+                    if last || !more {
+                        return Err(self.error(format!(
+                            "{what}: listing ended after {got} of {total} entries (truncated answer)"
+                        )));
+                    }
                 }
-                if !more && (entries.len() as u64) < total {
-                    return Err(self.error(format!(
-                        "{what}: listing ended after {} of {total} entries (truncated answer)",
-                        entries.len()
-                    )));
-                }
-            }
-            if !more {
-                return Ok(entries);
+                // No count (not Forgejo or Gitea): follow `truncated`.
+                None if last || !more => return Ok(entries),
+                None => {}
             }
             page += 1;
         }
@@ -511,7 +519,7 @@ impl Inner {
             .await?
             .ok_or_else(|| {
                 self.error(format!(
-                    "{what} was not found (404); the branch was probably force-pushed meanwhile, \
+                    "{what} was not found; the branch was probably force-pushed meanwhile, \
                      the next pass reads the new head"
                 ))
             })?;
@@ -712,6 +720,10 @@ impl Inner {
         let path = url.path();
         match status {
             StatusCode::NOT_FOUND => Attempt::NotFound,
+            // Forgejo answers an unknown tree or blob sha with 400 ("sha not found").
+            StatusCode::BAD_REQUEST if path.contains("/git/trees/") || path.contains("/git/blobs/") => {
+                Attempt::NotFound
+            }
             s if s == StatusCode::TOO_MANY_REQUESTS
                 || s == StatusCode::REQUEST_TIMEOUT
                 || s.is_server_error() =>
