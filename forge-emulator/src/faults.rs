@@ -21,6 +21,9 @@ pub enum FaultKind {
     Abort,
     /// Answer 429 with `Retry-After: <secs>`.
     RateLimit { retry_after_secs: u64 },
+    /// Answer 429 with `Retry-After` as an HTTP date `secs` from now, as a
+    /// proxy may.
+    RateLimitDate { retry_after_secs: u64 },
     /// Answer 200 with an HTML page, as a misconfigured proxy would.
     NotJson,
     /// Drop the last entry of a `git/trees` page but keep `total_count` and

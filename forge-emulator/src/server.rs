@@ -140,6 +140,21 @@ pub async fn handle(
                 .push(("retry-after", retry_after_secs.to_string()));
             reply
         }
+        Some(FaultKind::RateLimitDate { retry_after_secs }) => {
+            let mut reply = Reply::error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate limit exceeded (fault injected)",
+                &path,
+            );
+            reply.headers.push((
+                "retry-after",
+                httpdate::fmt_http_date(
+                    std::time::SystemTime::now()
+                        + std::time::Duration::from_secs(*retry_after_secs),
+                ),
+            ));
+            reply
+        }
         Some(FaultKind::NotJson) => Reply {
             status: StatusCode::OK,
             content_type: "text/html",

@@ -264,6 +264,22 @@ async fn server_errors_rate_limits_and_dropped_connections_are_retried() {
         started.elapsed()
     );
     assert_eq!(f.emu.stats().requests.get("branch"), Some(&2));
+    // A proxy's Retry-After may be an HTTP date (whole seconds: 2 s from now is
+    // at least 1 s away).
+    f.emu.add_fault(Fault::new(
+        "branch",
+        FaultKind::RateLimitDate {
+            retry_after_secs: 2,
+        },
+        1,
+    ));
+    let started = Instant::now();
+    assert!(s.head().await.is_ok());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "a Retry-After date was not honoured: {:?}",
+        started.elapsed()
+    );
 
     // A slow answer hits the timeout and is retried.
     let options = ForgeOptions {

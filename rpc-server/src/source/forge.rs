@@ -714,8 +714,7 @@ impl Inner {
             .headers()
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(retry_after);
         let message = forge_message(response).await;
         let path = url.path();
         match status {
@@ -750,6 +749,20 @@ impl Inner {
             ))),
         }
     }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (as a proxy may send);
+/// a date in the past means now.
+fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// `: <message>` from a forge error body, bounded, or nothing.
