@@ -35,6 +35,9 @@ pub struct EmulatorConfig {
     pub name: String,
     /// Required token; `None` accepts anonymous requests.
     pub token: Option<String>,
+    /// A public repository can be read without a token; anonymous requests
+    /// to a private one answer 404.
+    pub public: bool,
     pub default_branch: String,
     /// Largest `per_page` of `git/trees` (Gitea's default is 1000).
     pub tree_page_max: usize,
@@ -55,6 +58,7 @@ impl EmulatorConfig {
             owner: owner.to_string(),
             name: name.to_string(),
             token: token.map(str::to_string),
+            public: false,
             default_branch: "main".to_string(),
             tree_page_max: 1000,
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,

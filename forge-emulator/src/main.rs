@@ -18,6 +18,9 @@ struct Cli {
     /// Token clients must send as `Authorization: token <t>` (none = anonymous).
     #[arg(long, env = "FORGE_EMULATOR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Serve the repository as public: readable without a token (writes still need it).
+    #[arg(long)]
+    public: bool,
     /// Address to listen on; port 0 picks a free one (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
@@ -43,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = EmulatorConfig::new(&cli.forge_repo, cli.token.as_deref())?;
     config.default_branch = cli.branch;
+    config.public = cli.public;
     config.tree_page_max = cli.tree_page_max.max(1);
     config.max_blob_size = cli.max_blob_size;
     let repo = ForgeRepo::open_or_init(&cli.repo)?;

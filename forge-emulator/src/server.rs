@@ -279,23 +279,40 @@ fn authorize(emulator: &Emulator, request: &Request<Incoming>) -> Result<(), Rep
     let Some(expected) = emulator.config.token.as_deref() else {
         return Ok(());
     };
-    let given = request
+    let header = request
         .headers()
         .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("token ")
-                .or_else(|| h.strip_prefix("Bearer "))
-        });
+        .and_then(|h| h.to_str().ok());
+    // Like Forgejo: `token <t>` or `bearer <t>`, the scheme in any case.
+    let given = header.and_then(|h| {
+        let (scheme, token) = h.trim().split_once(' ')?;
+        (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+            .then(|| token.trim())
+    });
     let path = request.uri().path();
-    match given {
-        Some(token) if token == expected => Ok(()),
-        Some(_) => Err(Reply::error(
+    match (given, header) {
+        (Some(token), _) if token == expected => Ok(()),
+        (_, Some(_)) => Err(Reply::error(
             StatusCode::UNAUTHORIZED,
             "user does not exist [uid: 0, name: ] or token is invalid",
             path,
         )),
-        None => Err(Reply::error(
+        // Anonymous: a public repository can be read; a private one is not
+        // there at all for the caller (404), as on Forgejo.
+        (_, None) if path.starts_with("/api/v1/repos/") => {
+            if emulator.config.public && request.method() == Method::GET {
+                Ok(())
+            } else if emulator.config.public {
+                Err(Reply::error(
+                    StatusCode::UNAUTHORIZED,
+                    "token is required",
+                    path,
+                ))
+            } else {
+                Err(Reply::not_found(path))
+            }
+        }
+        (_, None) => Err(Reply::error(
             StatusCode::UNAUTHORIZED,
             "token is required",
             path,
@@ -846,7 +863,7 @@ fn repository_json(ctx: &Ctx<'_>) -> anyhow::Result<Value> {
         "full_name": format!("{}/{}", config.owner, config.name),
         "description": "billing repo (emulated)",
         "empty": empty,
-        "private": true,
+        "private": !config.public,
         "fork": false,
         "template": false,
         "parent": null,

@@ -449,9 +449,9 @@ async fn stats_and_faults_are_controllable_over_http() {
     assert_eq!(get_branch().await.unwrap().status().as_u16(), 502);
     assert_eq!(get_branch().await.unwrap().status().as_u16(), 200);
 
-    // Without a token, or with a wrong one: 401.
+    // Without a token, a private repository is not there for the caller (404).
     let anonymous = http.get(&branch).send().await.unwrap();
-    assert_eq!(anonymous.status().as_u16(), 401);
+    assert_eq!(anonymous.status().as_u16(), 404);
 
     let stats: Value = http
         .get(format!("{base}/_emulator/stats"))
@@ -468,6 +468,24 @@ async fn stats_and_faults_are_controllable_over_http() {
         .await
         .unwrap();
     assert_eq!(emulator.stats().total, 0);
+
+    // `token` or `bearer`, in any case; a wrong token is 401.
+    for scheme in ["token", "Token", "bearer", "BEARER"] {
+        let answer = http
+            .get(&branch)
+            .header("Authorization", format!("{scheme} {TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), 200, "{scheme}");
+    }
+    let wrong = http
+        .get(&branch)
+        .header("Authorization", "token wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
 
     let bad = http
         .post(format!("{base}/_emulator/faults"))

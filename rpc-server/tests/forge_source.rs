@@ -615,3 +615,36 @@ async fn a_file_over_the_forges_blob_cap_is_read_whole_and_applied() {
     let balance = agg.store().get_balance("u-big").unwrap();
     assert_eq!(balance.credit_balance_cents, -records);
 }
+
+/// A public repository is read without a token (as Forgejo allows); a private
+/// one answers 404 to anonymous requests, and the error says to set a token.
+#[tokio::test]
+async fn a_public_repository_needs_no_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = ForgeRepo::open_or_init(&dir.path().join("billing.git")).unwrap();
+    let mut config = EmulatorConfig::new(REPO, Some(TOKEN)).unwrap();
+    config.public = true;
+    let f = Forge {
+        emu: EmulatorHandle::start(config, repo).await.unwrap(),
+        _dir: dir,
+    };
+    let head = seed(&f);
+    let anonymous = source_with(&f, None, fast());
+    assert_eq!(anonymous.head().await.unwrap(), Some(head.clone()));
+    let nodes = anonymous.nodes(&head).await.unwrap();
+    let files = anonymous.files(&nodes[0]).await.unwrap();
+    let bodies = anonymous.read(&head, &files, 1024).await.unwrap();
+    assert_eq!(data(&bodies[0]), b"a10");
+
+    let private = forge().await;
+    seed(&private);
+    let err = source_with(&private, None, fast())
+        .head()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("no token is configured"),
+        "{err}"
+    );
+}

@@ -270,9 +270,16 @@ impl ForgeSource {
                     .await?
                     .ok_or_else(|| {
                         i.error(format!(
-                            "repository {}/{} was not found (404); check --forge-repo and that the \
-                             token's user can read it",
-                            i.owner, i.name
+                            "repository {}/{} was not found (404); check --forge-repo and that {}",
+                            i.owner,
+                            i.name,
+                            if i.auth.is_some() {
+                                "the token's user can read it"
+                            } else {
+                                "it is public: no token is configured, and a private repository \
+                                 answers 404 to anonymous requests; set --forge-token-file or \
+                                 BILLING_FORGE_TOKEN"
+                            }
                         ))
                     })?;
                 if repo.empty == Some(true) {
