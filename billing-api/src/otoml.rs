@@ -99,6 +99,12 @@ pub enum BatchError {
          on the node, or raise --max-records-per-file"
     )]
     TooManyRecords { limit: u64 },
+    #[error(
+        "file is a Git LFS pointer, not usage data: the repo stores this path with Git LFS; \
+         usage files must be plain files (take nodes/**/*.otoml out of the LFS patterns in \
+         .gitattributes on the node and commit the file again)"
+    )]
+    LfsPointer,
 }
 
 /// Serializes a batch as OTOML text.
@@ -473,6 +479,21 @@ cost_cents = 1
         assert_eq!(bad.index, 1);
         assert!(bad.reason.contains("not valid TOML"), "{}", bad.reason);
         assert!(bad.raw.contains("99999999999999999999"), "{}", bad.raw);
+    }
+
+    #[test]
+    fn a_git_lfs_pointer_is_named_not_parsed() {
+        let pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 12\n";
+        assert_eq!(decode_batch(pointer, "node-a"), Err(BatchError::LfsPointer));
+        assert_eq!(
+            check_file(pointer, &DecodeLimits::default()),
+            Err(BatchError::LfsPointer)
+        );
+        assert!(
+            BatchError::LfsPointer
+                .to_string()
+                .contains(".gitattributes")
+        );
     }
 
     #[test]

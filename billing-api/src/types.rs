@@ -102,6 +102,8 @@ pub enum RejectReason {
     TooManyRecords,
     /// The file's name is not a real hour (`usage_<YYYY-MM-DD-HH>.otoml`); it was not read.
     InvalidName,
+    /// The file is a Git LFS pointer, not usage data.
+    LfsPointer,
 }
 
 impl RejectReason {
@@ -114,6 +116,7 @@ impl RejectReason {
             Self::TooLarge => "too_large",
             Self::TooManyRecords => "too_many_records",
             Self::InvalidName => "invalid_name",
+            Self::LfsPointer => "lfs_pointer",
         }
     }
 }

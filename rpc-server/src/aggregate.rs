@@ -511,6 +511,7 @@ fn decode_into(
     };
     let rejected = |e: BatchError| match e {
         BatchError::TooManyRecords { limit } => FileOutcome::TooManyRecords { limit },
+        BatchError::LfsPointer => FileOutcome::LfsPointer,
         e => FileOutcome::Unparseable(e.to_string()),
     };
     let bytes = match body {

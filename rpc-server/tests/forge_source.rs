@@ -648,3 +648,54 @@ async fn a_public_repository_needs_no_token() {
         "{err}"
     );
 }
+
+/// A usage file stored with Git LFS comes back from the forge as its pointer
+/// text: it is rejected as `lfs_pointer` with what to do, not as bad TOML, and
+/// the node's other files apply.
+#[tokio::test]
+async fn a_git_lfs_pointer_is_rejected_as_such() {
+    let f = forge().await;
+    let pointer = "version https://git-lfs.github.com/spec/v1\n\
+                   oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n\
+                   size 12345\n";
+    let good = "version = 1\n[[records]]\nidempotency_key = \"k1\"\nuser_sid = \"u1\"\n\
+                node_name = \"node-a\"\ncost_cents = 5\n";
+    f.emu
+        .commit(
+            &[file("node-a", 10, pointer), file("node-a", 11, good)],
+            "one file through LFS",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+    store
+        .register_user(
+            &billing_api::RegisterUser {
+                user_sid: "u1".into(),
+                display_name: None,
+                email: None,
+            },
+            1,
+        )
+        .unwrap();
+    let agg = Aggregator::new(store, Source::Forge(source(&f)), 1 << 20);
+    let summary = agg.run_pass().await.unwrap();
+    assert_eq!((summary.records_applied, summary.files_rejected), (1, 1));
+    let rejected = agg.store().list_rejected(None, 10).unwrap().items;
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].reason, billing_api::RejectReason::LfsPointer);
+    assert_eq!(
+        rejected[0].file_path,
+        "nodes/node-a/usage_2026-11-27-10.otoml"
+    );
+    assert!(
+        rejected[0].detail.contains("Git LFS pointer"),
+        "{}",
+        rejected[0].detail
+    );
+    assert!(
+        rejected[0].detail.contains(".gitattributes"),
+        "{}",
+        rejected[0].detail
+    );
+}

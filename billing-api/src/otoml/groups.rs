@@ -55,7 +55,14 @@ pub struct DecodedGroup {
     pub records: Vec<Result<UsageRecord, InvalidRecord>>,
 }
 
+/// How a Git LFS pointer file starts (the LFS specification's first line).
+const LFS_POINTER_START: &[u8] = b"version https://git-lfs.github.com/spec/";
+
+/// The file as text; a Git LFS pointer is named as such, not as bad TOML.
 fn utf8(bytes: &[u8]) -> Result<&str, BatchError> {
+    if bytes.starts_with(LFS_POINTER_START) {
+        return Err(BatchError::LfsPointer);
+    }
     std::str::from_utf8(bytes).map_err(|e| BatchError::NotUtf8 {
         valid_up_to: e.valid_up_to(),
     })

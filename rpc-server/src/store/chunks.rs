@@ -280,6 +280,15 @@ fn whole_file(
                 ),
             )
         }
+        FileOutcome::LfsPointer => (
+            RejectReason::LfsPointer,
+            format!(
+                "{path} (blob {blob}) is a Git LFS pointer, not usage data: the repo stores this \
+                 path with Git LFS. None of its records were applied; on the node, take \
+                 nodes/**/*.otoml out of the LFS patterns in .gitattributes and commit the file \
+                 again as a plain file; it will be re-read when its content changes"
+            ),
+        ),
         FileOutcome::InvalidName(error) => (
             RejectReason::InvalidName,
             format!(

@@ -323,7 +323,7 @@ pub(crate) const RUN_TOTALS_KEY: &str = "run_totals";
 mod reason_code {
     use super::*;
 
-    const CODES: [(RejectReason, u8); 7] = [
+    const CODES: [(RejectReason, u8); 8] = [
         (RejectReason::Conflict, 1),
         (RejectReason::Invalid, 2),
         (RejectReason::UnknownUser, 3),
@@ -331,6 +331,7 @@ mod reason_code {
         (RejectReason::TooLarge, 5),
         (RejectReason::TooManyRecords, 6),
         (RejectReason::InvalidName, 7),
+        (RejectReason::LfsPointer, 8),
     ];
 
     pub fn serialize<S: serde::Serializer>(reason: &RejectReason, s: S) -> Result<S::Ok, S::Error> {

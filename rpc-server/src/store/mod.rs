@@ -164,6 +164,8 @@ pub enum FileOutcome {
     },
     /// The file's name is not a real hour; the reason.
     InvalidName(String),
+    /// The file is a Git LFS pointer, not usage data.
+    LfsPointer,
 }
 
 /// What applying records did.
