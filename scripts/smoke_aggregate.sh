@@ -3,8 +3,9 @@
 #   seed nodes/A/usage_*.otoml; register users and payments; aggregate; every
 #   balance went down by exactly the sum of cost_cents; the consumed index holds
 #   every key; a second pass is a no-op; one new record committed through the
-#   forge's contents API is the only thing the next pass applies; a final
-#   `aggregate --once --json` (no server) is a no-op too.
+#   forge's contents API is the only thing the next pass applies; a file over
+#   10 MiB (which a Forgejo sends without content as a blob) applies whole; a
+#   final `aggregate --once --json` (no server) is a no-op too.
 # Runs twice: against the forge emulator (the Forgejo source) and against a
 # plain git repo (the git source). With FORGE_URL, FORGE_REPO and FORGE_TOKEN
 # set, the forge run targets that real forge instead of the emulator.
@@ -107,14 +108,27 @@ otoml() {
     done
 }
 
+# `count` records of one user, 1 cent each, each padded to about 1 KiB (a file over 10 MiB
+# for 11,000 records: over Forgejo's default blob cap).
+big_otoml() {
+    local user=$1 count=$2 pad
+    pad=$(printf 'x%.0s' $(seq 1000))
+    printf 'version = 1\n'
+    awk -v user="$user" -v run="$run_id" -v pad="$pad" -v n="$count" 'BEGIN {
+        for (i = 0; i < n; i++)
+            printf "\n[[records]]\nidempotency_key = \"big-%s-%d\"\nuser_sid = \"%s\"\nnode_name = \"A\"\ncost_cents = 1\nunit = \"%s\"\n", run, i, user, pad
+    }'
+}
+
 # Commits one new file (path, content on stdin) the way this mode's nodes do.
 commit_file() {
-    local path=$1 content
-    content=$(cat)
+    local path=$1
+    cat >"$work/commit.body"
     case "$mode" in
     forge)
         local status
-        status=$(jq -n --arg c "$(printf '%s\n' "$content" | base64 -w0)" --arg m "smoke: $path" \
+        base64 -w0 "$work/commit.body" >"$work/commit.b64"
+        status=$(jq -n --rawfile c "$work/commit.b64" --arg m "smoke: $path" \
             --arg b "$branch" '{content: $c, message: $m, branch: $b}' |
             curl -sS --max-time 60 -o "$work/contents.json" -w '%{http_code}' -X POST \
                 -H "Authorization: token $forge_token" -H 'Content-Type: application/json' \
@@ -124,7 +138,7 @@ commit_file() {
         ;;
     git)
         mkdir -p "$node_repo/$(dirname "$path")"
-        printf '%s\n' "$content" >"$node_repo/$path"
+        cp "$work/commit.body" "$node_repo/$path"
         git -C "$node_repo" add "$path"
         git -C "$node_repo" commit -q -m "smoke: $path"
         ;;
@@ -146,10 +160,11 @@ run_scenario() {
     run_id="$(date +%s)-$$"
     local u1="u-smoke-1-$run_id" u2="u-smoke-2-$run_id"
     local source_args=()
-    local hour_a hour_b
+    local hour_a hour_b hour_c
     # On a real forge earlier runs left files behind: use hours no run used yet.
     hour_a=$(date -u +%Y-%m-%d-%H)
     hour_b=$(date -u -d '+1 hour' +%Y-%m-%d-%H)
+    hour_c=$(date -u -d '+2 hour' +%Y-%m-%d-%H)
     case "$mode" in
     forge)
         if [ -n "${FORGE_URL:-}" ] && [ -n "${FORGE_REPO:-}" ] && [ -n "${FORGE_TOKEN:-}" ]; then
@@ -160,6 +175,7 @@ run_scenario() {
             # Distinct stamps so a rerun within the hour does not collide.
             hour_a="2000-01-$(printf '%02d' $((RANDOM % 28 + 1)))-$(printf '%02d' $((RANDOM % 24)))"
             hour_b="2001-01-$(printf '%02d' $((RANDOM % 28 + 1)))-$(printf '%02d' $((RANDOM % 24)))"
+            hour_c="2002-01-$(printf '%02d' $((RANDOM % 28 + 1)))-$(printf '%02d' $((RANDOM % 24)))"
         else
             forge_repo="lhumina_code/hero_onboarding_billing"
             forge_token="smoke-forge-token-$run_id"
@@ -235,6 +251,17 @@ run_scenario() {
     [ "$(balance "$u1")" = 9865 ] || fail "balance of $u1 changed to $(balance "$u1")"
     [ "$(balance "$u2")" = $((9960 - 7)) ] || fail "balance of $u2 is $(balance "$u2"), expected 9953"
 
+    # Hour C: a file over 10 MiB, which a forge sends without content as a blob (Forgejo's
+    # default DEFAULT_MAX_BLOB_SIZE): read whole all the same, every record applied once.
+    local big=11000 fourth
+    big_otoml "$u2" "$big" | commit_file "nodes/A/usage_$hour_c.otoml"
+    [ "$(stat -c %s "$work/commit.body")" -gt $((10 * 1024 * 1024)) ] || fail "the big file is not over 10 MiB"
+    fourth=$(rpc aggregate_now '{}')
+    [ "$(jq '.errors | length' <<<"$fourth")" = 0 ] || fail "big-file pass errors: $(jq -c .errors <<<"$fourth")"
+    [ "$(jq .records_applied <<<"$fourth")" = "$big" ] ||
+        fail "big-file pass applied $(jq .records_applied <<<"$fourth") records, expected $big"
+    [ "$(balance "$u2")" = $((9953 - big)) ] || fail "balance of $u2 is $(balance "$u2"), expected $((9953 - big))"
+
     # Without the server: `aggregate --once --json` is a no-op on the same data dir.
     stop_last
     local once
@@ -247,7 +274,7 @@ run_scenario() {
     if [ "$mode" = forge ] && [ "$emulated" = 1 ]; then
         stop_last
     fi
-    echo "ok [$mode]: 4 records applied exactly once, no-op passes verified"
+    echo "ok [$mode]: 4 records and a 12 MB file of $big applied exactly once, no-op passes verified"
 }
 
 branch=${SMOKE_BRANCH:-main}
