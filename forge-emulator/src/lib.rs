@@ -25,6 +25,9 @@ pub use faults::{Fault, FaultKind, Stats};
 pub use repo::{FileChange, ForgeRepo, blob_id};
 pub use server::endpoint_name;
 
+/// The Forgejo version served by default (before batch blob reads).
+pub const DEFAULT_VERSION: &str = "11.0.3+gitea-1.22.0";
+
 /// Forgejo's default `[api] DEFAULT_MAX_BLOB_SIZE`.
 pub const DEFAULT_MAX_BLOB_SIZE: u64 = 10 * 1024 * 1024;
 
@@ -45,6 +48,20 @@ pub struct EmulatorConfig {
     /// DEFAULT_MAX_BLOB_SIZE`, 10 MiB by default); a larger one comes back
     /// with `"content": ""` and its real size.
     pub max_blob_size: u64,
+    /// The Forgejo version `GET /version` reports; from 12 on, `git/blobs?shas=`
+    /// (batch reads) is served.
+    pub version: String,
+}
+
+impl EmulatorConfig {
+    /// Whether this version serves `git/blobs?shas=` (Forgejo 12 and later).
+    pub fn serves_blob_batches(&self) -> bool {
+        self.version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse::<u32>().ok())
+            .is_some_and(|major| major >= 12)
+    }
 }
 
 impl EmulatorConfig {
@@ -62,6 +79,7 @@ impl EmulatorConfig {
             default_branch: "main".to_string(),
             tree_page_max: 1000,
             max_blob_size: DEFAULT_MAX_BLOB_SIZE,
+            version: DEFAULT_VERSION.to_string(),
         })
     }
 }

@@ -33,6 +33,10 @@ struct Cli {
     /// a larger one answers `"content": ""` with its real size.
     #[arg(long, default_value_t = forge_emulator::DEFAULT_MAX_BLOB_SIZE)]
     max_blob_size: u64,
+    /// Forgejo version to report (`GET /api/v1/version`); 12 and later also serve batch blob
+    /// reads (`git/blobs?shas=`).
+    #[arg(long, default_value = forge_emulator::DEFAULT_VERSION)]
+    version: String,
 }
 
 #[tokio::main]
@@ -49,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
     config.public = cli.public;
     config.tree_page_max = cli.tree_page_max.max(1);
     config.max_blob_size = cli.max_blob_size;
+    config.version = cli.version;
     let repo = ForgeRepo::open_or_init(&cli.repo)?;
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await

@@ -269,6 +269,8 @@ pub fn endpoint_name(method: &Method, segments: &[String]) -> &'static str {
         ["repos", _, _, "contents", ..] => "contents_write",
         ["repos", _, _, "git", "trees", _] => "trees",
         ["repos", _, _, "git", "blobs", _] => "blobs",
+        ["repos", _, _, "git", "blobs"] => "blobs_batch",
+        ["version"] => "version",
         ["repos", _, _, "git", "commits", _] => "git_commit",
         ["repos", _, _, "raw", ..] => "raw",
         _ => "other",
@@ -365,6 +367,12 @@ fn route(
     if s.as_slice() == ["user"] && *method == Method::GET {
         return Ok(Reply::json(StatusCode::OK, &user_json(ctx)));
     }
+    if s.as_slice() == ["version"] && *method == Method::GET {
+        return Ok(Reply::json(
+            StatusCode::OK,
+            &json!({ "version": config.version }),
+        ));
+    }
     let ["repos", owner, name, rest @ ..] = s.as_slice() else {
         return Ok(ctx.not_found());
     };
@@ -408,29 +416,44 @@ fn route(
                     &ctx.path,
                 ));
             };
-            match repo.blob(id)? {
-                // Like Forgejo: an unknown sha is a bad request.
-                None => Ok(Reply::error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("object does not exist [id: {id}, rel_path: ]"),
-                    &ctx.path,
-                )),
-                Some(bytes) => Ok(Reply::json(
-                    StatusCode::OK,
-                    &json!({
-                        // Like Forgejo: over the cap the content is empty, the size real.
-                        "content": if bytes.len() as u64 > config.max_blob_size {
-                            String::new()
-                        } else {
-                            BASE64.encode(&bytes)
-                        },
-                        "encoding": "base64",
-                        "url": format!("{}/git/blobs/{id}", ctx.repo_url()),
-                        "sha": id.to_string(),
-                        "size": bytes.len(),
-                    }),
-                )),
+            match blob_json(ctx, id)? {
+                Ok(blob) => Ok(Reply::json(StatusCode::OK, &blob)),
+                Err(reply) => Ok(reply),
             }
+        }
+        // Forgejo 12 and later: up to 50 blobs a call; one unknown sha fails the call.
+        (Method::GET, ["git", "blobs"]) if config.serves_blob_batches() => {
+            let shas: Vec<&str> = ctx
+                .q("shas")
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .collect();
+            if shas.is_empty() || shas.len() > MAX_BLOB_BATCH {
+                return Ok(Reply::error(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "shas must list 1 to {MAX_BLOB_BATCH} blob shas, got {}",
+                        shas.len()
+                    ),
+                    &ctx.path,
+                ));
+            }
+            let mut blobs = Vec::with_capacity(shas.len());
+            for sha in shas {
+                let Ok(id) = ObjectId::from_hex(sha.as_bytes()) else {
+                    return Ok(Reply::error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("invalid sha {sha:?}"),
+                        &ctx.path,
+                    ));
+                };
+                match blob_json(ctx, id)? {
+                    Ok(blob) => blobs.push(blob),
+                    Err(reply) => return Ok(reply),
+                }
+            }
+            Ok(Reply::json(StatusCode::OK, &Value::Array(blobs)))
         }
         (Method::GET, ["git", "commits", sha]) => match repo.resolve(sha)? {
             None => Ok(ctx.not_found()),
@@ -495,6 +518,34 @@ fn route(
         }
         _ => Ok(ctx.not_found()),
     }
+}
+
+/// Most blobs of one batch call (Forgejo 12).
+const MAX_BLOB_BATCH: usize = 50;
+
+/// A blob as `git/blobs` answers it, or the error reply for an unknown sha.
+fn blob_json(ctx: &Ctx<'_>, id: ObjectId) -> anyhow::Result<Result<Value, Reply>> {
+    let config = &ctx.emulator.config;
+    Ok(match ctx.emulator.repo.blob(id)? {
+        // Like Forgejo: an unknown sha is a bad request.
+        None => Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            &format!("object does not exist [id: {id}, rel_path: ]"),
+            &ctx.path,
+        )),
+        Some(bytes) => Ok(json!({
+            // Like Forgejo: over the cap the content is empty, the size real.
+            "content": if bytes.len() as u64 > config.max_blob_size {
+                String::new()
+            } else {
+                BASE64.encode(&bytes)
+            },
+            "encoding": "base64",
+            "url": format!("{}/git/blobs/{id}", ctx.repo_url()),
+            "sha": id.to_string(),
+            "size": bytes.len(),
+        })),
+    })
 }
 
 fn git_tree(ctx: &Ctx<'_>, sha: &str) -> anyhow::Result<Reply> {

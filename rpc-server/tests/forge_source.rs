@@ -699,3 +699,76 @@ async fn a_git_lfs_pointer_is_rejected_as_such() {
         rejected[0].detail
     );
 }
+
+/// Forgejo 12 and later read up to 50 blobs a call (`git/blobs?shas=`); the
+/// source asks the version once and uses it, and an older forge gets one read
+/// per blob. One unknown sha fails a batch call whole: its files are then read
+/// one by one, which names the file.
+#[tokio::test]
+async fn new_blobs_are_read_in_batches_where_the_forge_serves_them() {
+    for (version, batched) in [
+        ("12.0.1+gitea-1.22.0", true),
+        ("11.0.3+gitea-1.22.0", false),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = ForgeRepo::open_or_init(&dir.path().join("billing.git")).unwrap();
+        let mut config = EmulatorConfig::new(REPO, Some(TOKEN)).unwrap();
+        config.version = version.into();
+        let f = Forge {
+            emu: EmulatorHandle::start(config, repo).await.unwrap(),
+            _dir: dir,
+        };
+        let changes: Vec<_> = (0..120)
+            .map(|h| {
+                (
+                    format!(
+                        "nodes/node-a/usage_2026-11-{:02}-{:02}.otoml",
+                        1 + h / 24,
+                        h % 24
+                    ),
+                    Some(format!("hour {h}").into_bytes()),
+                )
+            })
+            .collect();
+        let head = f.emu.commit(&changes, "five days").unwrap().to_string();
+        let s = source(&f);
+        let nodes = s.nodes(&head).await.unwrap();
+        let files = s.files(&nodes[0]).await.unwrap();
+        f.emu.reset_stats();
+        let bodies = s.read(&head, &files, 100).await.unwrap();
+        for (h, body) in bodies.iter().enumerate() {
+            assert_eq!(data(body), format!("hour {h}").as_bytes(), "{version}");
+        }
+        let stats = f.emu.stats();
+        let count = |e: &str| stats.requests.get(e).copied().unwrap_or(0);
+        assert_eq!(count("version"), 1, "{version}: {stats:?}");
+        if batched {
+            assert_eq!((count("blobs_batch"), count("blobs")), (3, 0), "{stats:?}");
+        } else {
+            assert_eq!(
+                (count("blobs_batch"), count("blobs")),
+                (0, 120),
+                "{stats:?}"
+            );
+        }
+        // The version is asked once per source.
+        f.emu.reset_stats();
+        s.read(&head, &files[..10], 100).await.unwrap();
+        assert_eq!(f.emu.stats().requests.get("version"), None);
+
+        if batched {
+            let mut with_unknown = files[..5].to_vec();
+            with_unknown[3].blob_id = "0123456789012345678901234567890123456789".into();
+            f.emu.reset_stats();
+            let err = s
+                .read(&head, &with_unknown, 100)
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&with_unknown[3].path), "{err}");
+            assert!(err.contains("force-pushed"), "{err}");
+            let stats = f.emu.stats();
+            assert_eq!(stats.requests.get("blobs_batch"), Some(&1), "{stats:?}");
+        }
+    }
+}

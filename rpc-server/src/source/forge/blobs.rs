@@ -1,6 +1,9 @@
-//! Reading blobs from the forge: `git/blobs/{sha}`, and a blob over the
-//! forge's size cap (sent without content) as the file at the listed commit.
+//! Reading blobs from the forge: `git/blobs/{sha}` one by one, or up to 50 a
+//! call with `git/blobs?shas=` where the forge serves it (Forgejo 12 and
+//! later, asked once with `GET /version`); and a blob over the forge's size
+//! cap (sent without content) as the file at the listed commit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -10,6 +13,14 @@ use tokio::task::JoinSet;
 
 use super::{ForgeSource, Inner, check_id};
 use crate::source::{FileBody, FileEntry, SourceError};
+
+/// Most blobs asked in one batch call (Forgejo's limit).
+const BATCH: usize = 50;
+
+#[derive(Deserialize)]
+struct Version {
+    version: Option<String>,
+}
 
 #[derive(Deserialize)]
 struct Blob {
@@ -29,14 +40,29 @@ impl ForgeSource {
         files: &[FileEntry],
         max_bytes: u64,
     ) -> Result<Vec<FileBody>, SourceError> {
+        let mut bodies: Vec<Option<FileBody>> = vec![None; files.len()];
+        let mut wanted = Vec::with_capacity(files.len());
+        for (index, file) in files.iter().enumerate() {
+            match file.size.filter(|s| *s > max_bytes) {
+                Some(size) => bodies[index] = Some(FileBody::TooLarge { size }),
+                None => wanted.push(index),
+            }
+        }
+        if wanted.len() > 1 && self.inner.serves_blob_batches().await {
+            for chunk in wanted.chunks(BATCH) {
+                for (index, body) in self.inner.read_batch(head, files, chunk, max_bytes).await? {
+                    bodies[index] = Some(body);
+                }
+            }
+            return Ok(bodies
+                .into_iter()
+                .map(|b| b.expect("every file has a body when no download failed"))
+                .collect());
+        }
         let permits = Arc::new(Semaphore::new(self.inner.options.blob_concurrency.max(1)));
         let mut tasks = JoinSet::new();
-        let mut bodies: Vec<Option<FileBody>> = vec![None; files.len()];
-        for (index, file) in files.iter().enumerate() {
-            if let Some(size) = file.size.filter(|s| *s > max_bytes) {
-                bodies[index] = Some(FileBody::TooLarge { size });
-                continue;
-            }
+        for index in wanted {
+            let file = &files[index];
             let inner = Arc::clone(&self.inner);
             let permits = Arc::clone(&permits);
             let file = file.clone();
@@ -99,6 +125,93 @@ impl Inner {
                      the next pass reads the new head"
                 ))
             })?;
+        self.finish_blob(file, head, blob, max_bytes).await
+    }
+
+    /// Whether the forge serves `git/blobs?shas=` (Forgejo 12 and later),
+    /// from `GET /version`, asked once per source; no answer means no.
+    async fn serves_blob_batches(&self) -> bool {
+        if let Some(known) = self.blob_batches.get() {
+            return *known;
+        }
+        let mut url = self.api.clone();
+        url.path_segments_mut()
+            .expect("http(s) URLs can be a base")
+            .pop_if_empty()
+            .push("version");
+        let version = match self.get_with_retries(&url, "the forge version").await {
+            Ok(Some(body)) => serde_json::from_slice::<Version>(&body)
+                .ok()
+                .and_then(|v| v.version),
+            _ => None,
+        };
+        let major = version.as_deref().and_then(|v| {
+            v.trim_start_matches('v')
+                .split('.')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        });
+        let batches = major.is_some_and(|m| m >= 12);
+        tracing::debug!(version = ?version, batches, "forge version");
+        *self.blob_batches.get_or_init(|| batches)
+    }
+
+    /// Reads `files[i]` for each `i` of `chunk` (at most 50) in one call. When
+    /// the call fails (one unknown sha fails it whole, with 400), or leaves a
+    /// blob out, those files are read one by one, which names the one that fails.
+    async fn read_batch(
+        &self,
+        head: &str,
+        files: &[FileEntry],
+        chunk: &[usize],
+        max_bytes: u64,
+    ) -> Result<Vec<(usize, FileBody)>, SourceError> {
+        let mut shas = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let file = &files[i];
+            check_id(&file.blob_id).map_err(|e| self.error(format!("{}: {e}", file.path)))?;
+            shas.push(file.blob_id.as_str());
+        }
+        let what = format!(
+            "{} blobs of {} … {}",
+            chunk.len(),
+            files[chunk[0]].path,
+            files[chunk[chunk.len() - 1]].path
+        );
+        let answer = self
+            .get_json::<Vec<Blob>>(&["git", "blobs"], &[("shas", shas.join(","))], &what)
+            .await;
+        let mut by_sha: HashMap<String, Blob> = match answer {
+            Ok(Some(blobs)) => blobs
+                .into_iter()
+                .filter_map(|b| Some((b.sha.clone()?.to_ascii_lowercase(), b)))
+                .collect(),
+            Ok(None) | Err(_) => HashMap::new(),
+        };
+        let mut out = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let file = &files[i];
+            let body = match by_sha.remove(&file.blob_id.to_ascii_lowercase()) {
+                Some(blob) => self.finish_blob(file, head, blob, max_bytes).await?,
+                None => self.read_blob(file, head, max_bytes).await?,
+            };
+            out.push((i, body));
+        }
+        Ok(out)
+    }
+
+    /// Checks a blob answer and returns the file's bytes: from its base64
+    /// content, or read as the file at `head` when the forge sent it without
+    /// content (over its size cap); they must hash to the blob id.
+    async fn finish_blob(
+        &self,
+        file: &FileEntry,
+        head: &str,
+        blob: Blob,
+        max_bytes: u64,
+    ) -> Result<FileBody, SourceError> {
+        let what = format!("{} (blob {})", file.path, file.blob_id);
         if let Some(size) = blob.size.filter(|s| *s > max_bytes) {
             return Ok(FileBody::TooLarge { size });
         }

@@ -80,6 +80,8 @@ struct Inner {
     auth: Option<HeaderValue>,
     options: ForgeOptions,
     requests: AtomicU64,
+    /// Whether the forge serves batch blob reads (Forgejo 12+), once asked.
+    blob_batches: std::sync::OnceLock<bool>,
 }
 
 /// One attempt's outcome that the retry loop acts on.
@@ -219,6 +221,7 @@ impl ForgeSource {
                 auth,
                 options,
                 requests: AtomicU64::new(0),
+                blob_batches: std::sync::OnceLock::new(),
             }),
         })
     }
