@@ -408,19 +408,10 @@ fn route(
             }
         }
         (Method::GET, ["git", "trees", sha]) => git_tree(ctx, sha),
-        (Method::GET, ["git", "blobs", sha]) => {
-            let Ok(id) = ObjectId::from_hex(sha.as_bytes()) else {
-                return Ok(Reply::error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid sha {sha:?}"),
-                    &ctx.path,
-                ));
-            };
-            match blob_json(ctx, id)? {
-                Ok(blob) => Ok(Reply::json(StatusCode::OK, &blob)),
-                Err(reply) => Ok(reply),
-            }
-        }
+        (Method::GET, ["git", "blobs", sha]) => match blob_json(ctx, sha)? {
+            Ok(blob) => Ok(Reply::json(StatusCode::OK, &blob)),
+            Err(reply) => Ok(reply),
+        },
         // Forgejo 12 and later: up to 50 blobs a call; one unknown sha fails the call.
         (Method::GET, ["git", "blobs"]) if config.serves_blob_batches() => {
             let shas: Vec<&str> = ctx
@@ -441,14 +432,7 @@ fn route(
             }
             let mut blobs = Vec::with_capacity(shas.len());
             for sha in shas {
-                let Ok(id) = ObjectId::from_hex(sha.as_bytes()) else {
-                    return Ok(Reply::error(
-                        StatusCode::BAD_REQUEST,
-                        &format!("invalid sha {sha:?}"),
-                        &ctx.path,
-                    ));
-                };
-                match blob_json(ctx, id)? {
+                match blob_json(ctx, sha)? {
                     Ok(blob) => blobs.push(blob),
                     Err(reply) => return Ok(reply),
                 }
@@ -523,9 +507,17 @@ fn route(
 /// Most blobs of one batch call (Forgejo 12).
 const MAX_BLOB_BATCH: usize = 50;
 
-/// A blob as `git/blobs` answers it, or the error reply for an unknown sha.
-fn blob_json(ctx: &Ctx<'_>, id: ObjectId) -> anyhow::Result<Result<Value, Reply>> {
+/// Blob `sha` as `git/blobs` answers it, or the error reply for an invalid or
+/// unknown sha.
+fn blob_json(ctx: &Ctx<'_>, sha: &str) -> anyhow::Result<Result<Value, Reply>> {
     let config = &ctx.emulator.config;
+    let Ok(id) = ObjectId::from_hex(sha.as_bytes()) else {
+        return Ok(Err(Reply::error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid sha {sha:?}"),
+            &ctx.path,
+        )));
+    };
     Ok(match ctx.emulator.repo.blob(id)? {
         // Like Forgejo: an unknown sha is a bad request.
         None => Err(Reply::error(
