@@ -55,6 +55,15 @@ impl<T, R: Clone> GroupCommit<T, R> {
                 let n = queue.len().min(MAX_GROUP);
                 queue.drain(..n).collect()
             };
+            if group.is_empty() {
+                // Only a leader that panicked mid-commit drains items without
+                // answering them; its transaction was not committed.
+                return Err(StoreError::Storage(
+                    "the group commit this request was part of failed unexpectedly (see the \
+                     log) and nothing of it was written; send it again (it is idempotent)"
+                        .to_string(),
+                ));
+            }
             let (items, slots): (Vec<T>, Vec<Slot<R>>) = group.into_iter().unzip();
             match commit(&items) {
                 Ok(results) => {
@@ -136,6 +145,43 @@ mod tests {
             "16 items waiting together took {} commits",
             commits.len()
         );
+    }
+
+    #[test]
+    fn a_leader_that_panics_leaves_no_one_waiting() {
+        let group: Arc<GroupCommit<u32, u32>> = Arc::new(GroupCommit::new());
+        // Item 1 holds the commit lock while items 2 and 3 queue up behind it;
+        // whichever of them leads the next group panics on item 2.
+        let commit = |items: &[u32]| -> Result<Vec<Result<u32, StoreError>>, StoreError> {
+            if items.contains(&2) {
+                panic!("a bug in the commit");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            Ok(items.iter().map(|&n| Ok(n)).collect())
+        };
+        let first = {
+            let group = group.clone();
+            std::thread::spawn(move || group.submit(1, commit))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let queued: Vec<_> = [2, 3]
+            .into_iter()
+            .map(|n| {
+                let group = group.clone();
+                std::thread::spawn(move || group.submit(n, commit))
+            })
+            .collect();
+        assert_eq!(first.join().unwrap().unwrap(), 1);
+        let outcomes: Vec<_> = queued.into_iter().map(|t| t.join()).collect();
+        // One led the group and panicked; the other was in that group and gets an
+        // error saying to send it again, instead of waiting forever.
+        assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 1);
+        let answered: Vec<_> = outcomes.into_iter().filter_map(Result::ok).collect();
+        assert!(
+            matches!(&answered[..], [Err(StoreError::Storage(m))] if m.contains("send it again")),
+            "{answered:?}"
+        );
+        assert_eq!(group.submit(4, |items| Ok(vec![Ok(items[0])])).unwrap(), 4);
     }
 
     #[test]
