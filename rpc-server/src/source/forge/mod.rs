@@ -15,12 +15,12 @@
 
 mod blobs;
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use billing_api::otoml::{is_usage_file_name, is_valid_node_name};
+use rand::RngExt as _;
 use reqwest::header::{AUTHORIZATION, HeaderValue, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -509,18 +509,15 @@ impl Inner {
         }
     }
 
-    /// Exponential backoff with jitter: a random delay in [d/2, d], d = base * 2^(attempt-1).
+    /// The wait before retry `attempt` (1-based), with random jitter.
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .options
-            .backoff_base
-            .saturating_mul(1u32 << (attempt - 1).min(16));
-        let capped = exp.min(self.options.backoff_max);
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        let half = capped / 2;
-        half + half.mul_f64((random % 1_000_000) as f64 / 1_000_000.0)
+        let unit = rand::rng().random::<f64>();
+        backoff_delay(
+            self.options.backoff_base,
+            self.options.backoff_max,
+            attempt,
+            unit,
+        )
     }
 
     async fn attempt(&self, url: &Url, what: &str) -> Attempt {
@@ -644,6 +641,15 @@ fn transport(e: &reqwest::Error) -> String {
     text
 }
 
+/// Exponential backoff with jitter: d = base * 2^(attempt-1), at most `max`,
+/// and the delay is d/2 + `unit` * d/2 for a random `unit` in [0, 1), so in
+/// [d/2, d].
+fn backoff_delay(base: Duration, max: Duration, attempt: u32, unit: f64) -> Duration {
+    let exp = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let half = exp.min(max) / 2;
+    half + half.mul_f64(unit.clamp(0.0, 1.0))
+}
+
 fn check_id(id: &str) -> Result<(), String> {
     if (id.len() == 40 || id.len() == 64) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
@@ -667,5 +673,24 @@ fn redact(url: &str) -> String {
             parsed.to_string()
         }
         Err(_) => "(unparseable URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_from_the_base_up_to_the_cap_with_jitter_in_the_upper_half() {
+        let (base, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        let ms = |attempt, unit| backoff_delay(base, max, attempt, unit).as_millis();
+        // Full delay d = 500 ms, 1 s, 2 s, 4 s … 30 s; the delay lies in [d/2, d].
+        assert_eq!((ms(1, 0.0), ms(1, 1.0)), (250, 500));
+        assert_eq!((ms(2, 0.0), ms(2, 1.0)), (500, 1000));
+        assert_eq!((ms(3, 0.5), ms(4, 0.5)), (1500, 3000));
+        assert_eq!((ms(7, 0.0), ms(7, 1.0)), (15_000, 30_000), "capped at 30 s");
+        assert_eq!(ms(40, 1.0), 30_000, "no overflow for large attempt numbers");
+        assert_eq!(ms(0, 1.0), 500, "attempt 0 counts as the first");
     }
 }
