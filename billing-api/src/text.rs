@@ -74,8 +74,54 @@ pub fn echo(input: &str) -> String {
     out
 }
 
+/// An error and its causes on one line (`error: cause: cause`), leaving out a
+/// cause whose text the line already holds (many errors repeat their source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_error_chain_is_one_line_without_repeats() {
+        let inner = std::io::Error::other("connection refused");
+        let outer = std::io::Error::other(Wrap("connect failed", inner));
+        assert_eq!(error_chain(&outer), "connect failed: connection refused");
+        let repeating = Wrap(
+            "connect failed: connection refused",
+            std::io::Error::other("connection refused"),
+        );
+        assert_eq!(
+            error_chain(&repeating),
+            "connect failed: connection refused"
+        );
+    }
+
+    #[derive(Debug)]
+    struct Wrap(&'static str, std::io::Error);
+
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -32,13 +32,7 @@ pub fn classify(err: &ClientError) -> FetchError {
             message: format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()),
         },
         other => {
-            let mut message = other.to_string();
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                message.push_str(": ");
-                message.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let message = billing_api::text::error_chain(other);
             let kind = if message.contains("401") {
                 ErrorKind::Unauthorized
             } else {

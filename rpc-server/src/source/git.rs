@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use billing_api::otoml::{is_usage_file_name, is_valid_node_name};
+use billing_api::text::error_chain;
 use gix::bstr::ByteSlice;
 
 use super::{FileBody, FileEntry, NodeTree, SourceError};
@@ -274,7 +275,11 @@ impl Inner {
     }
 
     fn error(&self, what: String, e: impl std::error::Error) -> SourceError {
-        SourceError::new(format!("{what} in {}: {}", self.describe_repo(), chain(&e)))
+        SourceError::new(format!(
+            "{what} in {}: {}",
+            self.describe_repo(),
+            error_chain(&e)
+        ))
     }
 
     /// Updates the mirror's branch from the remote (forced, so rewritten
@@ -288,7 +293,7 @@ impl Inner {
     ) -> Result<bool, SourceError> {
         use gix::remote::Direction;
         let fail = |step: &str, e: &dyn std::error::Error| {
-            let detail = scrub_credentials(&chain(e), url, redacted);
+            let detail = scrub_credentials(&error_chain(e), url, redacted);
             SourceError::new(format!(
                 "fetching branch {} from {redacted} failed ({step}): {detail}; check that the URL is reachable and the credentials are valid",
                 self.branch
@@ -422,21 +427,6 @@ fn scrub_credentials(text: &str, url: &str, redacted: &str) -> String {
     }
 }
 
-/// An error and its causes on one line, skipping causes that repeat the message.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 fn parse_id(hex: &str, kind: &str) -> Result<gix::ObjectId, SourceError> {
     gix::ObjectId::from_hex(hex.as_bytes())
         .map_err(|e| SourceError::new(format!("{hex:?} is not a {kind} id: {e}")))
@@ -453,7 +443,7 @@ fn open_local(path: &Path) -> Result<gix::ThreadSafeRepository, SourceError> {
         SourceError::new(format!(
             "{} is not a readable git repository ({}); check --repo points at a bare repo or a working copy",
             path.display(),
-            chain(&e)
+            error_chain(&e)
         ))
     })
 }
@@ -479,7 +469,7 @@ fn open_mirror(dir: &Path, redacted: &str) -> Result<gix::ThreadSafeRepository, 
             SourceError::new(format!(
                 "cannot create a bare mirror repo in {} for {redacted}: {}",
                 dir.display(),
-                chain(&e)
+                error_chain(&e)
             ))
         });
     }
@@ -487,7 +477,7 @@ fn open_mirror(dir: &Path, redacted: &str) -> Result<gix::ThreadSafeRepository, 
         SourceError::new(format!(
             "mirror directory {} is not a git repository ({}); remove it (it is re-created from {redacted})",
             dir.display(),
-            chain(&e)
+            error_chain(&e)
         ))
     })
 }

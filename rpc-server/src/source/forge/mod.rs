@@ -632,13 +632,7 @@ fn transport(e: &reqwest::Error) -> String {
     } else {
         "request error"
     };
-    let mut text = format!("{kind}: {e}");
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
+    format!("{kind}: {}", billing_api::text::error_chain(e))
 }
 
 /// Exponential backoff with jitter: d = base * 2^(attempt-1), at most `max`,
