@@ -20,6 +20,18 @@ const DETAIL_ROWS: u32 = 20;
 /// Wait before reopening a dropped WebSocket subscription.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(3);
 
+/// The HTTP status of an answer that refused a call (401: a wrong secret).
+fn refused_with(err: &ClientError) -> Option<u16> {
+    use jsonrpsee::http_client::transport::Error as Transport;
+    match err {
+        ClientError::Transport(inner) => match inner.downcast_ref::<Transport>() {
+            Some(Transport::Rejected { status_code }) => Some(*status_code),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
 /// Classifies a client error for the header and the 401 message.
 pub fn classify(err: &ClientError) -> FetchError {
     match err {
@@ -32,12 +44,12 @@ pub fn classify(err: &ClientError) -> FetchError {
             message: format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()),
         },
         other => {
-            let message = billing_api::text::error_chain(other);
-            let kind = if message.contains("401") {
+            let kind = if refused_with(other) == Some(401) {
                 ErrorKind::Unauthorized
             } else {
                 ErrorKind::Unreachable
             };
+            let message = billing_api::text::error_chain(other);
             FetchError { kind, message }
         }
     }
