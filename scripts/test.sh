@@ -9,8 +9,7 @@ scripts/with-postgres.sh cargo test --workspace --all-targets
 
 # End-to-end scenarios that start real processes.
 for script in scripts/smoke_aggregate.sh scripts/tui_e2e.sh; do
-    if [ -x "$script" ]; then
-        echo "== $script"
-        "$script"
-    fi
+    [ -x "$script" ] || { echo "test.sh: $script is missing or not executable" >&2; exit 1; }
+    echo "== $script"
+    "$script"
 done

@@ -7,6 +7,8 @@
 #   TUI_E2E_KEEP=1 scripts/tui_e2e.sh   # keep the temp dir for a look afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The scenario sets what it needs: settings exported in the caller's shell must not leak in.
+for v in $(compgen -e | grep '^BILLING_' || true); do unset "$v"; done
 root=$(pwd)
 started=$(date +%s)
 

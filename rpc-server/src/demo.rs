@@ -137,10 +137,8 @@ fn seed_users(store: &crate::store::Store) -> anyhow::Result<()> {
 /// Reads the demo secret, or generates one into a new 0600 file.
 fn demo_secret(path: &Path) -> anyhow::Result<AdminSecret> {
     if !path.exists() {
-        let mut bytes = [0u8; 24];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-            .context("cannot read /dev/urandom to generate the demo secret")?;
+        // The thread RNG is a CSPRNG seeded from the OS.
+        let bytes: [u8; 24] = rand::random();
         let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
