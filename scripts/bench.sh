@@ -8,6 +8,7 @@ root=$(pwd)
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
+command -v bc >/dev/null || need+=(bc)
 [ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}"; fi
 
