@@ -24,23 +24,25 @@ const FORMAT_KEY: &str = "format";
 /// older one, refuses a newer or unknown one.
 pub(super) fn check_and_migrate(db: &Database, location: &str) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
-    let found = {
+    // (the format found, whether the ledger records it)
+    let (found, stamped) = {
         let meta = txn.open_table(tables::META)?;
-        let version = match meta.get(FORMAT_KEY)? {
-            Some(bytes) => Some(decode_version(bytes.value()).ok_or_else(|| {
-                StoreError::Storage(format!(
-                    "the ledger {location} has an unreadable format version; it is damaged or \
-                     not a ledger of this product: restore it from a backup"
-                ))
-            })?),
-            None => None,
-        };
-        let used = meta.get(META_KEY)?.is_some() || txn.open_table(tables::USERS)?.len()? > 0;
-        match version {
-            Some(v) => v,
-            // Format 1 wrote no version; a ledger never written to has nothing to migrate.
-            None if used => 1,
-            None => LEDGER_FORMAT,
+        match meta.get(FORMAT_KEY)? {
+            Some(bytes) => {
+                let version = decode_version(bytes.value()).ok_or_else(|| {
+                    StoreError::Storage(format!(
+                        "the ledger {location} has an unreadable format version; it is damaged \
+                         or not a ledger of this product: restore it from a backup"
+                    ))
+                })?;
+                (version, true)
+            }
+            None => {
+                // Format 1 wrote no version; a ledger never written to has nothing to migrate.
+                let used =
+                    meta.get(META_KEY)?.is_some() || txn.open_table(tables::USERS)?.len()? > 0;
+                (if used { 1 } else { LEDGER_FORMAT }, false)
+            }
         }
     };
     if found > LEDGER_FORMAT {
@@ -50,7 +52,7 @@ pub(super) fn check_and_migrate(db: &Database, location: &str) -> Result<(), Sto
              restore a backup made by this version"
         )));
     }
-    if found == LEDGER_FORMAT && txn.open_table(tables::META)?.get(FORMAT_KEY)?.is_some() {
+    if found == LEDGER_FORMAT && stamped {
         return Ok(());
     }
     if found == 1 {

@@ -54,18 +54,32 @@ impl ForgeSource {
                     bodies[index] = Some(body);
                 }
             }
-            return Ok(bodies
-                .into_iter()
-                .map(|b| b.expect("every file has a body when no download failed"))
-                .collect());
+        } else {
+            self.read_singles(head, files, wanted, max_bytes, &mut bodies)
+                .await?;
         }
+        Ok(bodies
+            .into_iter()
+            .map(|b| b.expect("every file has a body when no download failed"))
+            .collect())
+    }
+
+    /// Reads `files[i]` for each `i` of `wanted` one blob at a time, a few in
+    /// flight, into `bodies`; the first failing file (in file order) is the error.
+    async fn read_singles(
+        &self,
+        head: &str,
+        files: &[FileEntry],
+        wanted: Vec<usize>,
+        max_bytes: u64,
+        bodies: &mut [Option<FileBody>],
+    ) -> Result<(), SourceError> {
         let permits = Arc::new(Semaphore::new(self.inner.options.blob_concurrency.max(1)));
         let mut tasks = JoinSet::new();
         for index in wanted {
-            let file = &files[index];
             let inner = Arc::clone(&self.inner);
             let permits = Arc::clone(&permits);
-            let file = file.clone();
+            let file = files[index].clone();
             let head = head.to_string();
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("never closed");
@@ -97,13 +111,10 @@ impl ForgeSource {
                 }
             }
         }
-        if let Some((_, e)) = first_error {
-            return Err(e);
+        match first_error {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
         }
-        Ok(bodies
-            .into_iter()
-            .map(|b| b.expect("every file has a body when no download failed"))
-            .collect())
     }
 }
 
