@@ -14,8 +14,8 @@ use billing_api::RejectReason;
 use billing_api::otoml::{DecodedGroup, MAX_NODE_NAME_BYTES};
 
 use super::gate::PASS_MIN_WORK;
-use super::ledger::{Ledger, Provenance};
-use super::{FileOutcome, NodeOutcome, NodeUpdate, Store, StoreError, check_id, tables};
+use super::ledger::{Ledger, Provenance, Rows};
+use super::{FileOutcome, NodeOutcome, NodeUpdate, Store, StoreError, check_id, redb_rows};
 
 pub use super::tally::REJECTION_SAMPLE;
 
@@ -151,30 +151,11 @@ impl Store {
         // parts, so other writers never wait long.
         self.write_pass(op, redb::Durability::None, |txn| {
             let started = Instant::now();
-            let mut ledger = Ledger::open(txn, now_ms)?;
-            let mut files = txn.open_table(tables::CONSUMED_FILES)?;
-            let node = chunk.node_name.as_str();
-            let mut next = from;
-            while let Some(item) = chunk.items.get(next) {
-                if next > from && started.elapsed() >= PASS_MIN_WORK && self.service_waiting() {
-                    break;
-                }
-                next += 1;
-                apply_item(&mut ledger, &mut files, node, &chunk.head_commit, item)?;
-            }
-            let end = chunk.end.as_ref().filter(|_| next == chunk.items.len());
-            if let Some(end) = end {
-                ledger.set_node_state(node, |row| {
-                    row.tree_id = end.tree_id.clone();
-                    row.last_commit_sha = Some(chunk.head_commit.clone());
-                    row.last_run_at_ms = Some(now_ms);
-                    row.status = billing_api::NodeStatus::Ok;
-                    row.last_error = None;
-                })?;
-            }
-            let outcome = ledger.finish()?;
-            drop(files);
-            if end.is_some() {
+            let ledger = redb_rows::ledger(txn, now_ms)?;
+            let (outcome, next, end) = apply_items(ledger, chunk, from, now_ms, || {
+                started.elapsed() >= PASS_MIN_WORK && self.service_waiting()
+            })?;
+            if end {
                 txn.set_durability(redb::Durability::Immediate)?;
             }
             Ok((outcome, next))
@@ -182,10 +163,43 @@ impl Store {
     }
 }
 
+/// Applies `chunk.items[from..]` to `ledger`, stopping early at an item
+/// boundary when `stop` says so (after at least one item), and writes the
+/// node's state if the chunk's end was reached. Returns the outcome, where the
+/// next part starts and whether the node's state was written.
+pub(crate) fn apply_items<R: Rows>(
+    mut ledger: Ledger<R>,
+    chunk: &NodeChunk,
+    from: usize,
+    now_ms: u64,
+    stop: impl Fn() -> bool,
+) -> Result<(NodeOutcome, usize, bool), StoreError> {
+    let node = chunk.node_name.as_str();
+    let mut next = from;
+    while let Some(item) = chunk.items.get(next) {
+        if next > from && stop() {
+            break;
+        }
+        next += 1;
+        apply_item(&mut ledger, node, &chunk.head_commit, item)?;
+    }
+    let end = chunk.end.as_ref().filter(|_| next == chunk.items.len());
+    if let Some(end) = end {
+        ledger.set_node_state(node, |row| {
+            row.tree_id = end.tree_id.clone();
+            row.last_commit_sha = Some(chunk.head_commit.clone());
+            row.last_run_at_ms = Some(now_ms);
+            row.status = billing_api::NodeStatus::Ok;
+            row.last_error = None;
+        })?;
+    }
+    let outcome = ledger.finish()?;
+    Ok((outcome, next, end.is_some()))
+}
+
 /// Applies one item of a chunk.
-fn apply_item(
-    ledger: &mut Ledger<'_>,
-    files: &mut redb::Table<'_, (&'static str, &'static str), &'static str>,
+fn apply_item<R: Rows>(
+    ledger: &mut Ledger<R>,
     node: &str,
     commit: &str,
     item: &ChunkItem,
@@ -205,7 +219,7 @@ fn apply_item(
         ChunkItem::Whole { outcome, .. } => {
             whole_file(ledger, from, outcome)?;
             if consumed_whole(outcome) {
-                files.insert((node, path.as_str()), blob.as_str())?;
+                ledger.rows().put_consumed_file(node, path, blob)?;
             }
         }
         ChunkItem::Records { group, .. } => {
@@ -219,7 +233,7 @@ fn apply_item(
         }
         ChunkItem::FileEnd { .. } => {
             ledger.outcome.files_read += 1;
-            files.insert((node, path.as_str()), blob.as_str())?;
+            ledger.rows().put_consumed_file(node, path, blob)?;
             if ledger.meta.counts.rejected_items > 0 {
                 ledger.resolve_file(from, RejectReason::TooLarge)?;
                 ledger.resolve_file(from, RejectReason::TooManyRecords)?;
@@ -238,8 +252,8 @@ fn consumed_whole(outcome: &FileOutcome) -> bool {
     )
 }
 
-fn whole_file(
-    ledger: &mut Ledger<'_>,
+fn whole_file<R: Rows>(
+    ledger: &mut Ledger<R>,
     from: Provenance<'_>,
     outcome: &FileOutcome,
 ) -> Result<(), StoreError> {

@@ -15,7 +15,8 @@
 //! `recount` recomputes them from the tables, for audits and tests.
 //!
 //! Layout: `tables.rs` (table definitions), `codec.rs` (row encodings),
-//! `ledger.rs` (applying usage), `users.rs`, `payments.rs`, `runs.rs` (node
+//! `ledger/` (applying usage: the domain rules, written once against the
+//! `ledger::Rows` trait), `redb_rows.rs` (those rows over redb's tables), `users.rs`, `payments.rs`, `runs.rs` (node
 //! state and aggregation runs), `handle.rs` (the database handle, storage
 //! failures and recovery), `verify.rs` (consistency check of counters and rows).
 
@@ -28,6 +29,7 @@ mod handle;
 mod ledger;
 mod nodes;
 mod payments;
+mod redb_rows;
 mod runs;
 mod tables;
 mod tally;

@@ -7,7 +7,7 @@ use billing_api::NodeStatus;
 use redb::ReadableTable;
 
 use super::codec::{self, NodeRow};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, Rows};
 use super::{Store, StoreError, tables};
 
 /// What the aggregator remembers about one node.
@@ -48,20 +48,16 @@ fn node_record(name: &str, row: NodeRow) -> NodeRecord {
     }
 }
 
-impl Ledger<'_> {
+impl<R: Rows> Ledger<R> {
     /// Writes the node's state after a pass (its total is added in `finish`).
     pub fn set_node_state(
         &mut self,
         node: &str,
         update: impl FnOnce(&mut NodeRow),
     ) -> Result<(), StoreError> {
-        let mut row = match self.nodes.get(node)? {
-            Some(bytes) => codec::decode_owned(bytes.value(), "node")?,
-            None => NodeRow::default(),
-        };
+        let mut row = self.rows.node(node)?.unwrap_or_default();
         update(&mut row);
-        codec::encode(&row, &mut self.buf)?;
-        self.nodes.insert(node, self.buf.as_slice())?;
+        self.rows.put_node(node, &row)?;
         Ok(())
     }
 }

@@ -3,13 +3,12 @@
 use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::text::echo;
 use billing_api::{Page, Payment, RecordPayment};
-use redb::ReadableTable;
 
 use super::codec::{self, PaymentRow};
-use super::ledger::Ledger;
+use super::ledger::{Ledger, Rows};
 use super::{
-    MAX_PAYMENT_ID_BYTES, Store, StoreError, check_id, check_text, clamp_limit, page, seq_cursor,
-    tables,
+    MAX_PAYMENT_ID_BYTES, Store, StoreError, check_id, check_text, clamp_limit, page, redb_rows,
+    seq_cursor, tables,
 };
 
 /// A payment's reference as a person writes it in a message.
@@ -77,24 +76,7 @@ impl Store {
             [] => return Ok(Vec::new()),
         };
         self.write(&op, |txn| {
-            let mut tables = PaymentTables {
-                payments: txn.open_table(tables::PAYMENTS)?,
-                log: txn.open_table(tables::PAYMENT_LOG)?,
-                by_user: txn.open_table(tables::USER_PAYMENTS)?,
-            };
-            let mut ledger = Ledger::open(txn, group[0].now_ms)?;
-            let mut results = Vec::with_capacity(group.len());
-            for payment in group {
-                results.push(match credit_one(&mut ledger, &mut tables, payment) {
-                    Ok(stored) => Ok(stored),
-                    // Refused before writing anything: the rest of the group goes on.
-                    Err(e @ (StoreError::Conflict(_) | StoreError::NotFound { .. })) => Err(e),
-                    Err(e @ StoreError::Overflow(_)) => Err(e),
-                    Err(fatal) => return Err(fatal),
-                });
-            }
-            ledger.finish()?;
-            Ok(results)
+            credit_group(redb_rows::ledger(txn, group[0].now_ms)?, group)
         })
     }
 
@@ -155,26 +137,35 @@ pub(super) struct NewPayment {
     now_ms: u64,
 }
 
-struct PaymentTables<'t> {
-    payments: redb::Table<'t, &'static str, &'static [u8]>,
-    log: redb::Table<'t, u64, &'static str>,
-    by_user: redb::Table<'t, (&'static str, u64), &'static str>,
+/// Credits a group of payments in one ledger transaction: one result per
+/// payment, or the storage error that fails them all.
+pub(crate) fn credit_group<R: Rows>(
+    mut ledger: Ledger<R>,
+    group: &[NewPayment],
+) -> Result<Vec<Result<Payment, StoreError>>, StoreError> {
+    let mut results = Vec::with_capacity(group.len());
+    for payment in group {
+        results.push(match credit_one(&mut ledger, payment) {
+            Ok(stored) => Ok(stored),
+            // Refused before writing anything: the rest of the group goes on.
+            Err(e @ (StoreError::Conflict(_) | StoreError::NotFound { .. })) => Err(e),
+            Err(e @ StoreError::Overflow(_)) => Err(e),
+            Err(fatal) => return Err(fatal),
+        });
+    }
+    ledger.finish()?;
+    Ok(results)
 }
 
 /// Records one payment of a group. A conflict, an unknown user or an overflow
 /// is found before anything is written.
-fn credit_one(
-    ledger: &mut Ledger<'_>,
-    tables: &mut PaymentTables<'_>,
+fn credit_one<R: Rows>(
+    ledger: &mut Ledger<R>,
     payment: &NewPayment,
 ) -> Result<Payment, StoreError> {
     let (req, kind) = (&payment.req, payment.kind.as_str());
     let id = req.payment_id.as_str();
-    let stored = match tables.payments.get(id)? {
-        Some(bytes) => Some(codec::decode_owned::<PaymentRow>(bytes.value(), "payment")?),
-        None => None,
-    };
-    if let Some(stored) = stored {
+    if let Some(stored) = ledger.rows().payment(id)? {
         let same = stored.user_sid == req.user_sid
             && stored.amount_cents == req.amount_cents
             && stored.kind == kind
@@ -207,13 +198,7 @@ fn credit_one(
         reference: req.reference.clone(),
         created_at_ms: payment.now_ms,
     };
-    tables
-        .payments
-        .insert(id, codec::to_bytes(&row)?.as_slice())?;
-    tables.log.insert(row.seq, id)?;
-    tables
-        .by_user
-        .insert((req.user_sid.as_str(), row.seq), id)?;
+    ledger.rows().put_payment(id, &row)?;
     Ok(row.to_api(id))
 }
 

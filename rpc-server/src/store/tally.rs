@@ -4,12 +4,10 @@
 //! one, the rest are counted by kind into one summary item per file, whose
 //! `record_count` says how many records it stands for.
 
-use billing_api::RejectReason;
-use redb::ReadableTable;
-
 use super::StoreError;
-use super::codec::{self, RejectedRow, TallyRow};
-use super::ledger::{Ledger, Provenance};
+use super::codec::{RejectedRow, TallyRow};
+use super::ledger::{Ledger, Provenance, Rows};
+use billing_api::RejectReason;
 
 /// Per-record rejections of one file stored one by one.
 pub const REJECTION_SAMPLE: u64 = 20;
@@ -27,7 +25,7 @@ pub(crate) struct OpenTally {
     dirty: bool,
 }
 
-impl Ledger<'_> {
+impl<R: Rows> Ledger<R> {
     /// Whether a per-record rejection at `index` of `from` is stored one by one;
     /// otherwise it is counted into the file's summary, or was tallied already by
     /// an interrupted read of the same blob.
@@ -79,10 +77,10 @@ impl Ledger<'_> {
             return Ok(());
         }
         self.flush_tally()?;
-        let row = match self.tallies.get((from.node, from.path, from.blob))? {
-            Some(bytes) => codec::decode_owned(bytes.value(), "file tally")?,
-            None => TallyRow::default(),
-        };
+        let row = self
+            .rows
+            .tally(from.node, from.path, from.blob)?
+            .unwrap_or_default();
         self.tally = Some(OpenTally {
             node: from.node.to_string(),
             path: from.path.to_string(),
@@ -136,17 +134,11 @@ impl Ledger<'_> {
                 first_seen_ms: self.now_ms,
                 fingerprint: None,
             };
-            codec::encode(&row, &mut self.buf)?;
-            self.rejected
-                .insert(t.row.summary_id, self.buf.as_slice())?;
-            self.rejected_counts
-                .insert(t.row.summary_id, t.row.omitted)?;
+            self.rows.put_rejected(t.row.summary_id, &row)?;
+            self.rows
+                .put_rejected_count(t.row.summary_id, t.row.omitted)?;
         }
-        codec::encode(&t.row, &mut self.buf)?;
-        self.tallies.insert(
-            (t.node.as_str(), t.path.as_str(), t.blob.as_str()),
-            self.buf.as_slice(),
-        )?;
+        self.rows.put_tally(&t.node, &t.path, &t.blob, &t.row)?;
         Ok(())
     }
 }

@@ -490,7 +490,7 @@ fn held_users_are_found_one_by_one() {
         5
     );
     let held = store
-        .write("test", |txn| ledger::Ledger::open(txn, 1)?.held_users())
+        .write("test", |txn| super::redb_rows::ledger(txn, 1)?.held_users())
         .unwrap();
     assert_eq!(held, ["a", "b", "c"]);
     assert_eq!(store.apply_pending(2).unwrap().applied, 0);
@@ -562,7 +562,7 @@ fn held_users_are_found_whatever_their_lengths() {
         .apply_node(update("n1", "c1", vec![file("f", "b", records)]), 1)
         .unwrap();
     let held = store
-        .write("test", |txn| ledger::Ledger::open(txn, 1)?.held_users())
+        .write("test", |txn| super::redb_rows::ledger(txn, 1)?.held_users())
         .unwrap();
     let mut expected: Vec<&str> = sids.to_vec();
     expected.sort();

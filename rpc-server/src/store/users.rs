@@ -4,8 +4,8 @@ use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::{Balance, Page, RegisterUser, UserBilling};
 
 use super::codec::{self, UserRow};
-use super::ledger::Ledger;
-use super::{Store, StoreError, check_id, check_text, clamp_limit, page, tables};
+use super::ledger::{Ledger, Rows};
+use super::{Store, StoreError, check_id, check_text, clamp_limit, page, redb_rows, tables};
 
 impl Store {
     /// Creates the user, or updates the fields the request gives, and applies
@@ -37,48 +37,7 @@ impl Store {
             many => format!("register {} users", many.len()),
         };
         self.write(&what, |txn| {
-            let mut ledger = Ledger::open(txn, now_ms)?;
-            let mut out = Vec::with_capacity(reqs.len());
-            for req in reqs {
-                let sid = req.user_sid.as_str();
-                match ledger.user(sid)? {
-                    Some(user) => {
-                        if req.display_name.is_some() && user.row.display_name != req.display_name {
-                            user.row.display_name = req.display_name.clone();
-                            user.dirty = true;
-                        }
-                        if req.email.is_some() && user.row.email != req.email {
-                            user.row.email = req.email.clone();
-                            user.dirty = true;
-                        }
-                    }
-                    None => ledger.create_user(
-                        sid,
-                        UserRow {
-                            id: 0,
-                            last_group: 0,
-                            display_name: req.display_name.clone(),
-                            email: req.email.clone(),
-                            created_at_ms: now_ms,
-                            balance_cents: 0,
-                            paid_cents: 0,
-                            consumed_cents: 0,
-                        },
-                    ),
-                }
-                if ledger.meta.counts.pending_records > 0 {
-                    ledger.apply_held(sid)?;
-                }
-                let user = ledger
-                    .user(sid)?
-                    .map(|u| u.row.to_api(sid))
-                    .ok_or_else(|| {
-                        StoreError::Storage(format!("user `{sid}` missing after upsert"))
-                    })?;
-                out.push(user);
-            }
-            ledger.finish()?;
-            Ok(out)
+            register_into(redb_rows::ledger(txn, now_ms)?, reqs, now_ms)
         })
     }
 
@@ -130,4 +89,52 @@ impl Store {
             Ok(page(items, limit))
         })
     }
+}
+
+/// Creates or updates `reqs` in one ledger transaction and applies every record
+/// held for them.
+pub(crate) fn register_into<R: Rows>(
+    mut ledger: Ledger<R>,
+    reqs: &[RegisterUser],
+    now_ms: u64,
+) -> Result<Vec<UserBilling>, StoreError> {
+    let mut out = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        let sid = req.user_sid.as_str();
+        match ledger.user(sid)? {
+            Some(user) => {
+                if req.display_name.is_some() && user.row.display_name != req.display_name {
+                    user.row.display_name = req.display_name.clone();
+                    user.dirty = true;
+                }
+                if req.email.is_some() && user.row.email != req.email {
+                    user.row.email = req.email.clone();
+                    user.dirty = true;
+                }
+            }
+            None => ledger.create_user(
+                sid,
+                UserRow {
+                    id: 0,
+                    last_group: 0,
+                    display_name: req.display_name.clone(),
+                    email: req.email.clone(),
+                    created_at_ms: now_ms,
+                    balance_cents: 0,
+                    paid_cents: 0,
+                    consumed_cents: 0,
+                },
+            ),
+        }
+        if ledger.meta.counts.pending_records > 0 {
+            ledger.apply_held(sid)?;
+        }
+        let user = ledger
+            .user(sid)?
+            .map(|u| u.row.to_api(sid))
+            .ok_or_else(|| StoreError::Storage(format!("user `{sid}` missing after upsert")))?;
+        out.push(user);
+    }
+    ledger.finish()?;
+    Ok(out)
 }

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 
 use billing_api::ConsumedRecord;
-use redb::ReadableTable;
 
-use super::super::codec::{self, ConsumedGroup, ConsumedRow, PendingRow, SourceRow, UserRow};
+use super::super::codec::{self, ConsumedGroup, ConsumedRow, SourceRow, UserRow};
+use super::super::redb_rows::load_source;
 use super::super::{
     Page, Store, StoreError, UsageRecord, bad_cursor, clamp_limit, page, seq_cursor, tables,
 };
-use super::{Ledger, Provenance};
+use super::{Ledger, Provenance, Rows};
 
 /// Result of trying to debit one record.
 pub(super) enum Debit {
@@ -20,7 +20,7 @@ pub(super) enum Debit {
     Overflow(String),
 }
 
-impl Ledger<'_> {
+impl<R: Rows> Ledger<R> {
     /// Debits a record of a known user and writes its consumed-index rows,
     /// unless its key is already applied.
     pub(super) fn debit(
@@ -57,18 +57,15 @@ impl Ledger<'_> {
                  cost on the node",
                 user.row.balance_cents, user.row.consumed_cents
             );
-            if self.consumed_keys.get(key)?.is_some() {
+            if self.rows.is_consumed(key)? {
                 return Ok(Debit::AlreadyApplied);
             }
             return Ok(Debit::Overflow(reason));
         };
 
-        // Claim the key first: `insert` returns what was there, so a new key
-        // costs one tree walk instead of a lookup plus an insert.
+        // Claim the key first: one index operation for a new key.
         let seq = self.meta.consumed_seq + 1;
-        let previous = self.consumed_keys.insert(key, seq)?.map(|g| g.value());
-        if let Some(old) = previous {
-            self.consumed_keys.insert(key, old)?;
+        if self.rows.claim_key(key, seq)?.is_some() {
             return Ok(Debit::AlreadyApplied);
         }
         self.meta.consumed_seq = seq;
@@ -92,8 +89,7 @@ impl Ledger<'_> {
             cost_cents: cost,
             source,
         };
-        codec::encode(&row, &mut self.buf)?;
-        self.consumed_log.insert(seq, self.buf.as_slice())?;
+        self.rows.put_consumed(seq, &row)?;
         self.meta.counts.consumed_records += 1;
         self.outcome.applied += 1;
         match self.node_applied.get_mut(node) {
@@ -128,25 +124,14 @@ impl Ledger<'_> {
             file_path: path.to_string(),
             applied_at_ms: self.now_ms,
         };
-        codec::encode(&row, &mut self.buf)?;
-        self.sources.insert(id, self.buf.as_slice())?;
+        self.rows.put_source(id, &row)?;
         self.current_source = Some((id, row));
         Ok(id)
     }
 
     /// The applied version of `key`, if any.
-    pub(super) fn consumed(&self, key: &str) -> Result<Option<ConsumedRecord>, StoreError> {
-        let Some(seq) = self.consumed_keys.get(key)?.map(|g| g.value()) else {
-            return Ok(None);
-        };
-        let bytes = self.consumed_log.get(seq)?.ok_or_else(|| {
-            StoreError::Storage(format!(
-                "consumed index names row {seq} for key `{key}` but the row is missing"
-            ))
-        })?;
-        let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
-        let source = load_source(&self.sources, row.source)?;
-        Ok(Some(row.to_api(&source)))
+    pub(super) fn consumed(&mut self, key: &str) -> Result<Option<ConsumedRecord>, StoreError> {
+        self.rows.consumed(key)
     }
 
     /// One valid record: dedup, then apply or hold.
@@ -168,39 +153,32 @@ impl Ledger<'_> {
             };
             return self.invalid_record(from, index, Some(key), Some(&rec.user_sid), &reason, "");
         }
-        if self.meta.counts.pending_records > 0 {
-            let held = match self.pending.get(key)? {
-                Some(bytes) => Some(codec::decode_owned::<PendingRow>(
-                    bytes.value(),
-                    "held record",
-                )?),
-                None => None,
-            };
-            if let Some(held) = held {
-                if same_charge(rec, &held.user_sid, &held.node_name, held.cost_cents) {
-                    self.outcome.duplicate += 1;
-                    return Ok(());
-                }
-                self.outcome.conflict += 1;
-                let detail = format!(
-                    "idempotency key `{key}` is already held (user not registered yet) as user \
-                     `{}`, node `{}`, {} cents (commit {}, file {}); this record says user `{}`, \
-                     node `{}`, {} cents. Only the held version will be applied: if this is a new \
-                     charge, give it a new key on the node",
-                    held.user_sid,
-                    held.node_name,
-                    held.cost_cents,
-                    held.commit_sha,
-                    held.file_path,
-                    rec.user_sid,
-                    rec.node_name,
-                    rec.cost_cents
-                );
-                return self.conflict(from, index, rec, detail, None);
+        if self.meta.counts.pending_records > 0
+            && let Some(held) = self.rows.pending(key)?
+        {
+            if same_charge(rec, &held.user_sid, &held.node_name, held.cost_cents) {
+                self.outcome.duplicate += 1;
+                return Ok(());
             }
+            self.outcome.conflict += 1;
+            let detail = format!(
+                "idempotency key `{key}` is already held (user not registered yet) as user \
+                 `{}`, node `{}`, {} cents (commit {}, file {}); this record says user `{}`, \
+                 node `{}`, {} cents. Only the held version will be applied: if this is a new \
+                 charge, give it a new key on the node",
+                held.user_sid,
+                held.node_name,
+                held.cost_cents,
+                held.commit_sha,
+                held.file_path,
+                rec.user_sid,
+                rec.node_name,
+                rec.cost_cents
+            );
+            return self.conflict(from, index, rec, detail, None);
         }
         if self.user(&rec.user_sid)?.is_none() {
-            if self.consumed_keys.get(key)?.is_some() {
+            if self.rows.is_consumed(key)? {
                 return self.already_applied(from, index, rec);
             }
             return self.hold(from, index, rec);
@@ -260,16 +238,6 @@ impl Ledger<'_> {
         );
         self.conflict(from, index, rec, detail, Some(existing))
     }
-}
-
-fn load_source(
-    table: &impl ReadableTable<u64, &'static [u8]>,
-    id: u64,
-) -> Result<SourceRow, StoreError> {
-    let bytes = table.get(id)?.ok_or_else(|| {
-        StoreError::Storage(format!("source row {id} of consumed records is missing"))
-    })?;
-    codec::decode_owned(bytes.value(), "consumed source")
 }
 
 /// A record repeating a known key is a duplicate when it charges the same

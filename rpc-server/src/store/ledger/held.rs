@@ -2,15 +2,14 @@
 //! `register_user` (or the pass's safety net) applies it.
 
 use billing_api::RejectReason;
-use billing_api::otoml::MAX_KEY_BYTES;
-use redb::ReadableTable;
 
-use super::super::codec::{self, PendingRow, RejectedRow};
+use super::super::codec::{PendingRow, RejectedRow};
+use super::super::redb_rows;
 use super::super::{NodeOutcome, Store, StoreError, UsageRecord};
 use super::consumed::Debit;
-use super::{Ledger, Provenance};
+use super::{Ledger, Provenance, Rows};
 
-impl Ledger<'_> {
+impl<R: Rows> Ledger<R> {
     /// Holds a record of an unknown user, visible as an `unknown_user` rejection.
     pub(super) fn hold(
         &mut self,
@@ -38,8 +37,7 @@ impl Ledger<'_> {
             first_seen_ms: self.now_ms,
             fingerprint: None,
         };
-        codec::encode(&reject, &mut self.buf)?;
-        self.rejected.insert(rejected_id, self.buf.as_slice())?;
+        self.rows.put_rejected(rejected_id, &reject)?;
         let held = PendingRow {
             user_sid: rec.user_sid.clone(),
             node_name: rec.node_name.clone(),
@@ -51,53 +49,23 @@ impl Ledger<'_> {
             first_seen_ms: self.now_ms,
             rejected_id,
         };
-        codec::encode(&held, &mut self.buf)?;
-        self.pending
-            .insert(rec.idempotency_key.as_str(), self.buf.as_slice())?;
-        self.user_pending
-            .insert((rec.user_sid.as_str(), rec.idempotency_key.as_str()), ())?;
+        self.rows.put_pending(&rec.idempotency_key, &held)?;
         self.meta.counts.pending_records += 1;
         self.meta.counts.rejected_items += 1;
         self.outcome.pending += 1;
         Ok(())
     }
 
-    /// Users with held records, in sid order. Skips from user to user rather
-    /// than reading every held record.
-    pub fn held_users(&self) -> Result<Vec<String>, StoreError> {
-        // Sorts after every key of at most MAX_KEY_BYTES bytes: valid UTF-8 never
-        // exceeds the bytes of U+10FFFF.
-        let after_all_keys = "\u{10FFFF}".repeat(MAX_KEY_BYTES / 4 + 1);
-        let mut sids: Vec<String> = Vec::new();
-        loop {
-            let next = match sids.last() {
-                None => self.user_pending.range::<(&str, &str)>(..)?.next(),
-                Some(sid) => self
-                    .user_pending
-                    .range((sid.as_str(), after_all_keys.as_str())..)?
-                    .next(),
-            };
-            let Some(entry) = next else { break };
-            let (k, _) = entry?;
-            sids.push(k.value().0.to_string());
-        }
-        Ok(sids)
+    /// Users with held records, in sid order.
+    pub fn held_users(&mut self) -> Result<Vec<String>, StoreError> {
+        self.rows.held_users()
     }
 
     /// Applies every record held for `sid` (who must now exist).
     pub fn apply_held(&mut self, sid: &str) -> Result<(), StoreError> {
-        let mut keys = Vec::new();
-        for entry in self.user_pending.range((sid, "")..)? {
-            let (k, _) = entry?;
-            let (user, key) = k.value();
-            if user != sid {
-                break;
-            }
-            keys.push(key.to_string());
-        }
-        for key in keys {
-            let held: PendingRow = match self.pending.remove(key.as_str())? {
-                Some(bytes) => codec::decode_owned(bytes.value(), "held record")?,
+        for key in self.rows.held_keys(sid)? {
+            let held: PendingRow = match self.rows.take_pending(sid, &key)? {
+                Some(held) => held,
                 None => {
                     return Err(StoreError::Storage(format!(
                         "held-record index names key `{key}` of user `{sid}` but the record is \
@@ -105,8 +73,7 @@ impl Ledger<'_> {
                     )));
                 }
             };
-            self.user_pending.remove((sid, key.as_str()))?;
-            if self.rejected.remove(held.rejected_id)?.is_some() {
+            if self.rows.remove_rejected(held.rejected_id)? {
                 self.meta.counts.rejected_items -= 1;
             }
             self.meta.counts.pending_records -= 1;
@@ -148,7 +115,7 @@ impl Store {
     /// does this for its user; this is the safety net each pass runs.
     pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
         self.write("apply held records", |txn| {
-            let mut ledger = Ledger::open(txn, now_ms)?;
+            let mut ledger = redb_rows::ledger(txn, now_ms)?;
             if ledger.meta.counts.pending_records == 0 {
                 return Ok(NodeOutcome::default());
             }

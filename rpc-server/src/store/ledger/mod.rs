@@ -1,17 +1,18 @@
-//! Applying usage: the exactly-once core. `Ledger` holds the open tables of one
-//! write transaction, caches the users it touches and writes each of them, the
-//! counters and the node totals once, in `finish`.
+//! Applying usage: the exactly-once core. `Ledger` holds the rows of one
+//! write transaction (a backend's [`Rows`]), caches the users it touches and
+//! writes each of them, the counters and the node totals once, in `finish`.
 
 mod consumed;
 mod held;
 mod rejected;
+mod rows;
 
 use std::collections::HashMap;
 
-use redb::{ReadableTable, Table, WriteTransaction};
+pub(crate) use rows::Rows;
 
-use super::codec::{self, ConsumedGroup, META_KEY, MetaRow, SourceRow, UserRow};
-use super::{NodeOutcome, StoreError, tables};
+use super::codec::{MetaRow, SourceRow, UserRow};
+use super::{NodeOutcome, StoreError};
 
 /// Where a record came from.
 #[derive(Clone, Copy)]
@@ -32,80 +33,52 @@ pub(crate) struct CachedUser {
     new_seqs: Vec<u64>,
 }
 
-/// The open tables of one write transaction plus the state written back at the end.
-pub(crate) struct Ledger<'t> {
+/// The rows of one write transaction plus the state written back at the end.
+pub(crate) struct Ledger<R: Rows> {
     pub now_ms: u64,
     pub meta: MetaRow,
     pub outcome: NodeOutcome,
-    meta_table: Table<'t, &'static str, &'static [u8]>,
-    users: Table<'t, &'static str, &'static [u8]>,
-    consumed_keys: Table<'t, &'static str, u64>,
-    consumed_log: Table<'t, u64, &'static [u8]>,
-    sources: Table<'t, u64, &'static [u8]>,
+    pub(super) rows: R,
     /// The source the last applied record was written with.
     current_source: Option<(u64, SourceRow)>,
-    user_consumed: Table<'t, u64, &'static [u8]>,
-    pending: Table<'t, &'static str, &'static [u8]>,
-    user_pending: Table<'t, (&'static str, &'static str), ()>,
-    pub(super) rejected: Table<'t, u64, &'static [u8]>,
-    fingerprints: Table<'t, &'static str, u64>,
-    pub(super) rejected_counts: Table<'t, u64, u64>,
-    pub(super) tallies: Table<'t, (&'static str, &'static str, &'static str), &'static [u8]>,
     /// The per-record rejections of the file being read (see `tally.rs`).
     pub(super) tally: Option<super::tally::OpenTally>,
-    pub nodes: Table<'t, &'static str, &'static [u8]>,
     user_cache: HashMap<String, Option<CachedUser>>,
     /// Records applied per node in this transaction, added to the node totals in `finish`.
     node_applied: HashMap<String, u64>,
-    pub(super) buf: Vec<u8>,
 }
 
-impl<'t> Ledger<'t> {
-    pub fn open(txn: &'t WriteTransaction, now_ms: u64) -> Result<Self, StoreError> {
-        let meta_table = txn.open_table(tables::META)?;
-        let meta = match meta_table.get(META_KEY)? {
-            Some(bytes) => codec::decode_owned(bytes.value(), "meta")?,
-            None => MetaRow::default(),
-        };
+impl<R: Rows> Ledger<R> {
+    pub fn open(mut rows: R, now_ms: u64) -> Result<Self, StoreError> {
+        let meta = rows.meta()?;
         Ok(Ledger {
             now_ms,
             meta,
             outcome: NodeOutcome::default(),
-            meta_table,
-            users: txn.open_table(tables::USERS)?,
-            consumed_keys: txn.open_table(tables::CONSUMED_KEYS)?,
-            consumed_log: txn.open_table(tables::CONSUMED_LOG)?,
-            sources: txn.open_table(tables::CONSUMED_SOURCES)?,
+            rows,
             current_source: None,
-            user_consumed: txn.open_table(tables::USER_CONSUMED)?,
-            pending: txn.open_table(tables::PENDING)?,
-            user_pending: txn.open_table(tables::USER_PENDING)?,
-            rejected: txn.open_table(tables::REJECTED)?,
-            fingerprints: txn.open_table(tables::REJECTED_FINGERPRINTS)?,
-            rejected_counts: txn.open_table(tables::REJECTED_COUNTS)?,
-            tallies: txn.open_table(tables::FILE_TALLIES)?,
             tally: None,
-            nodes: txn.open_table(tables::NODES)?,
             user_cache: HashMap::new(),
             node_applied: HashMap::new(),
-            buf: Vec::with_capacity(256),
         })
+    }
+
+    /// The backend's rows, for writes the ledger does not make itself.
+    pub fn rows(&mut self) -> &mut R {
+        &mut self.rows
     }
 
     /// The user, read once per transaction; `None` if not registered.
     pub fn user(&mut self, sid: &str) -> Result<Option<&mut CachedUser>, StoreError> {
         if !self.user_cache.contains_key(sid) {
-            let cached = match self.users.get(sid)? {
-                Some(bytes) => {
-                    let row: UserRow = codec::decode_owned(bytes.value(), "user")?;
-                    Some(CachedUser {
-                        balance_before: row.balance_cents,
-                        row,
-                        is_new: false,
-                        dirty: false,
-                        new_seqs: Vec::new(),
-                    })
-                }
+            let cached = match self.rows.user(sid)? {
+                Some(row) => Some(CachedUser {
+                    balance_before: row.balance_cents,
+                    row,
+                    is_new: false,
+                    dirty: false,
+                    new_seqs: Vec::new(),
+                }),
                 None => None,
             };
             self.user_cache.insert(sid.to_string(), cached);
@@ -160,8 +133,7 @@ impl<'t> Ledger<'t> {
     /// Writes back touched users, node totals and counters.
     pub fn finish(mut self) -> Result<NodeOutcome, StoreError> {
         self.flush_tally()?;
-        let mut buf = std::mem::take(&mut self.buf);
-        for (sid, cached) in &self.user_cache {
+        for (sid, cached) in &mut self.user_cache {
             let Some(user) = cached else { continue };
             if !user.dirty {
                 continue;
@@ -176,16 +148,8 @@ impl<'t> Ledger<'t> {
             } else if !was_overdrawn && is_overdrawn {
                 self.meta.counts.overdrawn_users += 1;
             }
-            let mut row = user.row.clone();
-            if !user.new_seqs.is_empty() {
-                self.meta.group_seq += 1;
-                let group = self.meta.group_seq;
-                ConsumedGroup::encode(row.id, row.last_group, &user.new_seqs, &mut buf);
-                self.user_consumed.insert(group, buf.as_slice())?;
-                row.last_group = group;
-            }
-            codec::encode(&row, &mut buf)?;
-            self.users.insert(sid.as_str(), buf.as_slice())?;
+            self.rows
+                .put_user(sid, &mut user.row, &user.new_seqs, &mut self.meta)?;
         }
         let node_applied = std::mem::take(&mut self.node_applied);
         for (node, applied) in node_applied {
@@ -193,8 +157,7 @@ impl<'t> Ledger<'t> {
                 row.records_consumed_total = row.records_consumed_total.saturating_add(applied)
             })?;
         }
-        codec::encode(&self.meta, &mut buf)?;
-        self.meta_table.insert(META_KEY, buf.as_slice())?;
+        self.rows.put_meta(&self.meta)?;
         Ok(self.outcome)
     }
 }

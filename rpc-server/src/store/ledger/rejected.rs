@@ -2,15 +2,14 @@
 //! the operator (see `tally.rs` for the per-file sample and counts).
 
 use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
-use redb::ReadableTable;
 
 use super::super::codec::{self, RejectedRow};
 use super::super::{
     InvalidRecord, Page, Store, StoreError, UsageRecord, clamp_limit, page, seq_cursor, tables,
 };
-use super::{Ledger, Provenance};
+use super::{Ledger, Provenance, Rows};
 
-impl Ledger<'_> {
+impl<R: Rows> Ledger<R> {
     pub(super) fn conflict(
         &mut self,
         from: Provenance<'_>,
@@ -145,14 +144,10 @@ impl Ledger<'_> {
         reason: RejectReason,
     ) -> Result<(), StoreError> {
         let fingerprint = file_fingerprint(reason, from);
-        let Some(id) = self
-            .fingerprints
-            .remove(fingerprint.as_str())?
-            .map(|id| id.value())
-        else {
+        let Some(id) = self.rows.take_fingerprint(&fingerprint)? else {
             return Ok(());
         };
-        if self.rejected.remove(id)?.is_some() {
+        if self.rows.remove_rejected(id)? {
             self.meta.counts.rejected_items -= 1;
         }
         Ok(())
@@ -164,14 +159,13 @@ impl Ledger<'_> {
         mut row: RejectedRow,
         fingerprint: String,
     ) -> Result<(), StoreError> {
-        if self.fingerprints.get(fingerprint.as_str())?.is_some() {
+        if self.rows.has_fingerprint(&fingerprint)? {
             return Ok(());
         }
         let id = self.next_rejected_id();
-        self.fingerprints.insert(fingerprint.as_str(), id)?;
+        self.rows.put_fingerprint(&fingerprint, id)?;
         row.fingerprint = Some(fingerprint);
-        codec::encode(&row, &mut self.buf)?;
-        self.rejected.insert(id, self.buf.as_slice())?;
+        self.rows.put_rejected(id, &row)?;
         self.meta.counts.rejected_items += 1;
         Ok(())
     }
