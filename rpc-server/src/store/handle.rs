@@ -223,7 +223,7 @@ impl Store {
             .set_cache_size(super::CACHE_BYTES)
             .open(path)
             .map_err(|e| StoreError::Io(format!("cannot open {}: {e}", path.display())))?;
-        super::create_tables(&db).map_err(|e| {
+        super::redb_store::create_tables(&db).map_err(|e| {
             StoreError::Io(format!(
                 "cannot write to {} after opening it: {e}",
                 path.display()
