@@ -15,7 +15,7 @@ use billing_api::otoml::{DecodedGroup, MAX_NODE_NAME_BYTES};
 
 use super::gate::PASS_MIN_WORK;
 use super::ledger::{Ledger, Provenance, Rows};
-use super::{FileOutcome, NodeOutcome, NodeUpdate, Store, StoreError, check_id, redb_rows};
+use super::{FileOutcome, NodeOutcome, NodeUpdate, RedbStore, StoreError, check_id, redb_rows};
 
 pub use super::tally::REJECTION_SAMPLE;
 
@@ -66,7 +66,7 @@ impl ChunkItem {
     }
 }
 
-impl Store {
+impl RedbStore {
     /// Applies everything new of one node, and its new state, in one transaction.
     pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
         let mut items = Vec::with_capacity(update.files.len() * 2);
@@ -355,7 +355,7 @@ mod tests {
     #[test]
     fn a_payment_does_not_wait_for_a_whole_chunk() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+        let store = RedbStore::open(&dir.path().join("ledger.redb")).unwrap();
         register(&store, "heavy");
         register(&store, "payer");
         let groups = 40;

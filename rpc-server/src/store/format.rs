@@ -295,13 +295,13 @@ mod v1 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::RedbStore;
 
     #[test]
     fn a_new_ledger_is_stamped_and_a_newer_one_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger.redb");
-        drop(Store::open(&path).unwrap());
+        drop(RedbStore::open(&path).unwrap());
         let db = Database::create(&path).unwrap();
         {
             let txn = db.begin_write().unwrap();
@@ -314,7 +314,7 @@ mod tests {
             txn.commit().unwrap();
         }
         drop(db);
-        let Err(err) = Store::open(&path) else {
+        let Err(err) = RedbStore::open(&path) else {
             panic!("a ledger of a newer format was opened")
         };
         let err = err.to_string();

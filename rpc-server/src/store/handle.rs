@@ -1,4 +1,4 @@
-//! The database handle behind every `Store` clone, and what happens when the
+//! The database handle behind every `RedbStore` clone, and what happens when the
 //! storage fails.
 //!
 //! After an I/O error (disk full, file size limit, EIO) redb refuses every
@@ -22,7 +22,7 @@ use billing_api::AggregateSummary;
 use redb::Database;
 use tracing::{error, info, warn};
 
-use super::{Store, StoreError};
+use super::{RedbStore, StoreError};
 
 /// First wait before re-opening a failed database; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -32,7 +32,7 @@ const PROBE_BYTES: usize = 1024 * 1024;
 /// Pass summaries kept while the ledger cannot record them (oldest dropped first).
 const MAX_DEFERRED_RUNS: usize = 100;
 
-/// Shared by every clone of one `Store`.
+/// Shared by every clone of one `RedbStore`.
 pub(super) struct Shared {
     /// `None` only while the recovery thread swaps the database.
     db: RwLock<Option<Arc<Database>>>,
@@ -95,7 +95,7 @@ pub(super) fn is_io(e: &redb::Error) -> bool {
     )
 }
 
-impl Store {
+impl RedbStore {
     /// The current database, or why there is none.
     pub(super) fn db(&self) -> Result<Arc<Database>, StoreError> {
         let slot = self
@@ -280,7 +280,7 @@ fn recover(weak: Weak<Shared>) {
     loop {
         std::thread::sleep(delay);
         let Some(shared) = weak.upgrade() else { return };
-        let store = Store { shared };
+        let store = RedbStore { shared };
         match store.reopen() {
             Ok(()) => {
                 let failed_for = lock(&store.shared.io_failure)

@@ -20,6 +20,7 @@
 //! state and aggregation runs), `handle.rs` (the database handle, storage
 //! failures and recovery), `verify.rs` (consistency check of counters and rows).
 
+mod backend;
 mod chunks;
 mod codec;
 mod format;
@@ -41,11 +42,12 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+pub use backend::Store;
 pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
 pub use format::LEDGER_FORMAT;
 pub use nodes::NodeRecord;
-pub use redb_store::Store;
+pub use redb_store::RedbStore;
 
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
 pub use payments::DEFAULT_PAYMENT_KIND;

@@ -8,7 +8,7 @@ use redb::ReadableTable;
 
 use super::codec::{self, NodeRow};
 use super::ledger::{Ledger, Rows};
-use super::{Store, StoreError, tables};
+use super::{RedbStore, StoreError, tables};
 
 /// What the aggregator remembers about one node.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +62,7 @@ impl<R: Rows> Ledger<R> {
     }
 }
 
-impl Store {
+impl RedbStore {
     pub fn node(&self, node_name: &str) -> Result<Option<NodeRecord>, StoreError> {
         self.read("read a node", |txn| {
             let nodes = txn.open_table(tables::NODES)?;

@@ -7,8 +7,8 @@ use billing_api::{Page, Payment, RecordPayment};
 use super::codec::{self, PaymentRow};
 use super::ledger::{Ledger, Rows};
 use super::{
-    MAX_PAYMENT_ID_BYTES, Store, StoreError, check_id, check_text, clamp_limit, page, redb_rows,
-    seq_cursor, tables,
+    MAX_PAYMENT_ID_BYTES, RedbStore, StoreError, check_id, check_text, clamp_limit, page,
+    redb_rows, seq_cursor, tables,
 };
 
 /// A payment's reference as a person writes it in a message.
@@ -22,7 +22,7 @@ fn describe_reference(reference: Option<&str>) -> String {
 /// Kind of a payment whose request names none.
 pub const DEFAULT_PAYMENT_KIND: &str = "topup";
 
-impl Store {
+impl RedbStore {
     /// Credits a payment. The same `payment_id` with the same content returns the
     /// stored payment and changes nothing; with other content it is a conflict.
     pub fn record_payment(&self, req: &RecordPayment, now_ms: u64) -> Result<Payment, StoreError> {
@@ -216,7 +216,7 @@ mod tests {
     #[test]
     fn concurrent_payments_commit_as_if_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
+        let store = RedbStore::open(&dir.path().join("ledger.redb")).unwrap();
         for sid in ["u0", "u1", "u2", "u3"] {
             register(&store, sid);
         }

@@ -11,13 +11,13 @@ use super::{CACHE_BYTES, LedgerCounts, StoreError, StoreOptions, format, gate, h
 
 /// Handle to the ledger database; cheap to clone.
 #[derive(Clone)]
-pub struct Store {
+pub struct RedbStore {
     pub(super) shared: Arc<handle::Shared>,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("RedbStore")
             .field("location", &self.shared.location)
             .finish()
     }
@@ -48,14 +48,14 @@ pub(super) fn create_tables(db: &Database) -> Result<(), StoreError> {
     Ok(())
 }
 
-impl Store {
+impl RedbStore {
     /// Opens the ledger at `path`, creating it if missing, with default options.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
         Self::open_with(path, StoreOptions::default())
     }
 
     /// Opens the ledger at `path`, creating it if missing.
-    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<RedbStore, StoreError> {
         if !options.init
             && let Ok(meta) = std::fs::metadata(path)
             && meta.is_file()
@@ -96,7 +96,7 @@ impl Store {
     }
 
     /// A ledger in memory, for tests.
-    pub fn in_memory() -> Result<Store, StoreError> {
+    pub fn in_memory() -> Result<RedbStore, StoreError> {
         let db = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(|e| StoreError::Storage(format!("cannot create an in-memory ledger: {e}")))?;
@@ -108,7 +108,7 @@ impl Store {
         location: String,
         path: Option<PathBuf>,
         options: StoreOptions,
-    ) -> Result<Store, StoreError> {
+    ) -> Result<RedbStore, StoreError> {
         create_tables(&db).map_err(|e| match e {
             StoreError::Storage(m) | StoreError::Io(m) => {
                 StoreError::Storage(format!("initialize the ledger on {location}: {m}"))
@@ -116,7 +116,7 @@ impl Store {
             other => other,
         })?;
         format::check_and_migrate(&db, &location)?;
-        Ok(Store {
+        Ok(RedbStore {
             shared: Arc::new(handle::Shared::new(db, location, path, options.keep_runs)),
         })
     }
@@ -134,7 +134,7 @@ impl Store {
 
     /// A write transaction of an aggregation pass: it first lets waiting
     /// service writes go (for a bounded time), and `f` should end early when
-    /// [`Store::service_waiting`] says one waits.
+    /// [`RedbStore::service_waiting`] says one waits.
     pub(super) fn write_pass<T>(
         &self,
         op: &str,

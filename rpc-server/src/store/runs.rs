@@ -5,7 +5,7 @@ use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::codec::{self, META_KEY, MetaRow, RUN_TOTALS_KEY, RunRow};
-use super::{Store, StoreError, clamp_limit, page, seq_cursor, tables};
+use super::{RedbStore, StoreError, clamp_limit, page, seq_cursor, tables};
 
 /// Figures over every aggregation run ever recorded, including the runs the
 /// runs table no longer keeps (it keeps the last `--keep-runs`).
@@ -68,7 +68,7 @@ fn meta_store(txn: &WriteTransaction, meta: &MetaRow) -> Result<(), StoreError> 
     Ok(())
 }
 
-impl Store {
+impl RedbStore {
     /// Head commit of the last pass that had no errors.
     pub fn clean_head(&self) -> Result<Option<String>, StoreError> {
         self.read("read the clean head", |txn| {

@@ -35,7 +35,7 @@ fn file(path: &str, blob: &str, records: Vec<Result<UsageRecord, InvalidRecord>>
     }
 }
 
-pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
+pub(super) fn register(store: &RedbStore, sid: &str) -> UserBilling {
     store
         .register_user(
             &RegisterUser {
@@ -48,7 +48,12 @@ pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
         .unwrap()
 }
 
-pub(super) fn pay(store: &Store, id: &str, sid: &str, amount: i64) -> Result<Payment, StoreError> {
+pub(super) fn pay(
+    store: &RedbStore,
+    id: &str,
+    sid: &str,
+    amount: i64,
+) -> Result<Payment, StoreError> {
     store.record_payment(
         &RecordPayment {
             payment_id: id.into(),
@@ -63,7 +68,7 @@ pub(super) fn pay(store: &Store, id: &str, sid: &str, amount: i64) -> Result<Pay
 
 #[test]
 fn register_is_an_idempotent_upsert() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     let first = store
         .register_user(
             &RegisterUser {
@@ -108,7 +113,7 @@ fn register_is_an_idempotent_upsert() {
 
 #[test]
 fn payments_are_idempotent_and_conflicts_change_nothing() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "u1");
     let p = pay(&store, "p1", "u1", 500).unwrap();
     assert_eq!(p.kind, "topup");
@@ -130,7 +135,7 @@ fn payments_are_idempotent_and_conflicts_change_nothing() {
 
 #[test]
 fn payment_overflow_is_an_error_and_changes_nothing() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "u1");
     pay(&store, "p1", "u1", i64::MAX).unwrap();
     let err = pay(&store, "p2", "u1", 1).unwrap_err();
@@ -145,7 +150,7 @@ fn payment_overflow_is_an_error_and_changes_nothing() {
 
 #[test]
 fn apply_debits_dedups_and_flags_conflicts() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "u1");
     pay(&store, "p1", "u1", 100).unwrap();
     let up = update(
@@ -214,7 +219,7 @@ fn apply_debits_dedups_and_flags_conflicts() {
 
 #[test]
 fn unknown_user_is_held_then_applied_on_register() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     let up = update(
         "n1",
         "c1",
@@ -275,7 +280,7 @@ fn unknown_user_is_held_then_applied_on_register() {
 
 #[test]
 fn bad_files_and_records_are_rejected_once() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "u1");
     let bad = InvalidRecord {
         index: 1,
@@ -324,7 +329,7 @@ fn bad_files_and_records_are_rejected_once() {
 
 #[test]
 fn usage_overflow_rejects_the_record_only() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "u1");
     let up = update(
         "n1",
@@ -352,7 +357,7 @@ fn usage_overflow_rejects_the_record_only() {
 
 #[test]
 fn one_users_huge_charge_blocks_no_one_else() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "mallory");
     register(&store, "victim");
     pay(&store, "p1", "victim", 1000).unwrap();
@@ -400,7 +405,7 @@ fn one_users_huge_charge_blocks_no_one_else() {
 
 #[test]
 fn pages_walk_everything_once() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     for i in 0..25 {
         register(&store, &format!("u{i:02}"));
         pay(&store, &format!("p{i}"), &format!("u{i:02}"), 10).unwrap();
@@ -446,7 +451,7 @@ fn pages_walk_everything_once() {
 
 #[test]
 fn runs_get_sequential_ids_and_the_clean_head() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     assert_eq!(store.next_run_id().unwrap(), 1);
     assert_eq!(store.last_run().unwrap(), None);
     let summary = AggregateSummary::default();
@@ -473,7 +478,7 @@ fn runs_get_sequential_ids_and_the_clean_head() {
 
 #[test]
 fn held_users_are_found_one_by_one() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     let max_key = "\u{10FFFF}".repeat(64); // 256 bytes, the longest key allowed
     let records = vec![
         Ok(rec("k1", "a", "n1", 1)),
@@ -502,7 +507,7 @@ fn held_users_are_found_one_by_one() {
 
 #[test]
 fn a_failing_apply_changes_nothing() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     register(&store, "u1");
     // Damage the ledger: a consumed key whose row is missing, so meeting it fails.
     store
@@ -537,7 +542,7 @@ fn a_failing_apply_changes_nothing() {
 
 #[test]
 fn held_users_are_found_whatever_their_lengths() {
-    let store = Store::in_memory().unwrap();
+    let store = RedbStore::in_memory().unwrap();
     let sids = [
         "u1",
         "u10",

@@ -5,9 +5,9 @@ use billing_api::{Balance, Page, RegisterUser, UserBilling};
 
 use super::codec::{self, UserRow};
 use super::ledger::{Ledger, Rows};
-use super::{Store, StoreError, check_id, check_text, clamp_limit, page, redb_rows, tables};
+use super::{RedbStore, StoreError, check_id, check_text, clamp_limit, page, redb_rows, tables};
 
-impl Store {
+impl RedbStore {
     /// Creates the user, or updates the fields the request gives, and applies
     /// every record held for this user, all in one transaction.
     pub fn register_user(
@@ -21,7 +21,7 @@ impl Store {
         })
     }
 
-    /// [`Store::register_user`] for many users in one transaction (bulk imports).
+    /// [`RedbStore::register_user`] for many users in one transaction (bulk imports).
     pub fn register_users(
         &self,
         reqs: &[RegisterUser],

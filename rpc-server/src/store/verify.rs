@@ -20,7 +20,7 @@ use serde::Serialize;
 use tracing::error;
 
 use super::codec::{self, META_KEY, MetaRow, PaymentRow, UserRow};
-use super::{LedgerCounts, Store, StoreError, tables};
+use super::{LedgerCounts, RedbStore, StoreError, tables};
 
 /// Per-user findings listed in a report; the rest are only counted.
 const MAX_LISTED: usize = 20;
@@ -125,7 +125,7 @@ fn stored_meta(txn: &ReadTransaction) -> Result<MetaRow, StoreError> {
     }
 }
 
-impl Store {
+impl RedbStore {
     /// Checks the ledger; never changes it.
     pub fn verify(&self, depth: Depth) -> Result<VerifyReport, StoreError> {
         let clock = Instant::now();

@@ -8,7 +8,7 @@ use billing_api::ConsumedRecord;
 use super::super::codec::{self, ConsumedGroup, ConsumedRow, SourceRow, UserRow};
 use super::super::redb_rows::load_source;
 use super::super::{
-    Page, Store, StoreError, UsageRecord, bad_cursor, clamp_limit, page, seq_cursor, tables,
+    Page, RedbStore, StoreError, UsageRecord, bad_cursor, clamp_limit, page, seq_cursor, tables,
 };
 use super::{Ledger, Provenance, Rows};
 
@@ -246,7 +246,7 @@ fn same_charge(rec: &UsageRecord, user_sid: &str, node_name: &str, cost_cents: i
     rec.user_sid == user_sid && rec.node_name == node_name && rec.cost_cents == cost_cents
 }
 
-impl Store {
+impl RedbStore {
     /// Applied records, newest first; only `user_sid`'s if given.
     pub fn list_consumed(
         &self,

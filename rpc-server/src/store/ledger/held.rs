@@ -5,7 +5,7 @@ use billing_api::RejectReason;
 
 use super::super::codec::{PendingRow, RejectedRow};
 use super::super::redb_rows;
-use super::super::{NodeOutcome, Store, StoreError, UsageRecord};
+use super::super::{NodeOutcome, RedbStore, StoreError, UsageRecord};
 use super::consumed::Debit;
 use super::{Ledger, Provenance, Rows};
 
@@ -110,7 +110,7 @@ impl<R: Rows> Ledger<R> {
     }
 }
 
-impl Store {
+impl RedbStore {
     /// Applies every held record whose user now exists. `register_user` already
     /// does this for its user; this is the safety net each pass runs.
     pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {

@@ -5,7 +5,7 @@ use billing_api::{ConsumedRecord, RejectReason, RejectedItem};
 
 use super::super::codec::{self, RejectedRow};
 use super::super::{
-    InvalidRecord, Page, Store, StoreError, UsageRecord, clamp_limit, page, seq_cursor, tables,
+    InvalidRecord, Page, RedbStore, StoreError, UsageRecord, clamp_limit, page, seq_cursor, tables,
 };
 use super::{Ledger, Provenance, Rows};
 
@@ -187,7 +187,7 @@ fn file_fingerprint(reason: RejectReason, from: Provenance<'_>) -> String {
     )
 }
 
-impl Store {
+impl RedbStore {
     /// Held and rejected records and files, newest first.
     pub fn list_rejected(
         &self,

@@ -1,0 +1,117 @@
+//! [`Store`]: the ledger, on one of its backends. Callers (the aggregator,
+//! the RPC handlers, the CLI) use only this type and never learn which
+//! backend they talk to. Dispatch is one `match` per call, on a type known at
+//! compile time inside each arm, so the redb path pays nothing for it.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use billing_api::{
+    AggregateSummary, Balance, ConsumedRecord, Page, Payment, RecordPayment, RegisterUser,
+    RejectedItem, UserBilling,
+};
+
+use super::{
+    Depth, LedgerCounts, NodeChunk, NodeOutcome, NodeRecord, NodeUpdate, RedbStore, RunTotals,
+    StoreError, StoreOptions, VerifyReport,
+};
+
+/// Handle to the ledger; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Store {
+    /// The embedded default: one redb file.
+    Redb(RedbStore),
+}
+
+impl Store {
+    /// Opens the redb ledger at `path`, creating it if missing, with default options.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        RedbStore::open(path).map(Store::Redb)
+    }
+
+    /// Opens the redb ledger at `path`, creating it if missing.
+    pub fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        RedbStore::open_with(path, options).map(Store::Redb)
+    }
+
+    /// A redb ledger in memory, for tests.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        RedbStore::in_memory().map(Store::Redb)
+    }
+
+    /// The backend's name, for logs and `GET /health`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Redb(_) => "redb",
+        }
+    }
+}
+
+/// Forwards each method to the backend.
+macro_rules! delegate {
+    ($( $(#[$meta:meta])* fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty; )*) => {
+        impl Store {
+            $(
+                $(#[$meta])*
+                pub fn $name(&self $(, $arg: $ty)*) -> $ret {
+                    match self {
+                        Store::Redb(s) => s.$name($($arg),*),
+                    }
+                }
+            )*
+        }
+    };
+}
+
+delegate! {
+    /// O(1) headline counters.
+    fn overview_counts(&self) -> Result<LedgerCounts, StoreError>;
+    /// Recomputes the counters from every row (a full scan); for audits and tests.
+    fn recount(&self) -> Result<LedgerCounts, StoreError>;
+    /// What is wrong with the ledger, if anything.
+    fn problem(&self) -> Option<String>;
+    /// Pass summaries waiting to be recorded.
+    fn deferred_runs(&self) -> usize;
+    /// Checks the stored counters and indexes against the rows.
+    fn verify(&self, depth: Depth) -> Result<VerifyReport, StoreError>;
+    /// Rewrites the counters from a recount.
+    fn repair_counters(&self) -> Result<LedgerCounts, StoreError>;
+    /// Head commit of the last pass that had no errors.
+    fn clean_head(&self) -> Result<Option<String>, StoreError>;
+    /// Stores a pass summary under a new run id, and `clean_head` if given.
+    fn record_run(&self, summary: &AggregateSummary, clean_head: Option<&str>) -> Result<u64, StoreError>;
+    fn run_totals(&self) -> Result<RunTotals, StoreError>;
+    fn next_run_id(&self) -> Result<u64, StoreError>;
+    fn last_run(&self) -> Result<Option<AggregateSummary>, StoreError>;
+    /// Aggregation runs, newest first.
+    fn list_runs(&self, cursor: Option<&str>, limit: u32) -> Result<Page<AggregateSummary>, StoreError>;
+    fn node(&self, node_name: &str) -> Result<Option<NodeRecord>, StoreError>;
+    /// Every known node, sorted by name.
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Path -> blob id of every file of the node already consumed.
+    fn consumed_files(&self, node_name: &str) -> Result<HashMap<String, String>, StoreError>;
+    /// Records that a pass failed on this node; its consumed position is kept.
+    fn node_failed(&self, node_name: &str, error: &str, now_ms: u64) -> Result<(), StoreError>;
+    /// Creates or updates the user and applies every record held for it.
+    fn register_user(&self, req: &RegisterUser, now_ms: u64) -> Result<UserBilling, StoreError>;
+    /// `register_user` for many users in one transaction.
+    fn register_users(&self, reqs: &[RegisterUser], now_ms: u64) -> Result<Vec<UserBilling>, StoreError>;
+    fn get_user(&self, sid: &str) -> Result<UserBilling, StoreError>;
+    fn get_balance(&self, sid: &str) -> Result<Balance, StoreError>;
+    /// Users ordered by `user_sid`.
+    fn list_users(&self, cursor: Option<&str>, limit: u32) -> Result<Page<UserBilling>, StoreError>;
+    /// Credits a payment, idempotent by `payment_id`.
+    fn record_payment(&self, req: &RecordPayment, now_ms: u64) -> Result<Payment, StoreError>;
+    /// Payments, newest first; only `user_sid`'s if given.
+    fn list_payments(&self, user_sid: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<Payment>, StoreError>;
+    /// Applies everything new of one node, and its new state, in one transaction.
+    fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError>;
+    /// Applies one chunk of a node's new files.
+    fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<NodeOutcome, StoreError>;
+    /// Applies every held record whose user now exists.
+    fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError>;
+    /// Applied records, newest first; only `user_sid`'s if given.
+    fn list_consumed(&self, user_sid: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<ConsumedRecord>, StoreError>;
+    /// Held and rejected records and files, newest first.
+    fn list_rejected(&self, cursor: Option<&str>, limit: u32) -> Result<Page<RejectedItem>, StoreError>;
+}
