@@ -2,7 +2,7 @@
 //!
 //! Data flow: a [`source::Source`] (git repo or forge) tells what is new;
 //! [`aggregate::Aggregator`] decodes it and applies it through [`store::Store`]
-//! (redb) exactly once; [`rpc`] serves the ledger over JSON-RPC; [`scheduler`]
+//! (redb, or PostgreSQL) exactly once; [`rpc`] serves the ledger over JSON-RPC; [`scheduler`]
 //! runs a pass every interval.
 
 pub mod aggregate;
@@ -15,3 +15,5 @@ pub mod server;
 pub mod simulate;
 pub mod source;
 pub mod store;
+#[doc(hidden)]
+pub mod test_support;

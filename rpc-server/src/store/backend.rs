@@ -12,8 +12,8 @@ use billing_api::{
 };
 
 use super::{
-    Depth, LedgerCounts, NodeChunk, NodeOutcome, NodeRecord, NodeUpdate, RedbStore, RunTotals,
-    StoreError, StoreOptions, VerifyReport,
+    Depth, LedgerCounts, NodeChunk, NodeOutcome, NodeRecord, NodeUpdate, PgStore, RedbStore,
+    RunTotals, StoreError, StoreOptions, VerifyReport,
 };
 
 /// Handle to the ledger; cheap to clone.
@@ -21,6 +21,8 @@ use super::{
 pub enum Store {
     /// The embedded default: one redb file.
     Redb(RedbStore),
+    /// PostgreSQL, shared by any number of replicas.
+    Postgres(PgStore),
 }
 
 impl Store {
@@ -34,6 +36,22 @@ impl Store {
         RedbStore::open_with(path, options).map(Store::Redb)
     }
 
+    /// Connects to the ledger in PostgreSQL at `url` (a `postgres://` URL);
+    /// `password` is used when the URL has none.
+    pub fn connect(
+        url: &str,
+        password: Option<&str>,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let config = super::postgres::parse_url(url, password)?;
+        PgStore::connect(config, options).map(Store::Postgres)
+    }
+
+    /// Applies everything new of one node, and its new state, in one transaction.
+    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+        self.apply_chunk(&NodeChunk::whole(update), now_ms)
+    }
+
     /// A redb ledger in memory, for tests.
     pub fn in_memory() -> Result<Store, StoreError> {
         RedbStore::in_memory().map(Store::Redb)
@@ -43,6 +61,7 @@ impl Store {
     pub fn backend(&self) -> &'static str {
         match self {
             Store::Redb(_) => "redb",
+            Store::Postgres(_) => "postgres",
         }
     }
 }
@@ -56,6 +75,7 @@ macro_rules! delegate {
                 pub fn $name(&self $(, $arg: $ty)*) -> $ret {
                     match self {
                         Store::Redb(s) => s.$name($($arg),*),
+                        Store::Postgres(s) => s.$name($($arg),*),
                     }
                 }
             )*
@@ -104,8 +124,6 @@ delegate! {
     fn record_payment(&self, req: &RecordPayment, now_ms: u64) -> Result<Payment, StoreError>;
     /// Payments, newest first; only `user_sid`'s if given.
     fn list_payments(&self, user_sid: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<Payment>, StoreError>;
-    /// Applies everything new of one node, and its new state, in one transaction.
-    fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError>;
     /// Applies one chunk of a node's new files.
     fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<NodeOutcome, StoreError>;
     /// Applies every held record whose user now exists.

@@ -56,19 +56,9 @@ pub enum ChunkItem {
     FileEnd { path: String, blob_id: String },
 }
 
-impl ChunkItem {
-    /// Records this item carries, to size chunks.
-    pub fn records(&self) -> usize {
-        match self {
-            ChunkItem::Records { group, .. } => group.records.len(),
-            _ => 0,
-        }
-    }
-}
-
-impl RedbStore {
-    /// Applies everything new of one node, and its new state, in one transaction.
-    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+impl NodeChunk {
+    /// Everything new of one node, and its new state, as one chunk.
+    pub fn whole(update: NodeUpdate) -> NodeChunk {
         let mut items = Vec::with_capacity(update.files.len() * 2);
         for file in update.files {
             match file.outcome {
@@ -102,15 +92,31 @@ impl RedbStore {
                 }
             )
         });
-        let chunk = NodeChunk {
+        NodeChunk {
             node_name: update.node_name,
             head_commit: update.head_commit,
             items,
             end: Some(NodeEnd {
                 tree_id: (!unread).then_some(update.tree_id),
             }),
-        };
-        self.apply_chunk(&chunk, now_ms)
+        }
+    }
+}
+
+impl ChunkItem {
+    /// Records this item carries, to size chunks.
+    pub fn records(&self) -> usize {
+        match self {
+            ChunkItem::Records { group, .. } => group.records.len(),
+            _ => 0,
+        }
+    }
+}
+
+impl RedbStore {
+    /// Applies everything new of one node, and its new state, in one transaction.
+    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+        self.apply_chunk(&NodeChunk::whole(update), now_ms)
     }
 
     /// Applies one chunk of a node's new files: in one transaction, or in
@@ -322,6 +328,7 @@ mod tests {
     use billing_api::otoml::DecodedGroup;
 
     use super::*;
+    use crate::store::Store;
     use crate::store::tests::{pay, rec, register};
 
     /// A chunk of `groups` groups of 256 one-cent records of `sid`, ending the node.
@@ -355,7 +362,7 @@ mod tests {
     #[test]
     fn a_payment_does_not_wait_for_a_whole_chunk() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(&dir.path().join("ledger.redb")).unwrap();
+        let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
         register(&store, "heavy");
         register(&store, "payer");
         let groups = 40;

@@ -320,8 +320,18 @@ pub(crate) struct TallyRow {
 pub(crate) const RUN_TOTALS_KEY: &str = "run_totals";
 
 /// Reject reasons as stored: explicit codes, never reused.
-mod reason_code {
+pub(crate) mod reason_code {
     use super::*;
+
+    /// The stored code of `reason`.
+    pub fn of(reason: RejectReason) -> Option<u8> {
+        CODES.iter().find(|(r, _)| *r == reason).map(|&(_, c)| c)
+    }
+
+    /// The reason stored as `code`.
+    pub fn reason(code: u8) -> Option<RejectReason> {
+        CODES.iter().find(|&&(_, c)| c == code).map(|&(r, _)| r)
+    }
 
     const CODES: [(RejectReason, u8); 8] = [
         (RejectReason::Conflict, 1),
@@ -353,8 +363,23 @@ mod reason_code {
 }
 
 /// Node status as stored: explicit codes.
-mod status_code {
+pub(crate) mod status_code {
     use super::*;
+
+    pub fn of(status: NodeStatus) -> u8 {
+        match status {
+            NodeStatus::Ok => 0,
+            NodeStatus::Error => 1,
+        }
+    }
+
+    pub fn status(code: u8) -> Option<NodeStatus> {
+        match code {
+            0 => Some(NodeStatus::Ok),
+            1 => Some(NodeStatus::Error),
+            _ => None,
+        }
+    }
 
     pub fn serialize<S: serde::Serializer>(status: &NodeStatus, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u8(match status {
@@ -386,7 +411,7 @@ struct ExistingRow {
     file_path: String,
 }
 
-mod existing_row {
+pub(crate) mod existing_row {
     use super::*;
 
     pub fn serialize<S: serde::Serializer>(

@@ -30,6 +30,7 @@ mod handle;
 mod ledger;
 mod nodes;
 mod payments;
+mod postgres;
 mod redb_rows;
 mod redb_store;
 mod runs;
@@ -47,6 +48,7 @@ pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
 pub use format::LEDGER_FORMAT;
 pub use nodes::NodeRecord;
+pub use postgres::{PgStore, SCHEMA_VERSION};
 pub use redb_store::RedbStore;
 
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};

@@ -36,15 +36,17 @@ impl NodeRecord {
     }
 }
 
-fn node_record(name: &str, row: NodeRow) -> NodeRecord {
-    NodeRecord {
-        node_name: name.to_string(),
-        tree_id: row.tree_id,
-        last_commit_sha: row.last_commit_sha,
-        last_run_at_ms: row.last_run_at_ms,
-        records_consumed_total: row.records_consumed_total,
-        status: row.status,
-        last_error: row.last_error,
+impl NodeRecord {
+    pub(crate) fn of(name: &str, row: NodeRow) -> NodeRecord {
+        NodeRecord {
+            node_name: name.to_string(),
+            tree_id: row.tree_id,
+            last_commit_sha: row.last_commit_sha,
+            last_run_at_ms: row.last_run_at_ms,
+            records_consumed_total: row.records_consumed_total,
+            status: row.status,
+            last_error: row.last_error,
+        }
     }
 }
 
@@ -67,7 +69,7 @@ impl RedbStore {
         self.read("read a node", |txn| {
             let nodes = txn.open_table(tables::NODES)?;
             match nodes.get(node_name)? {
-                Some(bytes) => Ok(Some(node_record(
+                Some(bytes) => Ok(Some(NodeRecord::of(
                     node_name,
                     codec::decode_owned(bytes.value(), "node")?,
                 ))),
@@ -83,7 +85,7 @@ impl RedbStore {
             let mut out = Vec::new();
             for entry in nodes.range::<&str>(..)? {
                 let (name, bytes) = entry?;
-                out.push(node_record(
+                out.push(NodeRecord::of(
                     name.value(),
                     codec::decode_owned(bytes.value(), "node")?,
                 ));

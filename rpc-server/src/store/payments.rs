@@ -26,33 +26,7 @@ impl RedbStore {
     /// Credits a payment. The same `payment_id` with the same content returns the
     /// stored payment and changes nothing; with other content it is a conflict.
     pub fn record_payment(&self, req: &RecordPayment, now_ms: u64) -> Result<Payment, StoreError> {
-        check_id("payment_id", &req.payment_id, MAX_PAYMENT_ID_BYTES)?;
-        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
-        check_text("kind", req.kind.as_deref())?;
-        check_text("reference", req.reference.as_deref())?;
-        if req.amount_cents <= 0 {
-            return Err(StoreError::InvalidInput(format!(
-                "amount_cents must be > 0, got {} (payment `{}`); record refunds to the user as \
-                 a positive amount with kind `refund`",
-                req.amount_cents,
-                echo(&req.payment_id)
-            )));
-        }
-        let kind = match req.kind.as_deref() {
-            Some("") => {
-                return Err(StoreError::InvalidInput(format!(
-                    "kind of payment `{}` is empty; omit it for `{DEFAULT_PAYMENT_KIND}`",
-                    echo(&req.payment_id)
-                )));
-            }
-            Some(k) => k,
-            None => DEFAULT_PAYMENT_KIND,
-        };
-        let payment = NewPayment {
-            req: req.clone(),
-            kind: kind.to_string(),
-            now_ms,
-        };
+        let payment = NewPayment::check(req, now_ms)?;
         // Announced before queueing, so a pass lets the whole group go first.
         let _turn = self.shared.gate.service();
         self.shared
@@ -130,11 +104,53 @@ impl RedbStore {
 }
 
 /// A checked `record_payment` request, waiting for its group's commit.
-pub(super) struct NewPayment {
+pub(crate) struct NewPayment {
     req: RecordPayment,
     /// The request's kind, or the default.
     kind: String,
     now_ms: u64,
+}
+
+impl NewPayment {
+    /// Checks a request: ids, texts, a positive amount and a non-empty kind.
+    pub fn check(req: &RecordPayment, now_ms: u64) -> Result<NewPayment, StoreError> {
+        check_id("payment_id", &req.payment_id, MAX_PAYMENT_ID_BYTES)?;
+        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
+        check_text("kind", req.kind.as_deref())?;
+        check_text("reference", req.reference.as_deref())?;
+        if req.amount_cents <= 0 {
+            return Err(StoreError::InvalidInput(format!(
+                "amount_cents must be > 0, got {} (payment `{}`); record refunds to the user as \
+                 a positive amount with kind `refund`",
+                req.amount_cents,
+                echo(&req.payment_id)
+            )));
+        }
+        let kind = match req.kind.as_deref() {
+            Some("") => {
+                return Err(StoreError::InvalidInput(format!(
+                    "kind of payment `{}` is empty; omit it for `{DEFAULT_PAYMENT_KIND}`",
+                    echo(&req.payment_id)
+                )));
+            }
+            Some(k) => k,
+            None => DEFAULT_PAYMENT_KIND,
+        };
+        Ok(NewPayment {
+            req: req.clone(),
+            kind: kind.to_string(),
+            now_ms,
+        })
+    }
+
+    /// The time the group's transaction records.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    pub fn id(&self) -> &str {
+        &self.req.payment_id
+    }
 }
 
 /// Credits a group of payments in one ledger transaction: one result per
@@ -207,16 +223,25 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     use super::*;
-    use crate::store::Depth;
     use crate::store::tests::{pay, register};
+    use crate::store::{Depth, Store};
 
     /// Payments that commit together in groups behave exactly as one at a time:
     /// a repeated request returns the stored payment, a conflicting or unknown
     /// one is refused alone, and every balance and counter adds up.
     #[test]
-    fn concurrent_payments_commit_as_if_one_at_a_time() {
+    fn concurrent_payments_commit_as_if_one_at_a_time_on_redb() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RedbStore::open(&dir.path().join("ledger.redb")).unwrap();
+        concurrent_payments(Store::open(&dir.path().join("ledger.redb")).unwrap());
+    }
+
+    #[test]
+    fn concurrent_payments_commit_as_if_one_at_a_time_on_postgres() {
+        let db = crate::test_support::PgTestDb::create();
+        concurrent_payments(db.store());
+    }
+
+    fn concurrent_payments(store: Store) {
         for sid in ["u0", "u1", "u2", "u3"] {
             register(&store, sid);
         }

@@ -27,7 +27,7 @@ pub struct RunTotals {
 }
 
 impl RunTotals {
-    fn add(&mut self, run: &AggregateSummary) {
+    pub(crate) fn add(&mut self, run: &AggregateSummary) {
         self.runs_recorded += 1;
         self.runs_with_errors += u64::from(!run.errors.is_empty());
         self.files_read += run.files_read;

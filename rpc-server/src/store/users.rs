@@ -27,15 +27,7 @@ impl RedbStore {
         reqs: &[RegisterUser],
         now_ms: u64,
     ) -> Result<Vec<UserBilling>, StoreError> {
-        for req in reqs {
-            check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
-            check_text("display_name", req.display_name.as_deref())?;
-            check_text("email", req.email.as_deref())?;
-        }
-        let what = match reqs {
-            [one] => format!("register user `{}`", one.user_sid),
-            many => format!("register {} users", many.len()),
-        };
+        let what = check_registrations(reqs)?;
         self.write(&what, |txn| {
             register_into(redb_rows::ledger(txn, now_ms)?, reqs, now_ms)
         })
@@ -89,6 +81,19 @@ impl RedbStore {
             Ok(page(items, limit))
         })
     }
+}
+
+/// Checks registration requests; returns what the operation is called.
+pub(crate) fn check_registrations(reqs: &[RegisterUser]) -> Result<String, StoreError> {
+    for req in reqs {
+        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
+        check_text("display_name", req.display_name.as_deref())?;
+        check_text("email", req.email.as_deref())?;
+    }
+    Ok(match reqs {
+        [one] => format!("register user `{}`", one.user_sid),
+        many => format!("register {} users", many.len()),
+    })
 }
 
 /// Creates or updates `reqs` in one ledger transaction and applies every record

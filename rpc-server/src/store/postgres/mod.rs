@@ -1,0 +1,329 @@
+//! The ledger on PostgreSQL, for operators who run several rpc-server
+//! replicas or keep their money in a database they already replicate and back
+//! up. The domain rules are the same code as on redb (`ledger::Ledger` over
+//! [`rows::PgRows`]); this module holds the connection pool, the schema
+//! migrations and the transactions.
+//!
+//! Writes apply one at a time across every replica: each write transaction
+//! locks the single `ledger_meta` row first (its counters and sequence
+//! numbers), as redb's single writer does on one machine. A record is applied
+//! by inserting its key into `consumed`, whose primary key is the last guard of
+//! exactly-once. The store is synchronous, like the redb one: callers run it on
+//! blocking threads.
+
+mod queries;
+mod rows;
+mod schema;
+mod writes;
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use postgres::NoTls;
+use postgres::error::SqlState;
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{StoreError, StoreOptions};
+use crate::store::group_commit::GroupCommit;
+use crate::store::payments::NewPayment;
+
+pub use schema::SCHEMA_VERSION;
+
+/// Connections a server keeps to the database at most.
+const POOL_SIZE: u32 = 16;
+/// How long a call waits for a connection, and a connection attempt for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// Handle to a ledger in PostgreSQL; cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    /// `postgres://user@host:port/database`, never with the password.
+    location: String,
+    keep_runs: u64,
+    /// Set at open when the stored counters disagree with the rows.
+    writes_refused: Mutex<Option<String>>,
+    /// The last failure to reach the database, until a call succeeds again.
+    failure: Mutex<Option<(String, Instant)>>,
+    /// Pass summaries a failure kept from being recorded, with their clean head.
+    deferred_runs: Mutex<Vec<(billing_api::AggregateSummary, Option<String>)>>,
+    /// Payments waiting together commit together.
+    payments: GroupCommit<NewPayment, billing_api::Payment>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("location", &self.shared.location)
+            .finish()
+    }
+}
+
+/// Where `config` points, for messages: never the password.
+pub fn describe(config: &postgres::Config) -> String {
+    let user = config.get_user().unwrap_or("(current user)");
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or(user);
+    format!("postgres://{user}@{host}:{port}/{db}")
+}
+
+/// Parses a ledger URL. The error never repeats the URL, which may hold a password.
+pub fn parse_url(url: &str, password: Option<&str>) -> Result<postgres::Config, StoreError> {
+    let mut config: postgres::Config = url.parse().map_err(|e| {
+        StoreError::InvalidInput(format!(
+            "the ledger URL is not a PostgreSQL connection URL ({e}); write it as \
+             postgres://USER@HOST:PORT/DATABASE, with the password in --ledger-password-file \
+             or PGPASSWORD"
+        ))
+    })?;
+    if config.get_password().is_none()
+        && let Some(p) = password
+    {
+        config.password(p);
+    }
+    config
+        .connect_timeout(CONNECT_TIMEOUT)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        .application_name("billing-rpc-server");
+    Ok(config)
+}
+
+impl PgStore {
+    /// Connects to the ledger database, creating or migrating its schema.
+    pub fn connect(config: postgres::Config, options: StoreOptions) -> Result<PgStore, StoreError> {
+        let location = describe(&config);
+        // One connection first, for a clear error when the server is unreachable.
+        let mut first = config.connect(NoTls).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot connect to the ledger database {location}: {}. Check that PostgreSQL \
+                 runs there and accepts TCP connections from this host (listen_addresses, \
+                 pg_hba.conf), that the database and the user exist, and the password \
+                 (--ledger-password-file or PGPASSWORD)",
+                billing_api::text::error_chain(&e)
+            ))
+        })?;
+        schema::migrate(&mut first, &location)?;
+        drop(first);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .error_handler(Box::new(r2d2::NopErrorHandler))
+            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+        let store = PgStore {
+            shared: Arc::new(Shared {
+                pool,
+                location,
+                keep_runs: options.keep_runs.max(1),
+                writes_refused: Mutex::new(None),
+                failure: Mutex::new(None),
+                deferred_runs: Mutex::new(Vec::new()),
+                payments: GroupCommit::new(),
+            }),
+        };
+        if options.check {
+            store.check_at_open()?;
+        }
+        Ok(store)
+    }
+
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+
+    /// A pooled connection, within [`CONNECT_TIMEOUT`].
+    fn conn(&self, op: &str) -> Result<Conn, StoreError> {
+        self.shared.pool.get().map_err(|e| {
+            let e = StoreError::Io(format!(
+                "cannot {op}: no connection to the ledger database {} within {}s ({e}); check \
+                 that PostgreSQL is up and reachable, and GET /health",
+                self.shared.location,
+                CONNECT_TIMEOUT.as_secs()
+            ));
+            self.note(&Err::<(), _>(e.clone()));
+            e
+        })
+    }
+
+    /// Runs `f` in one transaction: commit on `Ok`, roll back on `Err`.
+    fn write<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        if let Some(reason) = lock(&self.shared.writes_refused).as_ref() {
+            return Err(StoreError::WritesRefused(format!("cannot {op}: {reason}")));
+        }
+        let mut conn = self.conn(op)?;
+        let result = (|| {
+            let mut txn = conn.transaction().map_err(db_err)?;
+            let value = f(&mut txn)?;
+            txn.commit().map_err(db_err)?;
+            Ok(value)
+        })()
+        .map_err(|e| self.context(op, e));
+        self.note(&result);
+        result
+    }
+
+    /// Runs `f` in one read-only snapshot.
+    fn read<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn(op)?;
+        let result = (|| {
+            let mut txn = conn
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(db_err)?;
+            let value = f(&mut txn)?;
+            txn.commit().map_err(db_err)?;
+            Ok(value)
+        })()
+        .map_err(|e| self.context(op, e));
+        self.note(&result);
+        result
+    }
+
+    /// One statement outside a transaction (a snapshot of its own).
+    fn query_one_opt(
+        &self,
+        op: &str,
+        sql: &str,
+        params: &[(&(dyn postgres::types::ToSql + Sync), postgres::types::Type)],
+    ) -> Result<Option<postgres::Row>, StoreError> {
+        let mut conn = self.conn(op)?;
+        let result = conn
+            .query_typed(sql, params)
+            .map(|mut rows| rows.pop())
+            .map_err(|e| self.context(op, db_err(e)));
+        self.note(&result);
+        result
+    }
+
+    /// Remembers or clears a failure to reach the database (for `problem`).
+    fn note<T>(&self, result: &Result<T, StoreError>) {
+        let mut failure = lock(&self.shared.failure);
+        match result {
+            Err(StoreError::Io(reason)) => {
+                if failure.is_none() {
+                    tracing::error!(ledger = %self.shared.location, %reason, "ledger database unreachable");
+                }
+                let since = failure.as_ref().map_or_else(Instant::now, |f| f.1);
+                *failure = Some((reason.clone(), since));
+            }
+            Ok(_) if failure.is_some() => {
+                tracing::info!(ledger = %self.shared.location, "ledger database reachable again");
+                *failure = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn context(&self, op: &str, err: StoreError) -> StoreError {
+        let location = &self.shared.location;
+        match err {
+            StoreError::Storage(msg) if !msg.contains(location.as_str()) => {
+                StoreError::Storage(format!("{op} on {location}: {msg}"))
+            }
+            StoreError::Io(msg) if !msg.contains(location.as_str()) => StoreError::Io(format!(
+                "{op} on {location}: {msg}; check that PostgreSQL is up and reachable, then retry"
+            )),
+            other => other,
+        }
+    }
+
+    /// What is wrong with the ledger, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if let Some((reason, since)) = lock(&self.shared.failure).as_ref() {
+            return Some(format!(
+                "the ledger database has been failing for {}s: {reason}",
+                since.elapsed().as_secs()
+            ));
+        }
+        lock(&self.shared.writes_refused).clone()
+    }
+
+    /// Pass summaries waiting to be recorded.
+    pub fn deferred_runs(&self) -> usize {
+        lock(&self.shared.deferred_runs).len()
+    }
+
+    /// The quick check at open: on a mismatch, refuse writes and say why.
+    fn check_at_open(&self) -> Result<(), StoreError> {
+        let report = self.verify(super::Depth::Quick)?;
+        if !report.consistent {
+            let reason = format!(
+                "the ledger {} is inconsistent: {}. Reads still work; writes are refused until \
+                 an operator fixes it: run `rpc-server verify --ledger-url <url>` for the full \
+                 report, then `rpc-server verify --ledger-url <url> --repair` to rewrite the \
+                 counters from the rows, and restart",
+                report.ledger,
+                report.summary()
+            );
+            tracing::error!(%reason, "ledger check at start failed");
+            *lock(&self.shared.writes_refused) = Some(reason);
+        }
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A database error as a store error: unreachable or failing storage is `Io`
+/// (retry once the database works), anything else `Storage`.
+pub(crate) fn db_err(e: postgres::Error) -> StoreError {
+    let text = billing_api::text::error_chain(&e);
+    let Some(code) = e.code() else {
+        return StoreError::Io(text);
+    };
+    let class = &code.code()[..2];
+    // 08: connection exception; 53: insufficient resources (disk full, out of
+    // memory); 57: operator intervention (shutdown); 58: system error (I/O).
+    if matches!(class, "08" | "53" | "57" | "58") || code == &SqlState::READ_ONLY_SQL_TRANSACTION {
+        StoreError::Io(text)
+    } else {
+        StoreError::Storage(text)
+    }
+}
+
+/// A count or sequence number as stored (BIGINT).
+pub(crate) fn to_db(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored count or sequence number.
+pub(crate) fn from_db(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// Text PostgreSQL can store: it refuses NUL characters, which free text from
+/// a hostile file (a rejection's detail) may hold.
+pub(crate) fn clean(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}

@@ -1,0 +1,1154 @@
+//! [`Rows`] over PostgreSQL, inside one transaction. A round trip per record
+//! would cap a pass at a few thousand records a second, so rows are read in
+//! batches before the ledger runs (`prefetch`: every user, applied key, held
+//! key and file tally a chunk names), looked up one by one only on a miss
+//! (rare paths: conflicts, fingerprints), and written in batches at the end
+//! (`flush`: one multi-row statement per table, through `unnest` arrays).
+//!
+//! The caches hold the transaction's view: a read after a write sees the
+//! write. What a key ends as (written or removed) is what `flush` sends.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use billing_api::ConsumedRecord;
+use postgres::Transaction;
+
+use super::super::chunks::ChunkItem;
+use super::super::codec::{
+    ConsumedRow, MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow,
+    UserRow, existing_row, reason_code, status_code,
+};
+use super::super::ledger::Rows;
+use super::super::{LedgerCounts, StoreError};
+use super::{clean, db_err, from_db, to_db};
+
+/// An applied record as the consumed index holds it.
+#[derive(Clone)]
+struct Applied {
+    seq: u64,
+    user_sid: String,
+    cost_cents: i64,
+    source: u64,
+}
+
+type FileKey = (String, String, String);
+
+/// The rows of one ledger transaction on PostgreSQL.
+pub(crate) struct PgRows<'t, 'c> {
+    txn: &'t mut Transaction<'c>,
+    meta: Option<MetaRow>,
+    meta_dirty: bool,
+    users: HashMap<String, Option<UserRow>>,
+    users_dirty: BTreeSet<String>,
+    /// Key -> seq of its consumed row (`None`: not applied).
+    keys: HashMap<String, Option<u64>>,
+    applied: HashMap<u64, Applied>,
+    new_applied: Vec<(String, u64)>,
+    sources: HashMap<u64, SourceRow>,
+    new_sources: Vec<u64>,
+    pending: HashMap<String, Option<PendingRow>>,
+    pending_dirty: BTreeSet<String>,
+    /// Rejected items written (`Some`) or removed (`None`) in this transaction.
+    rejected: BTreeMap<u64, Option<RejectedRow>>,
+    rejected_exists: HashMap<u64, bool>,
+    record_counts: BTreeMap<u64, u64>,
+    fingerprints: HashMap<String, Option<u64>>,
+    fingerprints_dirty: BTreeSet<String>,
+    tallies: HashMap<FileKey, Option<TallyRow>>,
+    tallies_dirty: BTreeSet<FileKey>,
+    nodes: HashMap<String, Option<NodeRow>>,
+    nodes_dirty: BTreeSet<String>,
+    files: BTreeMap<(String, String), String>,
+    payments: HashMap<String, Option<PaymentRow>>,
+    new_payments: Vec<String>,
+}
+
+const META_COLUMNS: &str = "total_users, total_balance_cents::text, overdrawn_users, \
+     consumed_records, pending_records, rejected_items, consumed_seq, payment_seq, rejected_seq, \
+     run_seq, user_seq, group_seq, source_seq, clean_head";
+
+/// The meta row of a query selecting [`META_COLUMNS`].
+pub(super) fn meta_of(row: &postgres::Row) -> Result<MetaRow, StoreError> {
+    let total: String = row.get(1);
+    let total_balance_cents = total.parse::<i128>().map_err(|e| {
+        StoreError::Storage(format!(
+            "ledger_meta.total_balance_cents `{total}` is not a whole number ({e})"
+        ))
+    })?;
+    Ok(MetaRow {
+        counts: LedgerCounts {
+            total_users: from_db(row.get(0)),
+            total_balance_cents,
+            overdrawn_users: from_db(row.get(2)),
+            consumed_records: from_db(row.get(3)),
+            pending_records: from_db(row.get(4)),
+            rejected_items: from_db(row.get(5)),
+        },
+        consumed_seq: from_db(row.get(6)),
+        payment_seq: from_db(row.get(7)),
+        rejected_seq: from_db(row.get(8)),
+        run_seq: from_db(row.get(9)),
+        user_seq: from_db(row.get(10)),
+        group_seq: from_db(row.get(11)),
+        source_seq: from_db(row.get(12)),
+        clean_head: row.get(13),
+    })
+}
+
+/// Reads the meta row; `lock` takes its row lock, which orders every writer.
+pub(super) fn read_meta(txn: &mut Transaction<'_>, lock: bool) -> Result<MetaRow, StoreError> {
+    let sql = format!(
+        "SELECT {META_COLUMNS} FROM ledger_meta WHERE id = 1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let row = txn.query_one(&sql, &[]).map_err(db_err)?;
+    meta_of(&row)
+}
+
+/// Writes the meta row (the caller holds its lock).
+pub(super) fn write_meta(txn: &mut Transaction<'_>, m: &MetaRow) -> Result<(), StoreError> {
+    let c = &m.counts;
+    txn.execute(
+        "UPDATE ledger_meta SET total_users = $1, total_balance_cents = $2::text::numeric, \
+         overdrawn_users = $3, consumed_records = $4, pending_records = $5, rejected_items = $6, \
+         consumed_seq = $7, payment_seq = $8, rejected_seq = $9, run_seq = $10, user_seq = $11, \
+         group_seq = $12, source_seq = $13, clean_head = $14 WHERE id = 1",
+        &[
+            &to_db(c.total_users),
+            &c.total_balance_cents.to_string(),
+            &to_db(c.overdrawn_users),
+            &to_db(c.consumed_records),
+            &to_db(c.pending_records),
+            &to_db(c.rejected_items),
+            &to_db(m.consumed_seq),
+            &to_db(m.payment_seq),
+            &to_db(m.rejected_seq),
+            &to_db(m.run_seq),
+            &to_db(m.user_seq),
+            &to_db(m.group_seq),
+            &to_db(m.source_seq),
+            &m.clean_head,
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+pub(super) const USER_COLUMNS: &str = "user_sid, user_id, display_name, email, created_at_ms, balance_cents, paid_cents, consumed_cents";
+
+pub(super) fn user_of(row: &postgres::Row) -> (String, UserRow) {
+    (
+        row.get(0),
+        UserRow {
+            id: from_db(row.get(1)),
+            last_group: 0,
+            display_name: row.get(2),
+            email: row.get(3),
+            created_at_ms: from_db(row.get(4)),
+            balance_cents: row.get(5),
+            paid_cents: row.get(6),
+            consumed_cents: row.get(7),
+        },
+    )
+}
+
+const PENDING_COLUMNS: &str = "idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
+     file_path, blob_id, record_index, first_seen_ms, rejected_id";
+
+fn pending_of(row: &postgres::Row) -> (String, PendingRow) {
+    (
+        row.get(0),
+        PendingRow {
+            user_sid: row.get(1),
+            node_name: row.get(2),
+            cost_cents: row.get(3),
+            commit_sha: row.get(4),
+            file_path: row.get(5),
+            blob_id: row.get(6),
+            record_index: u32::try_from(row.get::<_, i64>(7)).unwrap_or(u32::MAX),
+            first_seen_ms: from_db(row.get(8)),
+            rejected_id: from_db(row.get(9)),
+        },
+    )
+}
+
+const APPLIED_COLUMNS: &str = "c.idempotency_key, c.seq, c.user_sid, c.cost_cents, c.source_id, \
+     s.node_name, s.commit_sha, s.file_path, s.applied_at_ms";
+
+const TALLY_COLUMNS: &str =
+    "node_name, file_path, blob_id, next_index, stored, omitted, by_kind, summary_id";
+
+fn tally_of(row: &postgres::Row) -> Result<(FileKey, TallyRow), StoreError> {
+    let by_kind: serde_json::Value = row.get(6);
+    let by_kind = serde_json::from_value(by_kind)
+        .map_err(|e| StoreError::Storage(format!("a stored file tally cannot be read ({e})")))?;
+    Ok((
+        (row.get(0), row.get(1), row.get(2)),
+        TallyRow {
+            next_index: from_db(row.get(3)),
+            stored: from_db(row.get(4)),
+            omitted: from_db(row.get(5)),
+            by_kind,
+            summary_id: from_db(row.get(7)),
+        },
+    ))
+}
+
+pub(super) const NODE_COLUMNS: &str = "node_name, tree_id, last_commit_sha, last_run_at_ms, \
+     records_consumed_total, status, last_error";
+
+pub(super) fn node_of(row: &postgres::Row) -> Result<(String, NodeRow), StoreError> {
+    let code: i16 = row.get(5);
+    let status = u8::try_from(code)
+        .ok()
+        .and_then(status_code::status)
+        .ok_or_else(|| StoreError::Storage(format!("unknown node status code {code}")))?;
+    Ok((
+        row.get(0),
+        NodeRow {
+            tree_id: row.get(1),
+            last_commit_sha: row.get(2),
+            last_run_at_ms: row.get::<_, Option<i64>>(3).map(from_db),
+            records_consumed_total: from_db(row.get(4)),
+            status,
+            last_error: row.get(6),
+        },
+    ))
+}
+
+pub(super) const PAYMENT_COLUMNS: &str =
+    "payment_id, seq, user_sid, amount_cents, kind, reference, created_at_ms";
+
+pub(super) fn payment_of(row: &postgres::Row) -> (String, PaymentRow) {
+    (
+        row.get(0),
+        PaymentRow {
+            seq: from_db(row.get(1)),
+            user_sid: row.get(2),
+            amount_cents: row.get(3),
+            kind: row.get(4),
+            reference: row.get(5),
+            created_at_ms: from_db(row.get(6)),
+        },
+    )
+}
+
+impl<'t, 'c> PgRows<'t, 'c> {
+    pub fn new(txn: &'t mut Transaction<'c>) -> Self {
+        PgRows {
+            txn,
+            meta: None,
+            meta_dirty: false,
+            users: HashMap::new(),
+            users_dirty: BTreeSet::new(),
+            keys: HashMap::new(),
+            applied: HashMap::new(),
+            new_applied: Vec::new(),
+            sources: HashMap::new(),
+            new_sources: Vec::new(),
+            pending: HashMap::new(),
+            pending_dirty: BTreeSet::new(),
+            rejected: BTreeMap::new(),
+            rejected_exists: HashMap::new(),
+            record_counts: BTreeMap::new(),
+            fingerprints: HashMap::new(),
+            fingerprints_dirty: BTreeSet::new(),
+            tallies: HashMap::new(),
+            tallies_dirty: BTreeSet::new(),
+            nodes: HashMap::new(),
+            nodes_dirty: BTreeSet::new(),
+            files: BTreeMap::new(),
+            payments: HashMap::new(),
+            new_payments: Vec::new(),
+        }
+    }
+
+    /// Reads in batches every row that applying `items` of `node` may look up.
+    pub fn prefetch(&mut self, node: &str, items: &[ChunkItem]) -> Result<(), StoreError> {
+        let mut keys: Vec<&str> = Vec::new();
+        let mut sids: BTreeSet<&str> = BTreeSet::new();
+        let mut files: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for item in items {
+            match item {
+                ChunkItem::Records {
+                    path,
+                    blob_id,
+                    group,
+                } => {
+                    files.insert((path, blob_id));
+                    for rec in group.records.iter().flatten() {
+                        keys.push(&rec.idempotency_key);
+                        sids.insert(&rec.user_sid);
+                    }
+                }
+                ChunkItem::Whole { path, blob_id, .. } | ChunkItem::FileEnd { path, blob_id } => {
+                    files.insert((path, blob_id));
+                }
+            }
+        }
+        let sids: Vec<&str> = sids.into_iter().collect();
+        self.prefetch_users(&sids)?;
+        self.prefetch_keys(&keys)?;
+        if Rows::meta(&mut &mut *self)?.counts.pending_records > 0 {
+            let rows = self
+                .txn
+                .query(
+                    &format!(
+                        "SELECT {PENDING_COLUMNS} FROM pending WHERE idempotency_key = ANY($1)"
+                    ),
+                    &[&keys],
+                )
+                .map_err(db_err)?;
+            for key in &keys {
+                self.pending.entry(key.to_string()).or_insert(None);
+            }
+            for row in rows {
+                let (key, held) = pending_of(&row);
+                self.pending.insert(key, Some(held));
+            }
+        }
+        let (paths, blobs): (Vec<&str>, Vec<&str>) = files.into_iter().unzip();
+        let rows = self
+            .txn
+            .query(
+                &format!(
+                    "SELECT {TALLY_COLUMNS} FROM file_tallies WHERE node_name = $1 AND \
+                     (file_path, blob_id) IN (SELECT * FROM unnest($2::text[], $3::text[]))"
+                ),
+                &[&node, &paths, &blobs],
+            )
+            .map_err(db_err)?;
+        for (path, blob) in paths.iter().zip(&blobs) {
+            self.tallies
+                .entry((node.to_string(), path.to_string(), blob.to_string()))
+                .or_insert(None);
+        }
+        for row in rows {
+            let (key, tally) = tally_of(&row)?;
+            self.tallies.insert(key, Some(tally));
+        }
+        Rows::node(&mut &mut *self, node)?;
+        Ok(())
+    }
+
+    /// Reads the rows of `sids` that are not cached yet.
+    pub fn prefetch_users(&mut self, sids: &[&str]) -> Result<(), StoreError> {
+        let missing: Vec<&str> = sids
+            .iter()
+            .copied()
+            .filter(|s| !self.users.contains_key(*s))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .txn
+            .query(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE user_sid = ANY($1)"),
+                &[&missing],
+            )
+            .map_err(db_err)?;
+        for sid in &missing {
+            self.users.insert(sid.to_string(), None);
+        }
+        for row in rows {
+            let (sid, user) = user_of(&row);
+            self.users.insert(sid, Some(user));
+        }
+        Ok(())
+    }
+
+    fn prefetch_keys(&mut self, keys: &[&str]) -> Result<(), StoreError> {
+        let missing: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| !self.keys.contains_key(*k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let rows = self
+            .txn
+            .query(
+                &format!(
+                    "SELECT {APPLIED_COLUMNS} FROM consumed c JOIN consumed_sources s \
+                     ON s.source_id = c.source_id WHERE c.idempotency_key = ANY($1)"
+                ),
+                &[&missing],
+            )
+            .map_err(db_err)?;
+        for key in &missing {
+            self.keys.insert(key.to_string(), None);
+        }
+        for row in rows {
+            let key: String = row.get(0);
+            let seq = from_db(row.get(1));
+            let source = from_db(row.get(4));
+            self.applied.insert(
+                seq,
+                Applied {
+                    seq,
+                    user_sid: row.get(2),
+                    cost_cents: row.get(3),
+                    source,
+                },
+            );
+            self.sources.entry(source).or_insert_with(|| SourceRow {
+                node_name: row.get(5),
+                commit_sha: row.get(6),
+                file_path: row.get(7),
+                applied_at_ms: from_db(row.get(8)),
+            });
+            self.keys.insert(key, Some(seq));
+        }
+        Ok(())
+    }
+
+    /// Writes everything this transaction changed, in batches.
+    pub fn flush(self) -> Result<(), StoreError> {
+        let mut w = Flush { txn: self.txn };
+        w.sources(&self.new_sources, &self.sources)?;
+        w.users(&self.users_dirty, &self.users)?;
+        w.consumed(&self.new_applied, &self.applied)?;
+        w.payments(&self.new_payments, &self.payments)?;
+        w.pending(&self.pending_dirty, &self.pending)?;
+        w.rejected(&self.rejected, &self.record_counts)?;
+        w.fingerprints(&self.fingerprints_dirty, &self.fingerprints)?;
+        w.tallies(&self.tallies_dirty, &self.tallies)?;
+        w.nodes(&self.nodes_dirty, &self.nodes)?;
+        w.files(&self.files)?;
+        if self.meta_dirty
+            && let Some(meta) = &self.meta
+        {
+            write_meta(w.txn, meta)?;
+        }
+        Ok(())
+    }
+}
+
+/// The batched writes of [`PgRows::flush`].
+struct Flush<'t, 'c> {
+    txn: &'t mut Transaction<'c>,
+}
+
+impl Flush<'_, '_> {
+    fn exec(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<(), StoreError> {
+        self.txn.execute(sql, params).map_err(db_err)?;
+        Ok(())
+    }
+
+    fn sources(&mut self, ids: &[u64], rows: &HashMap<u64, SourceRow>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(i64, &SourceRow)> = ids.iter().map(|id| (to_db(*id), &rows[id])).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
+        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
+        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.applied_at_ms)).collect();
+        self.exec(
+            "INSERT INTO consumed_sources (source_id, node_name, commit_sha, file_path, applied_at_ms) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])",
+            &[&ids, &nodes, &commits, &paths, &at],
+        )
+    }
+
+    fn users(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        users: &HashMap<String, Option<UserRow>>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&str, &UserRow)> = dirty
+            .iter()
+            .filter_map(|sid| {
+                users
+                    .get(sid)
+                    .and_then(Option::as_ref)
+                    .map(|u| (sid.as_str(), u))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| to_db(r.1.id)).collect();
+        let names: Vec<Option<&str>> = rows.iter().map(|r| r.1.display_name.as_deref()).collect();
+        let emails: Vec<Option<&str>> = rows.iter().map(|r| r.1.email.as_deref()).collect();
+        let created: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
+        let balance: Vec<i64> = rows.iter().map(|r| r.1.balance_cents).collect();
+        let paid: Vec<i64> = rows.iter().map(|r| r.1.paid_cents).collect();
+        let consumed: Vec<i64> = rows.iter().map(|r| r.1.consumed_cents).collect();
+        self.exec(
+            "INSERT INTO users (user_sid, user_id, display_name, email, created_at_ms, \
+             balance_cents, paid_cents, consumed_cents) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
+             $6::int8[], $7::int8[], $8::int8[]) \
+             ON CONFLICT (user_sid) DO UPDATE SET display_name = EXCLUDED.display_name, \
+             email = EXCLUDED.email, balance_cents = EXCLUDED.balance_cents, \
+             paid_cents = EXCLUDED.paid_cents, consumed_cents = EXCLUDED.consumed_cents",
+            &[
+                &sids, &ids, &names, &emails, &created, &balance, &paid, &consumed,
+            ],
+        )
+    }
+
+    fn consumed(
+        &mut self,
+        new: &[(String, u64)],
+        applied: &HashMap<u64, Applied>,
+    ) -> Result<(), StoreError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<&str> = Vec::with_capacity(new.len());
+        let mut seqs: Vec<i64> = Vec::with_capacity(new.len());
+        let mut sids: Vec<&str> = Vec::with_capacity(new.len());
+        let mut costs: Vec<i64> = Vec::with_capacity(new.len());
+        let mut sources: Vec<i64> = Vec::with_capacity(new.len());
+        for (key, seq) in new {
+            let a = applied.get(seq).ok_or_else(|| {
+                StoreError::Storage(format!("key `{key}` was claimed but its row never written"))
+            })?;
+            keys.push(key);
+            seqs.push(to_db(a.seq));
+            sids.push(&a.user_sid);
+            costs.push(a.cost_cents);
+            sources.push(to_db(a.source));
+        }
+        // No ON CONFLICT: a key applied by another writer fails the whole
+        // transaction (the primary key is the last guard of exactly-once).
+        self.exec(
+            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[])",
+            &[&keys, &seqs, &sids, &costs, &sources],
+        )
+    }
+
+    fn payments(
+        &mut self,
+        new: &[String],
+        payments: &HashMap<String, Option<PaymentRow>>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&str, &PaymentRow)> = new
+            .iter()
+            .filter_map(|id| {
+                payments
+                    .get(id)
+                    .and_then(Option::as_ref)
+                    .map(|p| (id.as_str(), p))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| to_db(r.1.seq)).collect();
+        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
+        let amounts: Vec<i64> = rows.iter().map(|r| r.1.amount_cents).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.1.kind.as_str()).collect();
+        let refs: Vec<Option<&str>> = rows.iter().map(|r| r.1.reference.as_deref()).collect();
+        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
+        self.exec(
+            "INSERT INTO payments (payment_id, seq, user_sid, amount_cents, kind, reference, \
+             created_at_ms) SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], \
+             $5::text[], $6::text[], $7::int8[])",
+            &[&ids, &seqs, &sids, &amounts, &kinds, &refs, &at],
+        )
+    }
+
+    fn pending(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        pending: &HashMap<String, Option<PendingRow>>,
+    ) -> Result<(), StoreError> {
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let gone: Vec<&str> = dirty
+            .iter()
+            .filter(|k| matches!(pending.get(*k), Some(None) | None))
+            .map(String::as_str)
+            .collect();
+        if !gone.is_empty() {
+            self.exec(
+                "DELETE FROM pending WHERE idempotency_key = ANY($1)",
+                &[&gone],
+            )?;
+        }
+        let rows: Vec<(&str, &PendingRow)> = dirty
+            .iter()
+            .filter_map(|k| {
+                pending
+                    .get(k)
+                    .and_then(Option::as_ref)
+                    .map(|p| (k.as_str(), p))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
+        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
+        let costs: Vec<i64> = rows.iter().map(|r| r.1.cost_cents).collect();
+        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
+        let blobs: Vec<&str> = rows.iter().map(|r| r.1.blob_id.as_str()).collect();
+        let index: Vec<i64> = rows.iter().map(|r| i64::from(r.1.record_index)).collect();
+        let seen: Vec<i64> = rows.iter().map(|r| to_db(r.1.first_seen_ms)).collect();
+        let rejected: Vec<i64> = rows.iter().map(|r| to_db(r.1.rejected_id)).collect();
+        self.exec(
+            "INSERT INTO pending (idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
+             file_path, blob_id, record_index, first_seen_ms, rejected_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[]) \
+             ON CONFLICT (idempotency_key) DO UPDATE SET user_sid = EXCLUDED.user_sid, \
+             node_name = EXCLUDED.node_name, cost_cents = EXCLUDED.cost_cents, \
+             commit_sha = EXCLUDED.commit_sha, file_path = EXCLUDED.file_path, \
+             blob_id = EXCLUDED.blob_id, record_index = EXCLUDED.record_index, \
+             first_seen_ms = EXCLUDED.first_seen_ms, rejected_id = EXCLUDED.rejected_id",
+            &[
+                &keys, &sids, &nodes, &costs, &commits, &paths, &blobs, &index, &seen, &rejected,
+            ],
+        )
+    }
+
+    fn rejected(
+        &mut self,
+        rejected: &BTreeMap<u64, Option<RejectedRow>>,
+        counts: &BTreeMap<u64, u64>,
+    ) -> Result<(), StoreError> {
+        let gone: Vec<i64> = rejected
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(id, _)| to_db(*id))
+            .collect();
+        if !gone.is_empty() {
+            self.exec("DELETE FROM rejected WHERE rejected_id = ANY($1)", &[&gone])?;
+        }
+        let rows: Vec<(u64, &RejectedRow)> = rejected
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().map(|r| (*id, r)))
+            .collect();
+        if !rows.is_empty() {
+            let mut ids = Vec::new();
+            let mut reasons = Vec::new();
+            let (mut nodes, mut paths, mut blobs, mut commits) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut index, mut keys, mut sids, mut costs) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut details, mut existing, mut seen, mut fps) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, r) in &rows {
+                ids.push(to_db(*id));
+                let code = reason_code::of(r.reason).ok_or_else(|| {
+                    StoreError::Storage(format!("reject reason {:?} has no stored code", r.reason))
+                })?;
+                reasons.push(i16::from(code));
+                nodes.push(clean(&r.node_name));
+                paths.push(clean(&r.file_path));
+                blobs.push(clean(&r.blob_id));
+                commits.push(clean(&r.commit_sha));
+                index.push(r.record_index.map(i64::from));
+                keys.push(r.idempotency_key.as_deref().map(clean));
+                sids.push(r.user_sid.as_deref().map(clean));
+                costs.push(r.cost_cents);
+                details.push(clean(&r.detail));
+                let json = existing_row::serialize(&r.existing, serde_json::value::Serializer)
+                    .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
+                existing.push((!json.is_null()).then_some(json));
+                seen.push(to_db(r.first_seen_ms));
+                fps.push(r.fingerprint.as_deref().map(str::as_bytes));
+            }
+            self.exec(
+                "INSERT INTO rejected (rejected_id, reason, node_name, file_path, blob_id, \
+                 commit_sha, record_index, idempotency_key, user_sid, cost_cents, detail, \
+                 existing, first_seen_ms, fingerprint) \
+                 SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::text[], \
+                 $12::jsonb[], $13::int8[], $14::bytea[]) \
+                 ON CONFLICT (rejected_id) DO UPDATE SET detail = EXCLUDED.detail, \
+                 first_seen_ms = EXCLUDED.first_seen_ms, commit_sha = EXCLUDED.commit_sha",
+                &[
+                    &ids, &reasons, &nodes, &paths, &blobs, &commits, &index, &keys, &sids, &costs,
+                    &details, &existing, &seen, &fps,
+                ],
+            )?;
+        }
+        if !counts.is_empty() {
+            let ids: Vec<i64> = counts.keys().map(|id| to_db(*id)).collect();
+            let n: Vec<i64> = counts.values().map(|n| to_db(*n)).collect();
+            self.exec(
+                "UPDATE rejected r SET record_count = u.n \
+                 FROM unnest($1::int8[], $2::int8[]) AS u(id, n) WHERE r.rejected_id = u.id",
+                &[&ids, &n],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn fingerprints(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        fps: &HashMap<String, Option<u64>>,
+    ) -> Result<(), StoreError> {
+        let gone: Vec<&[u8]> = dirty
+            .iter()
+            .filter(|f| matches!(fps.get(*f), Some(None) | None))
+            .map(|f| f.as_bytes())
+            .collect();
+        if !gone.is_empty() {
+            self.exec(
+                "DELETE FROM rejected_fingerprints WHERE fingerprint = ANY($1)",
+                &[&gone],
+            )?;
+        }
+        let rows: Vec<(&[u8], i64)> = dirty
+            .iter()
+            .filter_map(|f| {
+                fps.get(f)
+                    .copied()
+                    .flatten()
+                    .map(|id| (f.as_bytes(), to_db(id)))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        self.exec(
+            "INSERT INTO rejected_fingerprints (fingerprint, rejected_id) \
+             SELECT * FROM unnest($1::bytea[], $2::int8[]) \
+             ON CONFLICT (fingerprint) DO UPDATE SET rejected_id = EXCLUDED.rejected_id",
+            &[&keys, &ids],
+        )
+    }
+
+    fn tallies(
+        &mut self,
+        dirty: &BTreeSet<FileKey>,
+        tallies: &HashMap<FileKey, Option<TallyRow>>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&FileKey, &TallyRow)> = dirty
+            .iter()
+            .filter_map(|k| tallies.get(k).and_then(Option::as_ref).map(|t| (k, t)))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<&str> = rows.iter().map(|r| r.0.0.as_str()).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.0.1.as_str()).collect();
+        let blobs: Vec<&str> = rows.iter().map(|r| r.0.2.as_str()).collect();
+        let next: Vec<i64> = rows.iter().map(|r| to_db(r.1.next_index)).collect();
+        let stored: Vec<i64> = rows.iter().map(|r| to_db(r.1.stored)).collect();
+        let omitted: Vec<i64> = rows.iter().map(|r| to_db(r.1.omitted)).collect();
+        let kinds: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::Value::Array(
+                    r.1.by_kind
+                        .iter()
+                        .map(|(k, n)| serde_json::json!([clean(k), n]))
+                        .collect(),
+                )
+            })
+            .collect();
+        let summary: Vec<i64> = rows.iter().map(|r| to_db(r.1.summary_id)).collect();
+        self.exec(
+            "INSERT INTO file_tallies (node_name, file_path, blob_id, next_index, stored, omitted, \
+             by_kind, summary_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+             $4::int8[], $5::int8[], $6::int8[], $7::jsonb[], $8::int8[]) \
+             ON CONFLICT (node_name, file_path, blob_id) DO UPDATE SET \
+             next_index = EXCLUDED.next_index, stored = EXCLUDED.stored, \
+             omitted = EXCLUDED.omitted, by_kind = EXCLUDED.by_kind, \
+             summary_id = EXCLUDED.summary_id",
+            &[
+                &nodes, &paths, &blobs, &next, &stored, &omitted, &kinds, &summary,
+            ],
+        )
+    }
+
+    fn nodes(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        nodes: &HashMap<String, Option<NodeRow>>,
+    ) -> Result<(), StoreError> {
+        for name in dirty {
+            let Some(Some(row)) = nodes.get(name) else {
+                continue;
+            };
+            upsert_node(self.txn, name, row)?;
+        }
+        Ok(())
+    }
+
+    fn files(&mut self, files: &BTreeMap<(String, String), String>) -> Result<(), StoreError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<&str> = files.keys().map(|k| k.0.as_str()).collect();
+        let paths: Vec<&str> = files.keys().map(|k| k.1.as_str()).collect();
+        let blobs: Vec<&str> = files.values().map(String::as_str).collect();
+        self.exec(
+            "INSERT INTO consumed_files (node_name, file_path, blob_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+             ON CONFLICT (node_name, file_path) DO UPDATE SET blob_id = EXCLUDED.blob_id",
+            &[&nodes, &paths, &blobs],
+        )
+    }
+}
+
+/// Writes one node's row.
+fn upsert_node(txn: &mut Transaction<'_>, name: &str, row: &NodeRow) -> Result<(), StoreError> {
+    txn.execute(
+        "INSERT INTO nodes (node_name, tree_id, last_commit_sha, last_run_at_ms, \
+         records_consumed_total, status, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (node_name) DO UPDATE SET tree_id = EXCLUDED.tree_id, \
+         last_commit_sha = EXCLUDED.last_commit_sha, last_run_at_ms = EXCLUDED.last_run_at_ms, \
+         records_consumed_total = EXCLUDED.records_consumed_total, status = EXCLUDED.status, \
+         last_error = EXCLUDED.last_error",
+        &[
+            &name,
+            &row.tree_id,
+            &row.last_commit_sha,
+            &row.last_run_at_ms.map(to_db),
+            &to_db(row.records_consumed_total),
+            &i16::from(status_code::of(row.status)),
+            &row.last_error.as_deref().map(clean),
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
+
+impl Rows for &mut PgRows<'_, '_> {
+    fn meta(&mut self) -> Result<MetaRow, StoreError> {
+        if self.meta.is_none() {
+            self.meta = Some(read_meta(self.txn, true)?);
+        }
+        Ok(self.meta.clone().expect("read above"))
+    }
+
+    fn put_meta(&mut self, meta: &MetaRow) -> Result<(), StoreError> {
+        self.meta = Some(meta.clone());
+        self.meta_dirty = true;
+        Ok(())
+    }
+
+    fn user(&mut self, sid: &str) -> Result<Option<UserRow>, StoreError> {
+        if !self.users.contains_key(sid) {
+            self.prefetch_users(&[sid])?;
+        }
+        Ok(self.users.get(sid).cloned().flatten())
+    }
+
+    fn put_user(
+        &mut self,
+        sid: &str,
+        row: &mut UserRow,
+        _new_seqs: &[u64],
+        _meta: &mut MetaRow,
+    ) -> Result<(), StoreError> {
+        // Applied records are found per user through the consumed table's index.
+        self.users.insert(sid.to_string(), Some(row.clone()));
+        self.users_dirty.insert(sid.to_string());
+        Ok(())
+    }
+
+    fn is_consumed(&mut self, key: &str) -> Result<bool, StoreError> {
+        if !self.keys.contains_key(key) {
+            self.prefetch_keys(&[key])?;
+        }
+        Ok(matches!(self.keys.get(key), Some(Some(_))))
+    }
+
+    fn claim_key(&mut self, key: &str, seq: u64) -> Result<Option<u64>, StoreError> {
+        if !self.keys.contains_key(key) {
+            self.prefetch_keys(&[key])?;
+        }
+        if let Some(Some(existing)) = self.keys.get(key) {
+            return Ok(Some(*existing));
+        }
+        self.keys.insert(key.to_string(), Some(seq));
+        self.new_applied.push((key.to_string(), seq));
+        Ok(None)
+    }
+
+    fn put_consumed(&mut self, seq: u64, row: &ConsumedRow<'_>) -> Result<(), StoreError> {
+        self.applied.insert(
+            seq,
+            Applied {
+                seq,
+                user_sid: row.user_sid.to_string(),
+                cost_cents: row.cost_cents,
+                source: row.source,
+            },
+        );
+        Ok(())
+    }
+
+    fn put_source(&mut self, id: u64, row: &SourceRow) -> Result<(), StoreError> {
+        self.sources.insert(id, row.clone());
+        self.new_sources.push(id);
+        Ok(())
+    }
+
+    fn consumed(&mut self, key: &str) -> Result<Option<ConsumedRecord>, StoreError> {
+        if !self.keys.contains_key(key) {
+            self.prefetch_keys(&[key])?;
+        }
+        let Some(Some(seq)) = self.keys.get(key) else {
+            return Ok(None);
+        };
+        let a = self.applied.get(seq).ok_or_else(|| {
+            StoreError::Storage(format!("applied row {seq} of key `{key}` is missing"))
+        })?;
+        let source = self.sources.get(&a.source).ok_or_else(|| {
+            StoreError::Storage(format!(
+                "source row {} of consumed records is missing",
+                a.source
+            ))
+        })?;
+        let row = ConsumedRow {
+            key,
+            user_sid: &a.user_sid,
+            cost_cents: a.cost_cents,
+            source: a.source,
+        };
+        Ok(Some(row.to_api(source)))
+    }
+
+    fn pending(&mut self, key: &str) -> Result<Option<PendingRow>, StoreError> {
+        if let Some(held) = self.pending.get(key) {
+            return Ok(held.clone());
+        }
+        let row = self
+            .txn
+            .query_opt(
+                &format!("SELECT {PENDING_COLUMNS} FROM pending WHERE idempotency_key = $1"),
+                &[&key],
+            )
+            .map_err(db_err)?;
+        let held = row.map(|r| pending_of(&r).1);
+        self.pending.insert(key.to_string(), held.clone());
+        Ok(held)
+    }
+
+    fn put_pending(&mut self, key: &str, row: &PendingRow) -> Result<(), StoreError> {
+        self.pending.insert(key.to_string(), Some(row.clone()));
+        self.pending_dirty.insert(key.to_string());
+        Ok(())
+    }
+
+    fn take_pending(&mut self, sid: &str, key: &str) -> Result<Option<PendingRow>, StoreError> {
+        let held = self.pending(key)?.filter(|h| h.user_sid == sid);
+        if held.is_some() {
+            self.pending.insert(key.to_string(), None);
+            self.pending_dirty.insert(key.to_string());
+        }
+        Ok(held)
+    }
+
+    fn held_keys(&mut self, sid: &str) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .txn
+            .query(
+                &format!(
+                    "SELECT {PENDING_COLUMNS}, EXISTS (SELECT 1 FROM rejected r WHERE \
+                     r.rejected_id = p.rejected_id) FROM pending p WHERE user_sid = $1"
+                ),
+                &[&sid],
+            )
+            .map_err(db_err)?;
+        for row in rows {
+            let (key, held) = pending_of(&row);
+            self.rejected_exists.insert(held.rejected_id, row.get(10));
+            self.pending.entry(key).or_insert(Some(held));
+        }
+        let mut keys: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, h)| h.as_ref().is_some_and(|h| h.user_sid == sid))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    fn held_users(&mut self) -> Result<Vec<String>, StoreError> {
+        let rows = self
+            .txn
+            .query("SELECT DISTINCT user_sid FROM pending", &[])
+            .map_err(db_err)?;
+        let mut sids: BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
+        for held in self.pending.values().flatten() {
+            sids.insert(held.user_sid.clone());
+        }
+        // A user whose every held record this transaction took may remain; the
+        // caller's `held_keys` then finds nothing for it.
+        Ok(sids.into_iter().collect())
+    }
+
+    fn put_rejected(&mut self, id: u64, row: &RejectedRow) -> Result<(), StoreError> {
+        self.rejected.insert(id, Some(row.clone()));
+        Ok(())
+    }
+
+    fn remove_rejected(&mut self, id: u64) -> Result<bool, StoreError> {
+        let existed = match self.rejected.get(&id) {
+            Some(row) => row.is_some(),
+            None => match self.rejected_exists.get(&id) {
+                Some(&exists) => exists,
+                None => self
+                    .txn
+                    .query_opt(
+                        "SELECT 1 FROM rejected WHERE rejected_id = $1",
+                        &[&to_db(id)],
+                    )
+                    .map_err(db_err)?
+                    .is_some(),
+            },
+        };
+        self.rejected.insert(id, None);
+        self.rejected_exists.insert(id, false);
+        Ok(existed)
+    }
+
+    fn put_rejected_count(&mut self, id: u64, records: u64) -> Result<(), StoreError> {
+        self.record_counts.insert(id, records);
+        Ok(())
+    }
+
+    fn has_fingerprint(&mut self, fingerprint: &str) -> Result<bool, StoreError> {
+        Ok(self.fingerprint(fingerprint)?.is_some())
+    }
+
+    fn put_fingerprint(&mut self, fingerprint: &str, id: u64) -> Result<(), StoreError> {
+        self.fingerprints.insert(fingerprint.to_string(), Some(id));
+        self.fingerprints_dirty.insert(fingerprint.to_string());
+        Ok(())
+    }
+
+    fn take_fingerprint(&mut self, fingerprint: &str) -> Result<Option<u64>, StoreError> {
+        let id = self.fingerprint(fingerprint)?;
+        if id.is_some() {
+            self.fingerprints.insert(fingerprint.to_string(), None);
+            self.fingerprints_dirty.insert(fingerprint.to_string());
+        }
+        Ok(id)
+    }
+
+    fn tally(
+        &mut self,
+        node: &str,
+        path: &str,
+        blob: &str,
+    ) -> Result<Option<TallyRow>, StoreError> {
+        let key = (node.to_string(), path.to_string(), blob.to_string());
+        if let Some(t) = self.tallies.get(&key) {
+            return Ok(t.clone());
+        }
+        let row = self
+            .txn
+            .query_opt(
+                &format!(
+                    "SELECT {TALLY_COLUMNS} FROM file_tallies WHERE node_name = $1 AND \
+                     file_path = $2 AND blob_id = $3"
+                ),
+                &[&node, &path, &blob],
+            )
+            .map_err(db_err)?;
+        let tally = row.map(|r| tally_of(&r)).transpose()?.map(|(_, t)| t);
+        self.tallies.insert(key, tally.clone());
+        Ok(tally)
+    }
+
+    fn put_tally(
+        &mut self,
+        node: &str,
+        path: &str,
+        blob: &str,
+        row: &TallyRow,
+    ) -> Result<(), StoreError> {
+        let key = (node.to_string(), path.to_string(), blob.to_string());
+        self.tallies.insert(key.clone(), Some(row.clone()));
+        self.tallies_dirty.insert(key);
+        Ok(())
+    }
+
+    fn node(&mut self, name: &str) -> Result<Option<NodeRow>, StoreError> {
+        if let Some(n) = self.nodes.get(name) {
+            return Ok(n.clone());
+        }
+        let row = self
+            .txn
+            .query_opt(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE node_name = $1"),
+                &[&name],
+            )
+            .map_err(db_err)?;
+        let node = row.map(|r| node_of(&r)).transpose()?.map(|(_, n)| n);
+        self.nodes.insert(name.to_string(), node.clone());
+        Ok(node)
+    }
+
+    fn put_node(&mut self, name: &str, row: &NodeRow) -> Result<(), StoreError> {
+        self.nodes.insert(name.to_string(), Some(row.clone()));
+        self.nodes_dirty.insert(name.to_string());
+        Ok(())
+    }
+
+    fn put_consumed_file(&mut self, node: &str, path: &str, blob: &str) -> Result<(), StoreError> {
+        self.files
+            .insert((node.to_string(), path.to_string()), blob.to_string());
+        Ok(())
+    }
+
+    fn payment(&mut self, payment_id: &str) -> Result<Option<PaymentRow>, StoreError> {
+        if let Some(p) = self.payments.get(payment_id) {
+            return Ok(p.clone());
+        }
+        let row = self
+            .txn
+            .query_opt(
+                &format!("SELECT {PAYMENT_COLUMNS} FROM payments WHERE payment_id = $1"),
+                &[&payment_id],
+            )
+            .map_err(db_err)?;
+        let payment = row.map(|r| payment_of(&r).1);
+        self.payments
+            .insert(payment_id.to_string(), payment.clone());
+        Ok(payment)
+    }
+
+    fn put_payment(&mut self, payment_id: &str, row: &PaymentRow) -> Result<(), StoreError> {
+        self.payments
+            .insert(payment_id.to_string(), Some(row.clone()));
+        self.new_payments.push(payment_id.to_string());
+        Ok(())
+    }
+}
+
+impl PgRows<'_, '_> {
+    fn fingerprint(&mut self, fingerprint: &str) -> Result<Option<u64>, StoreError> {
+        if let Some(id) = self.fingerprints.get(fingerprint) {
+            return Ok(*id);
+        }
+        let id = self
+            .txn
+            .query_opt(
+                "SELECT rejected_id FROM rejected_fingerprints WHERE fingerprint = $1",
+                &[&fingerprint.as_bytes()],
+            )
+            .map_err(db_err)?
+            .map(|r| from_db(r.get(0)));
+        self.fingerprints.insert(fingerprint.to_string(), id);
+        Ok(id)
+    }
+}

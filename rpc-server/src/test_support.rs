@@ -1,0 +1,73 @@
+//! Test support shared by the unit and the integration tests: a fresh
+//! PostgreSQL database per test, in the throwaway cluster that
+//! `scripts/with-postgres.sh` starts. Not used by the server itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::store::{Store, StoreOptions};
+
+/// The variable `scripts/with-postgres.sh` sets.
+pub const PG_URL_VAR: &str = "BILLING_TEST_PG_URL";
+
+/// A database of its own for one test; dropped with it.
+pub struct PgTestDb {
+    admin: String,
+    name: String,
+    /// The URL of the test's database.
+    pub url: String,
+}
+
+/// The throwaway cluster's URL. Panics, saying how to get one, when there is
+/// none: a test that needs PostgreSQL never passes without it.
+pub fn pg_admin_url() -> String {
+    std::env::var(PG_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{PG_URL_VAR} is not set: this test needs PostgreSQL. Run the tests through \
+             scripts/test.sh, or as `scripts/with-postgres.sh cargo test …`, which starts a \
+             throwaway PostgreSQL (installing the Debian package postgresql when missing)"
+        )
+    })
+}
+
+impl PgTestDb {
+    /// Creates an empty database in the test cluster.
+    pub fn create() -> PgTestDb {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let admin = pg_admin_url();
+        let name = format!(
+            "t_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+            .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {admin}: {e}"));
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        let url = format!("{base}/{name}");
+        PgTestDb { admin, name, url }
+    }
+
+    /// A store on this database.
+    pub fn store(&self) -> Store {
+        self.store_with(StoreOptions::default())
+    }
+
+    pub fn store_with(&self, options: StoreOptions) -> Store {
+        Store::connect(&self.url, None, options)
+            .unwrap_or_else(|e| panic!("cannot open the ledger in {}: {e}", self.url))
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
