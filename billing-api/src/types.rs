@@ -214,6 +214,13 @@ pub enum Health {
 pub struct AggregatorState {
     pub health: Health,
     pub last_run: Option<AggregateSummary>,
+    /// The server that ran the last pass: `--replica-name`, or HOSTNAME:PID.
+    /// Several servers share a PostgreSQL ledger; one at a time runs a pass.
+    #[serde(default)]
+    pub last_run_replica: Option<String>,
+    /// The server that answered.
+    #[serde(default)]
+    pub replica: String,
     pub nodes: Vec<NodeState>,
 }
 

@@ -72,16 +72,13 @@ async fn main() -> anyhow::Result<()> {
             repo,
             runs,
         } => {
-            let aggregator: Aggregator = open_aggregator(&LedgerSettings {
+            let aggregator: Aggregator = open_aggregator(&LedgerSettings::new(
                 data_dir,
-                source: SourceSpec::Git {
+                SourceSpec::Git {
                     repo,
                     branch: "main".into(),
                 },
-                max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
-                decode_limits: billing_api::otoml::DecodeLimits::default(),
-                store: Default::default(),
-            })?;
+            ))?;
             let first = aggregator
                 .run_pass()
                 .await

@@ -71,6 +71,17 @@ struct Inner {
     /// Held for the whole pass; remembers the last pass and when it started.
     gate: Mutex<Option<(Instant, PassOutcome)>>,
     runs: broadcast::Sender<AggregateSummary>,
+    /// This server's name among the replicas sharing a ledger.
+    replica: std::sync::RwLock<String>,
+}
+
+/// Ends the store's pass (releases the pass lock) however the pass ends.
+struct PassLock(Store);
+
+impl Drop for PassLock {
+    fn drop(&mut self) {
+        self.0.end_pass();
+    }
 }
 
 impl Aggregator {
@@ -95,6 +106,7 @@ impl Aggregator {
                 read_budget: Arc::new(Semaphore::new(READ_BUDGET_BYTES as usize)),
                 gate: Mutex::new(None),
                 runs,
+                replica: std::sync::RwLock::new(crate::config::default_replica_name()),
             }),
         }
     }
@@ -107,6 +119,24 @@ impl Aggregator {
         &self.inner.source
     }
 
+    /// Names this server in `aggregator_state` and in the passes it records.
+    pub fn set_replica_name(&self, name: &str) {
+        *self
+            .inner
+            .replica
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
+        self.inner.store.set_replica_name(name);
+    }
+
+    pub fn replica_name(&self) -> String {
+        self.inner
+            .replica
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Summaries of finished passes, as they finish.
     pub fn subscribe(&self) -> broadcast::Receiver<AggregateSummary> {
         self.inner.runs.subscribe()
@@ -117,6 +147,7 @@ impl Aggregator {
     /// callers queued behind a running pass share the next one.
     pub async fn run_pass(&self) -> PassOutcome {
         let arrived = Instant::now();
+        let arrived_ms = now_ms();
         let mut last = self.inner.gate.lock().await;
         if let Some((started, outcome)) = last.as_ref()
             && *started > arrived
@@ -124,7 +155,11 @@ impl Aggregator {
             return outcome.clone();
         }
         let started = Instant::now();
-        let outcome = self.pass().await.map_err(Arc::new);
+        let outcome = match self.lock_pass(arrived_ms).await {
+            Ok((_lock, Some(shared))) => Ok(shared),
+            Ok((_lock, None)) => self.pass().await.map_err(Arc::new),
+            Err(failed) => Err(Arc::new(failed)),
+        };
         *last = Some((started, outcome.clone()));
         drop(last);
         let summary = match &outcome {
@@ -133,6 +168,47 @@ impl Aggregator {
         };
         let _ = self.inner.runs.send(summary.clone());
         outcome
+    }
+
+    /// Takes the store's pass lock, waiting while another server (a replica
+    /// on the same PostgreSQL ledger) runs a pass. When that pass started
+    /// after this call arrived, its summary answers the call too.
+    async fn lock_pass(
+        &self,
+        arrived_ms: u64,
+    ) -> Result<(PassLock, Option<AggregateSummary>), PassFailed> {
+        let store = &self.inner.store;
+        let failed = |message: String| {
+            let now = millis_to_rfc3339(now_ms());
+            PassFailed {
+                summary: Box::new(AggregateSummary {
+                    started_at: now.clone(),
+                    finished_at: now,
+                    errors: vec![NodeError {
+                        node_name: None,
+                        message: message.clone(),
+                    }],
+                    ..AggregateSummary::default()
+                }),
+                message,
+            }
+        };
+        with_store(store, |s| s.begin_pass())
+            .await
+            .map_err(|e| failed(format!("cannot start a pass: {e}")))?;
+        let lock = PassLock(store.clone());
+        let me = self.replica_name();
+        let last = with_store(store, |s| Ok((s.last_run_replica()?, s.last_run()?))).await;
+        if let Ok((Some(replica), Some(run))) = last
+            && replica != me
+            && humantime::parse_rfc3339(&run.started_at).is_ok_and(|t| {
+                t >= std::time::UNIX_EPOCH + std::time::Duration::from_millis(arrived_ms)
+            })
+        {
+            info!(run_id = run.run_id, %replica, "sharing the pass another replica just ran");
+            return Ok((lock, Some(run)));
+        }
+        Ok((lock, None))
     }
 
     async fn pass(&self) -> Result<AggregateSummary, PassFailed> {

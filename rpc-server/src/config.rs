@@ -15,6 +15,9 @@ use serde::Deserialize;
 use crate::rpc::AdminSecret;
 use crate::store::{DEFAULT_KEEP_RUNS, StoreOptions};
 
+mod ledger;
+pub use ledger::LedgerLocation;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_DEMO_DATA_DIR: &str = "./demo-data";
@@ -100,6 +103,8 @@ pub struct SourceArgs {
     /// Directory of the ledger (ledger.redb) and of mirrored repos [default: ./data].
     #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
     /// Billing repo: a local path (bare or working repo) or a git URL (file://, http(s)://), mirrored into the data dir.
     #[arg(
         long,
@@ -137,6 +142,29 @@ pub struct SourceArgs {
     pub init: bool,
 }
 
+/// Where the ledger lives, when not in the data dir.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LedgerArgs {
+    /// Keep the ledger in PostgreSQL instead of the data dir's redb file:
+    /// postgres://USER@HOST:PORT/DATABASE. Several servers may share one database.
+    #[arg(long, env = "BILLING_LEDGER_URL", value_name = "URL")]
+    pub ledger_url: Option<String>,
+    /// File holding the PostgreSQL password, when the URL has none (else PGPASSWORD is used).
+    #[arg(long, env = "BILLING_LEDGER_PASSWORD_FILE", value_name = "FILE")]
+    pub ledger_password_file: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    /// The ledger's location, with the config file's keys under the flags.
+    pub fn resolve(&self, data_dir: &Path, file: &ConfigFile) -> anyhow::Result<LedgerLocation> {
+        LedgerLocation::resolve(
+            data_dir,
+            pick(&self.ledger_url, &file.ledger_url),
+            pick(&self.ledger_password_file, &file.ledger_password_file),
+        )
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -150,6 +178,9 @@ pub struct ServeArgs {
     /// File holding the admin secret (at least 16 bytes), or set BILLING_ADMIN_SECRET to the secret itself.
     #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
     pub admin_secret_file: Option<PathBuf>,
+    /// Name of this server in aggregator_state (which replica ran the last pass) [default: HOSTNAME:PID].
+    #[arg(long, env = "BILLING_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -166,12 +197,14 @@ pub struct AggregateArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// TOML config file (only its data_dir is used).
+    /// TOML config file (only its data_dir and ledger keys are used).
     #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Directory of the ledger (ledger.redb) [default: ./data].
     #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -181,15 +214,15 @@ pub struct VerifyArgs {
 }
 
 impl VerifyArgs {
-    /// Path of the ledger file to check.
-    pub fn ledger_path(&self) -> anyhow::Result<PathBuf> {
+    /// The ledger to check.
+    pub fn ledger(&self) -> anyhow::Result<LedgerLocation> {
         let file = match &self.config {
             Some(path) => ConfigFile::load(path)?,
             None => ConfigFile::default(),
         };
         let data_dir =
             pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        Ok(data_dir.join(LEDGER_FILE))
+        self.ledger.resolve(&data_dir, &file)
     }
 }
 
@@ -233,6 +266,9 @@ pub struct DemoArgs {
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     pub data_dir: Option<PathBuf>,
+    pub ledger_url: Option<String>,
+    pub ledger_password_file: Option<PathBuf>,
+    pub replica_name: Option<String>,
     pub repo: Option<String>,
     pub forge_url: Option<String>,
     pub forge_repo: Option<String>,
@@ -254,7 +290,7 @@ impl ConfigFile {
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| {
             format!(
-                "config file {} is not valid (keys: data_dir, repo, forge_url, forge_repo, forge_token_file, \
+                "config file {} is not valid (keys: data_dir, ledger_url, ledger_password_file, replica_name, repo, forge_url, forge_repo, forge_token_file, \
                  branch, max_file_bytes, max_records_per_file, max_record_cents, listen, interval, \
                  admin_secret_file, log_format, keep_runs)",
                 path.display()
@@ -294,6 +330,8 @@ impl std::fmt::Debug for SourceSpec {
 #[derive(Debug, Clone)]
 pub struct LedgerSettings {
     pub data_dir: PathBuf,
+    /// The redb file in the data dir, or a PostgreSQL database.
+    pub ledger: LedgerLocation,
     pub source: SourceSpec,
     pub max_file_bytes: u64,
     /// Per-file record limit and per-record cost ceiling.
@@ -303,6 +341,18 @@ pub struct LedgerSettings {
 }
 
 impl LedgerSettings {
+    /// The defaults: the ledger in the data dir, the default limits.
+    pub fn new(data_dir: PathBuf, source: SourceSpec) -> LedgerSettings {
+        LedgerSettings {
+            ledger: LedgerLocation::Redb(data_dir.join(LEDGER_FILE)),
+            data_dir,
+            source,
+            max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
+            decode_limits: billing_api::otoml::DecodeLimits::default(),
+            store: StoreOptions::default(),
+        }
+    }
+
     pub fn ledger_path(&self) -> PathBuf {
         self.data_dir.join(LEDGER_FILE)
     }
@@ -316,6 +366,8 @@ impl LedgerSettings {
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub ledger: LedgerSettings,
+    /// This server's name in `aggregator_state`.
+    pub replica_name: String,
     pub listen: SocketAddr,
     /// `None` disables the scheduler.
     pub interval: Option<Duration>,
@@ -385,6 +437,7 @@ impl SourceArgs {
         };
         Ok((
             LedgerSettings {
+                ledger: self.ledger.resolve(&data_dir, &file)?,
                 data_dir,
                 source,
                 max_file_bytes,
@@ -405,13 +458,27 @@ impl ServeArgs {
         })?;
         let interval = pick(&self.interval, &file.interval).unwrap_or(DEFAULT_INTERVAL_SECS);
         let secret = admin_secret(pick(&self.admin_secret_file, &file.admin_secret_file))?;
+        let replica_name =
+            pick(&self.replica_name, &file.replica_name).unwrap_or_else(default_replica_name);
         Ok(ServeSettings {
             ledger,
+            replica_name,
             listen,
             interval: (interval > 0).then(|| Duration::from_secs(interval)),
             secret,
         })
     }
+}
+
+/// `HOSTNAME:PID`, which names a replica uniquely while it runs.
+pub fn default_replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    format!("{host}:{}", std::process::id())
 }
 
 fn pick<T: Clone>(flag_or_env: &Option<T>, file: &Option<T>) -> Option<T> {

@@ -50,16 +50,13 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     }
     let secret_path = data_dir.join(SECRET_FILE);
     let secret = demo_secret(&secret_path)?;
-    let ledger = LedgerSettings {
-        data_dir: data_dir.clone(),
-        source: SourceSpec::Git {
+    let ledger = LedgerSettings::new(
+        data_dir.clone(),
+        SourceSpec::Git {
             repo: repo.display().to_string(),
             branch: "main".into(),
         },
-        max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
-        decode_limits: billing_api::otoml::DecodeLimits::default(),
-        store: Default::default(),
-    };
+    );
     {
         let store = crate::server::open_store(&ledger)?;
         seed_users(&store)?;
@@ -72,6 +69,7 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
     })?;
     let settings = ServeSettings {
         ledger,
+        replica_name: crate::config::default_replica_name(),
         listen,
         interval: Some(Duration::from_secs(crate::config::DEFAULT_INTERVAL_SECS)),
         secret,

@@ -69,7 +69,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => demo::run(args, server::shutdown_signal()).await?,
         Command::Verify(args) => {
-            let (report, repaired) = server::verify(&args.ledger_path()?, args.repair)?;
+            let (report, repaired) = server::verify(&args.ledger()?, args.repair)?;
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["repaired_counters"] = serde_json::to_value(repaired)?;

@@ -9,7 +9,7 @@ use billing_api::AggregateSummary;
 use tracing::{info, warn};
 
 use crate::aggregate::Aggregator;
-use crate::config::{LedgerSettings, ServeSettings, SourceSpec};
+use crate::config::{LedgerLocation, LedgerSettings, ServeSettings, SourceSpec};
 use crate::source::{Source, git::GitSource};
 use crate::store::{Depth, LedgerCounts, Store, StoreOptions, VerifyReport};
 
@@ -34,11 +34,11 @@ pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
     }
 }
 
-/// Opens (creating if needed) the ledger in the data dir.
+/// Opens (creating if needed) the ledger: in the data dir, or in PostgreSQL.
 pub fn open_store(settings: &LedgerSettings) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("cannot create the data dir {}", settings.data_dir.display()))?;
-    Ok(Store::open_with(&settings.ledger_path(), settings.store)?)
+    settings.ledger.open(settings.store)
 }
 
 /// Opens the ledger and the source and builds the aggregator.
@@ -70,6 +70,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let aggregator = open_aggregator(&settings.ledger)?;
+    aggregator.set_replica_name(&settings.replica_name);
     let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
         format!(
             "cannot listen on {}; is another server running there? pick another --listen address",
@@ -78,7 +79,7 @@ pub async fn serve(
     })?;
     let (addr, handle) =
         crate::rpc::start(listener, aggregator.clone(), settings.secret.clone()).await?;
-    info!(%addr, source = ?settings.ledger.source, data_dir = %settings.ledger.data_dir.display(), "serving JSON-RPC");
+    info!(%addr, source = ?settings.ledger.source, ledger = ?settings.ledger.ledger, replica = %settings.replica_name, "serving JSON-RPC");
     on_listening(addr);
 
     // The first pass and the scheduler run beside the API; a failing repo does not stop serving.
@@ -106,24 +107,25 @@ pub async fn serve(
     Ok(())
 }
 
-/// `rpc-server verify`: the full check of the ledger at `path`, after
-/// rewriting the counters from the rows if `repair`. Returns the report and
-/// the counters written by the repair.
+/// `rpc-server verify`: the full check of the ledger, after rewriting the
+/// counters from the rows if `repair`. Returns the report and the counters
+/// written by the repair.
 pub fn verify(
-    path: &std::path::Path,
+    ledger: &LedgerLocation,
     repair: bool,
 ) -> anyhow::Result<(VerifyReport, Option<LedgerCounts>)> {
-    if !path.exists() {
+    if !ledger.exists() {
         anyhow::bail!(
-            "there is no ledger at {}; pass the data dir of the aggregator with --data-dir",
-            path.display()
+            "there is no ledger at {}; pass the data dir of the aggregator with --data-dir \
+             (or its database with --ledger-url)",
+            ledger.describe()
         );
     }
     let options = StoreOptions {
         check: false,
         ..StoreOptions::default()
     };
-    let store = Store::open_with(path, options)?;
+    let store = ledger.open(options)?;
     let repaired = if repair {
         Some(store.repair_counters()?)
     } else {

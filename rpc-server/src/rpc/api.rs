@@ -128,12 +128,20 @@ impl BillingApiServer for BillingRpc {
     }
 
     async fn aggregator_state(&self) -> RpcResult<AggregatorState> {
-        self.read(|s| {
+        let me = self.aggregator.replica_name();
+        self.read(move |s| {
             let last_run = s.last_run()?;
             let nodes = s.nodes()?.iter().map(|n| n.to_api()).collect();
+            // On redb only this server can have run a pass.
+            let last_run_replica = match s.last_run_replica()? {
+                Some(replica) => Some(replica),
+                None => last_run.as_ref().map(|_| me.clone()),
+            };
             Ok(AggregatorState {
                 health: overall_health(s, last_run.as_ref()),
                 last_run,
+                last_run_replica,
+                replica: me,
                 nodes,
             })
         })

@@ -57,6 +57,39 @@ impl Store {
         RedbStore::in_memory().map(Store::Redb)
     }
 
+    /// Waits until no other server runs a pass on this ledger, and keeps
+    /// others from starting one until [`Store::end_pass`]. On redb the file
+    /// lock already keeps every other process out.
+    pub fn begin_pass(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Redb(_) => Ok(()),
+            Store::Postgres(s) => s.begin_pass(),
+        }
+    }
+
+    pub fn end_pass(&self) {
+        match self {
+            Store::Redb(_) => {}
+            Store::Postgres(s) => s.end_pass(),
+        }
+    }
+
+    /// Names this server in the passes it records (PostgreSQL: several
+    /// servers share the ledger).
+    pub fn set_replica_name(&self, name: &str) {
+        if let Store::Postgres(s) = self {
+            s.set_replica_name(name);
+        }
+    }
+
+    /// The server that recorded the last pass, where several may; `None` on redb.
+    pub fn last_run_replica(&self) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Redb(_) => Ok(None),
+            Store::Postgres(s) => s.last_run_replica(),
+        }
+    }
+
     /// The backend's name, for logs and `GET /health`.
     pub fn backend(&self) -> &'static str {
         match self {

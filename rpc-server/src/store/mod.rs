@@ -48,7 +48,7 @@ pub use billing_api::otoml::{InvalidRecord, UsageRecord};
 pub use billing_api::{AggregateSummary, ConsumedRecord, Page, Payment, RejectedItem, UserBilling};
 pub use format::LEDGER_FORMAT;
 pub use nodes::NodeRecord;
-pub use postgres::{PgStore, SCHEMA_VERSION};
+pub use postgres::{PgStore, SCHEMA_VERSION, describe as postgres_describe};
 pub use redb_store::RedbStore;
 
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};

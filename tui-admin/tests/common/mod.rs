@@ -102,6 +102,8 @@ pub fn state() -> AggregatorState {
     AggregatorState {
         health: Health::Degraded,
         last_run: Some(run(48, 1_234, true)),
+        last_run_replica: Some("billing-a:4242".into()),
+        replica: "billing-a:4242".into(),
         nodes: vec![
             NodeState {
                 node_name: "node-a".into(),
@@ -305,6 +307,8 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
             Command::State => Data::State(Ok(AggregatorState {
                 health: Health::Idle,
                 last_run: None,
+                last_run_replica: None,
+                replica: "test".into(),
                 nodes: vec![],
             })),
             Command::Runs => Data::Runs(Ok(vec![])),

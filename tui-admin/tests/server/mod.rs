@@ -25,16 +25,14 @@ impl RunningServer {
     pub async fn start(repo: String, data: PathBuf, secret: &str) -> RunningServer {
         std::fs::create_dir_all(&data).unwrap();
         let settings = ServeSettings {
-            ledger: LedgerSettings {
-                data_dir: data,
-                source: SourceSpec::Git {
+            ledger: LedgerSettings::new(
+                data,
+                SourceSpec::Git {
                     repo,
                     branch: "main".into(),
                 },
-                max_file_bytes: billing_api::otoml::DEFAULT_MAX_FILE_BYTES,
-                decode_limits: billing_api::otoml::DecodeLimits::default(),
-                store: Default::default(),
-            },
+            ),
+            replica_name: "test".into(),
             listen: "127.0.0.1:0".parse().unwrap(),
             interval: None,
             secret: AdminSecret::new(secret, "test").unwrap(),

@@ -46,6 +46,12 @@ pub struct PgStore {
 
 struct Shared {
     pool: Pool,
+    /// For the pass connection, which is not pooled (see `begin_pass`).
+    config: postgres::Config,
+    /// The connection of the running pass, holding the pass lock.
+    pass: Mutex<Option<postgres::Client>>,
+    /// This server's name, recorded with the passes it runs.
+    replica: Mutex<String>,
     /// `postgres://user@host:port/database`, never with the password.
     location: String,
     keep_runs: u64,
@@ -124,10 +130,13 @@ impl PgStore {
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(PostgresConnectionManager::new(config, NoTls));
+            .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
         let store = PgStore {
             shared: Arc::new(Shared {
                 pool,
+                config,
+                pass: Mutex::new(None),
+                replica: Mutex::new(crate::config::default_replica_name()),
                 location,
                 keep_runs: options.keep_runs.max(1),
                 writes_refused: Mutex::new(None),
@@ -166,19 +175,71 @@ impl PgStore {
         op: &str,
         f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        if let Some(reason) = lock(&self.shared.writes_refused).as_ref() {
-            return Err(StoreError::WritesRefused(format!("cannot {op}: {reason}")));
-        }
+        self.check_writable(op)?;
         let mut conn = self.conn(op)?;
-        let result = (|| {
-            let mut txn = conn.transaction().map_err(db_err)?;
-            let value = f(&mut txn)?;
-            txn.commit().map_err(db_err)?;
-            Ok(value)
-        })()
-        .map_err(|e| self.context(op, e));
+        let result = transact(&mut conn, f).map_err(|e| self.context(op, e));
         self.note(&result);
         result
+    }
+
+    /// A write of the aggregation pass: on the pass's own connection, which
+    /// holds the pass lock, so that losing that connection fails the pass
+    /// instead of letting it go on unlocked. Outside a pass, like `write`.
+    fn write_pass<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut slot = lock(&self.shared.pass);
+        let Some(client) = slot.as_mut() else {
+            drop(slot);
+            return self.write(op, f);
+        };
+        self.check_writable(op)?;
+        let result = transact(client, f).map_err(|e| self.context(op, e));
+        self.note(&result);
+        result
+    }
+
+    fn check_writable(&self, op: &str) -> Result<(), StoreError> {
+        match lock(&self.shared.writes_refused).as_ref() {
+            Some(reason) => Err(StoreError::WritesRefused(format!("cannot {op}: {reason}"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the pass lock, a session advisory lock held by one replica
+    /// at a time on a connection of its own for the whole pass: if the
+    /// replica dies or loses that connection, the server drops the lock and
+    /// any open transaction with it, and another replica's pass can start.
+    pub fn begin_pass(&self) -> Result<(), StoreError> {
+        let location = &self.shared.location;
+        let mut client = self.shared.config.connect(NoTls).map_err(|e| {
+            StoreError::Io(format!(
+                "cannot open the pass connection to the ledger database {location}: {}; \
+                 check that PostgreSQL is up and reachable",
+                billing_api::text::error_chain(&e)
+            ))
+        })?;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&PASS_LOCK])
+            .map_err(|e| self.context("take the pass lock", db_err(e)))?;
+        if let Some(old) = lock(&self.shared.pass).replace(client) {
+            close(old);
+        }
+        Ok(())
+    }
+
+    /// Ends the pass: closing its connection releases the pass lock.
+    pub fn end_pass(&self) {
+        if let Some(client) = lock(&self.shared.pass).take() {
+            close(client);
+        }
+    }
+
+    /// Names this server in the passes it records.
+    pub fn set_replica_name(&self, name: &str) {
+        *lock(&self.shared.replica) = name.to_string();
     }
 
     /// Runs `f` in one read-only snapshot.
@@ -285,6 +346,28 @@ impl PgStore {
         }
         Ok(())
     }
+}
+
+/// Key of the pass lock ("billing-pass" in ASCII, shortened).
+const PASS_LOCK: i64 = 0x6269_6c6c_7061_7373;
+
+/// Runs `f` in a transaction on `client`: commit on `Ok`, roll back on `Err`.
+fn transact<T>(
+    client: &mut postgres::Client,
+    f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut txn = client.transaction().map_err(db_err)?;
+    let value = f(&mut txn)?;
+    txn.commit().map_err(db_err)?;
+    Ok(value)
+}
+
+/// Closes a connection on a thread of its own: the synchronous client must
+/// not be dropped on an async runtime's thread.
+fn close(client: postgres::Client) {
+    let _ = std::thread::Builder::new()
+        .name("ledger-close".into())
+        .spawn(move || drop(client));
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

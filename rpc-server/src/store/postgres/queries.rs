@@ -462,6 +462,16 @@ impl PgStore {
         })
     }
 
+    /// The replica that recorded the last pass.
+    pub fn last_run_replica(&self) -> Result<Option<String>, StoreError> {
+        self.read("read the last run", |txn| {
+            let row = txn
+                .query_opt("SELECT replica FROM runs ORDER BY run_id DESC LIMIT 1", &[])
+                .map_err(db_err)?;
+            Ok(row.and_then(|r| r.get(0)))
+        })
+    }
+
     /// Aggregation runs, newest first.
     pub fn list_runs(
         &self,

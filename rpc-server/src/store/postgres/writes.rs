@@ -22,7 +22,7 @@ impl PgStore {
             "apply usage of node `{}` at commit {}",
             chunk.node_name, chunk.head_commit
         );
-        self.write(&op, |txn| {
+        self.write_pass(&op, |txn| {
             let mut rows = PgRows::new(txn);
             rows.prefetch(&chunk.node_name, &chunk.items)?;
             let ledger = Ledger::open(&mut rows, now_ms)?;
@@ -34,7 +34,7 @@ impl PgStore {
 
     /// Applies every held record whose user now exists.
     pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
-        self.write("apply held records", |txn| {
+        self.write_pass("apply held records", |txn| {
             let mut rows = PgRows::new(txn);
             let mut ledger = Ledger::open(&mut rows, now_ms)?;
             if ledger.meta.counts.pending_records == 0 {
@@ -111,7 +111,7 @@ impl PgStore {
 
     /// Records that a pass failed on this node; its consumed position is kept.
     pub fn node_failed(&self, node_name: &str, error: &str, now_ms: u64) -> Result<(), StoreError> {
-        self.write(
+        self.write_pass(
             &format!("record the failure of node `{node_name}`"),
             |txn| {
                 let mut rows = PgRows::new(txn);
@@ -141,7 +141,8 @@ impl PgStore {
             .map(|(s, h)| (s, h.as_deref()))
             .chain(std::iter::once((summary, clean_head)))
             .collect();
-        let result = self.write("record an aggregation run", |txn| {
+        let replica = super::lock(&self.shared.replica).clone();
+        let result = self.write_pass("record an aggregation run", |txn| {
             let mut meta = read_meta(txn, true)?;
             let totals: serde_json::Value = txn
                 .query_one("SELECT run_totals FROM ledger_meta WHERE id = 1", &[])
@@ -158,8 +159,8 @@ impl PgStore {
                 let row = serde_json::to_value(RunRow::from_api(&stored))
                     .map_err(|e| StoreError::Storage(format!("cannot encode a run: {e}")))?;
                 txn.execute(
-                    "INSERT INTO runs (run_id, summary) VALUES ($1, $2)",
-                    &[&to_db(meta.run_seq), &row],
+                    "INSERT INTO runs (run_id, summary, replica) VALUES ($1, $2, $3)",
+                    &[&to_db(meta.run_seq), &row, &replica],
                 )
                 .map_err(db_err)?;
                 totals.add(&stored);

@@ -139,8 +139,9 @@ CREATE TABLE consumed_files (
     PRIMARY KEY (node_name, file_path)
 );
 
--- codec::RunRow as JSON.
+-- codec::RunRow as JSON, and the replica that ran the pass.
 CREATE TABLE runs (
     run_id  bigint PRIMARY KEY,
-    summary jsonb NOT NULL
+    summary jsonb NOT NULL,
+    replica text
 );
