@@ -69,7 +69,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => demo::run(args, server::shutdown_signal()).await?,
         Command::Verify(args) => {
-            let (report, repaired) = server::verify(&args.ledger()?, args.repair)?;
+            let (ledger, repair) = (args.ledger()?, args.repair);
+            // The ledger client blocks: off the async runtime's threads.
+            let (report, repaired) =
+                tokio::task::spawn_blocking(move || server::verify(&ledger, repair)).await??;
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["repaired_counters"] = serde_json::to_value(repaired)?;

@@ -53,9 +53,19 @@ pub fn open_aggregator(settings: &LedgerSettings) -> anyhow::Result<Aggregator> 
     ))
 }
 
+/// [`open_aggregator`] on a blocking thread: opening the ledger and the repo
+/// does blocking I/O (a PostgreSQL ledger's client must not run on the async
+/// runtime's threads at all).
+pub async fn open_aggregator_async(settings: &LedgerSettings) -> anyhow::Result<Aggregator> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || open_aggregator(&settings))
+        .await
+        .context("opening the ledger and the repo stopped unexpectedly")?
+}
+
 /// One pass without a server (`rpc-server aggregate --once`).
 pub async fn aggregate_once(settings: &LedgerSettings) -> anyhow::Result<AggregateSummary> {
-    let aggregator = open_aggregator(settings)?;
+    let aggregator = open_aggregator_async(settings).await?;
     aggregator
         .run_pass()
         .await
@@ -69,7 +79,7 @@ pub async fn serve(
     on_listening: impl FnOnce(SocketAddr),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let aggregator = open_aggregator(&settings.ledger)?;
+    let aggregator = open_aggregator_async(&settings.ledger).await?;
     aggregator.set_replica_name(&settings.replica_name);
     let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
         format!(

@@ -45,7 +45,8 @@ pub struct PgStore {
 }
 
 struct Shared {
-    pool: Pool,
+    /// `None` only while dropping (see `Drop`).
+    pool: Option<Pool>,
     /// For the pass connection, which is not pooled (see `begin_pass`).
     config: postgres::Config,
     /// The connection of the running pass, holding the pass lock.
@@ -63,6 +64,19 @@ struct Shared {
     deferred_runs: Mutex<Vec<(billing_api::AggregateSummary, Option<String>)>>,
     /// Payments waiting together commit together.
     payments: GroupCommit<NewPayment, billing_api::Payment>,
+}
+
+impl Drop for Shared {
+    /// The synchronous client runs a small runtime of its own per connection,
+    /// which must not be dropped on an async runtime's thread: the pool's
+    /// connections and the pass connection are closed on a thread of their own.
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        let pass = lock(&self.pass).take();
+        let _ = std::thread::Builder::new()
+            .name("ledger-close".into())
+            .spawn(move || drop((pool, pass)));
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -133,7 +147,7 @@ impl PgStore {
             .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
         let store = PgStore {
             shared: Arc::new(Shared {
-                pool,
+                pool: Some(pool),
                 config,
                 pass: Mutex::new(None),
                 replica: Mutex::new(crate::config::default_replica_name()),
@@ -157,7 +171,8 @@ impl PgStore {
 
     /// A pooled connection, within [`CONNECT_TIMEOUT`].
     fn conn(&self, op: &str) -> Result<Conn, StoreError> {
-        self.shared.pool.get().map_err(|e| {
+        let pool = self.shared.pool.as_ref().expect("set until dropped");
+        pool.get().map_err(|e| {
             let e = StoreError::Io(format!(
                 "cannot {op}: no connection to the ledger database {} within {}s ({e}); check \
                  that PostgreSQL is up and reachable, and GET /health",

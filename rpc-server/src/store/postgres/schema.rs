@@ -27,14 +27,24 @@ pub(super) fn migrate(client: &mut postgres::Client, location: &str) -> Result<(
     txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .map_err(db_err)
         .map_err(context)?;
-    txn.batch_execute(
-        "CREATE TABLE IF NOT EXISTS ledger_schema_version (
-             version    integer PRIMARY KEY,
-             applied_at timestamptz NOT NULL DEFAULT now()
-         )",
-    )
-    .map_err(db_err)
-    .map_err(context)?;
+    let exists: bool = txn
+        .query_one(
+            "SELECT to_regclass('ledger_schema_version') IS NOT NULL",
+            &[],
+        )
+        .map_err(db_err)
+        .map_err(context)?
+        .get(0);
+    if !exists {
+        txn.batch_execute(
+            "CREATE TABLE ledger_schema_version (
+                 version    integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .map_err(db_err)
+        .map_err(context)?;
+    }
     let current: i32 = txn
         .query_one(
             "SELECT coalesce(max(version), 0) FROM ledger_schema_version",
