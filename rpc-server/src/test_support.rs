@@ -40,14 +40,38 @@ impl PgTestDb {
             NEXT.fetch_add(1, Ordering::Relaxed),
             rand::random::<u32>()
         );
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-            .unwrap_or_else(|e| panic!("cannot connect to the test PostgreSQL at {admin}: {e}"));
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        on_thread(|| {
+            let mut client =
+                postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
+                    panic!("cannot connect to the test PostgreSQL at {admin}: {e}")
+                });
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        });
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");
         PgTestDb { admin, name, url }
+    }
+
+    /// Empties the ledger in this database (as a new one), for tests that
+    /// run many cases on one database.
+    pub fn reset(&self) {
+        on_thread(|| {
+            let mut client = postgres::Client::connect(&self.url, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.url));
+            client
+                .batch_execute(
+                    "TRUNCATE users, payments, consumed_sources, consumed, pending, rejected, \
+                     rejected_fingerprints, file_tallies, nodes, consumed_files, runs CASCADE; \
+                     UPDATE ledger_meta SET total_users = 0, total_balance_cents = 0, \
+                     overdrawn_users = 0, consumed_records = 0, pending_records = 0, \
+                     rejected_items = 0, consumed_seq = 0, payment_seq = 0, rejected_seq = 0, \
+                     run_seq = 0, user_seq = 0, group_seq = 0, source_seq = 0, \
+                     clean_head = NULL, run_totals = '{}'",
+                )
+                .unwrap_or_else(|e| panic!("cannot reset the ledger in {}: {e}", self.url));
+        })
     }
 
     /// A store on this database.
@@ -56,18 +80,32 @@ impl PgTestDb {
     }
 
     pub fn store_with(&self, options: StoreOptions) -> Store {
-        Store::connect(&self.url, None, options)
-            .unwrap_or_else(|e| panic!("cannot open the ledger in {}: {e}", self.url))
+        on_thread(|| {
+            Store::connect(&self.url, None, options)
+                .unwrap_or_else(|e| panic!("cannot open the ledger in {}: {e}", self.url))
+        })
     }
 }
 
 impl Drop for PgTestDb {
     fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        on_thread(|| {
+            if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
+                let _ = client.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ));
+            }
+        })
     }
+}
+
+/// Runs `f` on a thread of its own and returns its result: the PostgreSQL
+/// ledger's synchronous client must not run on an async runtime's thread, and
+/// async tests call the store through this.
+pub fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }

@@ -1,5 +1,6 @@
-//! Aggregation passes over real git repos and a real redb ledger: change
-//! detection, force-pushes, hostile input, and the exactly-once rules.
+//! Aggregation passes over real git repos and a real ledger, on each backend
+//! (redb, PostgreSQL): change detection, force-pushes, hostile input, and the
+//! exactly-once rules.
 
 mod common;
 
@@ -8,15 +9,15 @@ use billing_server::store::Store;
 use common::*;
 
 fn balance(store: &Store, sid: &str) -> i64 {
-    store.get_balance(sid).unwrap().credit_balance_cents
+    on_thread(|| store.get_balance(sid).unwrap().credit_balance_cents)
 }
 
 fn rejected(store: &Store) -> Vec<billing_api::RejectedItem> {
-    store.list_rejected(None, 1000).unwrap().items
+    on_thread(|| store.list_rejected(None, 1000).unwrap().items)
 }
 
-#[tokio::test]
-async fn rerun_is_a_noop_and_new_commits_apply_only_new_records() {
+async fn rerun_is_a_noop_and_new_commits_apply_only_new_records(backend: Backend) {
+    let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     repo.commit(
         &[
@@ -34,7 +35,7 @@ async fn rerun_is_a_noop_and_new_commits_apply_only_new_records() {
         "hour 1",
     );
     let data = tempfile::tempdir().unwrap();
-    let agg = aggregator(repo.path(), data.path());
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024);
     register(agg.store(), &["u-1", "u-2"]);
 
     let first = agg.run_pass().await.unwrap();
@@ -85,8 +86,8 @@ async fn rerun_is_a_noop_and_new_commits_apply_only_new_records() {
     assert_eq!(balance(agg.store(), "u-1"), -115);
 }
 
-#[tokio::test]
-async fn force_push_never_double_applies_or_loses_records() {
+async fn force_push_never_double_applies_or_loses_records(backend: Backend) {
+    let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     repo.commit(
         &[(
@@ -101,7 +102,7 @@ async fn force_push_never_double_applies_or_loses_records() {
         "h2",
     );
     let data = tempfile::tempdir().unwrap();
-    let agg = aggregator(repo.path(), data.path());
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024);
     register(agg.store(), &["u"]);
     assert_eq!(agg.run_pass().await.unwrap().records_applied, 3);
 
@@ -117,7 +118,10 @@ async fn force_push_never_double_applies_or_loses_records() {
     let after = agg.run_pass().await.unwrap();
     assert_eq!((after.records_applied, after.records_duplicate), (1, 1));
     assert_eq!(balance(agg.store(), "u"), -15);
-    assert_eq!(agg.store().overview_counts().unwrap().consumed_records, 4);
+    assert_eq!(
+        on_thread(|| agg.store().overview_counts().unwrap()).consumed_records,
+        4
+    );
 
     // Going back to an older head applies nothing and loses nothing.
     repo.git(&["reset", "-q", "--hard", &base]);
@@ -127,8 +131,8 @@ async fn force_push_never_double_applies_or_loses_records() {
     assert_eq!(balance(agg.store(), "u"), -15);
 }
 
-#[tokio::test]
-async fn hostile_input_is_rejected_clearly_and_changes_nothing_else() {
+async fn hostile_input_is_rejected_clearly_and_changes_nothing_else(backend: Backend) {
+    let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     let huge = format!(
         "[[records]]\nidempotency_key = \"big\"\nuser_sid = \"u\"\nnode_name = \"n\"\ncost_cents = 1\nresource = \"{}\"\n",
@@ -156,7 +160,7 @@ async fn hostile_input_is_rejected_clearly_and_changes_nothing_else() {
         "hostile",
     );
     let data = tempfile::tempdir().unwrap();
-    let agg = aggregator(repo.path(), data.path());
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024);
     register(agg.store(), &["u"]);
     let summary = agg.run_pass().await.unwrap();
     assert_eq!(
@@ -196,8 +200,8 @@ async fn hostile_input_is_rejected_clearly_and_changes_nothing_else() {
     assert_eq!(balance(agg.store(), "u"), -10);
 }
 
-#[tokio::test]
-async fn conflicting_key_keeps_both_versions_and_applies_neither_twice() {
+async fn conflicting_key_keeps_both_versions_and_applies_neither_twice(backend: Backend) {
+    let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     repo.commit(
         &[(&usage_path("n", 1), &batch("n", &[("k", "u", 10)]))],
@@ -208,7 +212,7 @@ async fn conflicting_key_keeps_both_versions_and_applies_neither_twice() {
         "h2",
     );
     let data = tempfile::tempdir().unwrap();
-    let agg = aggregator(repo.path(), data.path());
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024);
     register(agg.store(), &["u"]);
     let summary = agg.run_pass().await.unwrap();
     assert_eq!((summary.records_applied, summary.records_conflict), (1, 1));
@@ -220,15 +224,15 @@ async fn conflicting_key_keeps_both_versions_and_applies_neither_twice() {
     assert_eq!(items[0].existing.as_ref().unwrap().cost_cents, 10);
 }
 
-#[tokio::test]
-async fn an_unreachable_repo_fails_the_pass_visibly_and_recovers() {
+async fn an_unreachable_repo_fails_the_pass_visibly_and_recovers(backend: Backend) {
+    let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     repo.commit(
         &[(&usage_path("n", 1), &batch("n", &[("k", "u", 10)]))],
         "h1",
     );
     let data = tempfile::tempdir().unwrap();
-    let agg = aggregator(repo.path(), data.path());
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024);
     register(agg.store(), &["u"]);
     let git_dir = repo.path().join(".git");
     let moved = repo.path().join("moved.git");
@@ -237,7 +241,7 @@ async fn an_unreachable_repo_fails_the_pass_visibly_and_recovers() {
     assert!(!failed.summary.errors.is_empty());
     assert!(failed.to_string().contains("failed"), "{failed}");
     assert_eq!(
-        billing_server::rpc::health_of(agg.store().last_run().unwrap().as_ref()),
+        billing_server::rpc::health_of(on_thread(|| agg.store().last_run().unwrap()).as_ref()),
         billing_api::Health::Failing
     );
     std::fs::rename(&moved, &git_dir).unwrap();
@@ -246,8 +250,8 @@ async fn an_unreachable_repo_fails_the_pass_visibly_and_recovers() {
     assert_eq!(balance(agg.store(), "u"), -10);
 }
 
-#[tokio::test]
-async fn an_oversize_file_applies_once_the_limit_is_raised() {
+async fn an_oversize_file_applies_once_the_limit_is_raised(backend: Backend) {
+    let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     let padded = format!(
         "[[records]]\nidempotency_key = \"big\"\nuser_sid = \"u\"\nnode_name = \"n\"\ncost_cents = 9\nresource = \"{}\"\n",
@@ -262,7 +266,7 @@ async fn an_oversize_file_applies_once_the_limit_is_raised() {
     );
     let data = tempfile::tempdir().unwrap();
     {
-        let agg = aggregator_with_limit(repo.path(), data.path(), 32 * 1024);
+        let agg = aggregator_on(&ledger, repo.path(), data.path(), 32 * 1024);
         register(agg.store(), &["u"]);
         let first = agg.run_pass().await.unwrap();
         assert_eq!((first.records_applied, first.files_rejected), (1, 1));
@@ -279,16 +283,25 @@ async fn an_oversize_file_applies_once_the_limit_is_raised() {
         );
     }
     // The operator raises the limit; nothing else changes in the repo.
-    let agg = aggregator_with_limit(repo.path(), data.path(), 1024 * 1024);
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024);
     let raised = agg.run_pass().await.unwrap();
     assert_eq!((raised.records_applied, raised.files_rejected), (1, 0));
     assert_eq!(balance(agg.store(), "u"), -10);
     // The file was read after all: its too_large item is gone, and the counters agree.
     assert!(rejected(agg.store()).is_empty());
-    let counts = agg.store().overview_counts().unwrap();
+    let counts = on_thread(|| agg.store().overview_counts().unwrap());
     assert_eq!(counts.rejected_items, 0);
-    assert_eq!(counts, agg.store().recount().unwrap());
+    assert_eq!(counts, on_thread(|| agg.store().recount().unwrap()));
     // And from then on the head-unchanged shortcut applies again.
     let idle = agg.run_pass().await.unwrap();
     assert_eq!((idle.files_read, idle.nodes_skipped), (0, 1));
 }
+
+on_both_backends!(
+    rerun_is_a_noop_and_new_commits_apply_only_new_records,
+    force_push_never_double_applies_or_loses_records,
+    hostile_input_is_rejected_clearly_and_changes_nothing_else,
+    conflicting_key_keeps_both_versions_and_applies_neither_twice,
+    an_unreachable_repo_fails_the_pass_visibly_and_recovers,
+    an_oversize_file_applies_once_the_limit_is_raised,
+);

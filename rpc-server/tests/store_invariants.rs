@@ -8,6 +8,7 @@ use billing_api::{RecordPayment, RegisterUser};
 use billing_server::store::{
     FileBatch, FileOutcome, InvalidRecord, NodeUpdate, Store, StoreError, UsageRecord,
 };
+use billing_server::test_support::PgTestDb;
 use proptest::prelude::*;
 
 const USERS: u8 = 5;
@@ -217,81 +218,139 @@ fn check(store: &Store, model: &Model) {
     }
 }
 
+/// One case: `ops` applied to `store` (empty) and to the model, checked after each step.
+fn follows_the_rules(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let mut model = Model::default();
+    let mut last: Option<NodeUpdate> = None;
+    for (pass, op) in ops.into_iter().enumerate() {
+        let now = 1_000 + pass as u64;
+        match op {
+            Op::Register(u) => {
+                let sid = sid(u);
+                store
+                    .register_user(
+                        &RegisterUser {
+                            user_sid: sid.clone(),
+                            display_name: None,
+                            email: None,
+                        },
+                        now,
+                    )
+                    .unwrap();
+                model.register(&sid);
+            }
+            Op::Pay { id, user, amount } => {
+                let (pid, sid) = (format!("p{id}"), sid(user));
+                let result = store.record_payment(
+                    &RecordPayment {
+                        payment_id: pid.clone(),
+                        user_sid: sid.clone(),
+                        amount_cents: amount,
+                        kind: None,
+                        reference: None,
+                    },
+                    now,
+                );
+                match model.payments.get(&pid) {
+                    Some(stored) if *stored == (sid.clone(), amount) => {
+                        prop_assert_eq!(result.unwrap().amount_cents, amount);
+                    }
+                    Some(_) => prop_assert!(
+                        matches!(result, Err(StoreError::Conflict(_))),
+                        "{:?}",
+                        result
+                    ),
+                    None if !model.users.contains(&sid) => {
+                        prop_assert!(
+                            matches!(result, Err(StoreError::NotFound { .. })),
+                            "{:?}",
+                            result
+                        )
+                    }
+                    None => {
+                        result.unwrap();
+                        model.payments.insert(pid, (sid.clone(), amount));
+                        *model.paid.entry(sid).or_default() += amount;
+                    }
+                }
+            }
+            Op::Apply { node, files } => {
+                let update = build_update(node, &files, pass);
+                let mut expected = (0, 0, 0, 0);
+                let mut invalid = 0;
+                for r in files.iter().flatten() {
+                    match r {
+                        Rec::Valid { key, user, cost } => {
+                            let (a, d, c, p) = model.record(
+                                &format!("k{key}"),
+                                &sid(*user),
+                                &node_name(node),
+                                *cost,
+                            );
+                            expected = (
+                                expected.0 + a,
+                                expected.1 + d,
+                                expected.2 + c,
+                                expected.3 + p,
+                            );
+                        }
+                        Rec::Invalid { .. } => invalid += 1,
+                    }
+                }
+                let out = store.apply_node(update.clone(), now).unwrap();
+                prop_assert_eq!(
+                    (out.applied, out.duplicate, out.conflict, out.pending),
+                    expected
+                );
+                prop_assert_eq!(out.invalid, invalid);
+                prop_assert_eq!(out.files_read, files.len() as u64);
+                last = Some(update);
+            }
+            Op::ApplyLastAgain => {
+                if let Some(update) = last.clone() {
+                    let before = store.overview_counts().unwrap();
+                    let out = store.apply_node(update, now).unwrap();
+                    prop_assert_eq!(out.applied, 0);
+                    prop_assert_eq!(out.pending, 0);
+                    prop_assert_eq!(out.cents_debited, 0);
+                    // Held records of since-registered users were applied at registration,
+                    // so a re-read finds them applied: still no change.
+                    prop_assert_eq!(store.overview_counts().unwrap(), before);
+                }
+            }
+            Op::ApplyPending => {
+                // register_user already applied everything that could be.
+                let out = store.apply_pending(now).unwrap();
+                prop_assert_eq!(out.applied, 0);
+            }
+        }
+        check(&store, &model);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(96))]
 
     #[test]
-    fn ledger_follows_the_rules(ops in prop::collection::vec(op_strategy(), 1..30)) {
-        let store = Store::in_memory().unwrap();
-        let mut model = Model::default();
-        let mut last: Option<NodeUpdate> = None;
-        for (pass, op) in ops.into_iter().enumerate() {
-            let now = 1_000 + pass as u64;
-            match op {
-                Op::Register(u) => {
-                    let sid = sid(u);
-                    store.register_user(&RegisterUser { user_sid: sid.clone(), display_name: None, email: None }, now).unwrap();
-                    model.register(&sid);
-                }
-                Op::Pay { id, user, amount } => {
-                    let (pid, sid) = (format!("p{id}"), sid(user));
-                    let result = store.record_payment(&RecordPayment {
-                        payment_id: pid.clone(), user_sid: sid.clone(), amount_cents: amount,
-                        kind: None, reference: None,
-                    }, now);
-                    match model.payments.get(&pid) {
-                        Some(stored) if *stored == (sid.clone(), amount) => {
-                            prop_assert_eq!(result.unwrap().amount_cents, amount);
-                        }
-                        Some(_) => prop_assert!(matches!(result, Err(StoreError::Conflict(_))), "{:?}", result),
-                        None if !model.users.contains(&sid) => {
-                            prop_assert!(matches!(result, Err(StoreError::NotFound { .. })), "{:?}", result)
-                        }
-                        None => {
-                            result.unwrap();
-                            model.payments.insert(pid, (sid.clone(), amount));
-                            *model.paid.entry(sid).or_default() += amount;
-                        }
-                    }
-                }
-                Op::Apply { node, files } => {
-                    let update = build_update(node, &files, pass);
-                    let mut expected = (0, 0, 0, 0);
-                    let mut invalid = 0;
-                    for r in files.iter().flatten() {
-                        match r {
-                            Rec::Valid { key, user, cost } => {
-                                let (a, d, c, p) = model.record(&format!("k{key}"), &sid(*user), &node_name(node), *cost);
-                                expected = (expected.0 + a, expected.1 + d, expected.2 + c, expected.3 + p);
-                            }
-                            Rec::Invalid { .. } => invalid += 1,
-                        }
-                    }
-                    let out = store.apply_node(update.clone(), now).unwrap();
-                    prop_assert_eq!((out.applied, out.duplicate, out.conflict, out.pending), expected);
-                    prop_assert_eq!(out.invalid, invalid);
-                    prop_assert_eq!(out.files_read, files.len() as u64);
-                    last = Some(update);
-                }
-                Op::ApplyLastAgain => {
-                    if let Some(update) = last.clone() {
-                        let before = store.overview_counts().unwrap();
-                        let out = store.apply_node(update, now).unwrap();
-                        prop_assert_eq!(out.applied, 0);
-                        prop_assert_eq!(out.pending, 0);
-                        prop_assert_eq!(out.cents_debited, 0);
-                        // Held records of since-registered users were applied at registration,
-                        // so a re-read finds them applied: still no change.
-                        prop_assert_eq!(store.overview_counts().unwrap(), before);
-                    }
-                }
-                Op::ApplyPending => {
-                    // register_user already applied everything that could be.
-                    let out = store.apply_pending(now).unwrap();
-                    prop_assert_eq!(out.applied, 0);
-                }
-            }
-            check(&store, &model);
-        }
+    fn ledger_follows_the_rules_on_redb(ops in prop::collection::vec(op_strategy(), 1..30)) {
+        follows_the_rules(&Store::in_memory().unwrap(), ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The same rules on PostgreSQL: one database, emptied before each case.
+    #[test]
+    fn ledger_follows_the_rules_on_postgres(ops in prop::collection::vec(op_strategy(), 1..30)) {
+        static DB: std::sync::OnceLock<(PgTestDb, Store)> = std::sync::OnceLock::new();
+        let (db, store) = DB.get_or_init(|| {
+            let db = PgTestDb::create();
+            let store = db.store();
+            (db, store)
+        });
+        db.reset();
+        follows_the_rules(store, ops)?;
     }
 }

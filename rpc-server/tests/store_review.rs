@@ -126,6 +126,7 @@ mod model {
 
     use billing_api::{RecordPayment, RegisterUser};
     use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store, UsageRecord};
+    use billing_server::test_support::PgTestDb;
     use proptest::prelude::*;
 
     const USERS: u8 = 6;
@@ -403,94 +404,152 @@ mod model {
         assert_eq!(counts.overdrawn_users, overdrawn);
     }
 
+    /// One case: `ops` applied to `store` (empty) and to the model.
+    fn matches_the_model(store: &Store, ops: Vec<Op>, limit: u32) -> Result<(), TestCaseError> {
+        let mut m = Model::default();
+        let mut history: Vec<Vec<Vec<Rec>>> = Vec::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            let now = 1_000 + step as u64;
+            match op {
+                Op::Register(users) => {
+                    let reqs: Vec<RegisterUser> = users
+                        .iter()
+                        .map(|u| RegisterUser {
+                            user_sid: sid(*u),
+                            display_name: None,
+                            email: None,
+                        })
+                        .collect();
+                    let mut c = Counts::default();
+                    for u in &users {
+                        m.register(&sid(*u), &mut c);
+                    }
+                    if reqs.len() == 1 {
+                        store.register_user(&reqs[0], now).unwrap();
+                    } else {
+                        store.register_users(&reqs, now).unwrap();
+                    }
+                }
+                Op::Pay { id, user, amount } => {
+                    let (pid, sid) = (format!("p{id}"), sid(user));
+                    let expected = m.pay(&pid, &sid, amount);
+                    let got = store.record_payment(
+                        &RecordPayment {
+                            payment_id: pid,
+                            user_sid: sid,
+                            amount_cents: amount,
+                            kind: None,
+                            reference: None,
+                        },
+                        now,
+                    );
+                    prop_assert_eq!(expected.is_ok(), got.is_ok(), "{:?} vs {:?}", expected, got);
+                }
+                Op::Apply { node, files } => {
+                    let node = format!("n{node}");
+                    let mut c = Counts::default();
+                    for r in files.iter().flatten() {
+                        m.record(
+                            &format!("k{}", r.key),
+                            (sid(r.user), node.clone(), r.cost),
+                            &mut c,
+                        );
+                    }
+                    let out = store.apply_node(build(&node, &files, step), now).unwrap();
+                    prop_assert_eq!(
+                        Counts {
+                            applied: out.applied,
+                            duplicate: out.duplicate,
+                            conflict: out.conflict,
+                            pending: out.pending,
+                            invalid: out.invalid
+                        },
+                        c
+                    );
+                    history.push(files);
+                }
+                Op::Replay { which, node } => {
+                    if history.is_empty() {
+                        continue;
+                    }
+                    let files = history[which % history.len()].clone();
+                    let node = format!("n{node}");
+                    let mut c = Counts::default();
+                    for r in files.iter().flatten() {
+                        m.record(
+                            &format!("k{}", r.key),
+                            (sid(r.user), node.clone(), r.cost),
+                            &mut c,
+                        );
+                    }
+                    let out = store.apply_node(build(&node, &files, step), now).unwrap();
+                    prop_assert_eq!(
+                        Counts {
+                            applied: out.applied,
+                            duplicate: out.duplicate,
+                            conflict: out.conflict,
+                            pending: out.pending,
+                            invalid: out.invalid
+                        },
+                        c
+                    );
+                }
+                Op::ApplyPending => {
+                    let mut c = Counts::default();
+                    m.retry_held(&mut c);
+                    let out = store.apply_pending(now).unwrap();
+                    prop_assert_eq!(out.applied, c.applied);
+                }
+                Op::NodeFailed(node) => {
+                    let node = format!("n{node}");
+                    let before = store.node(&node).unwrap();
+                    store.node_failed(&node, "boom", now).unwrap();
+                    let after = store.node(&node).unwrap().unwrap();
+                    prop_assert_eq!(after.status, billing_api::NodeStatus::Error);
+                    if let Some(before) = before {
+                        prop_assert_eq!(
+                            after.records_consumed_total,
+                            before.records_consumed_total
+                        );
+                        prop_assert_eq!(after.tree_id, before.tree_id);
+                        prop_assert_eq!(after.last_commit_sha, before.last_commit_sha);
+                    }
+                }
+            }
+            check(&store, &m, limit);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
 
         #[test]
-        fn ledger_matches_the_model(
+        fn ledger_matches_the_model_on_redb(
             ops in prop::collection::vec(op_strategy(), 1..40),
             limit in 1u32..4,
         ) {
-            let store = Store::in_memory().unwrap();
-            let mut m = Model::default();
-            let mut history: Vec<Vec<Vec<Rec>>> = Vec::new();
-            for (step, op) in ops.into_iter().enumerate() {
-                let now = 1_000 + step as u64;
-                match op {
-                    Op::Register(users) => {
-                        let reqs: Vec<RegisterUser> = users
-                            .iter()
-                            .map(|u| RegisterUser { user_sid: sid(*u), display_name: None, email: None })
-                            .collect();
-                        let mut c = Counts::default();
-                        for u in &users {
-                            m.register(&sid(*u), &mut c);
-                        }
-                        if reqs.len() == 1 {
-                            store.register_user(&reqs[0], now).unwrap();
-                        } else {
-                            store.register_users(&reqs, now).unwrap();
-                        }
-                    }
-                    Op::Pay { id, user, amount } => {
-                        let (pid, sid) = (format!("p{id}"), sid(user));
-                        let expected = m.pay(&pid, &sid, amount);
-                        let got = store.record_payment(&RecordPayment {
-                            payment_id: pid, user_sid: sid, amount_cents: amount,
-                            kind: None, reference: None,
-                        }, now);
-                        prop_assert_eq!(expected.is_ok(), got.is_ok(), "{:?} vs {:?}", expected, got);
-                    }
-                    Op::Apply { node, files } => {
-                        let node = format!("n{node}");
-                        let mut c = Counts::default();
-                        for r in files.iter().flatten() {
-                            m.record(&format!("k{}", r.key), (sid(r.user), node.clone(), r.cost), &mut c);
-                        }
-                        let out = store.apply_node(build(&node, &files, step), now).unwrap();
-                        prop_assert_eq!(
-                            Counts { applied: out.applied, duplicate: out.duplicate, conflict: out.conflict, pending: out.pending, invalid: out.invalid },
-                            c
-                        );
-                        history.push(files);
-                    }
-                    Op::Replay { which, node } => {
-                        if history.is_empty() {
-                            continue;
-                        }
-                        let files = history[which % history.len()].clone();
-                        let node = format!("n{node}");
-                        let mut c = Counts::default();
-                        for r in files.iter().flatten() {
-                            m.record(&format!("k{}", r.key), (sid(r.user), node.clone(), r.cost), &mut c);
-                        }
-                        let out = store.apply_node(build(&node, &files, step), now).unwrap();
-                        prop_assert_eq!(
-                            Counts { applied: out.applied, duplicate: out.duplicate, conflict: out.conflict, pending: out.pending, invalid: out.invalid },
-                            c
-                        );
-                    }
-                    Op::ApplyPending => {
-                        let mut c = Counts::default();
-                        m.retry_held(&mut c);
-                        let out = store.apply_pending(now).unwrap();
-                        prop_assert_eq!(out.applied, c.applied);
-                    }
-                    Op::NodeFailed(node) => {
-                        let node = format!("n{node}");
-                        let before = store.node(&node).unwrap();
-                        store.node_failed(&node, "boom", now).unwrap();
-                        let after = store.node(&node).unwrap().unwrap();
-                        prop_assert_eq!(after.status, billing_api::NodeStatus::Error);
-                        if let Some(before) = before {
-                            prop_assert_eq!(after.records_consumed_total, before.records_consumed_total);
-                            prop_assert_eq!(after.tree_id, before.tree_id);
-                            prop_assert_eq!(after.last_commit_sha, before.last_commit_sha);
-                        }
-                    }
-                }
-                check(&store, &m, limit);
-            }
+            matches_the_model(&Store::in_memory().unwrap(), ops, limit)?;
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// The same model on PostgreSQL: one database, emptied before each case.
+        #[test]
+        fn ledger_matches_the_model_on_postgres(
+            ops in prop::collection::vec(op_strategy(), 1..40),
+            limit in 1u32..4,
+        ) {
+            static DB: std::sync::OnceLock<(PgTestDb, Store)> = std::sync::OnceLock::new();
+            let (db, store) = DB.get_or_init(|| {
+                let db = PgTestDb::create();
+                let store = db.store();
+                (db, store)
+            });
+            db.reset();
+            matches_the_model(store, ops, limit)?;
         }
     }
 }

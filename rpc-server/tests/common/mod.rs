@@ -91,6 +91,77 @@ pub fn usage_path(node: &str, hour: u32) -> String {
     format!("nodes/{node}/usage_2026-11-27-{hour:02}.otoml")
 }
 
+pub use billing_server::test_support::{PgTestDb, on_thread};
+
+/// Which ledger backend a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Redb,
+    Postgres,
+}
+
+/// The ledger of one test: the redb file in its data dir, or a PostgreSQL
+/// database of its own (dropped with it).
+pub struct TestLedger {
+    pub backend: Backend,
+    pub pg: Option<PgTestDb>,
+}
+
+impl TestLedger {
+    pub fn new(backend: Backend) -> Self {
+        TestLedger {
+            backend,
+            pg: (backend == Backend::Postgres).then(PgTestDb::create),
+        }
+    }
+
+    /// Opens the ledger (again, as after a restart).
+    pub fn open(&self, data_dir: &Path) -> Store {
+        match &self.pg {
+            Some(db) => db.store(),
+            None => Store::open(&data_dir.join("ledger.redb")).unwrap(),
+        }
+    }
+
+    /// The command line arguments that select this ledger.
+    pub fn args(&self) -> Vec<String> {
+        match &self.pg {
+            Some(db) => vec!["--ledger-url".into(), db.url.clone()],
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Tests `NAME(backend)` on each backend, as `NAME::redb` and `NAME::postgres`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn redb() {
+                super::$name($crate::common::Backend::Redb).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// An aggregator over `repo` with the ledger `ledger`.
+pub fn aggregator_on(
+    ledger: &TestLedger,
+    repo: &Path,
+    data_dir: &Path,
+    max_file_bytes: u64,
+) -> Aggregator {
+    let store = ledger.open(data_dir);
+    let source = GitSource::open(repo.to_str().unwrap(), "main", &data_dir.join("mirror")).unwrap();
+    Aggregator::new(store, Source::Git(source), max_file_bytes)
+}
+
 pub fn aggregator(repo: &Path, data_dir: &Path) -> Aggregator {
     aggregator_with_limit(repo, data_dir, 1024 * 1024)
 }
@@ -171,16 +242,18 @@ pub async fn post_rpc(url: &str, body: impl Into<reqwest::Body>) -> (u16, String
 /// Registers `sids` (no name, no email).
 pub fn register(store: &Store, sids: &[&str]) {
     for sid in sids {
-        store
-            .register_user(
-                &billing_api::RegisterUser {
-                    user_sid: sid.to_string(),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
+        on_thread(|| {
+            store
+                .register_user(
+                    &billing_api::RegisterUser {
+                        user_sid: sid.to_string(),
+                        display_name: None,
+                        email: None,
+                    },
+                    1,
+                )
+                .unwrap()
+        });
     }
 }
 
