@@ -1,6 +1,9 @@
 //! Crash safety: `rpc-server aggregate --once` is killed with SIGKILL at
 //! random points many times, then allowed to finish. Balances and the consumed
-//! index must be identical to an uninterrupted run.
+//! index must be identical to an uninterrupted run on redb, whichever backend
+//! the crashed runs used.
+
+mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -8,13 +11,14 @@ use std::time::{Duration, Instant};
 
 use billing_api::RegisterUser;
 use billing_server::store::Store;
+use common::{Backend, TestLedger};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpc-server");
 const USERS: u32 = 12;
 
-fn register_users(data_dir: &Path) {
+fn register_users(ledger: &TestLedger, data_dir: &Path) {
     std::fs::create_dir_all(data_dir).unwrap();
-    let store = Store::open(&data_dir.join("ledger.redb")).unwrap();
+    let store = ledger.open(data_dir);
     // Leave the last user unregistered so held records are part of the picture.
     for i in 0..USERS - 1 {
         store
@@ -30,10 +34,11 @@ fn register_users(data_dir: &Path) {
     }
 }
 
-fn aggregate(data_dir: &Path, repo: &Path) -> Command {
+fn aggregate(ledger: &TestLedger, data_dir: &Path, repo: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(["aggregate", "--once", "--json", "--data-dir"])
         .arg(data_dir)
+        .args(ledger.args())
         .arg("--repo")
         .arg(repo)
         .env("RUST_LOG", "warn")
@@ -43,8 +48,8 @@ fn aggregate(data_dir: &Path, repo: &Path) -> Command {
 }
 
 /// (sid, balance, consumed) of every user, plus ledger counters.
-fn ledger_fingerprint(data_dir: &Path) -> (Vec<(String, i64, i64)>, u64, u64) {
-    let store = Store::open(&data_dir.join("ledger.redb")).unwrap();
+fn ledger_fingerprint(ledger: &TestLedger, data_dir: &Path) -> (Vec<(String, i64, i64)>, u64, u64) {
+    let store = ledger.open(data_dir);
     let users = store
         .list_users(None, 1000)
         .unwrap()
@@ -87,22 +92,38 @@ fn simulate(repo: &Path, hours: u32) {
 }
 
 #[test]
-fn killing_the_aggregation_at_random_points_never_changes_the_outcome() {
+fn killing_the_aggregation_at_random_points_never_changes_the_outcome_on_redb() {
+    killing_at_random_points(Backend::Redb);
+}
+
+#[test]
+fn killing_the_aggregation_at_random_points_never_changes_the_outcome_on_postgres() {
+    killing_at_random_points(Backend::Postgres);
+}
+
+fn killing_at_random_points(backend: Backend) {
     let work = tempfile::tempdir().unwrap();
     let repo = work.path().join("billing.git");
     simulate(&repo, 4);
 
     // How long an uninterrupted pass over the first 4 hours takes here, now.
     let scratch = work.path().join("scratch");
-    register_users(&scratch);
+    let scratch_ledger = TestLedger::new(backend);
+    register_users(&scratch_ledger, &scratch);
     let started = Instant::now();
-    assert!(aggregate(&scratch, &repo).status().unwrap().success());
+    assert!(
+        aggregate(&scratch_ledger, &scratch, &repo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let window = started.elapsed().as_micros() as u64 / 2 + 1;
 
     // Crashed runs: before each, the nodes commit one more hour, so every run
     // has new work; SIGKILL lands at a random point of it.
     let crashed = work.path().join("crashed");
-    register_users(&crashed);
+    let crashed_ledger = TestLedger::new(backend);
+    register_users(&crashed_ledger, &crashed);
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut kills = 0;
     for _ in 0..25 {
@@ -110,7 +131,7 @@ fn killing_the_aggregation_at_random_points_never_changes_the_outcome() {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let mut child = aggregate(&crashed, &repo).spawn().unwrap();
+        let mut child = aggregate(&crashed_ledger, &crashed, &repo).spawn().unwrap();
         std::thread::sleep(Duration::from_micros(seed % window));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -122,23 +143,37 @@ fn killing_the_aggregation_at_random_points_never_changes_the_outcome() {
         kills >= 5,
         "only {kills} runs were killed mid-pass; the test proves little"
     );
-    assert!(aggregate(&crashed, &repo).status().unwrap().success());
+    let finish = || {
+        assert!(
+            aggregate(&crashed_ledger, &crashed, &repo)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    finish();
 
-    // Reference: one uninterrupted run over the final repo.
+    // Reference: one uninterrupted run over the final repo, on redb.
     let reference = work.path().join("reference");
-    register_users(&reference);
-    assert!(aggregate(&reference, &repo).status().unwrap().success());
-    let expected = ledger_fingerprint(&reference);
+    let reference_ledger = TestLedger::new(Backend::Redb);
+    register_users(&reference_ledger, &reference);
+    assert!(
+        aggregate(&reference_ledger, &reference, &repo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let expected = ledger_fingerprint(&reference_ledger, &reference);
     assert_eq!(
         expected.1 + expected.2,
         12 * 29 * 60,
         "every record applied or held"
     );
 
-    assert_eq!(ledger_fingerprint(&crashed), expected);
+    assert_eq!(ledger_fingerprint(&crashed_ledger, &crashed), expected);
     // And one more pass changes nothing.
-    assert!(aggregate(&crashed, &repo).status().unwrap().success());
-    assert_eq!(ledger_fingerprint(&crashed), expected);
+    finish();
+    assert_eq!(ledger_fingerprint(&crashed_ledger, &crashed), expected);
 }
 
 #[test]
@@ -166,7 +201,7 @@ fn aggregate_refuses_clearly_while_a_server_holds_the_ledger() {
     let data = work.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let held = Store::open(&data.join("ledger.redb")).unwrap();
-    let out = aggregate(&data, &repo)
+    let out = aggregate(&TestLedger::new(Backend::Redb), &data, &repo)
         .stderr(Stdio::piped())
         .output()
         .unwrap();
