@@ -45,10 +45,9 @@ async fn openrpc_documents_exactly_the_registered_methods() {
     assert_eq!(served, file);
 }
 
-#[tokio::test]
-async fn every_method_needs_the_secret_and_health_does_not() {
+async fn every_method_needs_the_secret_and_health_does_not(backend: Backend) {
     let repo = NodeRepo::new();
-    let server = TestServer::start(repo.path()).await;
+    let server = TestServer::start_on(backend, repo.path()).await;
     let http = reqwest::Client::new();
     for method in openrpc_methods() {
         let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}});
@@ -94,10 +93,9 @@ async fn every_method_needs_the_secret_and_health_does_not() {
     assert!(refused.is_err(), "WebSocket without secret must be refused");
 }
 
-#[tokio::test]
-async fn unauthorized_calls_change_nothing() {
+async fn unauthorized_calls_change_nothing(backend: Backend) {
     let repo = NodeRepo::new();
-    let server = TestServer::start(repo.path()).await;
+    let server = TestServer::start_on(backend, repo.path()).await;
     let anonymous = client_with(&server.url, None);
     assert!(
         anonymous
@@ -109,8 +107,7 @@ async fn unauthorized_calls_change_nothing() {
     assert!(page.items.is_empty());
 }
 
-#[tokio::test]
-async fn users_payments_and_balances_over_http() {
+async fn users_payments_and_balances_over_http(backend: Backend) {
     let repo = NodeRepo::new();
     repo.commit(
         &[(
@@ -122,7 +119,7 @@ async fn users_payments_and_balances_over_http() {
         )],
         "hour 10",
     );
-    let server = TestServer::start(repo.path()).await;
+    let server = TestServer::start_on(backend, repo.path()).await;
     let client = server.client();
 
     let user = client
@@ -271,10 +268,9 @@ async fn users_payments_and_balances_over_http() {
     );
 }
 
-#[tokio::test]
-async fn pagination_walks_every_user_once() {
+async fn pagination_walks_every_user_once(backend: Backend) {
     let repo = NodeRepo::new();
-    let server = TestServer::start(repo.path()).await;
+    let server = TestServer::start_on(backend, repo.path()).await;
     let client = server.client();
     for i in 0..25 {
         client
@@ -308,8 +304,7 @@ async fn pagination_walks_every_user_once() {
     }
 }
 
-#[tokio::test]
-async fn concurrent_aggregate_now_calls_apply_each_record_once() {
+async fn concurrent_aggregate_now_calls_apply_each_record_once(backend: Backend) {
     let repo = NodeRepo::new();
     let mut files = Vec::new();
     for n in 0..4 {
@@ -327,7 +322,7 @@ async fn concurrent_aggregate_now_calls_apply_each_record_once() {
         .map(|(p, b)| (p.as_str(), b.as_slice()))
         .collect();
     repo.commit(&file_refs, "hour 1");
-    let server = TestServer::start(repo.path()).await;
+    let server = TestServer::start_on(backend, repo.path()).await;
     server
         .client()
         .register_user("u-1".into(), None, None)
@@ -351,8 +346,7 @@ async fn concurrent_aggregate_now_calls_apply_each_record_once() {
     assert_eq!(balance.credit_balance_cents, -600);
 }
 
-#[tokio::test]
-async fn websocket_subscribers_see_every_pass() {
+async fn websocket_subscribers_see_every_pass(backend: Backend) {
     let repo = NodeRepo::new();
     repo.commit(
         &[(
@@ -361,7 +355,7 @@ async fn websocket_subscribers_see_every_pass() {
         )],
         "h1",
     );
-    let server = TestServer::start(repo.path()).await;
+    let server = TestServer::start_on(backend, repo.path()).await;
     let mut headers = http::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {SECRET}").parse().unwrap());
     let ws = WsClientBuilder::default()
@@ -383,3 +377,12 @@ async fn websocket_subscribers_see_every_pass() {
         .await
         .unwrap();
 }
+
+on_both_backends!(
+    every_method_needs_the_secret_and_health_does_not,
+    unauthorized_calls_change_nothing,
+    users_payments_and_balances_over_http,
+    pagination_walks_every_user_once,
+    concurrent_aggregate_now_calls_apply_each_record_once,
+    websocket_subscribers_see_every_pass,
+);

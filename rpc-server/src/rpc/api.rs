@@ -183,8 +183,12 @@ impl BillingApiServer for BillingRpc {
     async fn get_balance(&self, user_sid: String) -> RpcResult<Balance> {
         // A point read is a few microseconds of redb work, cheaper than a hop
         // to the blocking pool; this is the hottest call other services make.
+        // A backend that waits on the network reads on the blocking pool.
         lookup_sid(Some(&user_sid))?;
-        self.store().get_balance(&user_sid).map_err(store_error)
+        if self.store().reads_inline() {
+            return self.store().get_balance(&user_sid).map_err(store_error);
+        }
+        self.read(move |s| s.get_balance(&user_sid)).await
     }
 
     async fn overview(&self) -> RpcResult<Overview> {

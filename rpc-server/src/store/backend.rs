@@ -90,6 +90,13 @@ impl Store {
         }
     }
 
+    /// Whether a point read is cheap enough to run on an async runtime's
+    /// thread (redb, in memory or the page cache). A PostgreSQL read waits on
+    /// the network, and its client must not run there at all.
+    pub fn reads_inline(&self) -> bool {
+        matches!(self, Store::Redb(_))
+    }
+
     /// The backend's name, for logs and `GET /health`.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -178,12 +178,19 @@ pub struct TestServer {
     pub aggregator: Aggregator,
     pub handle: ServerHandle,
     pub data_dir: tempfile::TempDir,
+    pub ledger: TestLedger,
 }
 
 impl TestServer {
+    /// A server with its ledger on redb.
     pub async fn start(repo: &Path) -> Self {
+        Self::start_on(Backend::Redb, repo).await
+    }
+
+    pub async fn start_on(backend: Backend, repo: &Path) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let aggregator = aggregator(repo, data_dir.path());
+        let ledger = TestLedger::new(backend);
+        let aggregator = aggregator_on(&ledger, repo, data_dir.path(), 1024 * 1024);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let secret = AdminSecret::new(SECRET, "test").unwrap();
         let (addr, handle) = billing_server::rpc::start(listener, aggregator.clone(), secret)
@@ -194,6 +201,7 @@ impl TestServer {
             aggregator,
             handle,
             data_dir,
+            ledger,
         }
     }
 
