@@ -324,7 +324,7 @@ fn follows_the_rules(store: &Store, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(out.applied, 0);
             }
         }
-        check(&store, &model);
+        check(store, &model);
     }
     Ok(())
 }

@@ -516,7 +516,7 @@ mod model {
                     }
                 }
             }
-            check(&store, &m, limit);
+            check(store, &m, limit);
         }
         Ok(())
     }
