@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::rpc::AdminSecret;
@@ -62,7 +62,10 @@ impl Cli {
         let config = match &self.command {
             Command::Serve(args) => args.source.config.as_deref(),
             Command::Aggregate(args) => args.source.config.as_deref(),
-            Command::Simulate(_) | Command::Demo(_) | Command::Verify(_) => None,
+            Command::Simulate(_)
+            | Command::Demo(_)
+            | Command::Verify(_)
+            | Command::MigrateLedger(_) => None,
         };
         Ok(match config {
             Some(path) => ConfigFile::load(path)?.log_format.unwrap_or_default(),
@@ -92,6 +95,16 @@ pub enum Command {
                       differs); 1 the check could not run (e.g. a running server holds the ledger: stop it first)."
     )]
     Verify(VerifyArgs),
+    /// Copy the whole ledger between backends: a redb file into an empty PostgreSQL database, or back.
+    #[command(
+        after_help = "Stop every server using either ledger first. The target must hold no ledger data: \
+                      the copy is refused otherwise, and changes nothing. The copy is one transaction \
+                      (a failed copy leaves the target empty), keeps every id and sequence number, and is \
+                      checked: equal row counts per table, then a full verify of the target.\n\n\
+                      Exit status: 0 copied and verified (a report of the rows copied per table is printed); \
+                      1 nothing usable was copied (the error says why and what to do)."
+    )]
+    MigrateLedger(MigrateArgs),
 }
 
 /// Where usage comes from, and where the ledger lives.
@@ -223,6 +236,66 @@ impl VerifyArgs {
         let data_dir =
             pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         self.ledger.resolve(&data_dir, &file)
+    }
+}
+
+/// `migrate-ledger`: one end is a redb file, the other a PostgreSQL database.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("source").required(true).args(["from_data_dir", "from"])),
+    group(ArgGroup::new("target").required(true).args(["to", "to_data_dir"]))
+)]
+pub struct MigrateArgs {
+    /// Copy the redb ledger DIR/ledger.redb (the data dir of the aggregator).
+    #[arg(long, value_name = "DIR")]
+    pub from_data_dir: Option<PathBuf>,
+    /// Copy the ledger in this PostgreSQL database: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// Into this PostgreSQL database, which must hold no ledger data (its tables are created).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Into a new redb ledger DIR/ledger.redb (refused if one there holds data).
+    #[arg(long, value_name = "DIR")]
+    pub to_data_dir: Option<PathBuf>,
+    /// File holding the PostgreSQL password, when the URL has none (else PGPASSWORD is used).
+    #[arg(long, env = "BILLING_LEDGER_PASSWORD_FILE", value_name = "FILE")]
+    pub ledger_password_file: Option<PathBuf>,
+}
+
+impl MigrateArgs {
+    /// The source and the target; one is a redb file, the other PostgreSQL.
+    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, LedgerLocation)> {
+        let end = |dir: &Option<PathBuf>, url: &Option<String>, flag: &str| match (dir, url) {
+            (Some(dir), None) => Ok(LedgerLocation::Redb(dir.join(LEDGER_FILE))),
+            (None, Some(url)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!(
+                        "{flag} must be a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE \
+                         (the password in --ledger-password-file or PGPASSWORD)"
+                    );
+                }
+                LedgerLocation::resolve(
+                    Path::new(""),
+                    Some(url.clone()),
+                    self.ledger_password_file.clone(),
+                )
+            }
+            _ => bail!("give exactly one of {flag} URL and {flag}-data-dir DIR"),
+        };
+        let from = end(&self.from_data_dir, &self.from, "--from")?;
+        let to = end(&self.to_data_dir, &self.to, "--to")?;
+        match (&from, &to) {
+            (LedgerLocation::Redb(_), LedgerLocation::Redb(_)) => bail!(
+                "both ends are redb files: copy ledger.redb itself (with the server stopped); \
+                 migrate-ledger moves a ledger between redb and PostgreSQL"
+            ),
+            (LedgerLocation::Postgres { .. }, LedgerLocation::Postgres { .. }) => bail!(
+                "both ends are PostgreSQL databases: copy the database with pg_dump and \
+                 pg_restore; migrate-ledger moves a ledger between redb and PostgreSQL"
+            ),
+            _ => Ok((from, to)),
+        }
     }
 }
 

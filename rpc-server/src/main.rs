@@ -84,6 +84,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(3));
             }
         }
+        Command::MigrateLedger(args) => {
+            let (from, to) = args.resolve()?;
+            let report = server::migrate_ledger(from, to).await?;
+            print!("{}", server::migrate_text(&report));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

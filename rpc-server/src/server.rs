@@ -11,6 +11,7 @@ use tracing::{info, warn};
 use crate::aggregate::Aggregator;
 use crate::config::{LedgerLocation, LedgerSettings, ServeSettings, SourceSpec};
 use crate::source::{Source, git::GitSource};
+use crate::store::migrate::{self, MigrationReport};
 use crate::store::{Depth, LedgerCounts, Store, StoreOptions, VerifyReport};
 
 /// Opens the configured billing repo.
@@ -172,6 +173,54 @@ pub fn verify_text(report: &VerifyReport, repaired: Option<&LedgerCounts>) -> St
                 and restart. Rows that disagree with each other (balance, totals) are damaged: \
                 restore the ledger from a backup.\n";
     }
+    out
+}
+
+/// `rpc-server migrate-ledger`: copies the whole ledger `from` → `to` (a redb
+/// file into an empty PostgreSQL database, or back) and checks the copy.
+pub async fn migrate_ledger(
+    from: LedgerLocation,
+    to: LedgerLocation,
+) -> anyhow::Result<MigrationReport> {
+    // The PostgreSQL client is synchronous: it must not run on the runtime's threads.
+    tokio::task::spawn_blocking(move || match (&from, &to) {
+        (LedgerLocation::Redb(path), LedgerLocation::Postgres { url, password }) => {
+            Ok(migrate::redb_to_postgres(path, url, password.as_deref())?)
+        }
+        (LedgerLocation::Postgres { url, password }, LedgerLocation::Redb(path)) => {
+            Ok(migrate::postgres_to_redb(url, password.as_deref(), path)?)
+        }
+        _ => anyhow::bail!(
+            "migrate-ledger copies between a redb file and PostgreSQL; {} and {} are both {}",
+            from.describe(),
+            to.describe(),
+            if matches!(from, LedgerLocation::Redb(_)) {
+                "redb"
+            } else {
+                "PostgreSQL"
+            }
+        ),
+    })
+    .await
+    .context("the copy stopped unexpectedly")?
+}
+
+/// The text form of a migration report.
+pub fn migrate_text(report: &MigrationReport) -> String {
+    let mut out = format!(
+        "copied the ledger {} -> {} in {:.1} s\n",
+        report.from,
+        report.to,
+        report.elapsed_ms as f64 / 1000.0
+    );
+    for (table, rows) in &report.tables {
+        out += &format!("  {table:<24}{rows:>12}\n");
+    }
+    out += &format!(
+        "row counts equal in source and target; target verified (full): consistent, {} users \
+         checked\n",
+        report.verify.users_checked
+    );
     out
 }
 

@@ -28,6 +28,7 @@ mod gate;
 mod group_commit;
 mod handle;
 mod ledger;
+pub mod migrate;
 mod nodes;
 mod payments;
 mod postgres;

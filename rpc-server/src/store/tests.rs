@@ -86,6 +86,22 @@ macro_rules! both {
 }
 
 both! {
+    fn a_run_error_quoting_a_nul_character_is_recorded(store) {
+        // An error message may quote a hostile file; PostgreSQL's jsonb
+        // refuses NUL, so it is stored as U+FFFD there.
+        let summary = AggregateSummary {
+            errors: vec![billing_api::NodeError {
+                node_name: Some("n\0x".into()),
+                message: "bad\0byte".into(),
+            }],
+            ..AggregateSummary::default()
+        };
+        assert_eq!(store.record_run(&summary, None).unwrap(), 1);
+        let stored = store.last_run().unwrap().unwrap();
+        let message = &stored.errors[0].message;
+        assert!(message.starts_with("bad") && message.ends_with("byte"), "{message}");
+    }
+
     fn register_is_an_idempotent_upsert(store) {
         let first = store
             .register_user(

@@ -416,6 +416,19 @@ pub(crate) fn from_db(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+/// A run as stored (JSON), without the NUL characters `jsonb` refuses: an
+/// error message may quote a hostile file.
+pub(crate) fn run_json(row: &super::codec::RunRow) -> Result<serde_json::Value, StoreError> {
+    let mut row = row.clone();
+    for (node, message) in &mut row.errors {
+        if let Some(n) = node {
+            *n = clean(n).into_owned();
+        }
+        *message = clean(message).into_owned();
+    }
+    serde_json::to_value(&row).map_err(|e| StoreError::Storage(format!("cannot encode a run: {e}")))
+}
+
 /// Text PostgreSQL can store: it refuses NUL characters, which free text from
 /// a hostile file (a rejection's detail) may hold.
 pub(crate) fn clean(s: &str) -> Cow<'_, str> {

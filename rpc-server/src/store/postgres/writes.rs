@@ -156,8 +156,7 @@ impl PgStore {
                 }
                 let mut stored = (*summary).clone();
                 stored.run_id = meta.run_seq;
-                let row = serde_json::to_value(RunRow::from_api(&stored))
-                    .map_err(|e| StoreError::Storage(format!("cannot encode a run: {e}")))?;
+                let row = super::run_json(&RunRow::from_api(&stored))?;
                 txn.execute(
                     "INSERT INTO runs (run_id, summary, replica) VALUES ($1, $2, $3)",
                     &[&to_db(meta.run_seq), &row, &replica],
