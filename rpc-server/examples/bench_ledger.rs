@@ -23,6 +23,9 @@ enum Cmd {
     Register {
         #[arg(long)]
         data_dir: PathBuf,
+        /// Register into this PostgreSQL ledger instead of the data dir's redb file.
+        #[arg(long)]
+        ledger_url: Option<String>,
         #[arg(long)]
         users: u32,
         #[arg(long, default_value = "u-")]
@@ -46,26 +49,16 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Cmd::Register {
             data_dir,
+            ledger_url,
             users,
             prefix,
             width,
         } => {
-            std::fs::create_dir_all(&data_dir)?;
-            let store = Store::open(&data_dir.join("ledger.redb"))?;
-            let started = Instant::now();
-            let ids: Vec<u32> = (0..users).collect();
-            for chunk in ids.chunks(10_000) {
-                let batch: Vec<RegisterUser> = chunk
-                    .iter()
-                    .map(|i| RegisterUser {
-                        user_sid: format!("{prefix}{i:0width$}"),
-                        display_name: Some(format!("Bench user {i}")),
-                        email: None,
-                    })
-                    .collect();
-                store.register_users(&batch, 1)?;
-            }
-            eprintln!("registered {users} users in {:.2?}", started.elapsed());
+            // The PostgreSQL client blocks: registration runs off the runtime's threads.
+            tokio::task::spawn_blocking(move || {
+                register(data_dir, ledger_url, users, prefix, width)
+            })
+            .await??;
         }
         Cmd::NoopPass {
             data_dir,
@@ -103,5 +96,34 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+fn register(
+    data_dir: PathBuf,
+    ledger_url: Option<String>,
+    users: u32,
+    prefix: String,
+    width: usize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&data_dir)?;
+    let store = match ledger_url {
+        Some(url) => Store::connect(&url, None, Default::default())?,
+        None => Store::open(&data_dir.join("ledger.redb"))?,
+    };
+    let started = Instant::now();
+    let ids: Vec<u32> = (0..users).collect();
+    for chunk in ids.chunks(10_000) {
+        let batch: Vec<RegisterUser> = chunk
+            .iter()
+            .map(|i| RegisterUser {
+                user_sid: format!("{prefix}{i:0width$}"),
+                display_name: Some(format!("Bench user {i}")),
+                email: None,
+            })
+            .collect();
+        store.register_users(&batch, 1)?;
+    }
+    eprintln!("registered {users} users in {:.2?}", started.elapsed());
     Ok(())
 }
