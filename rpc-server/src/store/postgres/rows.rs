@@ -234,10 +234,15 @@ pub(super) fn payment_of(row: &postgres::Row) -> (String, PaymentRow) {
 }
 
 impl<'t, 'c> PgRows<'t, 'c> {
-    pub fn new(txn: &'t mut Transaction<'c>) -> Self {
-        PgRows {
+    /// Starts a ledger transaction's rows by locking the meta row: every
+    /// writer takes that lock first, so every row read after it is the latest
+    /// committed one and stays so until this transaction ends. (Rows read
+    /// before it could be stale by the time the lock is granted.)
+    pub fn lock(txn: &'t mut Transaction<'c>) -> Result<Self, StoreError> {
+        let meta = read_meta(txn, true)?;
+        Ok(PgRows {
             txn,
-            meta: None,
+            meta: Some(meta),
             meta_dirty: false,
             users: HashMap::new(),
             users_dirty: BTreeSet::new(),
@@ -260,7 +265,7 @@ impl<'t, 'c> PgRows<'t, 'c> {
             files: BTreeMap::new(),
             payments: HashMap::new(),
             new_payments: Vec::new(),
-        }
+        })
     }
 
     /// Reads in batches every row that applying `items` of `node` may look up.

@@ -23,7 +23,7 @@ impl PgStore {
             chunk.node_name, chunk.head_commit
         );
         self.write_pass(&op, |txn| {
-            let mut rows = PgRows::new(txn);
+            let mut rows = PgRows::lock(txn)?;
             rows.prefetch(&chunk.node_name, &chunk.items)?;
             let ledger = Ledger::open(&mut rows, now_ms)?;
             let (outcome, _, _) = apply_items(ledger, chunk, 0, now_ms, || false)?;
@@ -35,7 +35,7 @@ impl PgStore {
     /// Applies every held record whose user now exists.
     pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
         self.write_pass("apply held records", |txn| {
-            let mut rows = PgRows::new(txn);
+            let mut rows = PgRows::lock(txn)?;
             let mut ledger = Ledger::open(&mut rows, now_ms)?;
             if ledger.meta.counts.pending_records == 0 {
                 return Ok(NodeOutcome::default());
@@ -69,7 +69,7 @@ impl PgStore {
     ) -> Result<Vec<UserBilling>, StoreError> {
         let what = check_registrations(reqs)?;
         self.write(&what, |txn| {
-            let mut rows = PgRows::new(txn);
+            let mut rows = PgRows::lock(txn)?;
             let sids: Vec<&str> = reqs.iter().map(|r| r.user_sid.as_str()).collect();
             rows.prefetch_users(&sids)?;
             let out = register_into(Ledger::open(&mut rows, now_ms)?, reqs, now_ms)?;
@@ -102,7 +102,7 @@ impl PgStore {
             ),
         };
         self.write(&op, |txn| {
-            let mut rows = PgRows::new(txn);
+            let mut rows = PgRows::lock(txn)?;
             let results = credit_group(Ledger::open(&mut rows, first.now_ms())?, group)?;
             rows.flush()?;
             Ok(results)
@@ -114,7 +114,7 @@ impl PgStore {
         self.write_pass(
             &format!("record the failure of node `{node_name}`"),
             |txn| {
-                let mut rows = PgRows::new(txn);
+                let mut rows = PgRows::lock(txn)?;
                 let mut ledger = Ledger::open(&mut rows, now_ms)?;
                 ledger.set_node_state(node_name, |row: &mut NodeRow| {
                     row.status = billing_api::NodeStatus::Error;
