@@ -136,6 +136,14 @@ echo "the pass: $(grep -o 'run_id=1 applied=[0-9]*.*elapsed=[0-9.a-z]*' "$work/s
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 fi
 
+if want 8; then
+echo "== 8. the PostgreSQL ledger (PostgreSQL 15 on this machine, fsync on)"
+[ -d "$work/repo" ] || "$bin" simulate --repo "$work/repo" --nodes "$NODES" --hours "$HOURS" --records "$RECORDS" --users 1000 --seed 1 >/dev/null
+[ -d "$work/repo2" ] || "$bin" simulate --repo "$work/repo2" --nodes 2 --hours 2 --records 2 --users 10 --seed 2 >/dev/null
+bin="$bin" tool="$tool" work="$work" repo="$work/repo" total="$total" BIG_USERS="$BIG_USERS" \
+  DURATION="$DURATION" BILLING_PG_FSYNC=on scripts/with-postgres.sh scripts/bench/postgres.sh
+fi
+
 if want 7; then
 for extra in scripts/bench_forge.sh; do
   if [ -x "$extra" ]; then echo "== $extra"; "$extra"; fi

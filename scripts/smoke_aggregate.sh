@@ -6,16 +6,27 @@
 #   forge's contents API is the only thing the next pass applies; a file over
 #   10 MiB (which a Forgejo sends without content as a blob) applies whole; a
 #   final `aggregate --once --json` (no server) is a no-op too.
-# Runs twice: against the forge emulator (the Forgejo source) and against a
-# plain git repo (the git source). With FORGE_URL, FORGE_REPO and FORGE_TOKEN
-# set, the forge run targets that real forge instead of the emulator.
-# Everything it starts is stopped and its temp dir removed on exit, also on failure.
-#   scripts/smoke_aggregate.sh              # both sources
+# Runs against the forge emulator (the Forgejo source) and against a plain git
+# repo (the git source), each with the ledger in redb and then in PostgreSQL
+# (`--ledger-url`, a fresh database per run): four runs. With FORGE_URL,
+# FORGE_REPO and FORGE_TOKEN set, the forge runs target that real forge instead
+# of the emulator. The PostgreSQL runs use the server in BILLING_TEST_PG_URL;
+# without it the script runs itself through scripts/with-postgres.sh (a
+# throwaway PostgreSQL).
+# Everything it starts is stopped, the databases it created dropped and its temp
+# dir removed on exit, also on failure.
+#   scripts/smoke_aggregate.sh              # both sources, both ledgers
 #   SMOKE_SOURCES=forge scripts/smoke_aggregate.sh
+#   SMOKE_LEDGERS=redb scripts/smoke_aggregate.sh   # no PostgreSQL needed
 #   SMOKE_KEEP=1 scripts/smoke_aggregate.sh # keep the temp dir for a look afterwards
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+
+ledgers=${SMOKE_LEDGERS:-redb postgres}
+if [[ " $ledgers " == *" postgres "* ]] && [ -z "${BILLING_TEST_PG_URL:-}" ]; then
+    exec "$root/scripts/with-postgres.sh" "$root/scripts/smoke_aggregate.sh" "$@"
+fi
 
 need=()
 command -v curl >/dev/null || need+=(curl)
@@ -27,7 +38,8 @@ fi
 
 # Settings of the calling shell must not leak into the servers started here.
 unset BILLING_LISTEN BILLING_DATA_DIR BILLING_REPO BILLING_FORGE_URL BILLING_FORGE_REPO \
-    BILLING_FORGE_TOKEN BILLING_BRANCH BILLING_INTERVAL BILLING_ADMIN_SECRET
+    BILLING_FORGE_TOKEN BILLING_BRANCH BILLING_INTERVAL BILLING_ADMIN_SECRET \
+    BILLING_LEDGER_URL BILLING_LEDGER_PASSWORD_FILE BILLING_REPLICA_NAME BILLING_CONFIG
 
 cargo build -q -p rpc-server -p forge-emulator
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
@@ -36,11 +48,15 @@ emulator_bin="$target/forge-emulator"
 
 work=$(mktemp -d)
 pids=()
+databases=()
 cleanup() {
     local rc=$?
     for pid in "${pids[@]}"; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+    done
+    for db in "${databases[@]}"; do
+        dropdb_cmd --force "$db" >/dev/null 2>&1 || true
     done
     if [ "$rc" -ne 0 ]; then
         for log in "$work"/*.err; do
@@ -55,10 +71,29 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# What runs (the source, and ", postgres" on PostgreSQL), for messages.
+mode=setup
+label=""
 fail() {
-    echo "FAIL [$mode]: $*" >&2
+    echo "FAIL [$mode$label]: $*" >&2
     exit 1
 }
+
+# createdb/dropdb of the PostgreSQL server in BILLING_TEST_PG_URL (its
+# connection string names the host, port and user), from PATH or the server's
+# bin dir (as scripts/with-postgres.sh finds it).
+pg_tool() {
+    local tool=$1 d
+    shift
+    if ! command -v "$tool" >/dev/null; then
+        for d in /usr/lib/postgresql/*/bin; do
+            [ -x "$d/$tool" ] && { tool="$d/$tool"; break; }
+        done
+    fi
+    "$tool" --maintenance-db="$BILLING_TEST_PG_URL" "$@"
+}
+createdb_cmd() { pg_tool createdb "$@"; }
+dropdb_cmd() { pg_tool dropdb "$@"; }
 
 # Starts "$@" in the background, logging to $work/$name.{out,err}, and waits
 # for its "listening on http://..." line; sets $listen_url.
@@ -153,11 +188,24 @@ balance() {
     rpc get_balance "{\"user_sid\":\"$1\"}" | jq .credit_balance_cents
 }
 
+# run_scenario SOURCE LEDGER: SOURCE is forge or git, LEDGER redb or postgres.
 run_scenario() {
     mode=$1
-    local dir="$work/$mode" run_id
+    local ledger=$2
+    local dir="$work/$mode-$ledger" run_id
     mkdir -p "$dir"
     run_id="$(date +%s)-$$"
+    # The ledger: redb in the data dir, or a fresh PostgreSQL database (its name
+    # is unique, so earlier runs on a shared server do not interfere).
+    local ledger_args=()
+    label=""
+    if [ "$ledger" = postgres ]; then
+        label=", postgres"
+        local db="smoke_${mode}_$$_${RANDOM}"
+        createdb_cmd "$db" || fail "createdb $db failed"
+        databases+=("$db")
+        ledger_args=(--ledger-url "${BILLING_TEST_PG_URL%/*}/$db")
+    fi
     local u1="u-smoke-1-$run_id" u2="u-smoke-2-$run_id"
     local source_args=()
     local hour_a hour_b hour_c
@@ -201,9 +249,9 @@ run_scenario() {
     chmod 600 "$dir/admin.secret"
     secret=$(cat "$dir/admin.secret")
 
-    start_listening "server-$mode" "$server_bin" serve --listen 127.0.0.1:0 \
+    start_listening "server-$mode-$ledger" "$server_bin" serve --listen 127.0.0.1:0 \
         --data-dir "$dir/data" --interval 0 --admin-secret-file "$dir/admin.secret" \
-        --branch "$branch" "${source_args[@]}"
+        --branch "$branch" "${source_args[@]}" "${ledger_args[@]}"
     server_url=$listen_url
     curl -sSf --max-time 10 "$server_url/health" >/dev/null || fail "GET /health failed"
 
@@ -266,7 +314,8 @@ run_scenario() {
     stop_last
     local once
     once=$("$server_bin" aggregate --once --json --data-dir "$dir/data" --branch "$branch" \
-        "${source_args[@]}" 2>"$work/aggregate-$mode.err") || fail "aggregate --once failed"
+        "${source_args[@]}" "${ledger_args[@]}" 2>"$work/aggregate-$mode-$ledger.err") ||
+        fail "aggregate --once failed"
     [ "$(jq '[.records_applied, .files_read] | add' <<<"$once")" = 0 ] ||
         fail "aggregate --once was not a no-op: $once"
     [ "$(jq '.errors | length' <<<"$once")" = 0 ] || fail "aggregate --once errors: $(jq -c .errors <<<"$once")"
@@ -274,14 +323,21 @@ run_scenario() {
     if [ "$mode" = forge ] && [ "$emulated" = 1 ]; then
         stop_last
     fi
-    echo "ok [$mode]: 4 records and a 12 MB file of $big applied exactly once, no-op passes verified"
+    echo "ok [$mode$label]: 4 records and a 12 MB file of $big applied exactly once, no-op passes verified"
 }
 
 branch=${SMOKE_BRANCH:-main}
-mode=setup
+for ledger in $ledgers; do
+    case "$ledger" in
+    redb | postgres) ;;
+    *) fail "SMOKE_LEDGERS: unknown ledger '$ledger' (redb, postgres)" ;;
+    esac
+done
 passed=0
-for source in ${SMOKE_SOURCES:-forge git}; do
-    run_scenario "$source"
-    passed=$((passed + 1))
+for ledger in $ledgers; do
+    for source in ${SMOKE_SOURCES:-forge git}; do
+        run_scenario "$source" "$ledger"
+        passed=$((passed + 1))
+    done
 done
 echo "smoke_aggregate: $passed passed, 0 failed"

@@ -7,9 +7,15 @@ cd "$(dirname "$0")/.."
 # Under a throwaway PostgreSQL (BILLING_TEST_PG_URL), for the tests of the PostgreSQL ledger.
 scripts/with-postgres.sh cargo test --workspace --all-targets
 
-# End-to-end scenarios that start real processes.
-for script in scripts/smoke_aggregate.sh scripts/tui_e2e.sh; do
+# End-to-end scenarios that start real processes, under one throwaway PostgreSQL too:
+# smoke_aggregate.sh runs its scenario on redb and on PostgreSQL, failover.sh kills a
+# replica in the middle of a pass (each creates databases of its own there).
+e2e=(scripts/smoke_aggregate.sh scripts/tui_e2e.sh scripts/failover.sh)
+for script in "${e2e[@]}"; do
     [ -x "$script" ] || { echo "test.sh: $script is missing or not executable" >&2; exit 1; }
-    echo "== $script"
-    "$script"
 done
+scripts/with-postgres.sh bash -c 'set -euo pipefail
+    for script in "$@"; do
+        echo "== $script"
+        "$script"
+    done' e2e "${e2e[@]}"

@@ -3,6 +3,7 @@
 # loopback port, stopped and deleted when the command ends, whatever its outcome. The command
 # finds it in BILLING_TEST_PG_URL (postgres://billing@127.0.0.1:PORT/billing_test, trust auth).
 #   scripts/with-postgres.sh cargo test --workspace
+# BILLING_PG_FSYNC=on makes commits durable (benchmarks); tests run with fsync off.
 # Installs the Debian `postgresql` package when no PostgreSQL server binaries are found. As root,
 # the cluster runs as the `postgres` user (PostgreSQL refuses to run as root).
 set -euo pipefail
@@ -64,7 +65,7 @@ started=""
 for _ in 1 2 3 4 5 6 7 8; do
     port=$((20000 + RANDOM % 40000))
     if "${as_owner[@]}" "$bindir/pg_ctl" -D "$data" -l "$work/server.log" -w -t 30 \
-        -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null 2>&1; then
+        -o "-p $port -k $work -c listen_addresses=127.0.0.1 -c fsync=${BILLING_PG_FSYNC:-off}" start >/dev/null 2>&1; then
         started=yes
         break
     fi
