@@ -202,7 +202,7 @@ async fn losing_the_database_mid_pass_fails_fast_and_the_next_pass_recovers() {
             .await
             .unwrap()
             .credit_balance_cents,
-        -((total / 50) as i64)
+        -(total / 50)
     );
 }
 
