@@ -11,6 +11,7 @@
 //! exactly-once. The store is synchronous, like the redb one: callers run it on
 //! blocking threads.
 
+mod pool;
 mod queries;
 mod rows;
 mod schema;
@@ -22,21 +23,25 @@ use std::time::{Duration, Instant};
 
 use postgres::NoTls;
 use postgres::error::SqlState;
-use r2d2_postgres::PostgresConnectionManager;
 
 use super::{StoreError, StoreOptions};
 use crate::store::group_commit::GroupCommit;
 use crate::store::payments::NewPayment;
+use pool::PgConn;
 
 pub use schema::SCHEMA_VERSION;
 
 /// Connections a server keeps to the database at most.
 const POOL_SIZE: u32 = 16;
-/// How long a call waits for a connection, and a connection attempt for the server.
+/// How long a connection attempt waits for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a call waits for a pooled connection: with the database away, a
+/// call fails after this (plus at most one failed try on a stale connection),
+/// within 5 s.
+const POOL_TIMEOUT: Duration = Duration::from_secs(3);
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<pool::Manager>;
+type Conn = r2d2::PooledConnection<pool::Manager>;
 
 /// Handle to a ledger in PostgreSQL; cheap to clone.
 #[derive(Clone)]
@@ -142,9 +147,15 @@ impl PgStore {
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
-            .connection_timeout(CONNECT_TIMEOUT)
+            .connection_timeout(POOL_TIMEOUT)
+            // No round trip to test each connection handed out: a connection the
+            // server closed fails at its first use, and the call is retried once
+            // on another (see `write` and `read`).
+            .test_on_check_out(false)
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(PostgresConnectionManager::new(config.clone(), NoTls));
+            .build_unchecked(pool::Manager {
+                config: config.clone(),
+            });
         let store = PgStore {
             shared: Arc::new(Shared {
                 pool: Some(pool),
@@ -177,24 +188,46 @@ impl PgStore {
                 "cannot {op}: no connection to the ledger database {} within {}s ({e}); check \
                  that PostgreSQL is up and reachable, and GET /health",
                 self.shared.location,
-                CONNECT_TIMEOUT.as_secs()
+                POOL_TIMEOUT.as_secs()
             ));
             self.note(&Err::<(), _>(e.clone()));
             e
         })
     }
 
-    /// Runs `f` in one transaction: commit on `Ok`, roll back on `Err`.
+    /// Runs `f` in one transaction: commit on `Ok`, roll back on `Err`. A
+    /// connection lost before the commit (a pooled connection the server has
+    /// closed since) is replaced once: nothing of the failed attempt committed.
     fn write<T>(
         &self,
         op: &str,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_writable(op)?;
-        let mut conn = self.conn(op)?;
-        let result = transact(&mut conn, f).map_err(|e| self.context(op, e));
+        let mut result = self.write_once(op, &mut f);
+        if Attempt::retry(&result) {
+            result = self.write_once(op, &mut f);
+        }
+        let result = result
+            .map_err(Attempt::into_error)
+            .map_err(|e| self.context(op, e));
         self.note(&result);
         result
+    }
+
+    fn write_once<T>(
+        &self,
+        op: &str,
+        f: &mut impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, Attempt> {
+        let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
+        let mut txn = conn
+            .client
+            .transaction()
+            .map_err(|e| Attempt::BeforeCommit(db_err(e)))?;
+        let value = f(&mut txn).map_err(Attempt::BeforeCommit)?;
+        txn.commit().map_err(|e| Attempt::AtCommit(db_err(e)))?;
+        Ok(value)
     }
 
     /// A write of the aggregation pass: on the pass's own connection, which
@@ -203,7 +236,7 @@ impl PgStore {
     fn write_pass<T>(
         &self,
         op: &str,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+        mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut slot = lock(&self.shared.pass);
         let Some(client) = slot.as_mut() else {
@@ -211,7 +244,7 @@ impl PgStore {
             return self.write(op, f);
         };
         self.check_writable(op)?;
-        let result = transact(client, f).map_err(|e| self.context(op, e));
+        let result = transact(client, &mut f).map_err(|e| self.context(op, e));
         self.note(&result);
         result
     }
@@ -257,41 +290,62 @@ impl PgStore {
         *lock(&self.shared.replica) = name.to_string();
     }
 
-    /// Runs `f` in one read-only snapshot.
+    /// Runs `f` in one read-only snapshot, on another connection once if the
+    /// first turns out to be closed.
     fn read<T>(
         &self,
         op: &str,
-        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+        f: impl Fn(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn(op)?;
-        let result = (|| {
-            let mut txn = conn
-                .build_transaction()
-                .isolation_level(postgres::IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .map_err(db_err)?;
-            let value = f(&mut txn)?;
-            txn.commit().map_err(db_err)?;
-            Ok(value)
-        })()
-        .map_err(|e| self.context(op, e));
+        let mut result = self.read_once(op, &f);
+        if Attempt::retry(&result) {
+            result = self.read_once(op, &f);
+        }
+        let result = result
+            .map_err(Attempt::into_error)
+            .map_err(|e| self.context(op, e));
         self.note(&result);
         result
     }
 
-    /// One statement outside a transaction (a snapshot of its own).
-    fn query_one_opt(
+    fn read_once<T>(
         &self,
         op: &str,
-        sql: &str,
-        params: &[(&(dyn postgres::types::ToSql + Sync), postgres::types::Type)],
-    ) -> Result<Option<postgres::Row>, StoreError> {
-        let mut conn = self.conn(op)?;
-        let result = conn
-            .query_typed(sql, params)
-            .map(|mut rows| rows.pop())
-            .map_err(|e| self.context(op, db_err(e)));
+        f: &impl Fn(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, Attempt> {
+        let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
+        let used = |e: StoreError| Attempt::BeforeCommit(e);
+        let mut txn = conn
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(|e| used(db_err(e)))?;
+        let value = f(&mut txn).map_err(used)?;
+        txn.commit().map_err(|e| used(db_err(e)))?;
+        Ok(value)
+    }
+
+    /// The row of user `sid`: one round trip on a prepared statement.
+    fn user_row(&self, op: &str, sid: &str) -> Result<Option<postgres::Row>, StoreError> {
+        let once = || {
+            let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
+            let PgConn {
+                client,
+                user_by_sid,
+            } = &mut *conn;
+            client
+                .query_opt(&*user_by_sid, &[&sid])
+                .map_err(|e| Attempt::BeforeCommit(db_err(e)))
+        };
+        let mut result = once();
+        if Attempt::retry(&result) {
+            result = once();
+        }
+        let result = result
+            .map_err(Attempt::into_error)
+            .map_err(|e| self.context(op, e));
         self.note(&result);
         result
     }
@@ -365,6 +419,30 @@ impl PgStore {
 
 /// Key of the pass lock ("billing-pass" in ASCII, shortened).
 const PASS_LOCK: i64 = 0x6269_6c6c_7061_7373;
+
+/// How a write attempt failed: before its commit (nothing committed, safe to
+/// retry) or at it (the outcome is unknown, never retried).
+enum Attempt {
+    /// No connection within the pool's timeout: the database is away.
+    NoConnection(StoreError),
+    BeforeCommit(StoreError),
+    AtCommit(StoreError),
+}
+
+impl Attempt {
+    fn into_error(self) -> StoreError {
+        match self {
+            Attempt::NoConnection(e) | Attempt::BeforeCommit(e) | Attempt::AtCommit(e) => e,
+        }
+    }
+
+    /// Whether a connection failed in use, before anything committed: the
+    /// pooled connection was closed by the server since (a restart, a
+    /// failover), and another one may work.
+    fn retry(result: &Result<impl Sized, Attempt>) -> bool {
+        matches!(result, Err(Attempt::BeforeCommit(StoreError::Io(_))))
+    }
+}
 
 /// Runs `f` in a transaction on `client`: commit on `Ok`, roll back on `Err`.
 fn transact<T>(

@@ -7,7 +7,6 @@ use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::{
     AggregateSummary, Balance, ConsumedRecord, Page, Payment, RejectedItem, UserBilling,
 };
-use postgres::types::Type;
 
 use super::super::codec::{ConsumedRow, RejectedRow, RunRow, SourceRow, existing_row, reason_code};
 use super::super::nodes::NodeRecord;
@@ -194,11 +193,7 @@ impl PgStore {
 
     pub fn get_user(&self, sid: &str) -> Result<UserBilling, StoreError> {
         let row = self
-            .query_one_opt(
-                "read a user",
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE user_sid = $1"),
-                &[(&sid, Type::TEXT)],
-            )?
+            .user_row("read a user", sid)?
             .ok_or_else(|| not_found(sid))?;
         let (sid, user) = user_of(&row);
         Ok(user.to_api(&sid))
@@ -206,11 +201,7 @@ impl PgStore {
 
     pub fn get_balance(&self, sid: &str) -> Result<Balance, StoreError> {
         let row = self
-            .query_one_opt(
-                "read a balance",
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE user_sid = $1"),
-                &[(&sid, Type::TEXT)],
-            )?
+            .user_row("read a balance", sid)?
             .ok_or_else(|| not_found(sid))?;
         let (sid, user) = user_of(&row);
         Ok(user.to_balance(&sid))
