@@ -140,8 +140,8 @@ if want 8; then
 echo "== 8. the PostgreSQL ledger (PostgreSQL 15 on this machine, fsync on)"
 [ -d "$work/repo" ] || "$bin" simulate --repo "$work/repo" --nodes "$NODES" --hours "$HOURS" --records "$RECORDS" --users 1000 --seed 1 >/dev/null
 [ -d "$work/repo2" ] || "$bin" simulate --repo "$work/repo2" --nodes 2 --hours 2 --records 2 --users 10 --seed 2 >/dev/null
-bin="$bin" tool="$tool" work="$work" repo="$work/repo" total="$total" BIG_USERS="$BIG_USERS" \
-  DURATION="$DURATION" BILLING_PG_FSYNC=on scripts/with-postgres.sh scripts/bench/postgres.sh
+BENCH_BIN="$bin" BENCH_TOOL="$tool" BENCH_WORK="$work" BENCH_REPO="$work/repo" BENCH_TOTAL="$total" \
+  BIG_USERS="$BIG_USERS" DURATION="$DURATION" BILLING_PG_FSYNC=on scripts/with-postgres.sh scripts/bench/postgres.sh
 fi
 
 if want 7; then

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Section 8 of scripts/bench.sh: the same figures with the ledger in PostgreSQL on this machine.
 # Run through scripts/with-postgres.sh (BILLING_TEST_PG_URL; bench.sh asks it for fsync=on, so
-# commits are durable as on redb). Expects from bench.sh: bin, tool, work, repo, total,
-# BIG_USERS, DURATION.
+# commits are durable as on redb). Expects from bench.sh: BENCH_BIN, BENCH_TOOL, BENCH_WORK,
+# BENCH_REPO, BENCH_TOTAL, BIG_USERS, DURATION (prefixed: with-postgres.sh has a `work` of its own).
 set -euo pipefail
-: "${bin:?}" "${tool:?}" "${work:?}" "${repo:?}" "${total:?}" "${BIG_USERS:?}" "${DURATION:?}"
+bin=${BENCH_BIN:?} tool=${BENCH_TOOL:?} work=${BENCH_WORK:?} repo=${BENCH_REPO:?} total=${BENCH_TOTAL:?}
+: "${BIG_USERS:?}" "${DURATION:?}"
 base=${BILLING_TEST_PG_URL%/*}
 newdb() { psql "$BILLING_TEST_PG_URL" -qc "CREATE DATABASE $1"; echo "$base/$1"; }
 pg_pid=""
