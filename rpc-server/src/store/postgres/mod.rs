@@ -31,8 +31,8 @@ use pool::PgConn;
 
 pub use schema::SCHEMA_VERSION;
 
-/// Connections a server keeps to the database at most.
-const POOL_SIZE: u32 = 16;
+/// Connections a server keeps to the database at most (besides a pass's own).
+const POOL_SIZE: u32 = 32;
 /// How long a connection attempt waits for the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a call waits for a pooled connection: with the database away, a
@@ -327,17 +327,16 @@ impl PgStore {
         Ok(value)
     }
 
-    /// The row of user `sid`: one round trip on a prepared statement.
-    fn user_row(&self, op: &str, sid: &str) -> Result<Option<postgres::Row>, StoreError> {
+    /// Runs one statement (or a few that need no snapshot together) on a
+    /// pooled connection, on another once if the first turns out to be closed.
+    fn on_conn<T>(
+        &self,
+        op: &str,
+        f: impl Fn(&mut PgConn) -> Result<T, postgres::Error>,
+    ) -> Result<T, StoreError> {
         let once = || {
             let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
-            let PgConn {
-                client,
-                user_by_sid,
-            } = &mut *conn;
-            client
-                .query_opt(&*user_by_sid, &[&sid])
-                .map_err(|e| Attempt::BeforeCommit(db_err(e)))
+            f(&mut conn).map_err(|e| Attempt::BeforeCommit(db_err(e)))
         };
         let mut result = once();
         if Attempt::retry(&result) {
@@ -348,6 +347,11 @@ impl PgStore {
             .map_err(|e| self.context(op, e));
         self.note(&result);
         result
+    }
+
+    /// The row of user `sid`: one round trip on a prepared statement.
+    fn user_row(&self, op: &str, sid: &str) -> Result<Option<postgres::Row>, StoreError> {
+        self.on_conn(op, |conn| conn.client.query_opt(&conn.user_by_sid, &[&sid]))
     }
 
     /// Remembers or clears a failure to reach the database (for `problem`).

@@ -1,6 +1,6 @@
 //! The connection pool (r2d2) and what each pooled connection keeps: the
-//! hottest statement, prepared once per connection, so a balance read is one
-//! round trip with no parsing or planning on the server.
+//! hottest statements, prepared once per connection, so a balance read or a
+//! page of users is one round trip with no parsing or planning on the server.
 
 use postgres::{Client, NoTls, Statement};
 
@@ -11,6 +11,8 @@ pub(super) struct PgConn {
     pub client: Client,
     /// `SELECT … FROM users WHERE user_sid = $1`.
     pub user_by_sid: Statement,
+    /// A page of users after `$1` (in sid order), at most `$2`.
+    pub users_after: Statement,
 }
 
 /// Opens connections for the pool.
@@ -27,9 +29,13 @@ impl r2d2::ManageConnection for Manager {
         let user_by_sid = client.prepare(&format!(
             "SELECT {USER_COLUMNS} FROM users WHERE user_sid = $1"
         ))?;
+        let users_after = client.prepare(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE user_sid > $1 ORDER BY user_sid LIMIT $2"
+        ))?;
         Ok(PgConn {
             client,
             user_by_sid,
+            users_after,
         })
     }
 

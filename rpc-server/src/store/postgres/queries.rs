@@ -13,9 +13,7 @@ use super::super::nodes::NodeRecord;
 use super::super::runs::RunTotals;
 use super::super::verify::{Depth, Finding, VerifyReport};
 use super::super::{LedgerCounts, StoreError, check_id, clamp_limit, page, seq_cursor};
-use super::rows::{
-    NODE_COLUMNS, PAYMENT_COLUMNS, USER_COLUMNS, node_of, payment_of, read_meta, user_of,
-};
+use super::rows::{NODE_COLUMNS, PAYMENT_COLUMNS, node_of, payment_of, read_meta, user_of};
 use super::{PgStore, db_err, from_db, to_db};
 
 /// Users listed one by one in a verify report; the rest are counted.
@@ -217,26 +215,22 @@ impl PgStore {
         if let Some(c) = cursor {
             check_id("cursor", c, MAX_SID_BYTES)?;
         }
-        self.read("list users", |txn| {
-            let rows = txn
-                .query(
-                    &format!(
-                        "SELECT {USER_COLUMNS} FROM users WHERE $1::text IS NULL OR user_sid > $1 \
-                         ORDER BY user_sid LIMIT $2"
-                    ),
-                    &[&cursor, &(limit as i64 + 1)],
-                )
-                .map_err(db_err)?;
-            let items = rows
-                .iter()
-                .map(|r| {
-                    let (sid, user) = user_of(r);
-                    let api = user.to_api(&sid);
-                    (sid, api)
-                })
-                .collect();
-            Ok(page(items, limit))
-        })
+        // One statement is a snapshot of its own: no transaction needed. Every
+        // sid sorts after "" (sids are not empty).
+        let after = cursor.unwrap_or("");
+        let rows = self.on_conn("list users", |conn| {
+            conn.client
+                .query(&conn.users_after, &[&after, &(limit as i64 + 1)])
+        })?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                let (sid, user) = user_of(r);
+                let api = user.to_api(&sid);
+                (sid, api)
+            })
+            .collect();
+        Ok(page(items, limit))
     }
 
     /// Payments, newest first; only `user_sid`'s if given.
