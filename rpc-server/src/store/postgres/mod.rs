@@ -11,6 +11,7 @@
 //! exactly-once. The store is synchronous, like the redb one: callers run it on
 //! blocking threads.
 
+mod flush;
 mod pool;
 mod queries;
 mod rows;

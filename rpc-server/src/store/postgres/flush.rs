@@ -1,0 +1,420 @@
+//! The batched writes that end a ledger transaction on PostgreSQL
+//! ([`super::rows::PgRows::flush`]): one multi-row statement per table,
+//! through `unnest` arrays.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use postgres::Transaction;
+
+use super::super::StoreError;
+use super::super::codec::{
+    NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow, UserRow, existing_row,
+    reason_code, status_code,
+};
+use super::rows::{Applied, FileKey};
+use super::{clean, db_err, to_db};
+
+/// The batched writes of [`PgRows::flush`].
+pub(super) struct Flush<'t, 'c> {
+    pub txn: &'t mut Transaction<'c>,
+}
+
+impl Flush<'_, '_> {
+    fn exec(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<(), StoreError> {
+        self.txn.execute(sql, params).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn sources(
+        &mut self,
+        ids: &[u64],
+        rows: &HashMap<u64, SourceRow>,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let rows: Vec<(i64, &SourceRow)> = ids.iter().map(|id| (to_db(*id), &rows[id])).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
+        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
+        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.applied_at_ms)).collect();
+        self.exec(
+            "INSERT INTO consumed_sources (source_id, node_name, commit_sha, file_path, applied_at_ms) \
+             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])",
+            &[&ids, &nodes, &commits, &paths, &at],
+        )
+    }
+
+    pub fn users(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        users: &HashMap<String, Option<UserRow>>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&str, &UserRow)> = dirty
+            .iter()
+            .filter_map(|sid| {
+                users
+                    .get(sid)
+                    .and_then(Option::as_ref)
+                    .map(|u| (sid.as_str(), u))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let sids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| to_db(r.1.id)).collect();
+        let names: Vec<Option<&str>> = rows.iter().map(|r| r.1.display_name.as_deref()).collect();
+        let emails: Vec<Option<&str>> = rows.iter().map(|r| r.1.email.as_deref()).collect();
+        let created: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
+        let balance: Vec<i64> = rows.iter().map(|r| r.1.balance_cents).collect();
+        let paid: Vec<i64> = rows.iter().map(|r| r.1.paid_cents).collect();
+        let consumed: Vec<i64> = rows.iter().map(|r| r.1.consumed_cents).collect();
+        self.exec(
+            "INSERT INTO users (user_sid, user_id, display_name, email, created_at_ms, \
+             balance_cents, paid_cents, consumed_cents) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
+             $6::int8[], $7::int8[], $8::int8[]) \
+             ON CONFLICT (user_sid) DO UPDATE SET display_name = EXCLUDED.display_name, \
+             email = EXCLUDED.email, balance_cents = EXCLUDED.balance_cents, \
+             paid_cents = EXCLUDED.paid_cents, consumed_cents = EXCLUDED.consumed_cents",
+            &[
+                &sids, &ids, &names, &emails, &created, &balance, &paid, &consumed,
+            ],
+        )
+    }
+
+    pub fn consumed(
+        &mut self,
+        new: &[(String, u64)],
+        applied: &HashMap<u64, Applied>,
+    ) -> Result<(), StoreError> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<&str> = Vec::with_capacity(new.len());
+        let mut seqs: Vec<i64> = Vec::with_capacity(new.len());
+        let mut sids: Vec<&str> = Vec::with_capacity(new.len());
+        let mut costs: Vec<i64> = Vec::with_capacity(new.len());
+        let mut sources: Vec<i64> = Vec::with_capacity(new.len());
+        for (key, seq) in new {
+            let a = applied.get(seq).ok_or_else(|| {
+                StoreError::Storage(format!("key `{key}` was claimed but its row never written"))
+            })?;
+            keys.push(key);
+            seqs.push(to_db(a.seq));
+            sids.push(&a.user_sid);
+            costs.push(a.cost_cents);
+            sources.push(to_db(a.source));
+        }
+        // No ON CONFLICT: a key applied by another writer fails the whole
+        // transaction (the primary key is the last guard of exactly-once).
+        self.exec(
+            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[])",
+            &[&keys, &seqs, &sids, &costs, &sources],
+        )
+    }
+
+    pub fn payments(
+        &mut self,
+        new: &[String],
+        payments: &HashMap<String, Option<PaymentRow>>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&str, &PaymentRow)> = new
+            .iter()
+            .filter_map(|id| {
+                payments
+                    .get(id)
+                    .and_then(Option::as_ref)
+                    .map(|p| (id.as_str(), p))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let seqs: Vec<i64> = rows.iter().map(|r| to_db(r.1.seq)).collect();
+        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
+        let amounts: Vec<i64> = rows.iter().map(|r| r.1.amount_cents).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.1.kind.as_str()).collect();
+        let refs: Vec<Option<&str>> = rows.iter().map(|r| r.1.reference.as_deref()).collect();
+        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
+        self.exec(
+            "INSERT INTO payments (payment_id, seq, user_sid, amount_cents, kind, reference, \
+             created_at_ms) SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], \
+             $5::text[], $6::text[], $7::int8[])",
+            &[&ids, &seqs, &sids, &amounts, &kinds, &refs, &at],
+        )
+    }
+
+    pub fn pending(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        pending: &HashMap<String, Option<PendingRow>>,
+    ) -> Result<(), StoreError> {
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        let gone: Vec<&str> = dirty
+            .iter()
+            .filter(|k| matches!(pending.get(*k), Some(None) | None))
+            .map(String::as_str)
+            .collect();
+        if !gone.is_empty() {
+            self.exec(
+                "DELETE FROM pending WHERE idempotency_key = ANY($1)",
+                &[&gone],
+            )?;
+        }
+        let rows: Vec<(&str, &PendingRow)> = dirty
+            .iter()
+            .filter_map(|k| {
+                pending
+                    .get(k)
+                    .and_then(Option::as_ref)
+                    .map(|p| (k.as_str(), p))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
+        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
+        let costs: Vec<i64> = rows.iter().map(|r| r.1.cost_cents).collect();
+        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
+        let blobs: Vec<&str> = rows.iter().map(|r| r.1.blob_id.as_str()).collect();
+        let index: Vec<i64> = rows.iter().map(|r| i64::from(r.1.record_index)).collect();
+        let seen: Vec<i64> = rows.iter().map(|r| to_db(r.1.first_seen_ms)).collect();
+        let rejected: Vec<i64> = rows.iter().map(|r| to_db(r.1.rejected_id)).collect();
+        self.exec(
+            "INSERT INTO pending (idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
+             file_path, blob_id, record_index, first_seen_ms, rejected_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
+             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[]) \
+             ON CONFLICT (idempotency_key) DO UPDATE SET user_sid = EXCLUDED.user_sid, \
+             node_name = EXCLUDED.node_name, cost_cents = EXCLUDED.cost_cents, \
+             commit_sha = EXCLUDED.commit_sha, file_path = EXCLUDED.file_path, \
+             blob_id = EXCLUDED.blob_id, record_index = EXCLUDED.record_index, \
+             first_seen_ms = EXCLUDED.first_seen_ms, rejected_id = EXCLUDED.rejected_id",
+            &[
+                &keys, &sids, &nodes, &costs, &commits, &paths, &blobs, &index, &seen, &rejected,
+            ],
+        )
+    }
+
+    pub fn rejected(
+        &mut self,
+        rejected: &BTreeMap<u64, Option<RejectedRow>>,
+        counts: &BTreeMap<u64, u64>,
+    ) -> Result<(), StoreError> {
+        let gone: Vec<i64> = rejected
+            .iter()
+            .filter(|(_, r)| r.is_none())
+            .map(|(id, _)| to_db(*id))
+            .collect();
+        if !gone.is_empty() {
+            self.exec("DELETE FROM rejected WHERE rejected_id = ANY($1)", &[&gone])?;
+        }
+        let rows: Vec<(u64, &RejectedRow)> = rejected
+            .iter()
+            .filter_map(|(id, r)| r.as_ref().map(|r| (*id, r)))
+            .collect();
+        if !rows.is_empty() {
+            let mut ids = Vec::new();
+            let mut reasons = Vec::new();
+            let (mut nodes, mut paths, mut blobs, mut commits) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut index, mut keys, mut sids, mut costs) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut details, mut existing, mut seen, mut fps) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (id, r) in &rows {
+                ids.push(to_db(*id));
+                let code = reason_code::of(r.reason).ok_or_else(|| {
+                    StoreError::Storage(format!("reject reason {:?} has no stored code", r.reason))
+                })?;
+                reasons.push(i16::from(code));
+                nodes.push(clean(&r.node_name));
+                paths.push(clean(&r.file_path));
+                blobs.push(clean(&r.blob_id));
+                commits.push(clean(&r.commit_sha));
+                index.push(r.record_index.map(i64::from));
+                keys.push(r.idempotency_key.as_deref().map(clean));
+                sids.push(r.user_sid.as_deref().map(clean));
+                costs.push(r.cost_cents);
+                details.push(clean(&r.detail));
+                let json = existing_row::serialize(&r.existing, serde_json::value::Serializer)
+                    .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
+                existing.push((!json.is_null()).then_some(json));
+                seen.push(to_db(r.first_seen_ms));
+                fps.push(r.fingerprint.as_deref().map(str::as_bytes));
+            }
+            self.exec(
+                "INSERT INTO rejected (rejected_id, reason, node_name, file_path, blob_id, \
+                 commit_sha, record_index, idempotency_key, user_sid, cost_cents, detail, \
+                 existing, first_seen_ms, fingerprint) \
+                 SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::text[], \
+                 $12::jsonb[], $13::int8[], $14::bytea[]) \
+                 ON CONFLICT (rejected_id) DO UPDATE SET detail = EXCLUDED.detail, \
+                 first_seen_ms = EXCLUDED.first_seen_ms, commit_sha = EXCLUDED.commit_sha",
+                &[
+                    &ids, &reasons, &nodes, &paths, &blobs, &commits, &index, &keys, &sids, &costs,
+                    &details, &existing, &seen, &fps,
+                ],
+            )?;
+        }
+        if !counts.is_empty() {
+            let ids: Vec<i64> = counts.keys().map(|id| to_db(*id)).collect();
+            let n: Vec<i64> = counts.values().map(|n| to_db(*n)).collect();
+            self.exec(
+                "UPDATE rejected r SET record_count = u.n \
+                 FROM unnest($1::int8[], $2::int8[]) AS u(id, n) WHERE r.rejected_id = u.id",
+                &[&ids, &n],
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn fingerprints(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        fps: &HashMap<String, Option<u64>>,
+    ) -> Result<(), StoreError> {
+        let gone: Vec<&[u8]> = dirty
+            .iter()
+            .filter(|f| matches!(fps.get(*f), Some(None) | None))
+            .map(|f| f.as_bytes())
+            .collect();
+        if !gone.is_empty() {
+            self.exec(
+                "DELETE FROM rejected_fingerprints WHERE fingerprint = ANY($1)",
+                &[&gone],
+            )?;
+        }
+        let rows: Vec<(&[u8], i64)> = dirty
+            .iter()
+            .filter_map(|f| {
+                fps.get(f)
+                    .copied()
+                    .flatten()
+                    .map(|id| (f.as_bytes(), to_db(id)))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&[u8]> = rows.iter().map(|r| r.0).collect();
+        let ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        self.exec(
+            "INSERT INTO rejected_fingerprints (fingerprint, rejected_id) \
+             SELECT * FROM unnest($1::bytea[], $2::int8[]) \
+             ON CONFLICT (fingerprint) DO UPDATE SET rejected_id = EXCLUDED.rejected_id",
+            &[&keys, &ids],
+        )
+    }
+
+    pub fn tallies(
+        &mut self,
+        dirty: &BTreeSet<FileKey>,
+        tallies: &HashMap<FileKey, Option<TallyRow>>,
+    ) -> Result<(), StoreError> {
+        let rows: Vec<(&FileKey, &TallyRow)> = dirty
+            .iter()
+            .filter_map(|k| tallies.get(k).and_then(Option::as_ref).map(|t| (k, t)))
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<&str> = rows.iter().map(|r| r.0.0.as_str()).collect();
+        let paths: Vec<&str> = rows.iter().map(|r| r.0.1.as_str()).collect();
+        let blobs: Vec<&str> = rows.iter().map(|r| r.0.2.as_str()).collect();
+        let next: Vec<i64> = rows.iter().map(|r| to_db(r.1.next_index)).collect();
+        let stored: Vec<i64> = rows.iter().map(|r| to_db(r.1.stored)).collect();
+        let omitted: Vec<i64> = rows.iter().map(|r| to_db(r.1.omitted)).collect();
+        let kinds: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::Value::Array(
+                    r.1.by_kind
+                        .iter()
+                        .map(|(k, n)| serde_json::json!([clean(k), n]))
+                        .collect(),
+                )
+            })
+            .collect();
+        let summary: Vec<i64> = rows.iter().map(|r| to_db(r.1.summary_id)).collect();
+        self.exec(
+            "INSERT INTO file_tallies (node_name, file_path, blob_id, next_index, stored, omitted, \
+             by_kind, summary_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+             $4::int8[], $5::int8[], $6::int8[], $7::jsonb[], $8::int8[]) \
+             ON CONFLICT (node_name, file_path, blob_id) DO UPDATE SET \
+             next_index = EXCLUDED.next_index, stored = EXCLUDED.stored, \
+             omitted = EXCLUDED.omitted, by_kind = EXCLUDED.by_kind, \
+             summary_id = EXCLUDED.summary_id",
+            &[
+                &nodes, &paths, &blobs, &next, &stored, &omitted, &kinds, &summary,
+            ],
+        )
+    }
+
+    pub fn nodes(
+        &mut self,
+        dirty: &BTreeSet<String>,
+        nodes: &HashMap<String, Option<NodeRow>>,
+    ) -> Result<(), StoreError> {
+        for name in dirty {
+            let Some(Some(row)) = nodes.get(name) else {
+                continue;
+            };
+            upsert_node(self.txn, name, row)?;
+        }
+        Ok(())
+    }
+
+    pub fn files(&mut self, files: &BTreeMap<(String, String), String>) -> Result<(), StoreError> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let nodes: Vec<&str> = files.keys().map(|k| k.0.as_str()).collect();
+        let paths: Vec<&str> = files.keys().map(|k| k.1.as_str()).collect();
+        let blobs: Vec<&str> = files.values().map(String::as_str).collect();
+        self.exec(
+            "INSERT INTO consumed_files (node_name, file_path, blob_id) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+             ON CONFLICT (node_name, file_path) DO UPDATE SET blob_id = EXCLUDED.blob_id",
+            &[&nodes, &paths, &blobs],
+        )
+    }
+}
+
+/// Writes one node's row.
+fn upsert_node(txn: &mut Transaction<'_>, name: &str, row: &NodeRow) -> Result<(), StoreError> {
+    txn.execute(
+        "INSERT INTO nodes (node_name, tree_id, last_commit_sha, last_run_at_ms, \
+         records_consumed_total, status, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (node_name) DO UPDATE SET tree_id = EXCLUDED.tree_id, \
+         last_commit_sha = EXCLUDED.last_commit_sha, last_run_at_ms = EXCLUDED.last_run_at_ms, \
+         records_consumed_total = EXCLUDED.records_consumed_total, status = EXCLUDED.status, \
+         last_error = EXCLUDED.last_error",
+        &[
+            &name,
+            &row.tree_id,
+            &row.last_commit_sha,
+            &row.last_run_at_ms.map(to_db),
+            &to_db(row.records_consumed_total),
+            &i16::from(status_code::of(row.status)),
+            &row.last_error.as_deref().map(clean),
+        ],
+    )
+    .map_err(db_err)?;
+    Ok(())
+}
