@@ -47,6 +47,19 @@ impl Store {
         PgStore::connect(config, options).map(Store::Postgres)
     }
 
+    /// Creates the user, or updates the fields the request gives, and applies
+    /// every record held for this user, all in one transaction.
+    pub fn register_user(
+        &self,
+        req: &RegisterUser,
+        now_ms: u64,
+    ) -> Result<UserBilling, StoreError> {
+        let mut users = self.register_users(std::slice::from_ref(req), now_ms)?;
+        users.pop().ok_or_else(|| {
+            StoreError::Storage(format!("user `{}` missing after upsert", req.user_sid))
+        })
+    }
+
     /// Applies everything new of one node, and its new state, in one transaction.
     pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
         self.apply_chunk(&NodeChunk::whole(update), now_ms)
@@ -152,8 +165,6 @@ delegate! {
     fn consumed_files(&self, node_name: &str) -> Result<HashMap<String, String>, StoreError>;
     /// Records that a pass failed on this node; its consumed position is kept.
     fn node_failed(&self, node_name: &str, error: &str, now_ms: u64) -> Result<(), StoreError>;
-    /// Creates or updates the user and applies every record held for it.
-    fn register_user(&self, req: &RegisterUser, now_ms: u64) -> Result<UserBilling, StoreError>;
     /// `register_user` for many users in one transaction.
     fn register_users(&self, reqs: &[RegisterUser], now_ms: u64) -> Result<Vec<UserBilling>, StoreError>;
     fn get_user(&self, sid: &str) -> Result<UserBilling, StoreError>;

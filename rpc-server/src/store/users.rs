@@ -8,20 +8,7 @@ use super::ledger::{Ledger, Rows};
 use super::{RedbStore, StoreError, check_id, check_text, clamp_limit, page, redb_rows, tables};
 
 impl RedbStore {
-    /// Creates the user, or updates the fields the request gives, and applies
-    /// every record held for this user, all in one transaction.
-    pub fn register_user(
-        &self,
-        req: &RegisterUser,
-        now_ms: u64,
-    ) -> Result<UserBilling, StoreError> {
-        let mut users = self.register_users(std::slice::from_ref(req), now_ms)?;
-        users.pop().ok_or_else(|| {
-            StoreError::Storage(format!("user `{}` missing after upsert", req.user_sid))
-        })
-    }
-
-    /// [`RedbStore::register_user`] for many users in one transaction (bulk imports).
+    /// `Store::register_user` for many users in one transaction (bulk imports).
     pub fn register_users(
         &self,
         reqs: &[RegisterUser],

@@ -51,17 +51,6 @@ impl PgStore {
         })
     }
 
-    pub fn register_user(
-        &self,
-        req: &RegisterUser,
-        now_ms: u64,
-    ) -> Result<UserBilling, StoreError> {
-        let mut users = self.register_users(std::slice::from_ref(req), now_ms)?;
-        users.pop().ok_or_else(|| {
-            StoreError::Storage(format!("user `{}` missing after upsert", req.user_sid))
-        })
-    }
-
     pub fn register_users(
         &self,
         reqs: &[RegisterUser],
