@@ -268,6 +268,47 @@ async fn users_payments_and_balances_over_http(backend: Backend) {
     );
 }
 
+/// Many balance reads at once (PostgreSQL answers them in shared batches):
+/// each caller gets its own user's balance, and an unknown user is not found.
+async fn concurrent_balance_reads_each_get_their_own_user(backend: Backend) {
+    let repo = NodeRepo::new();
+    let server = TestServer::start_on(backend, repo.path()).await;
+    let client = server.client();
+    const USERS: i64 = 120;
+    for i in 0..USERS {
+        let sid = format!("u-{i:03}");
+        client.register_user(sid.clone(), None, None).await.unwrap();
+        client
+            .record_payment(format!("p-{i}"), sid, 1 + i * 3, None, None)
+            .await
+            .unwrap();
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for round in 0..4 {
+        for i in 0..USERS + 10 {
+            let client = client.clone();
+            reads.spawn(async move {
+                let sid = format!("u-{i:03}");
+                (round, i, client.get_balance(sid).await)
+            });
+        }
+    }
+    let mut answered = 0;
+    while let Some(read) = reads.join_next().await {
+        let (round, i, answer) = read.unwrap();
+        answered += 1;
+        if i < USERS {
+            let balance = answer.unwrap_or_else(|e| panic!("round {round}, u-{i:03}: {e}"));
+            assert_eq!(balance.user_sid, format!("u-{i:03}"));
+            assert_eq!(balance.credit_balance_cents, 1 + i * 3, "u-{i:03}");
+        } else {
+            let err = answer.expect_err("there is no such user");
+            assert_eq!(error_code(err), error_codes::NOT_FOUND, "u-{i:03}");
+        }
+    }
+    assert_eq!(answered, 4 * (USERS + 10));
+}
+
 async fn pagination_walks_every_user_once(backend: Backend) {
     let repo = NodeRepo::new();
     let server = TestServer::start_on(backend, repo.path()).await;
@@ -382,6 +423,7 @@ on_both_backends!(
     every_method_needs_the_secret_and_health_does_not,
     unauthorized_calls_change_nothing,
     users_payments_and_balances_over_http,
+    concurrent_balance_reads_each_get_their_own_user,
     pagination_walks_every_user_once,
     concurrent_aggregate_now_calls_apply_each_record_once,
     websocket_subscribers_see_every_pass,

@@ -64,7 +64,7 @@ impl LedgerLocation {
     pub fn describe(&self) -> String {
         match self {
             LedgerLocation::Redb(path) => path.display().to_string(),
-            LedgerLocation::Postgres { url, .. } => match url.parse::<postgres::Config>() {
+            LedgerLocation::Postgres { url, .. } => match url.parse::<tokio_postgres::Config>() {
                 Ok(config) => crate::store::postgres_describe(&config),
                 Err(_) => "a PostgreSQL URL that cannot be parsed".to_string(),
             },

@@ -79,8 +79,10 @@ impl BillingApiServer for BillingRpc {
         limit: Option<u32>,
     ) -> RpcResult<Page<UserBilling>> {
         let limit = page_limit(limit)?;
-        self.read(move |s| s.list_users(cursor.as_deref(), limit))
+        self.store()
+            .read_users(cursor, limit)
             .await
+            .map_err(store_error)
     }
 
     async fn list_payments(
@@ -181,14 +183,13 @@ impl BillingApiServer for BillingRpc {
     }
 
     async fn get_balance(&self, user_sid: String) -> RpcResult<Balance> {
-        // A point read is a few microseconds of redb work, cheaper than a hop
-        // to the blocking pool; this is the hottest call other services make.
-        // A backend that waits on the network reads on the blocking pool.
+        // The hottest call other services make: read on the runtime, with no
+        // hop to the blocking pool (see `Store::read_balance`).
         lookup_sid(Some(&user_sid))?;
-        if self.store().reads_inline() {
-            return self.store().get_balance(&user_sid).map_err(store_error);
-        }
-        self.read(move |s| s.get_balance(&user_sid)).await
+        self.store()
+            .read_balance(&user_sid)
+            .await
+            .map_err(store_error)
     }
 
     async fn overview(&self) -> RpcResult<Overview> {

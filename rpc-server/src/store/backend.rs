@@ -103,11 +103,34 @@ impl Store {
         }
     }
 
-    /// Whether a point read is cheap enough to run on an async runtime's
-    /// thread (redb, in memory or the page cache). A PostgreSQL read waits on
-    /// the network, and its client must not run there at all.
-    pub fn reads_inline(&self) -> bool {
-        matches!(self, Store::Redb(_))
+    /// `get_balance` for a caller on an async runtime, without a hop to the
+    /// blocking pool: redb reads in place (a point read is a few microseconds
+    /// of work in memory or the page cache); PostgreSQL reads with its async
+    /// client on the runtime, many calls pipelined on a few connections.
+    pub async fn read_balance(&self, sid: &str) -> Result<Balance, StoreError> {
+        match self {
+            Store::Redb(s) => s.get_balance(sid),
+            Store::Postgres(s) => s.read_balance(sid).await,
+        }
+    }
+
+    /// `list_users` for a caller on an async runtime: redb reads on the
+    /// blocking pool (a page is more work than a point read), PostgreSQL on
+    /// the runtime with its async client.
+    pub async fn read_users(
+        &self,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<Page<UserBilling>, StoreError> {
+        match self {
+            Store::Redb(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || s.list_users(cursor.as_deref(), limit))
+                    .await
+                    .map_err(|e| StoreError::Storage(format!("store task failed: {e}")))?
+            }
+            Store::Postgres(s) => s.read_users(cursor.as_deref(), limit).await,
+        }
     }
 
     /// The backend's name, for logs and `GET /health`.

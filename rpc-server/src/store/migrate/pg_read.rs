@@ -25,8 +25,11 @@ pub(super) fn context(op: &str, e: postgres::Error) -> StoreError {
 }
 
 /// A connection of the migration's own, outside `PgStore`'s pool.
-pub(super) fn connect(config: &postgres::Config, location: &str) -> Result<Client, StoreError> {
-    let mut config = config.clone();
+pub(super) fn connect(
+    config: &tokio_postgres::Config,
+    location: &str,
+) -> Result<Client, StoreError> {
+    let mut config = postgres::Config::from(config.clone());
     config.application_name("rpc-server migrate-ledger");
     config.connect(NoTls).map_err(|e| {
         StoreError::Io(format!(

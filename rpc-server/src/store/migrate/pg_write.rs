@@ -26,7 +26,7 @@ fn with_context(op: &str, e: StoreError) -> StoreError {
 /// Runs `copy` (a reader sending the source's rows) into the empty ledger in
 /// the database at `config`, in one transaction; returns the rows copied.
 pub(super) fn copy_into(
-    config: &postgres::Config,
+    config: &tokio_postgres::Config,
     to: &str,
     copy: impl FnOnce(&mut dyn Sink) -> Result<Sent, StoreError>,
 ) -> Result<Counts, StoreError> {

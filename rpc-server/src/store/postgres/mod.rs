@@ -11,6 +11,7 @@
 //! exactly-once. The store is synchronous, like the redb one: callers run it on
 //! blocking threads.
 
+mod async_reads;
 mod flush;
 mod pool;
 mod queries;
@@ -28,6 +29,7 @@ use postgres::error::SqlState;
 use super::{StoreError, StoreOptions};
 use crate::store::group_commit::GroupCommit;
 use crate::store::payments::NewPayment;
+use async_reads::AsyncReads;
 use pool::PgConn;
 
 pub use schema::SCHEMA_VERSION;
@@ -70,6 +72,8 @@ struct Shared {
     deferred_runs: Mutex<Vec<(billing_api::AggregateSummary, Option<String>)>>,
     /// Payments waiting together commit together.
     payments: GroupCommit<NewPayment, billing_api::Payment>,
+    /// Balance reads on the server's runtime (see `async_reads`).
+    async_reads: AsyncReads,
 }
 
 impl Drop for Shared {
@@ -94,12 +98,12 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// Where `config` points, for messages: never the password.
-pub fn describe(config: &postgres::Config) -> String {
+pub fn describe(config: &tokio_postgres::Config) -> String {
     let user = config.get_user().unwrap_or("(current user)");
     let host = match config.get_hosts().first() {
-        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
-        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
         None => "localhost".to_string(),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -108,8 +112,8 @@ pub fn describe(config: &postgres::Config) -> String {
 }
 
 /// Parses a ledger URL. The error never repeats the URL, which may hold a password.
-pub fn parse_url(url: &str, password: Option<&str>) -> Result<postgres::Config, StoreError> {
-    let mut config: postgres::Config = url.parse().map_err(|e| {
+pub fn parse_url(url: &str, password: Option<&str>) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
         StoreError::InvalidInput(format!(
             "the ledger URL is not a PostgreSQL connection URL ({e}); write it as \
              postgres://USER@HOST:PORT/DATABASE, with the password in --ledger-password-file \
@@ -131,8 +135,12 @@ pub fn parse_url(url: &str, password: Option<&str>) -> Result<postgres::Config, 
 
 impl PgStore {
     /// Connects to the ledger database, creating or migrating its schema.
-    pub fn connect(config: postgres::Config, options: StoreOptions) -> Result<PgStore, StoreError> {
-        let location = describe(&config);
+    pub fn connect(
+        async_config: tokio_postgres::Config,
+        options: StoreOptions,
+    ) -> Result<PgStore, StoreError> {
+        let location = describe(&async_config);
+        let config = postgres::Config::from(async_config.clone());
         // One connection first, for a clear error when the server is unreachable.
         let mut first = config.connect(NoTls).map_err(|e| {
             StoreError::Io(format!(
@@ -169,6 +177,7 @@ impl PgStore {
                 failure: Mutex::new(None),
                 deferred_runs: Mutex::new(Vec::new()),
                 payments: GroupCommit::new(),
+                async_reads: AsyncReads::new(async_config),
             }),
         };
         if options.check {

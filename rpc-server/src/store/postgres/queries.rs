@@ -13,8 +13,31 @@ use super::super::nodes::NodeRecord;
 use super::super::runs::RunTotals;
 use super::super::verify::{Depth, Finding, VerifyReport};
 use super::super::{LedgerCounts, StoreError, check_id, clamp_limit, page, seq_cursor};
+use super::async_reads::{READ_TIMEOUT, ReadError};
 use super::rows::{NODE_COLUMNS, PAYMENT_COLUMNS, node_of, payment_of, read_meta, user_of};
 use super::{PgStore, db_err, from_db, to_db};
+
+/// Where a page of users starts (every sid sorts after "": sids are not
+/// empty), and its size.
+fn users_after(cursor: Option<&str>, limit: u32) -> Result<(&str, usize), StoreError> {
+    if let Some(c) = cursor {
+        check_id("cursor", c, MAX_SID_BYTES)?;
+    }
+    Ok((cursor.unwrap_or(""), clamp_limit(limit)))
+}
+
+/// A page of users from at most `limit + 1` rows in sid order.
+fn users_page(rows: &[postgres::Row], limit: usize) -> Page<UserBilling> {
+    let items = rows
+        .iter()
+        .map(|r| {
+            let (sid, user) = user_of(r);
+            let api = user.to_api(&sid);
+            (sid, api)
+        })
+        .collect();
+    page(items, limit)
+}
 
 /// Users listed one by one in a verify report; the rest are counted.
 const MAX_LISTED: usize = 20;
@@ -205,32 +228,59 @@ impl PgStore {
         Ok(user.to_balance(&sid))
     }
 
+    /// `get_balance` for a caller on an async runtime: on the runtime itself,
+    /// over the pipelined read connections (see `async_reads`).
+    pub async fn read_balance(&self, sid: &str) -> Result<Balance, StoreError> {
+        let balance = self.shared.async_reads.balance(sid).await;
+        self.async_result("read a balance", balance)?
+            .ok_or_else(|| not_found(sid))
+    }
+
     /// Users ordered by `user_sid`; the cursor is the last sid of the previous page.
     pub fn list_users(
         &self,
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<UserBilling>, StoreError> {
-        let limit = clamp_limit(limit);
-        if let Some(c) = cursor {
-            check_id("cursor", c, MAX_SID_BYTES)?;
-        }
-        // One statement is a snapshot of its own: no transaction needed. Every
-        // sid sorts after "" (sids are not empty).
-        let after = cursor.unwrap_or("");
+        let (after, limit) = users_after(cursor, limit)?;
+        // One statement is a snapshot of its own: no transaction needed.
         let rows = self.on_conn("list users", |conn| {
             conn.client
                 .query(&conn.users_after, &[&after, &(limit as i64 + 1)])
         })?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                let (sid, user) = user_of(r);
-                let api = user.to_api(&sid);
-                (sid, api)
+        Ok(users_page(&rows, limit))
+    }
+
+    /// `list_users` for a caller on an async runtime: on the runtime itself,
+    /// over the read connections (see `async_reads`).
+    pub async fn read_users(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<UserBilling>, StoreError> {
+        let (after, limit) = users_after(cursor, limit)?;
+        let rows = self
+            .shared
+            .async_reads
+            .users_after(after, limit as i64 + 1)
+            .await;
+        let rows = self.async_result("list users", rows)?;
+        Ok(users_page(&rows, limit))
+    }
+
+    /// A read on the async connections as a store error, noted for `problem`.
+    fn async_result<T>(&self, op: &str, result: Result<T, ReadError>) -> Result<T, StoreError> {
+        let result = result
+            .map_err(|e| match e {
+                ReadError::Db(e) => e,
+                ReadError::TimedOut => StoreError::Io(format!(
+                    "no answer from the ledger database within {}s",
+                    READ_TIMEOUT.as_secs()
+                )),
             })
-            .collect();
-        Ok(page(items, limit))
+            .map_err(|e| self.context(op, e));
+        self.note(&result);
+        result
     }
 
     /// Payments, newest first; only `user_sid`'s if given.
