@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use billing_api::error_codes;
 use billing_api::rpc::BillingApiClient;
-use billing_server::store::{SCHEMA_VERSION, Store, StoreOptions};
+use billing_server::store::{Depth, SCHEMA_VERSION, Store, StoreOptions};
 use common::*;
 use jsonrpsee::core::ClientError;
 
@@ -69,6 +69,37 @@ fn a_schema_newer_than_the_binary_is_refused_with_both_versions() {
             && text.contains(&format!("rpc-server's {SCHEMA_VERSION}")),
         "{text}"
     );
+}
+
+/// The consumed table has no foreign keys (they cost more than the insert):
+/// `verify --full` is what finds an applied record whose user or source row
+/// is missing.
+#[test]
+fn verify_full_reports_applied_records_without_their_user_or_source() {
+    let db = PgTestDb::create();
+    let store = db.store();
+    let clean = store.verify(Depth::Full).unwrap();
+    assert!(clean.consistent, "{clean:?}");
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO consumed VALUES ('k-ghost', 1, 'u-ghost', 5, 77); \
+             UPDATE ledger_meta SET consumed_records = 1",
+        )
+        .unwrap();
+    let report = store.verify(Depth::Full).unwrap();
+    assert!(!report.consistent);
+    let found: Vec<(&str, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.what.as_str(), f.stored.as_str()))
+        .collect();
+    assert!(
+        found.contains(&("applied records of unknown users", "1"))
+            && found.contains(&("applied records without a source", "1")),
+        "{found:?}"
+    );
+    drop(store);
 }
 
 /// Cuts the test database off: every connection is closed and new ones are

@@ -39,6 +39,38 @@ fn users_page(rows: &[postgres::Row], limit: usize) -> Page<UserBilling> {
     page(items, limit)
 }
 
+/// Applied records whose user or source row is missing (the consumed table has
+/// no foreign keys: see migration 0002).
+fn orphans(txn: &mut postgres::Transaction<'_>) -> Result<Vec<Finding>, StoreError> {
+    let row = txn
+        .query_one(
+            "SELECT (SELECT count(*) FROM consumed c \
+                     WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_sid = c.user_sid)), \
+                    (SELECT count(*) FROM consumed c WHERE NOT EXISTS \
+                     (SELECT 1 FROM consumed_sources s WHERE s.source_id = c.source_id))",
+            &[],
+        )
+        .map_err(db_err)?;
+    let mut findings = Vec::new();
+    for (i, what) in [
+        "applied records of unknown users",
+        "applied records without a source",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let n: i64 = row.get(i);
+        if n > 0 {
+            findings.push(Finding {
+                what: what.to_string(),
+                stored: n.to_string(),
+                actual: "0".to_string(),
+            });
+        }
+    }
+    Ok(findings)
+}
+
 /// Users listed one by one in a verify report; the rest are counted.
 const MAX_LISTED: usize = 20;
 
@@ -197,6 +229,9 @@ impl PgStore {
                         }
                     }
                 }
+            }
+            if depth == Depth::Full {
+                findings.extend(orphans(txn)?);
             }
             Ok(VerifyReport {
                 ledger: self.location().to_string(),

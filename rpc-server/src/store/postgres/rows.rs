@@ -376,9 +376,15 @@ impl<'t, 'c> PgRows<'t, 'c> {
         let rows = self
             .txn
             .query(
+                // One index probe per key, whatever the planner's statistics
+                // say: `OFFSET 0` keeps the subquery from being turned into a
+                // join, which a table grown since its last ANALYZE made a
+                // sequential scan of the whole index per chunk.
                 &format!(
-                    "SELECT {APPLIED_COLUMNS} FROM consumed c JOIN consumed_sources s \
-                     ON s.source_id = c.source_id WHERE c.idempotency_key = ANY($1)"
+                    "SELECT {APPLIED_COLUMNS} FROM unnest($1::text[]) AS k(key) \
+                     CROSS JOIN LATERAL (SELECT * FROM consumed \
+                     WHERE idempotency_key = k.key OFFSET 0) c \
+                     JOIN consumed_sources s ON s.source_id = c.source_id"
                 ),
                 &[&missing],
             )
