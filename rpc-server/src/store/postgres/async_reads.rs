@@ -26,7 +26,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::super::StoreError;
-use super::rows::{USER_COLUMNS, user_of};
+use super::columns::{USER_COLUMNS, user_of};
 use super::{db_err, lock};
 
 /// Connections kept for these reads.

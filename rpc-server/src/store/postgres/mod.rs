@@ -12,6 +12,7 @@
 //! blocking threads.
 
 mod async_reads;
+mod columns;
 mod flush;
 mod pool;
 mod queries;

@@ -4,7 +4,7 @@
 
 use postgres::{Client, NoTls, Statement};
 
-use super::rows::USER_COLUMNS;
+use super::columns::USER_COLUMNS;
 
 /// A pooled connection.
 pub(super) struct PgConn {

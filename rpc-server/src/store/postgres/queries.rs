@@ -14,7 +14,7 @@ use super::super::runs::RunTotals;
 use super::super::verify::{Depth, Finding, VerifyReport};
 use super::super::{LedgerCounts, StoreError, check_id, clamp_limit, page, seq_cursor};
 use super::async_reads::{READ_TIMEOUT, ReadError};
-use super::rows::{NODE_COLUMNS, PAYMENT_COLUMNS, node_of, payment_of, read_meta, user_of};
+use super::columns::{NODE_COLUMNS, PAYMENT_COLUMNS, node_of, payment_of, read_meta, user_of};
 use super::{PgStore, db_err, from_db, to_db};
 
 /// Where a page of users starts (every sid sorts after "": sids are not

@@ -11,7 +11,8 @@ use super::super::payments::{NewPayment, credit_group};
 use super::super::runs::RunTotals;
 use super::super::users::{check_registrations, register_into};
 use super::super::{LedgerCounts, NodeOutcome, StoreError, check_id};
-use super::rows::{PgRows, read_meta, write_meta};
+use super::columns::{read_meta, write_meta};
+use super::rows::PgRows;
 use super::{PgStore, db_err, lock, to_db};
 
 impl PgStore {
