@@ -19,7 +19,7 @@ use super::{PgStore, db_err, from_db, to_db};
 
 /// Where a page of users starts (every sid sorts after "": sids are not
 /// empty), and its size.
-fn users_after(cursor: Option<&str>, limit: u32) -> Result<(&str, usize), StoreError> {
+fn page_start(cursor: Option<&str>, limit: u32) -> Result<(&str, usize), StoreError> {
     if let Some(c) = cursor {
         check_id("cursor", c, MAX_SID_BYTES)?;
     }
@@ -277,7 +277,7 @@ impl PgStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<UserBilling>, StoreError> {
-        let (after, limit) = users_after(cursor, limit)?;
+        let (after, limit) = page_start(cursor, limit)?;
         // One statement is a snapshot of its own: no transaction needed.
         let rows = self.on_conn("list users", |conn| {
             conn.client
@@ -293,7 +293,7 @@ impl PgStore {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<Page<UserBilling>, StoreError> {
-        let (after, limit) = users_after(cursor, limit)?;
+        let (after, limit) = page_start(cursor, limit)?;
         let rows = self
             .shared
             .async_reads
