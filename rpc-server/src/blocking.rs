@@ -9,10 +9,7 @@ where
     T: Send + 'static,
     F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
 {
-    let store = store.clone();
-    tokio::task::spawn_blocking(move || op(&store))
-        .await
-        .map_err(|e| StoreError::Storage(format!("store task failed: {e}")))?
+    store.on_blocking_thread(op).await
 }
 
 /// Current time as unix milliseconds.

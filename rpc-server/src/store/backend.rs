@@ -123,14 +123,26 @@ impl Store {
         limit: u32,
     ) -> Result<Page<UserBilling>, StoreError> {
         match self {
-            Store::Redb(s) => {
-                let s = s.clone();
-                tokio::task::spawn_blocking(move || s.list_users(cursor.as_deref(), limit))
+            Store::Redb(_) => {
+                self.on_blocking_thread(move |s| s.list_users(cursor.as_deref(), limit))
                     .await
-                    .map_err(|e| StoreError::Storage(format!("store task failed: {e}")))?
             }
             Store::Postgres(s) => s.read_users(cursor.as_deref(), limit).await,
         }
+    }
+
+    /// Runs `op` on a blocking thread with a handle to this store: store
+    /// work waits on disk or the network, which an async runtime's threads
+    /// must not.
+    pub async fn on_blocking_thread<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|e| StoreError::Storage(format!("store task failed: {e}")))?
     }
 
     /// The backend's name, for logs and `GET /health`.
