@@ -7,9 +7,11 @@ use postgres::Transaction;
 use super::super::StoreError;
 use super::super::codec::{
     MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, RunRow, SourceRow, TallyRow, UserRow,
-    existing_row, reason_code, status_code,
+    status_code,
 };
-use super::super::postgres::{clean, to_db};
+use super::super::postgres::{
+    REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns, clean, to_db, write_meta,
+};
 use super::super::runs::RunTotals;
 use super::pg_read::{connect, context, count, read_meta};
 use super::{AppliedRow, Counts, FileKey, Sent, Sink, compare, rolled_back, seqs_used};
@@ -103,33 +105,13 @@ impl PgSink<'_, '_> {
 
 impl Sink for PgSink<'_, '_> {
     fn meta(&mut self, m: &MetaRow, totals: &RunTotals) -> Result<(), StoreError> {
-        let c = &m.counts;
         let totals = serde_json::to_value(totals)
             .map_err(|e| StoreError::Storage(format!("cannot encode run totals: {e}")))?;
+        write_meta(self.txn, m).map_err(|e| with_context("write table ledger_meta", e))?;
         self.exec(
             "ledger_meta",
-            "UPDATE ledger_meta SET total_users = $1, total_balance_cents = $2::text::numeric, \
-             overdrawn_users = $3, consumed_records = $4, pending_records = $5, \
-             rejected_items = $6, consumed_seq = $7, payment_seq = $8, rejected_seq = $9, \
-             run_seq = $10, user_seq = $11, group_seq = $12, source_seq = $13, \
-             clean_head = $14, run_totals = $15 WHERE id = 1",
-            &[
-                &to_db(c.total_users),
-                &c.total_balance_cents.to_string(),
-                &to_db(c.overdrawn_users),
-                &to_db(c.consumed_records),
-                &to_db(c.pending_records),
-                &to_db(c.rejected_items),
-                &to_db(m.consumed_seq),
-                &to_db(m.payment_seq),
-                &to_db(m.rejected_seq),
-                &to_db(m.run_seq),
-                &to_db(m.user_seq),
-                &to_db(m.group_seq),
-                &to_db(m.source_seq),
-                &m.clean_head,
-                &totals,
-            ],
+            "UPDATE ledger_meta SET run_totals = $1 WHERE id = 1",
+            &[&totals],
         )
     }
 
@@ -224,48 +206,17 @@ impl Sink for PgSink<'_, '_> {
     }
 
     fn rejected(&mut self, rows: &[(u64, RejectedRow, Option<u64>)]) -> Result<(), StoreError> {
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut reasons = Vec::with_capacity(rows.len());
-        let (mut nodes, mut paths, mut blobs, mut commits) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut index, mut keys, mut sids, mut costs) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut details, mut existing, mut seen, mut fps, mut counts) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (id, r, count) in rows {
-            ids.push(to_db(*id));
-            let code = reason_code::of(r.reason).ok_or_else(|| {
-                StoreError::Storage(format!("reject reason {:?} has no stored code", r.reason))
-            })?;
-            reasons.push(i16::from(code));
-            nodes.push(clean(&r.node_name));
-            paths.push(clean(&r.file_path));
-            blobs.push(clean(&r.blob_id));
-            commits.push(clean(&r.commit_sha));
-            index.push(r.record_index.map(i64::from));
-            keys.push(r.idempotency_key.as_deref().map(clean));
-            sids.push(r.user_sid.as_deref().map(clean));
-            costs.push(r.cost_cents);
-            details.push(clean(&r.detail));
-            let json = existing_row::serialize(&r.existing, serde_json::value::Serializer)
-                .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
-            existing.push((!json.is_null()).then_some(json));
-            seen.push(to_db(r.first_seen_ms));
-            fps.push(r.fingerprint.as_deref().map(str::as_bytes));
-            counts.push(count.map(to_db));
-        }
+        let columns = RejectedColumns::of(rows.iter().map(|(id, r, _)| (*id, r)))?;
+        let counts: Vec<Option<i64>> = rows.iter().map(|(_, _, n)| n.map(to_db)).collect();
+        let mut params = columns.params().to_vec();
+        params.push(&counts);
         self.exec(
             "rejected",
-            "INSERT INTO rejected (rejected_id, reason, node_name, file_path, blob_id, \
-             commit_sha, record_index, idempotency_key, user_sid, cost_cents, detail, existing, \
-             first_seen_ms, fingerprint, record_count) \
-             SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::text[], \
-             $12::jsonb[], $13::int8[], $14::bytea[], $15::int8[])",
-            &[
-                &ids, &reasons, &nodes, &paths, &blobs, &commits, &index, &keys, &sids, &costs,
-                &details, &existing, &seen, &fps, &counts,
-            ],
+            &format!(
+                "INSERT INTO rejected ({REJECTED_INSERT_COLUMNS}, record_count) \
+                 SELECT * FROM unnest({REJECTED_UNNEST}, $15::int8[])"
+            ),
+            &params,
         )
     }
 

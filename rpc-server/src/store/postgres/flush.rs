@@ -8,9 +8,9 @@ use postgres::Transaction;
 
 use super::super::StoreError;
 use super::super::codec::{
-    NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow, UserRow, existing_row,
-    reason_code, status_code,
+    NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow, UserRow, status_code,
 };
+use super::columns::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
 use super::rows::{Applied, FileKey};
 use super::{clean, db_err, to_db};
 
@@ -223,53 +223,20 @@ impl Flush<'_, '_> {
         if !gone.is_empty() {
             self.exec("DELETE FROM rejected WHERE rejected_id = ANY($1)", &[&gone])?;
         }
-        let rows: Vec<(u64, &RejectedRow)> = rejected
-            .iter()
-            .filter_map(|(id, r)| r.as_ref().map(|r| (*id, r)))
-            .collect();
+        let rows = RejectedColumns::of(
+            rejected
+                .iter()
+                .filter_map(|(id, r)| r.as_ref().map(|r| (*id, r))),
+        )?;
         if !rows.is_empty() {
-            let mut ids = Vec::new();
-            let mut reasons = Vec::new();
-            let (mut nodes, mut paths, mut blobs, mut commits) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let (mut index, mut keys, mut sids, mut costs) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            let (mut details, mut existing, mut seen, mut fps) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (id, r) in &rows {
-                ids.push(to_db(*id));
-                let code = reason_code::of(r.reason).ok_or_else(|| {
-                    StoreError::Storage(format!("reject reason {:?} has no stored code", r.reason))
-                })?;
-                reasons.push(i16::from(code));
-                nodes.push(clean(&r.node_name));
-                paths.push(clean(&r.file_path));
-                blobs.push(clean(&r.blob_id));
-                commits.push(clean(&r.commit_sha));
-                index.push(r.record_index.map(i64::from));
-                keys.push(r.idempotency_key.as_deref().map(clean));
-                sids.push(r.user_sid.as_deref().map(clean));
-                costs.push(r.cost_cents);
-                details.push(clean(&r.detail));
-                let json = existing_row::serialize(&r.existing, serde_json::value::Serializer)
-                    .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
-                existing.push((!json.is_null()).then_some(json));
-                seen.push(to_db(r.first_seen_ms));
-                fps.push(r.fingerprint.as_deref().map(str::as_bytes));
-            }
             self.exec(
-                "INSERT INTO rejected (rejected_id, reason, node_name, file_path, blob_id, \
-                 commit_sha, record_index, idempotency_key, user_sid, cost_cents, detail, \
-                 existing, first_seen_ms, fingerprint) \
-                 SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::int8[], $8::text[], $9::text[], $10::int8[], $11::text[], \
-                 $12::jsonb[], $13::int8[], $14::bytea[]) \
-                 ON CONFLICT (rejected_id) DO UPDATE SET detail = EXCLUDED.detail, \
-                 first_seen_ms = EXCLUDED.first_seen_ms, commit_sha = EXCLUDED.commit_sha",
-                &[
-                    &ids, &reasons, &nodes, &paths, &blobs, &commits, &index, &keys, &sids, &costs,
-                    &details, &existing, &seen, &fps,
-                ],
+                &format!(
+                    "INSERT INTO rejected ({REJECTED_INSERT_COLUMNS}) \
+                     SELECT * FROM unnest({REJECTED_UNNEST}) \
+                     ON CONFLICT (rejected_id) DO UPDATE SET detail = EXCLUDED.detail, \
+                     first_seen_ms = EXCLUDED.first_seen_ms, commit_sha = EXCLUDED.commit_sha"
+                ),
+                &rows.params(),
             )?;
         }
         if !counts.is_empty() {

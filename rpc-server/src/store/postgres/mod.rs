@@ -33,6 +33,7 @@ use crate::store::payments::NewPayment;
 use async_reads::AsyncReads;
 use pool::PgConn;
 
+pub(crate) use columns::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns, write_meta};
 pub use schema::SCHEMA_VERSION;
 
 /// Connections a server keeps to the database at most (besides a pass's own).
