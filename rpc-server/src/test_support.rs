@@ -1,10 +1,26 @@
 //! Test support shared by the unit and the integration tests: a fresh
 //! PostgreSQL database per test, in the throwaway cluster that
-//! `scripts/with-postgres.sh` starts. Not used by the server itself.
+//! `scripts/with-postgres.sh` starts, and the usage-record fixture. Not used
+//! by the server itself.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::{Store, StoreOptions};
+use crate::store::{Store, StoreOptions, UsageRecord};
+
+/// A usage record with what the ledger reads: key, user, node and cost.
+pub fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
+    UsageRecord {
+        idempotency_key: key.into(),
+        user_sid: sid.into(),
+        node_name: node.into(),
+        cost_cents: cost,
+        resource: None,
+        quantity: None,
+        unit: None,
+        period_start: None,
+        period_end: None,
+    }
+}
 
 /// The variable `scripts/with-postgres.sh` sets.
 pub const PG_URL_VAR: &str = "BILLING_TEST_PG_URL";

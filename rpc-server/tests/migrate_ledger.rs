@@ -18,26 +18,12 @@ use billing_server::store::{
     Depth, FileBatch, FileOutcome, InvalidRecord, LedgerCounts, NodeRecord, NodeUpdate, Page,
     RunTotals, Store, StoreError, UsageRecord,
 };
-use billing_server::test_support::PgTestDb;
+use billing_server::test_support::{PgTestDb, rec};
 
 /// Records of alice and of bob: with the rest, more than one batch (10,000)
 /// of applied records, and more than one rebuilt index group (4,096) per user.
 const ALICE_RECORDS: usize = 6_000;
 const BOB_RECORDS: usize = 4_600;
-
-fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
-    UsageRecord {
-        idempotency_key: key.into(),
-        user_sid: sid.into(),
-        node_name: node.into(),
-        cost_cents: cost,
-        resource: None,
-        quantity: None,
-        unit: None,
-        period_start: None,
-        period_end: None,
-    }
-}
 
 fn invalid(index: usize, key: &str) -> InvalidRecord {
     InvalidRecord {

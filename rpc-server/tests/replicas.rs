@@ -8,22 +8,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use billing_api::RegisterUser;
-use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store, UsageRecord};
+use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
+use billing_server::test_support::rec;
 use common::PgTestDb;
-
-fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
-    UsageRecord {
-        idempotency_key: key.into(),
-        user_sid: sid.into(),
-        node_name: node.into(),
-        cost_cents: cost,
-        resource: None,
-        quantity: None,
-        unit: None,
-        period_start: None,
-        period_end: None,
-    }
-}
 
 fn update(node: &str, keys: std::ops::Range<u32>, sid: &str) -> NodeUpdate {
     NodeUpdate {

@@ -6,20 +6,7 @@ use billing_api::{RecordPayment, RegisterUser};
 use billing_server::store::{
     FileBatch, FileOutcome, InvalidRecord, NodeUpdate, Store, UsageRecord,
 };
-
-fn rec(key: &str, sid: &str, node: &str, cost: i64) -> Result<UsageRecord, InvalidRecord> {
-    Ok(UsageRecord {
-        idempotency_key: key.into(),
-        user_sid: sid.into(),
-        node_name: node.into(),
-        cost_cents: cost,
-        resource: None,
-        quantity: None,
-        unit: None,
-        period_start: None,
-        period_end: None,
-    })
-}
+use billing_server::test_support::rec;
 
 fn update(
     node: &str,
@@ -81,7 +68,10 @@ fn a_record_that_overflows_nothing_applies_after_a_huge_one() {
                 "n1",
                 "c1",
                 "f",
-                vec![rec("k1", "a", "n1", i64::MAX), rec("k2", "b", "n1", 2)],
+                vec![
+                    Ok(rec("k1", "a", "n1", i64::MAX)),
+                    Ok(rec("k2", "b", "n1", 2)),
+                ],
             ),
             3,
         )
@@ -106,7 +96,10 @@ fn recount_sums_balances_that_fit_in_any_order() {
                 "n1",
                 "c1",
                 "f",
-                vec![rec("k1", "a", "n1", i64::MAX), rec("k2", "b", "n1", 2)],
+                vec![
+                    Ok(rec("k1", "a", "n1", i64::MAX)),
+                    Ok(rec("k2", "b", "n1", 2)),
+                ],
             ),
             3,
         )

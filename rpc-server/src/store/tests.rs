@@ -6,19 +6,7 @@ use billing_api::{NodeStatus, RecordPayment, RegisterUser, RejectReason};
 
 use super::*;
 
-pub(super) fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
-    UsageRecord {
-        idempotency_key: key.into(),
-        user_sid: sid.into(),
-        node_name: node.into(),
-        cost_cents: cost,
-        resource: None,
-        quantity: None,
-        unit: None,
-        period_start: None,
-        period_end: None,
-    }
-}
+pub(super) use crate::test_support::rec;
 
 fn update(node: &str, commit: &str, files: Vec<FileBatch>) -> NodeUpdate {
     NodeUpdate {
