@@ -118,8 +118,9 @@ mod model {
     use std::collections::{BTreeMap, BTreeSet};
 
     use billing_api::{RecordPayment, RegisterUser};
-    use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store, UsageRecord};
+    use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
     use billing_server::test_support::PgTestDb;
+    use billing_server::test_support::rec;
     use proptest::prelude::*;
 
     const USERS: u8 = 6;
@@ -305,19 +306,7 @@ mod model {
                     blob_id: format!("blob-{tag}-{f}"),
                     outcome: FileOutcome::Decoded(
                         recs.iter()
-                            .map(|r| {
-                                Ok(UsageRecord {
-                                    idempotency_key: format!("k{}", r.key),
-                                    user_sid: sid(r.user),
-                                    node_name: node.to_string(),
-                                    cost_cents: r.cost,
-                                    resource: None,
-                                    quantity: None,
-                                    unit: None,
-                                    period_start: None,
-                                    period_end: None,
-                                })
-                            })
+                            .map(|r| Ok(rec(&format!("k{}", r.key), &sid(r.user), node, r.cost)))
                             .collect(),
                     ),
                 })
@@ -397,6 +386,38 @@ mod model {
         assert_eq!(counts.overdrawn_users, overdrawn);
     }
 
+    /// Applies `files` of `node` to the model and the store: the store counts
+    /// what the model does.
+    fn apply_matches(
+        store: &Store,
+        m: &mut Model,
+        node: &str,
+        files: &[Vec<Rec>],
+        step: usize,
+        now: u64,
+    ) -> Result<(), TestCaseError> {
+        let mut c = Counts::default();
+        for r in files.iter().flatten() {
+            m.record(
+                &format!("k{}", r.key),
+                (sid(r.user), node.to_string(), r.cost),
+                &mut c,
+            );
+        }
+        let out = store.apply_node(build(node, files, step), now).unwrap();
+        prop_assert_eq!(
+            Counts {
+                applied: out.applied,
+                duplicate: out.duplicate,
+                conflict: out.conflict,
+                pending: out.pending,
+                invalid: out.invalid
+            },
+            c
+        );
+        Ok(())
+    }
+
     /// One case: `ops` applied to `store` (empty) and to the model.
     fn matches_the_model(store: &Store, ops: Vec<Op>, limit: u32) -> Result<(), TestCaseError> {
         let mut m = Model::default();
@@ -439,26 +460,7 @@ mod model {
                     prop_assert_eq!(expected.is_ok(), got.is_ok(), "{:?} vs {:?}", expected, got);
                 }
                 Op::Apply { node, files } => {
-                    let node = format!("n{node}");
-                    let mut c = Counts::default();
-                    for r in files.iter().flatten() {
-                        m.record(
-                            &format!("k{}", r.key),
-                            (sid(r.user), node.clone(), r.cost),
-                            &mut c,
-                        );
-                    }
-                    let out = store.apply_node(build(&node, &files, step), now).unwrap();
-                    prop_assert_eq!(
-                        Counts {
-                            applied: out.applied,
-                            duplicate: out.duplicate,
-                            conflict: out.conflict,
-                            pending: out.pending,
-                            invalid: out.invalid
-                        },
-                        c
-                    );
+                    apply_matches(store, &mut m, &format!("n{node}"), &files, step, now)?;
                     history.push(files);
                 }
                 Op::Replay { which, node } => {
@@ -466,26 +468,7 @@ mod model {
                         continue;
                     }
                     let files = history[which % history.len()].clone();
-                    let node = format!("n{node}");
-                    let mut c = Counts::default();
-                    for r in files.iter().flatten() {
-                        m.record(
-                            &format!("k{}", r.key),
-                            (sid(r.user), node.clone(), r.cost),
-                            &mut c,
-                        );
-                    }
-                    let out = store.apply_node(build(&node, &files, step), now).unwrap();
-                    prop_assert_eq!(
-                        Counts {
-                            applied: out.applied,
-                            duplicate: out.duplicate,
-                            conflict: out.conflict,
-                            pending: out.pending,
-                            invalid: out.invalid
-                        },
-                        c
-                    );
+                    apply_matches(store, &mut m, &format!("n{node}"), &files, step, now)?;
                 }
                 Op::ApplyPending => {
                     let mut c = Counts::default();
