@@ -12,17 +12,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use std::ops::ControlFlow;
-
-use billing_api::otoml::{BatchError, DecodeLimits, check_file, check_usage_hour, decode_groups};
+use billing_api::otoml::DecodeLimits;
 use billing_api::{AggregateSummary, NodeError, millis_to_rfc3339};
 use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::blocking::{background, now_ms, with_store};
-use crate::source::{FileBody, FileEntry, NodeTree, Source};
+use crate::blocking::{now_ms, with_store};
+use crate::source::{FileEntry, NodeTree, Source};
 use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Store};
+
+mod read;
 
 /// How many nodes are read and decoded at once; the store applies them one
 /// transaction at a time.
@@ -36,12 +36,6 @@ const CHUNK_RECORDS: usize = 16_384;
 const QUEUE_ITEMS: usize = 16;
 /// Bytes of file bodies all nodes of a pass hold at once (a larger file is read alone).
 const READ_BUDGET_BYTES: u64 = 32 << 20;
-/// Most bytes and files asked of the source in one read.
-const READ_BATCH_BYTES: u64 = 8 << 20;
-const READ_BATCH_FILES: usize = 64;
-/// A file up to this size is decoded whole before any of it applies; a larger
-/// one is checked whole first (one more walk over it), then decoded group by group.
-const SMALL_FILE_BYTES: usize = 1 << 20;
 
 /// A pass that could not run as a whole (the repo is unreachable, the store
 /// failed). The summary is still recorded and returned for the operator.
@@ -483,155 +477,6 @@ impl Aggregator {
             }
         }
     }
-
-    /// Reads `files` (listed at commit `head`) in batches within the read
-    /// budget and decodes them into `tx`, in order. Files whose name is not a
-    /// real hour are rejected unread.
-    async fn read_files(
-        &self,
-        node: String,
-        head: String,
-        files: Vec<FileEntry>,
-        tx: mpsc::Sender<ChunkItem>,
-    ) -> Result<(), String> {
-        let max = self.inner.max_file_bytes;
-        let (files, misnamed): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| {
-            f.path
-                .rsplit('/')
-                .next()
-                .is_some_and(|name| check_usage_hour(name).is_ok())
-        });
-        for file in misnamed {
-            let name = file.path.rsplit('/').next().unwrap_or_default();
-            let reason = check_usage_hour(name).err().unwrap_or_default();
-            let item = ChunkItem::Whole {
-                path: file.path,
-                blob_id: file.blob_id,
-                outcome: FileOutcome::InvalidName(reason),
-            };
-            if tx.send(item).await.is_err() {
-                return Ok(());
-            }
-        }
-        let weight = |f: &FileEntry| f.size.filter(|&s| s <= max).unwrap_or(0);
-        let mut rest = files.as_slice();
-        while !rest.is_empty() {
-            let mut n = 0;
-            let mut bytes = 0;
-            for f in rest.iter().take(READ_BATCH_FILES) {
-                if n > 0 && bytes + weight(f) > READ_BATCH_BYTES {
-                    break;
-                }
-                bytes += weight(f);
-                n += 1;
-            }
-            let (batch, later) = rest.split_at(n);
-            rest = later;
-            let permits = u32::try_from(bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
-            let held = self
-                .inner
-                .read_budget
-                .clone()
-                .acquire_many_owned(permits)
-                .await
-                .map_err(|e| format!("reading files failed: {e}"))?;
-            let bodies = self
-                .inner
-                .source
-                .read(&head, batch, max)
-                .await
-                .map_err(|e| format!("reading files failed: {e}"))?;
-            let batch = batch.to_vec();
-            let (node, limits, tx) = (node.clone(), self.inner.limits, tx.clone());
-            let open = background("decode", move || {
-                batch
-                    .into_iter()
-                    .zip(bodies)
-                    .all(|(entry, body)| decode_into(entry, body, &node, max, &limits, &tx))
-            })
-            .await
-            .map_err(|e| format!("decoding failed: {e}"))?;
-            drop(held);
-            if !open {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Decodes one file into `tx`: its records in groups, then its end; or its
-/// rejection as a whole. Nothing of a file that cannot be read as a whole is
-/// sent. False when the receiver is gone.
-fn decode_into(
-    entry: FileEntry,
-    body: FileBody,
-    node: &str,
-    max: u64,
-    limits: &DecodeLimits,
-    tx: &mpsc::Sender<ChunkItem>,
-) -> bool {
-    let FileEntry { path, blob_id, .. } = entry;
-    let send = |item: ChunkItem| tx.blocking_send(item).is_ok();
-    let whole = |outcome: FileOutcome| {
-        send(ChunkItem::Whole {
-            path: path.clone(),
-            blob_id: blob_id.clone(),
-            outcome,
-        })
-    };
-    let records = |group| ChunkItem::Records {
-        path: path.clone(),
-        blob_id: blob_id.clone(),
-        group,
-    };
-    let rejected = |e: BatchError| match e {
-        BatchError::TooManyRecords { limit } => FileOutcome::TooManyRecords { limit },
-        BatchError::LfsPointer => FileOutcome::LfsPointer,
-        e => FileOutcome::Unparseable(e.to_string()),
-    };
-    let bytes = match body {
-        FileBody::TooLarge { size } => return whole(FileOutcome::TooLarge { size, limit: max }),
-        FileBody::Data(bytes) => bytes,
-    };
-    if bytes.len() > SMALL_FILE_BYTES {
-        if let Err(e) = check_file(&bytes, limits) {
-            return whole(rejected(e));
-        }
-        let mut open = true;
-        let decoded = decode_groups(&bytes, node, limits, &mut |group| {
-            open = send(records(group));
-            if open {
-                ControlFlow::Continue(())
-            } else {
-                ControlFlow::Break(())
-            }
-        });
-        if let Err(e) = decoded {
-            // `check_file` walked the same text with the same rules; never reached.
-            error!(file = %path, error = %e, "a checked file failed to decode; it is read again next pass");
-            return open;
-        }
-        if !open {
-            return false;
-        }
-    } else {
-        let mut groups = Vec::new();
-        let decoded = decode_groups(&bytes, node, limits, &mut |group| {
-            groups.push(group);
-            ControlFlow::Continue(())
-        });
-        if let Err(e) = decoded {
-            return whole(rejected(e));
-        }
-        drop(bytes);
-        for group in groups {
-            if !send(records(group)) {
-                return false;
-            }
-        }
-    }
-    send(ChunkItem::FileEnd { path, blob_id })
 }
 
 fn add_outcome(summary: &mut AggregateSummary, o: &NodeOutcome) {
