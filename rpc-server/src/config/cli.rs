@@ -1,0 +1,320 @@
+//! The command line: the subcommands and their flags (clap), each with its
+//! `BILLING_*` environment variable; how they resolve against the config file
+//! is in the parent module.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use serde::Deserialize;
+
+use super::{
+    ConfigFile, DEFAULT_BRANCH, DEFAULT_DATA_DIR, DEFAULT_DEMO_DATA_DIR, DEFAULT_LISTEN,
+    LEDGER_FILE, LedgerLocation, pick,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rpc-server",
+    version,
+    about = "Central billing aggregator: applies node usage from a git billing repo to prepaid balances, exactly once, and serves them over JSON-RPC.",
+    long_about = None,
+)]
+pub struct Cli {
+    /// Log lines on stderr: text (coloured only on a terminal) or json (one object per line) [default: text].
+    #[arg(long, global = true, env = "BILLING_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Cli {
+    /// `--log-format`, else `BILLING_LOG_FORMAT`, else `log_format` in the
+    /// `--config` file of `serve` or `aggregate`, else text.
+    pub fn log_format(&self) -> anyhow::Result<LogFormat> {
+        if let Some(format) = self.log_format {
+            return Ok(format);
+        }
+        let config = match &self.command {
+            Command::Serve(args) => args.source.config.as_deref(),
+            Command::Aggregate(args) => args.source.config.as_deref(),
+            Command::Simulate(_)
+            | Command::Demo(_)
+            | Command::Verify(_)
+            | Command::MigrateLedger(_) => None,
+        };
+        Ok(match config {
+            Some(path) => ConfigFile::load(path)?.log_format.unwrap_or_default(),
+            None => LogFormat::default(),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the JSON-RPC API (HTTP and WebSocket on one port) and aggregate every --interval.
+    Serve(ServeArgs),
+    /// Run one aggregation pass on the ledger, without a server.
+    #[command(
+        after_help = "Exit status: 0 the pass finished cleanly; 1 the pass could not run or failed as a whole \
+                      (e.g. the repo is unreachable, or a running server holds the ledger: use its aggregate_now RPC); \
+                      2 the pass finished but some nodes failed (see errors in the summary)."
+    )]
+    Aggregate(AggregateArgs),
+    /// Play the node side: create or extend a git billing repo with simulated usage.
+    Simulate(SimulateArgs),
+    /// Run a self-contained demo: simulated repo, users, payments, a secret, then serve.
+    Demo(DemoArgs),
+    /// Check the ledger's counters against its rows (and repair the counters).
+    #[command(
+        after_help = "Exit status: 0 consistent (or repaired); 3 inconsistent (the report says what \
+                      differs); 1 the check could not run (e.g. a running server holds the ledger: stop it first)."
+    )]
+    Verify(VerifyArgs),
+    /// Copy the whole ledger between backends: a redb file into an empty PostgreSQL database, or back.
+    #[command(
+        after_help = "Stop every server using either ledger first. The target must hold no ledger data: \
+                      the copy is refused otherwise, and changes nothing. The copy is one transaction \
+                      (a failed copy leaves the target empty), keeps every id and sequence number, and is \
+                      checked: equal row counts per table, then a full verify of the target.\n\n\
+                      Exit status: 0 copied and verified (a report of the rows copied per table is printed); \
+                      1 nothing usable was copied (the error says why and what to do)."
+    )]
+    MigrateLedger(MigrateArgs),
+}
+
+/// Where usage comes from, and where the ledger lives.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SourceArgs {
+    /// TOML config file with any of the settings below (flags and env win over it).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) and of mirrored repos [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Billing repo: a local path (bare or working repo) or a git URL (file://, http(s)://), mirrored into the data dir.
+    #[arg(
+        long,
+        env = "BILLING_REPO",
+        value_name = "PATH|URL",
+        conflicts_with = "forge_url"
+    )]
+    pub repo: Option<String>,
+    /// Forgejo/Gitea base URL (e.g. https://forge.example.org); reads the billing repo over its REST API v1.
+    #[arg(long, env = "BILLING_FORGE_URL", value_name = "URL")]
+    pub forge_url: Option<String>,
+    /// Repository on the forge, as OWNER/NAME.
+    #[arg(long, env = "BILLING_FORGE_REPO", value_name = "OWNER/NAME")]
+    pub forge_repo: Option<String>,
+    /// File holding the forge API token (or set BILLING_FORGE_TOKEN to the token itself).
+    #[arg(long, env = "BILLING_FORGE_TOKEN_FILE", value_name = "FILE")]
+    pub forge_token_file: Option<PathBuf>,
+    /// Branch the nodes commit to [default: main].
+    #[arg(long, env = "BILLING_BRANCH")]
+    pub branch: Option<String>,
+    /// Usage files larger than this are rejected without being read [default: 16777216].
+    #[arg(long, env = "BILLING_MAX_FILE_BYTES", value_name = "BYTES")]
+    pub max_file_bytes: Option<u64>,
+    /// Usage files with more records than this are rejected whole (too_many_records) [default: 1000000].
+    #[arg(long, env = "BILLING_MAX_RECORDS_PER_FILE", value_name = "N")]
+    pub max_records_per_file: Option<u64>,
+    /// Records costing more than this many cents are invalid [default: 100000000, i.e. 1,000,000.00].
+    #[arg(long, env = "BILLING_MAX_RECORD_CENTS", value_name = "CENTS")]
+    pub max_record_cents: Option<i64>,
+    /// Aggregation runs kept in the ledger (older ones are dropped; totals over all runs stay) [default: 10000].
+    #[arg(long, env = "BILLING_KEEP_RUNS", value_name = "N")]
+    pub keep_runs: Option<u64>,
+    /// Accept an empty (0-byte) ledger.redb as a new, empty ledger (otherwise refused as damaged).
+    #[arg(long)]
+    pub init: bool,
+}
+
+/// Where the ledger lives, when not in the data dir.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LedgerArgs {
+    /// Keep the ledger in PostgreSQL instead of the data dir's redb file:
+    /// postgres://USER@HOST:PORT/DATABASE. Several servers may share one database.
+    #[arg(long, env = "BILLING_LEDGER_URL", value_name = "URL")]
+    pub ledger_url: Option<String>,
+    /// File holding the PostgreSQL password, when the URL has none (else PGPASSWORD is used).
+    #[arg(long, env = "BILLING_LEDGER_PASSWORD_FILE", value_name = "FILE")]
+    pub ledger_password_file: Option<PathBuf>,
+}
+
+impl LedgerArgs {
+    /// The ledger's location, with the config file's keys under the flags.
+    pub fn resolve(&self, data_dir: &Path, file: &ConfigFile) -> anyhow::Result<LedgerLocation> {
+        LedgerLocation::resolve(
+            data_dir,
+            pick(&self.ledger_url, &file.ledger_url),
+            pick(&self.ledger_password_file, &file.ledger_password_file),
+        )
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8787].
+    #[arg(long, env = "BILLING_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Seconds between scheduled aggregation passes; 0 disables the scheduler [default: 300].
+    #[arg(long, env = "BILLING_INTERVAL", value_name = "SECS")]
+    pub interval: Option<u64>,
+    /// File holding the admin secret (at least 16 bytes), or set BILLING_ADMIN_SECRET to the secret itself.
+    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+    /// Name of this server in aggregator_state (which replica ran the last pass) [default: HOSTNAME:PID].
+    #[arg(long, env = "BILLING_REPLICA_NAME", value_name = "NAME")]
+    pub replica_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Run exactly one pass and exit (the only mode; required so the intent is explicit).
+    #[arg(long, required = true)]
+    pub once: bool,
+    /// Print the pass summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// TOML config file (only its data_dir and ledger keys are used).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Rewrite the stored counters from the rows, then check again.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+impl VerifyArgs {
+    /// The ledger to check.
+    pub fn ledger(&self) -> anyhow::Result<LedgerLocation> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        self.ledger.resolve(&data_dir, &file)
+    }
+}
+
+/// `migrate-ledger`: one end is a redb file, the other a PostgreSQL database.
+#[derive(Debug, Args)]
+#[command(
+    group(ArgGroup::new("source").required(true).args(["from_data_dir", "from"])),
+    group(ArgGroup::new("target").required(true).args(["to", "to_data_dir"]))
+)]
+pub struct MigrateArgs {
+    /// Copy the redb ledger DIR/ledger.redb (the data dir of the aggregator).
+    #[arg(long, value_name = "DIR")]
+    pub from_data_dir: Option<PathBuf>,
+    /// Copy the ledger in this PostgreSQL database: postgres://USER@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// Into this PostgreSQL database, which must hold no ledger data (its tables are created).
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Into a new redb ledger DIR/ledger.redb (refused if one there holds data).
+    #[arg(long, value_name = "DIR")]
+    pub to_data_dir: Option<PathBuf>,
+    /// File holding the PostgreSQL password, when the URL has none (else PGPASSWORD is used).
+    #[arg(long, env = "BILLING_LEDGER_PASSWORD_FILE", value_name = "FILE")]
+    pub ledger_password_file: Option<PathBuf>,
+}
+
+impl MigrateArgs {
+    /// The source and the target; one is a redb file, the other PostgreSQL.
+    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, LedgerLocation)> {
+        let end = |dir: &Option<PathBuf>, url: &Option<String>, flag: &str| match (dir, url) {
+            (Some(dir), None) => Ok(LedgerLocation::Redb(dir.join(LEDGER_FILE))),
+            (None, Some(url)) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!(
+                        "{flag} must be a PostgreSQL URL, postgres://USER@HOST:PORT/DATABASE \
+                         (the password in --ledger-password-file or PGPASSWORD)"
+                    );
+                }
+                LedgerLocation::resolve(
+                    Path::new(""),
+                    Some(url.clone()),
+                    self.ledger_password_file.clone(),
+                )
+            }
+            _ => bail!("give exactly one of {flag} URL and {flag}-data-dir DIR"),
+        };
+        let from = end(&self.from_data_dir, &self.from, "--from")?;
+        let to = end(&self.to_data_dir, &self.to, "--to")?;
+        match (&from, &to) {
+            (LedgerLocation::Redb(_), LedgerLocation::Redb(_)) => bail!(
+                "both ends are redb files: copy ledger.redb itself (with the server stopped); \
+                 migrate-ledger moves a ledger between redb and PostgreSQL"
+            ),
+            (LedgerLocation::Postgres { .. }, LedgerLocation::Postgres { .. }) => bail!(
+                "both ends are PostgreSQL databases: copy the database with pg_dump and \
+                 pg_restore; migrate-ledger moves a ledger between redb and PostgreSQL"
+            ),
+            _ => Ok((from, to)),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Repo to create (bare) or extend.
+    #[arg(long, value_name = "PATH")]
+    pub repo: PathBuf,
+    /// Number of nodes (node-000, node-001, ...).
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u32,
+    /// Hours to add: one commit per hour, one file per node per hour.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Records per file.
+    #[arg(long, default_value_t = 10)]
+    pub records: u32,
+    /// Number of distinct users charged (u-0000, u-0001, ...).
+    #[arg(long, default_value_t = 10)]
+    pub users: u32,
+    /// Seed; the same seed and options give the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Branch to commit to.
+    #[arg(long, default_value = DEFAULT_BRANCH)]
+    pub branch: String,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Directory for the demo's repo, ledger and secret [default: ./demo-data].
+    #[arg(long, env = "BILLING_DEMO_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DEMO_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+}
