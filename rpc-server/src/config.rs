@@ -17,8 +17,8 @@ use crate::store::{DEFAULT_KEEP_RUNS, StoreOptions};
 mod cli;
 mod ledger;
 pub use cli::{
-    AggregateArgs, Cli, Command, DemoArgs, LedgerArgs, LogFormat, MigrateArgs, ServeArgs,
-    SimulateArgs, SourceArgs, VerifyArgs,
+    AggregateArgs, BackupArgs, Cli, Command, DemoArgs, LedgerArgs, LogFormat, MigrateArgs,
+    RestoreArgs, ServeArgs, SimulateArgs, SourceArgs, VerifyArgs,
 };
 pub use ledger::LedgerLocation;
 

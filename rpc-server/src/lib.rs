@@ -6,12 +6,14 @@
 //! runs a pass every interval.
 
 pub mod aggregate;
+pub mod backup;
 pub mod blocking;
 pub mod config;
 pub mod demo;
 pub mod rpc;
 pub mod scheduler;
 pub mod server;
+pub mod server_file;
 pub mod simulate;
 pub mod source;
 pub mod store;

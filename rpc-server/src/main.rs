@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use billing_server::config::{Cli, Command, LogFormat};
-use billing_server::{demo, server, simulate};
+use billing_server::config::{self, Cli, Command, LedgerLocation, LogFormat};
+use billing_server::{backup, demo, server, simulate};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -81,6 +81,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 print!("{}", server::verify_text(&report, repaired.as_ref()));
             }
             if !report.consistent {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Backup(args) => {
+            let (ledger, secret_file) = args.resolve()?;
+            let done =
+                backup::backup(&ledger, &args.to, || config::admin_secret(secret_file)).await?;
+            print!("{}", backup::backup_text(&done));
+        }
+        Command::Restore(args) => {
+            let ledger = LedgerLocation::Redb(args.data_dir.join(config::LEDGER_FILE));
+            let report = backup::restore(args.from, &ledger, args.force).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", backup::restore_text(&report));
+            }
+            if !report.verify.consistent {
                 return Ok(ExitCode::from(3));
             }
         }

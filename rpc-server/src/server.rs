@@ -92,6 +92,19 @@ pub async fn serve(
         crate::rpc::start(listener, aggregator.clone(), settings.secret.clone()).await?;
     info!(%addr, source = ?settings.ledger.source, ledger = ?settings.ledger.ledger, replica = %settings.replica_name, "serving JSON-RPC");
     on_listening(addr);
+    // How `rpc-server backup` finds this server, which holds the redb file.
+    let _server_file = match &settings.ledger.ledger {
+        LedgerLocation::Redb(path) => {
+            let dir = path.parent().unwrap_or(std::path::Path::new("."));
+            crate::server_file::write(dir, addr)
+                .map_err(|e| {
+                    warn!(dir = %dir.display(), error = %e, "cannot write server.json; \
+                          `rpc-server backup` will not find this server")
+                })
+                .ok()
+        }
+        LedgerLocation::Postgres { .. } => None,
+    };
 
     // The first pass and the scheduler run beside the API; a failing repo does not stop serving.
     let background = {

@@ -50,7 +50,9 @@ impl Cli {
             Command::Simulate(_)
             | Command::Demo(_)
             | Command::Verify(_)
-            | Command::MigrateLedger(_) => None,
+            | Command::MigrateLedger(_)
+            | Command::Backup(_)
+            | Command::Restore(_) => None,
         };
         Ok(match config {
             Some(path) => ConfigFile::load(path)?.log_format.unwrap_or_default(),
@@ -90,6 +92,26 @@ pub enum Command {
                       1 nothing usable was copied (the error says why and what to do)."
     )]
     MigrateLedger(MigrateArgs),
+    /// Write a backup of the redb ledger: one consistent snapshot, checked, with a checksum.
+    #[command(
+        after_help = "Works whether or not a server is serving and aggregating on the data dir: a \
+                      running server holds the ledger file, so the backup is then asked of it, \
+                      found through DIR/server.json and authenticated with the admin secret. \
+                      Passes and payments go on meanwhile; the snapshot is one read transaction, \
+                      so no pass or payment is half in it. A PostgreSQL ledger is backed up with \
+                      pg_dump (see docs/deploy.md).\n\n\
+                      Exit status: 0 written and checked; 1 no backup was written (the error says why)."
+    )]
+    Backup(BackupArgs),
+    /// Restore a backup made by `backup` as the ledger of a data dir.
+    #[command(
+        after_help = "Refuses to replace an existing ledger without --force, and a ledger a running \
+                      server holds in any case. The backup's checksum is checked before anything is \
+                      replaced, and the restored ledger is checked with a full verify.\n\n\
+                      Exit status: 0 restored and consistent; 3 restored, but verify found \
+                      differences (printed); 1 nothing was restored (the error says why)."
+    )]
+    Restore(RestoreArgs),
 }
 
 /// Where usage comes from, and where the ledger lives.
@@ -222,6 +244,58 @@ impl VerifyArgs {
             pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         self.ledger.resolve(&data_dir, &file)
     }
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// TOML config file (only its data_dir, ledger and admin_secret_file keys are used).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// The backup file to write (never overwritten).
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+    /// File holding the admin secret of the server that holds the ledger, if one does
+    /// (or set BILLING_ADMIN_SECRET to the secret itself).
+    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+}
+
+impl BackupArgs {
+    /// The ledger to back up, and the admin secret file to use if a server holds it.
+    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, Option<PathBuf>)> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let ledger = self.ledger.resolve(&data_dir, &file)?;
+        Ok((
+            ledger,
+            pick(&self.admin_secret_file, &file.admin_secret_file),
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file, as written by `rpc-server backup`.
+    #[arg(long, value_name = "FILE")]
+    pub from: PathBuf,
+    /// Data dir to restore into: the backup becomes DIR/ledger.redb.
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Replace the ledger already in DIR (never one a running server holds).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `migrate-ledger`: one end is a redb file, the other a PostgreSQL database.

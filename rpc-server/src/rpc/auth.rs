@@ -1,7 +1,7 @@
 //! HTTP layer in front of every JSON-RPC call and WebSocket upgrade: answers
 //! `GET /health` without auth (200, or 503 with the reason while the ledger
 //! fails) and requires `Authorization: Bearer <secret>`
-//! for everything else. The secret is compared in constant time and never logged.
+//! for everything else, `GET /backup` (see `backup.rs`) included. The secret is compared in constant time and never logged.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +33,15 @@ impl AdminSecret {
             ));
         }
         Ok(Self(Arc::from(secret.as_bytes())))
+    }
+
+    /// The `Authorization` header value that carries this secret, marked
+    /// sensitive (never printed by the HTTP client's debug output).
+    pub fn authorization(&self) -> http::HeaderValue {
+        let mut value = http::HeaderValue::from_bytes(&[b"Bearer ", &*self.0].concat())
+            .expect("a secret read from text is a valid header value");
+        value.set_sensitive(true);
+        value
     }
 
     /// Constant-time check of an `Authorization` header value.
@@ -83,7 +92,7 @@ pub struct Auth<S> {
     store: Store,
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl<S, B> Service<HttpRequest<B>> for Auth<S>
 where
@@ -111,12 +120,15 @@ where
         if !self.secret.accepts(header) {
             return Box::pin(async { Ok(unauthorized()) });
         }
+        if request.method() == http::Method::GET && request.uri().path() == "/backup" {
+            return Box::pin(super::backup::respond(self.store.clone()));
+        }
         let future = self.inner.call(request);
         Box::pin(async move { future.await.map_err(Into::into) })
     }
 }
 
-fn json_response(status: http::StatusCode, body: String) -> HttpResponse {
+pub(super) fn json_response(status: http::StatusCode, body: String) -> HttpResponse {
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")

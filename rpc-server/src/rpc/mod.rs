@@ -2,6 +2,7 @@
 
 mod api;
 mod auth;
+mod backup;
 pub mod discover;
 mod envelope;
 mod error;

@@ -97,6 +97,16 @@ pub(super) fn is_io(e: &redb::Error) -> bool {
 
 impl RedbStore {
     /// The current database, or why there is none.
+    /// The ledger file; `None` for an in-memory ledger.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        self.shared.path.as_deref()
+    }
+
+    /// Where the ledger lives, for messages.
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+
     pub(super) fn db(&self) -> Result<Arc<Database>, StoreError> {
         let slot = self
             .shared

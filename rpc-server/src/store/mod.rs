@@ -21,6 +21,7 @@
 //! failures and recovery), `verify.rs` (consistency check of counters and rows).
 
 mod backend;
+pub mod backup;
 mod chunks;
 mod codec;
 mod format;

@@ -1,0 +1,108 @@
+//! `server.json` in the data dir: how a command finds the server that holds
+//! the ledger file. A redb ledger can be open in one process only, so
+//! `rpc-server backup` run next to a serving server asks that server instead
+//! (`GET /backup`, see `rpc/backup.rs`). `serve` writes the file once it
+//! listens and removes it when it stops; a file left by a killed server names
+//! an address where nobody answers, which the command reports.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The file's name in the data dir.
+pub const SERVER_FILE: &str = "server.json";
+
+/// What `server.json` says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerFile {
+    /// Where the API answers, e.g. `http://127.0.0.1:8787`.
+    pub address: String,
+    pub pid: u32,
+    pub started_at: String,
+}
+
+/// Removes `server.json` when the server stops (if it is still this server's).
+#[derive(Debug)]
+pub struct ServerFileGuard {
+    path: PathBuf,
+    written: ServerFile,
+}
+
+impl Drop for ServerFileGuard {
+    fn drop(&mut self) {
+        if read_at(&self.path).is_ok_and(|f| f == self.written) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `server.json` into `data_dir` for a server listening on `addr`.
+pub fn write(data_dir: &Path, addr: SocketAddr) -> std::io::Result<ServerFileGuard> {
+    // A server listening on every address is reached on loopback from here.
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let written = ServerFile {
+        address: format!("http://{}", SocketAddr::new(ip, addr.port())),
+        pid: std::process::id(),
+        started_at: billing_api::now_rfc3339(),
+    };
+    let path = data_dir.join(SERVER_FILE);
+    let partial = data_dir.join(format!("{SERVER_FILE}.{}", std::process::id()));
+    let text = serde_json::to_string_pretty(&written).expect("always serializes");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, &path)?;
+    Ok(ServerFileGuard { path, written })
+}
+
+/// Reads `server.json` of `data_dir`.
+pub fn read(data_dir: &Path) -> Result<ServerFile, String> {
+    let path = data_dir.join(SERVER_FILE);
+    read_at(&path).map_err(|e| {
+        format!(
+            "cannot read {} to find the server that holds the ledger ({e}); is a server \
+             running on this data dir? Start it again, or stop it and run this command \
+             without it",
+            path.display()
+        )
+    })
+}
+
+fn read_at(path: &Path) -> Result<ServerFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    serde_json::from_str(&text).map_err(|e| format!("it is not valid ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_on_any_address_it_names_loopback_and_is_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let guard = write(dir.path(), "0.0.0.0:4321".parse().unwrap()).unwrap();
+        let file = read(dir.path()).unwrap();
+        assert_eq!(file.address, "http://127.0.0.1:4321");
+        assert_eq!(file.pid, std::process::id());
+        drop(guard);
+        let err = read(dir.path()).unwrap_err();
+        assert!(
+            err.contains("server.json") && err.contains("is a server running"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_newer_servers_file_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = write(dir.path(), "127.0.0.1:1".parse().unwrap()).unwrap();
+        let newer = write(dir.path(), "127.0.0.1:2".parse().unwrap()).unwrap();
+        drop(old);
+        assert_eq!(read(dir.path()).unwrap().address, "http://127.0.0.1:2");
+        drop(newer);
+        assert!(read(dir.path()).is_err());
+    }
+}
