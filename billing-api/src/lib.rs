@@ -4,10 +4,14 @@
 
 pub mod error_codes;
 pub mod otoml;
+pub mod reconcile;
 #[cfg(any(feature = "server", feature = "client"))]
 pub mod rpc;
 pub mod text;
 pub mod types;
 
 pub use otoml::{UsageBatch, UsageRecord};
+pub use reconcile::{
+    LedgerFinding, LedgerTotals, ReconcileReport, RecordAtHead, RepoTotals, Rewritten,
+};
 pub use types::*;

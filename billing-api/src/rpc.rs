@@ -7,6 +7,7 @@
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 
+use crate::reconcile::ReconcileReport;
 use crate::types::*;
 
 #[cfg_attr(all(feature = "server", feature = "client"), rpc(server, client))]
@@ -50,6 +51,12 @@ pub trait BillingApi {
         cursor: Option<String>,
         limit: Option<u32>,
     ) -> RpcResult<Page<RejectedItem>>;
+
+    /// Compares the ledger with the billing repo at its head, read-only: records
+    /// lost, orphaned or rewritten, and balances that do not add up. Waits for a
+    /// running pass, and no pass starts while it runs.
+    #[method(name = "reconcile", param_kind = map)]
+    async fn reconcile(&self) -> RpcResult<ReconcileReport>;
 
     /// Lists the summaries of recent aggregation passes, newest first.
     #[method(name = "list_runs", param_kind = map)]

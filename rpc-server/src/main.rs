@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use billing_server::config::{self, Cli, Command, LedgerLocation, LogFormat};
-use billing_server::{backup, demo, server, simulate};
+use billing_server::{backup, demo, reconcile, server, simulate};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -79,6 +79,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
                 print!("{}", server::verify_text(&report, repaired.as_ref()));
+            }
+            if !report.consistent {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Reconcile(args) => {
+            let (settings, file) = args.source.resolve()?;
+            let secret_file = args.admin_secret_file.or(file.admin_secret_file);
+            let report =
+                reconcile::command(&settings, || config::admin_secret(secret_file)).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", reconcile::text(&report));
             }
             if !report.consistent {
                 return Ok(ExitCode::from(3));

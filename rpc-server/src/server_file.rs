@@ -71,6 +71,56 @@ pub fn read(data_dir: &Path) -> Result<ServerFile, String> {
     })
 }
 
+/// Calls `method` (no params) on the server `file` names, with the admin secret;
+/// its `result`, or an error saying what to do.
+pub async fn call(
+    file: &ServerFile,
+    secret: &crate::rpc::AdminSecret,
+    method: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let address = &file.address;
+    let client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}});
+    let response = client
+        .post(address)
+        .header(http::header::AUTHORIZATION, secret.authorization())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "a server holds the ledger, but none answers at {address}, the address its \
+                 server.json names ({}). If that server is gone, delete server.json and run \
+                 again; else check that it is up",
+                billing_api::text::error_chain(&e)
+            )
+        })?;
+    if response.status() == reqwest::StatusCode::UNAUTHORIZED {
+        anyhow::bail!(
+            "the server at {address} refused the admin secret: pass the secret it was started \
+             with (--admin-secret-file or BILLING_ADMIN_SECRET)"
+        );
+    }
+    let text = response
+        .text()
+        .await
+        .map_err(|e| anyhow::anyhow!("the answer of {address} to {method} broke off: {e}"))?;
+    let answer: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the answer of {address} to {method} is not JSON: {e}"))?;
+    match answer.get("result") {
+        Some(result) => Ok(result.clone()),
+        None => anyhow::bail!(
+            "the server at {address} answered {method} with an error: {}",
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("(no message)")
+        ),
+    }
+}
+
 fn read_at(path: &Path) -> Result<ServerFile, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| format!("it is not valid ({e})"))

@@ -131,6 +131,23 @@ impl Aggregator {
             .clone()
     }
 
+    /// Compares the ledger with the repo at its head (see `reconcile.rs`),
+    /// while no pass runs: none of this server's, and on a shared ledger none
+    /// of another replica's (it holds the pass lock meanwhile).
+    pub async fn reconcile(&self) -> anyhow::Result<billing_api::ReconcileReport> {
+        let _no_pass = self.inner.gate.lock().await;
+        let store = &self.inner.store;
+        with_store(store, |s| s.begin_pass()).await?;
+        let _lock = PassLock(store.clone());
+        crate::reconcile::reconcile(
+            &self.inner.source,
+            store,
+            self.inner.max_file_bytes,
+            self.inner.limits,
+        )
+        .await
+    }
+
     /// Summaries of finished passes, as they finish.
     pub fn subscribe(&self) -> broadcast::Receiver<AggregateSummary> {
         self.inner.runs.subscribe()

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use billing_api::ReconcileReport;
 use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::rpc::BillingApiServer;
 use billing_api::types::*;
@@ -10,7 +11,7 @@ use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::error::{invalid_params, pass_failed, store_error};
+use super::error::{invalid_params, pass_failed, reconcile_failed, store_error};
 use crate::aggregate::Aggregator;
 use crate::blocking::{now_ms, with_store};
 use crate::store::{Store, StoreError, check_id};
@@ -71,6 +72,13 @@ impl BillingApiServer for BillingRpc {
             .run_pass()
             .await
             .map_err(|e| pass_failed(&e))
+    }
+
+    async fn reconcile(&self) -> RpcResult<ReconcileReport> {
+        self.aggregator
+            .reconcile()
+            .await
+            .map_err(|e| reconcile_failed(&e))
     }
 
     async fn list_users(

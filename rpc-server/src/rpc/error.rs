@@ -33,6 +33,15 @@ pub fn pass_failed(e: &PassFailed) -> ErrorObjectOwned {
     )
 }
 
+/// A `reconcile` that could not run (the repo or the ledger failed).
+pub fn reconcile_failed(e: &anyhow::Error) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(
+        error_codes::INTERNAL,
+        format!("reconcile failed: {e:#}"),
+        None::<()>,
+    )
+}
+
 /// Bad params caught before reaching the ledger.
 pub fn invalid_params(message: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(error_codes::INVALID_PARAMS, message.into(), None::<()>)

@@ -172,6 +172,8 @@ macro_rules! delegate {
 }
 
 delegate! {
+    /// What the ledger holds for each of `keys`, in one snapshot.
+    fn key_states(&self, keys: &[&str]) -> Result<Vec<super::KeyState>, StoreError>;
     /// O(1) headline counters.
     fn overview_counts(&self) -> Result<LedgerCounts, StoreError>;
     /// Recomputes the counters from every row (a full scan); for audits and tests.

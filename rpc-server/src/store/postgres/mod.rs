@@ -304,7 +304,7 @@ impl PgStore {
 
     /// Runs `f` in one read-only snapshot, on another connection once if the
     /// first turns out to be closed.
-    fn read<T>(
+    pub(in crate::store) fn read<T>(
         &self,
         op: &str,
         f: impl Fn(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
