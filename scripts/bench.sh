@@ -32,7 +32,7 @@ total=$((NODES * HOURS * RECORDS))
 want() { [ -z "${BENCH_ONLY:-}" ] || [[ ",$BENCH_ONLY," == *",$1,"* ]]; }
 ledger_bytes() { stat -c %s "$1/ledger.redb"; }
 
-if want 1 || want 6; then
+if want 1 || want 6 || want 9; then
 echo "== 1. aggregate $total records ($NODES nodes x $HOURS files x $RECORDS records) from a local repo, durable commits"
 t0=$(date +%s.%N)
 "$bin" simulate --repo "$work/repo" --nodes "$NODES" --hours "$HOURS" --records "$RECORDS" --users 1000 --seed 1 >/dev/null
@@ -134,6 +134,17 @@ done
 for _ in $(seq 600); do grep -q "pass finished run_id=1" "$work/serve6.err" && break; sleep 0.1; done
 echo "the pass: $(grep -o 'run_id=1 applied=[0-9]*.*elapsed=[0-9.a-z]*' "$work/serve6.err") (target: record_payment p99 <= 50 ms while it runs)"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+fi
+
+if want 9; then
+echo "== 9. reconcile the $total-record ledger of section 1 against its repo (redb)"
+/usr/bin/time -f "TIME elapsed_s=%e max_rss_kb=%M" -o "$work/time9" \
+  "$bin" reconcile --json --data-dir "$work/d1" --repo "$work/repo" > "$work/reconcile9.json" 2>/dev/null
+consistent=$(grep -o '"consistent": [a-z]*' "$work/reconcile9.json" | head -1 | grep -o '[a-z]*$')
+records=$(grep -A3 '"repo"' "$work/reconcile9.json" | grep -o '"records": [0-9]*' | grep -o '[0-9]*$')
+elapsed=$(grep -o 'elapsed_s=[0-9.]*' "$work/time9" | cut -d= -f2)
+rss_kb=$(grep -o 'max_rss_kb=[0-9]*' "$work/time9" | cut -d= -f2)
+echo "FIGURE reconcile_records=$records consistent=$consistent elapsed_s=$elapsed records_per_s=$(echo "$records / $elapsed" | bc) peak_rss_mb=$((rss_kb / 1024)) (targets: 1000000 records <= 10 s, <= 200 MB)"
 fi
 
 if want 8; then

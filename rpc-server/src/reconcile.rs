@@ -11,18 +11,23 @@
 //! 3. A full `verify` adds up every user's payments and applied records
 //!    against the stored balance, in one snapshot.
 //!
-//! Memory: the keys of the records seen applied in their own file (a set of
-//! strings, about 60 bytes a record), the per-file decoding of one batch of
-//! files, and the listed differences (at most [`LIST_CAP`] each).
+//! Memory: a 128-bit digest of each record seen applied in its own file (about
+//! 32 bytes a record in the set), the decoding of one batch of files per node
+//! read at once, and the listed differences (at most [`LIST_CAP`] each).
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use billing_api::otoml::{DecodeLimits, check_usage_hour, decode_groups};
 use billing_api::{LedgerFinding, ReconcileReport, RecordAtHead, RejectedItem, Rewritten};
 
-use crate::source::{FileBody, FileEntry, Source};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::aggregate::Aggregator;
+use crate::source::{FileBody, FileEntry, NodeTree};
 use crate::store::{Depth, KeyState, Store, StoreError};
 
 /// Differences listed per kind; the rest are counted in `more_differences`.
@@ -31,6 +36,8 @@ pub const LIST_CAP: usize = 1000;
 const READ_BATCH_FILES: usize = 64;
 /// Items per page when listing the ledger.
 const PAGE: u32 = 1000;
+/// Nodes read, decoded and looked up at once.
+const NODE_CONCURRENCY: usize = 3;
 
 /// What the rejected items say: whole files, and single records.
 #[derive(Default)]
@@ -60,8 +67,8 @@ impl Rejections {
 struct BatchFindings {
     unapplied: Vec<RecordAtHead>,
     rewritten: Vec<Rewritten>,
-    /// Keys found applied from their own file.
-    seen: Vec<String>,
+    /// Keys found applied from their own file (as [`key_id`]s).
+    seen: Vec<u128>,
     files: u64,
     files_unread: u64,
     records: u64,
@@ -70,65 +77,87 @@ struct BatchFindings {
     rejected: u64,
 }
 
-/// Compares the ledger of `store` with the repo of `source` at its head.
+impl BatchFindings {
+    fn add(&mut self, other: BatchFindings) {
+        self.unapplied
+            .extend(other.unapplied.into_iter().take(LIST_CAP));
+        self.rewritten
+            .extend(other.rewritten.into_iter().take(LIST_CAP));
+        self.seen.extend(other.seen);
+        self.files += other.files;
+        self.files_unread += other.files_unread;
+        self.records += other.records;
+        self.cents += other.cents;
+        self.held += other.held;
+        self.rejected += other.rejected;
+    }
+}
+
+/// Compares the ledger of `aggregator` with its repo at head.
 pub async fn reconcile(
-    source: &Source,
-    store: &Store,
+    aggregator: &Aggregator,
     max_file_bytes: u64,
     limits: DecodeLimits,
 ) -> anyhow::Result<ReconcileReport> {
     let started = Instant::now();
+    let (source, store) = (aggregator.source(), aggregator.store());
     let mut report = ReconcileReport::default();
     let rejected = store
         .on_blocking_thread(|s| all(|c| s.list_rejected(c, PAGE)))
         .await?;
-    let rejections = std::sync::Arc::new(Rejections::of(rejected));
+    let rejections = Arc::new(Rejections::of(rejected));
     let head = source
         .head()
         .await
         .map_err(|e| anyhow::anyhow!("reading {} failed: {e}", source.describe()))?;
     report.head_commit = head.clone();
-    let mut seen: HashSet<Box<str>> = HashSet::new();
+    let mut seen: HashSet<u128> = HashSet::new();
     let mut more = 0u64;
     if let Some(head) = &head {
         let nodes = source
             .nodes(head)
             .await
             .map_err(|e| anyhow::anyhow!("listing nodes/ at {head} failed: {e}"))?;
+        let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
+        let mut tasks = JoinSet::new();
+        let mut fold = |found: BatchFindings, report: &mut ReconcileReport| {
+            report.repo.files += found.files;
+            report.repo.files_unread += found.files_unread;
+            report.repo.records += found.records;
+            report.repo.cents += found.cents;
+            report.ledger.held_records += found.held;
+            report.ledger.rejected_records += found.rejected;
+            more += extend_capped(&mut report.unapplied, found.unapplied);
+            more += extend_capped(&mut report.rewritten, found.rewritten);
+            seen.extend(found.seen);
+        };
         for node in nodes {
-            let files = source.files(&node).await.map_err(|e| {
-                anyhow::anyhow!("listing the files of node {} failed: {e}", node.node_name)
-            })?;
-            let files = source.fill_sizes(files).await.map_err(|e| {
-                anyhow::anyhow!("listing the files of node {} failed: {e}", node.node_name)
-            })?;
-            for batch in files.chunks(READ_BATCH_FILES) {
-                let bodies = source
-                    .read(head, batch, max_file_bytes)
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("reading files of node {} failed: {e}", node.node_name)
-                    })?;
-                let (node_name, batch, rejections) =
-                    (node.node_name.clone(), batch.to_vec(), rejections.clone());
-                let found = store
-                    .on_blocking_thread(move |s| {
-                        compare_files(s, &node_name, batch, bodies, &limits, &rejections)
-                    })
-                    .await?;
-                report.repo.files += found.files;
-                report.repo.files_unread += found.files_unread;
-                report.repo.records += found.records;
-                report.repo.cents += found.cents;
-                report.ledger.held_records += found.held;
-                report.ledger.rejected_records += found.rejected;
-                more += extend_capped(&mut report.unapplied, found.unapplied);
-                more += extend_capped(&mut report.rewritten, found.rewritten);
-                seen.extend(found.seen.into_iter().map(String::into_boxed_str));
+            let permit = permits.clone().acquire_owned().await?;
+            let (aggregator, head, rejections) =
+                (aggregator.clone(), head.clone(), rejections.clone());
+            tasks.spawn(async move {
+                let found = node_findings(
+                    &aggregator,
+                    &head,
+                    &node,
+                    max_file_bytes,
+                    limits,
+                    rejections,
+                )
+                .await;
+                drop(permit);
+                found
+            });
+            while let Some(done) = tasks.try_join_next() {
+                fold(done??, &mut report);
             }
+        }
+        while let Some(done) = tasks.join_next().await {
+            fold(done??, &mut report);
         }
     }
 
+    tracing::debug!(elapsed = ?started.elapsed(), "reconcile: the repo is read");
     // Every applied record, oldest pages last; one not seen in its own file is orphaned.
     let mut cursor: Option<String> = None;
     loop {
@@ -139,7 +168,7 @@ pub async fn reconcile(
         for record in page.items {
             report.ledger.applied_records += 1;
             report.ledger.applied_cents += i128::from(record.cost_cents);
-            if !seen.contains(record.idempotency_key.as_str()) {
+            if !seen.contains(&key_id(&record.idempotency_key)) {
                 if report.orphaned.len() < LIST_CAP {
                     report.orphaned.push(record);
                 } else {
@@ -153,6 +182,7 @@ pub async fn reconcile(
         }
     }
     drop(seen);
+    tracing::debug!(elapsed = ?started.elapsed(), "reconcile: the applied records are listed");
 
     let verify = store.on_blocking_thread(|s| s.verify(Depth::Full)).await?;
     report.ledger.users = verify.recounted.total_users;
@@ -255,6 +285,52 @@ pub fn text(r: &ReconcileReport) -> String {
     out
 }
 
+/// Reads, decodes and looks up every usage file of `node` at `head`.
+async fn node_findings(
+    aggregator: &Aggregator,
+    head: &str,
+    node: &NodeTree,
+    max_file_bytes: u64,
+    limits: DecodeLimits,
+    rejections: Arc<Rejections>,
+) -> anyhow::Result<BatchFindings> {
+    let (source, store) = (aggregator.source(), aggregator.store());
+    let listing = |e| anyhow::anyhow!("listing the files of node {} failed: {e}", node.node_name);
+    let files = source.files(node).await.map_err(listing)?;
+    let files = source.fill_sizes(files).await.map_err(listing)?;
+    let mut found = BatchFindings::default();
+    for batch in files.chunks(READ_BATCH_FILES) {
+        let bodies = source
+            .read(head, batch, max_file_bytes)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading files of node {} failed: {e}", node.node_name))?;
+        let (node_name, batch, rejections) =
+            (node.node_name.clone(), batch.to_vec(), rejections.clone());
+        let part = store
+            .on_blocking_thread(move |s| {
+                compare_files(s, &node_name, batch, bodies, &limits, &rejections)
+            })
+            .await?;
+        found.add(part);
+    }
+    Ok(found)
+}
+
+/// A 128-bit digest of an idempotency key: the set of keys seen at head holds
+/// these instead of the keys, 16 bytes a record instead of about 60. Two keys
+/// of a million collide with a probability near 10^-27.
+fn key_id(key: &str) -> u128 {
+    use std::hash::{Hash, Hasher};
+    let half = |salt: u8| {
+        // Fixed keys: the same digest in every run.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        salt.hash(&mut h);
+        key.hash(&mut h);
+        h.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
 /// Appends up to the cap; returns how many did not fit.
 fn extend_capped<T>(list: &mut Vec<T>, items: Vec<T>) -> u64 {
     let room = LIST_CAP.saturating_sub(list.len());
@@ -329,7 +405,7 @@ fn compare_files(
                 let own_file = applied.node_name == node && applied.file_path == entry.path;
                 if own_file && first == *i {
                     // Its file still has it: not orphaned, rewritten at most.
-                    found.seen.push(rec.idempotency_key.clone());
+                    found.seen.push(key_id(&rec.idempotency_key));
                     if !same {
                         found.rewritten.push(Rewritten {
                             applied,

@@ -139,13 +139,7 @@ impl Aggregator {
         let store = &self.inner.store;
         with_store(store, |s| s.begin_pass()).await?;
         let _lock = PassLock(store.clone());
-        crate::reconcile::reconcile(
-            &self.inner.source,
-            store,
-            self.inner.max_file_bytes,
-            self.inner.limits,
-        )
-        .await
+        crate::reconcile::reconcile(self, self.inner.max_file_bytes, self.inner.limits).await
     }
 
     /// Summaries of finished passes, as they finish.
