@@ -157,6 +157,16 @@ pub async fn reconcile(
         }
     }
 
+    // Nodes finish in any order; the report lists in one.
+    let at_head = |r: &RecordAtHead| {
+        (
+            r.node_name.clone(),
+            r.file_path.clone(),
+            r.idempotency_key.clone(),
+        )
+    };
+    report.unapplied.sort_by_key(at_head);
+    report.rewritten.sort_by_key(|w| at_head(&w.at_head));
     tracing::debug!(elapsed = ?started.elapsed(), "reconcile: the repo is read");
     // Every applied record, oldest pages last; one not seen in its own file is orphaned.
     let mut cursor: Option<String> = None;
