@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The export test reads CSV back with Python's csv module.
+command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+
 # Under a throwaway PostgreSQL (BILLING_TEST_PG_URL), for the tests of the PostgreSQL ledger.
 scripts/with-postgres.sh cargo test --workspace --all-targets
 

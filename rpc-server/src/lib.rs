@@ -10,6 +10,7 @@ pub mod backup;
 pub mod blocking;
 pub mod config;
 pub mod demo;
+pub mod export;
 pub mod reconcile;
 pub mod rpc;
 pub mod scheduler;

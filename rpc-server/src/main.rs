@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use billing_server::config::{self, Cli, Command, LedgerLocation, LogFormat};
-use billing_server::{backup, demo, reconcile, server, simulate};
+use billing_server::{backup, demo, export, reconcile, server, simulate};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -96,6 +96,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             if !report.consistent {
                 return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Export(args) => {
+            let (ledger, secret_file) = args.resolve()?;
+            let filter = export::Filter::new(args.from.as_deref(), args.to.as_deref(), args.user)?;
+            let out = export::output(args.output.as_ref())?;
+            let rows = match export::export(
+                &ledger,
+                || config::admin_secret(secret_file),
+                args.what,
+                args.format,
+                &filter,
+                out,
+            )
+            .await
+            {
+                Err(e) if export::is_broken_pipe(&e) => return Ok(ExitCode::SUCCESS),
+                rows => rows?,
+            };
+            if args.output.is_some() {
+                eprintln!("exported {rows} rows");
             }
         }
         Command::Backup(args) => {

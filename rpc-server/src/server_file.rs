@@ -78,11 +78,21 @@ pub async fn call(
     secret: &crate::rpc::AdminSecret,
     method: &str,
 ) -> anyhow::Result<serde_json::Value> {
+    call_with(file, secret, method, serde_json::json!({})).await
+}
+
+/// Calls `method` with `params` on the server `file` names; see [`call`].
+pub async fn call_with(
+    file: &ServerFile,
+    secret: &crate::rpc::AdminSecret,
+    method: &str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     let address = &file.address;
     let client = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(5))
         .build()?;
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": {}});
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let response = client
         .post(address)
         .header(http::header::AUTHORIZATION, secret.authorization())

@@ -53,6 +53,7 @@ impl Cli {
             | Command::Verify(_)
             | Command::MigrateLedger(_)
             | Command::Backup(_)
+            | Command::Export(_)
             | Command::Restore(_) => None,
         };
         Ok(match config {
@@ -104,6 +105,15 @@ pub enum Command {
                       Exit status: 0 consistent; 3 differences found (listed); 1 could not compare."
     )]
     Reconcile(ReconcileArgs),
+    /// Export users, payments, applied records or rejections as CSV or JSON Lines.
+    #[command(
+        after_help = "Streams a page at a time (constant memory), newest first. Amounts are integer \
+                      cents, each with a decimal column; the columns are in docs/export.md. Works \
+                      while a server runs on the data dir: its list methods are then used (found \
+                      through DIR/server.json, with the admin secret).\n\n\
+                      Exit status: 0 written; 1 not (the error says why)."
+    )]
+    Export(ExportArgs),
     /// Write a backup of the redb ledger: one consistent snapshot, checked, with a checksum.
     #[command(
         after_help = "Works whether or not a server is serving and aggregating on the data dir: a \
@@ -255,6 +265,57 @@ impl VerifyArgs {
         let data_dir =
             pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
         self.ledger.resolve(&data_dir, &file)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// TOML config file (only its data_dir, ledger and admin_secret_file keys are used).
+    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of the ledger (ledger.redb) [default: ./data].
+    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub ledger: LedgerArgs,
+    /// What to export.
+    #[arg(long, value_enum)]
+    pub what: crate::export::What,
+    /// csv (RFC 4180, with a header row) or jsonl (one JSON object per line).
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: crate::export::Format,
+    /// Only items at or after this time (RFC 3339): created, paid, applied or first seen.
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only items before this time (RFC 3339).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only this user's items (users, payments, consumed).
+    #[arg(long, value_name = "SID")]
+    pub user: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// File holding the admin secret of the server that holds the ledger, if one does
+    /// (or set BILLING_ADMIN_SECRET to the secret itself).
+    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    /// The ledger to export, and the admin secret file to use if a server holds it.
+    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, Option<PathBuf>)> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let ledger = self.ledger.resolve(&data_dir, &file)?;
+        Ok((
+            ledger,
+            pick(&self.admin_secret_file, &file.admin_secret_file),
+        ))
     }
 }
 
