@@ -137,7 +137,7 @@ kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 fi
 
 if want 9; then
-echo "== 9. reconcile the $total-record ledger of section 1 against its repo (redb)"
+echo "== 9. reconcile and back up the $total-record ledger of section 1 (redb)"
 /usr/bin/time -f "TIME elapsed_s=%e max_rss_kb=%M" -o "$work/time9" \
   "$bin" reconcile --json --data-dir "$work/d1" --repo "$work/repo" > "$work/reconcile9.json" 2>/dev/null
 consistent=$(grep -o '"consistent": [a-z]*' "$work/reconcile9.json" | head -1 | grep -o '[a-z]*$')
@@ -145,6 +145,11 @@ records=$(grep -A3 '"repo"' "$work/reconcile9.json" | grep -o '"records": [0-9]*
 elapsed=$(grep -o 'elapsed_s=[0-9.]*' "$work/time9" | cut -d= -f2)
 rss_kb=$(grep -o 'max_rss_kb=[0-9]*' "$work/time9" | cut -d= -f2)
 echo "FIGURE reconcile_records=$records consistent=$consistent elapsed_s=$elapsed records_per_s=$(echo "$records / $elapsed" | bc) peak_rss_mb=$((rss_kb / 1024)) (targets: 1000000 records <= 10 s, <= 200 MB)"
+/usr/bin/time -f "TIME elapsed_s=%e max_rss_kb=%M" -o "$work/time9b" \
+  "$bin" backup --data-dir "$work/d1" --to "$work/d1.backup" >/dev/null 2>&1
+elapsed=$(grep -o 'elapsed_s=[0-9.]*' "$work/time9b" | cut -d= -f2)
+rss_kb=$(grep -o 'max_rss_kb=[0-9]*' "$work/time9b" | cut -d= -f2)
+echo "FIGURE backup_bytes=$(stat -c %s "$work/d1.backup") elapsed_s=$elapsed peak_rss_mb=$((rss_kb / 1024)) (snapshot, full verify of the copy, checksum)"
 fi
 
 if want 8; then

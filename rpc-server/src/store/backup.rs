@@ -21,7 +21,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Key, ReadTransaction, TableDefinition, TableHandle, Value, WriteTransaction};
+use redb::{Database, Durability, Key, ReadTransaction, TableDefinition, TableHandle, Value};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -53,10 +53,19 @@ pub struct BackupHeader {
     pub total_balance_cents: String,
 }
 
-/// Copies one table of the snapshot into the backup; rows copied.
+/// Page cache of the copy being written.
+const COPY_CACHE_BYTES: usize = 8 << 20;
+/// Rows written to the backup per write transaction: the copy's memory stays
+/// bounded whatever the size of the ledger.
+const COPY_BATCH: usize = 50_000;
+
+/// Copies one table of the snapshot into the backup; rows copied. The
+/// snapshot is read through one iterator of the one read transaction; the
+/// copy is committed every [`COPY_BATCH`] rows, not durably (the last commit
+/// of `copy_tables` is).
 fn copy_table<K: Key + 'static, V: Value + 'static>(
     from: &ReadTransaction,
-    to: &WriteTransaction,
+    to: &Database,
     def: TableDefinition<K, V>,
     copied: &mut BTreeSet<String>,
 ) -> Result<u64, StoreError> {
@@ -66,19 +75,32 @@ fn copy_table<K: Key + 'static, V: Value + 'static>(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
         Err(e) => return Err(e.into()),
     };
-    let mut target = to.open_table(def)?;
     let mut rows = 0;
-    for entry in redb::ReadableTable::iter(&source)? {
-        let (key, value) = entry?;
-        target.insert(key.value(), value.value())?;
-        rows += 1;
+    let mut entries = redb::ReadableTable::iter(&source)?;
+    loop {
+        let mut write = to.begin_write()?;
+        write.set_durability(Durability::None)?;
+        let mut batch = 0;
+        {
+            let mut target = write.open_table(def)?;
+            for entry in entries.by_ref().take(COPY_BATCH) {
+                let (key, value) = entry?;
+                target.insert(key.value(), value.value())?;
+                batch += 1;
+            }
+        }
+        write.commit()?;
+        rows += batch as u64;
+        if batch < COPY_BATCH {
+            return Ok(rows);
+        }
     }
-    Ok(rows)
 }
 
-/// Copies every table of the ledger from `from` into `to`. Fails when the
-/// ledger has a table this copy does not know: a backup never leaves one out.
-fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, StoreError> {
+/// Copies every table of the ledger from `from` into `to`, and commits it
+/// durably. Fails when the ledger has a table this copy does not know: a
+/// backup never leaves one out.
+fn copy_tables(from: &ReadTransaction, to: &Database) -> Result<u64, StoreError> {
     let mut copied = BTreeSet::new();
     let c = &mut copied;
     let rows = copy_table(from, to, tables::META, c)?
@@ -108,6 +130,9 @@ fn copy_tables(from: &ReadTransaction, to: &WriteTransaction) -> Result<u64, Sto
             )));
         }
     }
+    let mut last = to.begin_write()?;
+    last.set_durability(Durability::Immediate)?;
+    last.commit()?;
     Ok(rows)
 }
 
@@ -115,18 +140,17 @@ impl RedbStore {
     /// Copies the ledger, as of one read transaction, into a new redb file
     /// at `to` (which must not exist). Returns the rows copied.
     pub fn snapshot_into(&self, to: &Path) -> Result<u64, StoreError> {
-        let target = Database::builder().create(to).map_err(|e| {
-            StoreError::Storage(format!(
-                "cannot create the backup's ledger file {}: {e}",
-                to.display()
-            ))
-        })?;
-        self.read("take a backup", |txn| {
-            let write = target.begin_write()?;
-            let rows = copy_tables(txn, &write)?;
-            write.commit()?;
-            Ok(rows)
-        })
+        // A small cache: the copy is written once and not read back here.
+        let target = Database::builder()
+            .set_cache_size(COPY_CACHE_BYTES)
+            .create(to)
+            .map_err(|e| {
+                StoreError::Storage(format!(
+                    "cannot create the backup's ledger file {}: {e}",
+                    to.display()
+                ))
+            })?;
+        self.read("take a backup", |txn| copy_tables(txn, &target))
     }
 }
 
