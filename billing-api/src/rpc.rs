@@ -35,13 +35,16 @@ pub trait BillingApi {
         limit: Option<u32>,
     ) -> RpcResult<Page<Payment>>;
 
-    /// Lists applied usage records, newest first, optionally for one user.
+    /// Lists applied usage records, newest first, optionally for one user and
+    /// applied in `[from, to)` (RFC 3339).
     #[method(name = "list_consumed", param_kind = map)]
     async fn list_consumed(
         &self,
         user_sid: Option<String>,
         cursor: Option<String>,
         limit: Option<u32>,
+        from: Option<String>,
+        to: Option<String>,
     ) -> RpcResult<Page<ConsumedRecord>>;
 
     /// Lists held and rejected records and files, newest first.

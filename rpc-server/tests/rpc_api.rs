@@ -211,7 +211,7 @@ async fn users_payments_and_balances_over_http(backend: Backend) {
     assert_eq!(overview.health, Health::Ok);
 
     let consumed = client
-        .list_consumed(Some("u-1".into()), None, None)
+        .list_consumed(Some("u-1".into()), None, None, None, None)
         .await
         .unwrap();
     assert_eq!(consumed.items.len(), 2);
@@ -428,3 +428,73 @@ on_both_backends!(
     concurrent_aggregate_now_calls_apply_each_record_once,
     websocket_subscribers_see_every_pass,
 );
+
+/// `list_consumed` with `from` / `to`: only records applied in the window,
+/// paged to the end, on both backends; a time that is not RFC 3339 is refused.
+async fn list_consumed_filters_by_applied_time(backend: Backend) {
+    let repo = NodeRepo::new();
+    let server = TestServer::start_on(backend, repo.path()).await;
+    let client = server.client();
+    client
+        .register_user("u-1".into(), None, None)
+        .await
+        .unwrap();
+    let hour = |h: u32, n: u32| {
+        let records: Vec<(String, &str, i64)> =
+            (0..n).map(|i| (format!("k-{h}-{i}"), "u-1", 1)).collect();
+        let records: Vec<(&str, &str, i64)> = records
+            .iter()
+            .map(|(k, u, c)| (k.as_str(), *u, *c))
+            .collect();
+        batch("node-a", &records)
+    };
+    repo.commit(&[(&usage_path("node-a", 0), &hour(0, 3))], "hour 0");
+    client.aggregate_now().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    let between = billing_api::now_rfc3339();
+    tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    repo.commit(&[(&usage_path("node-a", 1), &hour(1, 5))], "hour 1");
+    client.aggregate_now().await.unwrap();
+
+    let keys = |from: Option<&str>, to: Option<&str>| {
+        let client = &client;
+        let (from, to) = (from.map(str::to_string), to.map(str::to_string));
+        async move {
+            let (mut keys, mut cursor) = (Vec::new(), None);
+            loop {
+                let page = client
+                    .list_consumed(None, cursor, Some(2), from.clone(), to.clone())
+                    .await
+                    .unwrap();
+                assert!(page.items.len() <= 2);
+                keys.extend(page.items.into_iter().map(|c| c.idempotency_key));
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => return keys,
+                }
+            }
+        }
+    };
+    let later = keys(Some(&between), None).await;
+    assert_eq!(later.len(), 5, "{later:?}");
+    assert!(later.iter().all(|k| k.starts_with("k-1-")), "{later:?}");
+    let earlier = keys(None, Some(&between)).await;
+    assert_eq!(earlier.len(), 3, "{earlier:?}");
+    assert!(earlier.iter().all(|k| k.starts_with("k-0-")), "{earlier:?}");
+    assert_eq!(keys(Some("2000-01-01T00:00:00Z"), None).await.len(), 8);
+    assert!(keys(Some("2100-01-01T00:00:00Z"), None).await.is_empty());
+
+    let err = client
+        .list_consumed(None, None, None, Some("last tuesday".into()), None)
+        .await
+        .unwrap_err();
+    match err {
+        ClientError::Call(e) => {
+            assert_eq!(e.code(), error_codes::INVALID_PARAMS);
+            assert!(e.message().contains("RFC 3339"), "{}", e.message());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+on_both_backends!(list_consumed_filters_by_applied_time);

@@ -145,7 +145,7 @@ async fn lookups_refuse_malformed_sids_without_quoting_them_raw() {
                 .await
                 .unwrap_err(),
             client
-                .list_consumed(Some(bad.clone()), None, None)
+                .list_consumed(Some(bad.clone()), None, None, None, None)
                 .await
                 .unwrap_err(),
         ];
@@ -172,11 +172,11 @@ async fn error_messages_quote_at_most_200_bytes_of_input_with_controls_escaped()
             .await
             .unwrap_err(),
         client
-            .list_consumed(Some("u-1".into()), Some(huge.clone()), None)
+            .list_consumed(Some("u-1".into()), Some(huge.clone()), None, None, None)
             .await
             .unwrap_err(),
         client
-            .list_consumed(None, Some(huge.clone()), None)
+            .list_consumed(None, Some(huge.clone()), None, None, None)
             .await
             .unwrap_err(),
         client

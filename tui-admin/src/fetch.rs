@@ -118,7 +118,7 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                     .list_payments(Some(sid.clone()), None, Some(DETAIL_ROWS))
                     .await?;
                 let consumed = client
-                    .list_consumed(Some(sid.clone()), None, Some(DETAIL_ROWS))
+                    .list_consumed(Some(sid.clone()), None, Some(DETAIL_ROWS), None, None)
                     .await?;
                 Ok::<_, ClientError>(UserDetailData {
                     balance,

@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::{invalid_params, pass_failed, reconcile_failed, store_error};
 use crate::aggregate::Aggregator;
 use crate::blocking::{now_ms, with_store};
-use crate::store::{Store, StoreError, check_id};
+use crate::store::{Store, StoreError, Window, check_id};
 
 /// The JSON-RPC handler. Cheap to clone.
 #[derive(Clone)]
@@ -110,11 +110,23 @@ impl BillingApiServer for BillingRpc {
         user_sid: Option<String>,
         cursor: Option<String>,
         limit: Option<u32>,
+        from: Option<String>,
+        to: Option<String>,
     ) -> RpcResult<Page<ConsumedRecord>> {
         let limit = page_limit(limit)?;
         lookup_sid(user_sid.as_deref())?;
-        self.read(move |s| s.list_consumed(user_sid.as_deref(), cursor.as_deref(), limit))
-            .await
+        match Window::parse(from.as_deref(), to.as_deref()).map_err(store_error)? {
+            None => {
+                self.read(move |s| s.list_consumed(user_sid.as_deref(), cursor.as_deref(), limit))
+                    .await
+            }
+            Some(window) => {
+                self.read(move |s| {
+                    s.list_consumed_in(user_sid.as_deref(), cursor.as_deref(), limit, window)
+                })
+                .await
+            }
+        }
     }
 
     async fn list_rejected(
