@@ -17,7 +17,7 @@ use crate::config::LedgerLocation;
 use crate::rpc::AdminSecret;
 use crate::server_file;
 use crate::store::backup::{self, BackupHeader, RestoreReport};
-use crate::store::{RedbStore, StoreError, StoreOptions};
+use crate::store::{RedbStore, StoreError, StoreOptions, VerifyReport};
 
 /// How long to wait for a server named in `server.json` to accept the connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,7 +99,7 @@ async fn write_partial(
         Err(StoreError::Locked { .. }) => {
             let dir = ledger.parent().unwrap_or(Path::new("."));
             let server = server_file::read(dir).map_err(anyhow::Error::msg)?;
-            download(&server.address, &secret()?, partial).await?;
+            download(&server.address, &secret()?, partial, "").await?;
             Ok(Some(server.address))
         }
         Err(e) => Err(e.into()),
@@ -121,6 +121,7 @@ fn local_backup(ledger: &Path, partial: &Path) -> Result<(), StoreError> {
         &ledger.display().to_string(),
         &scratch,
         billing_api::now_rfc3339(),
+        true,
     );
     let written = taken.and_then(|snapshot| {
         let file = std::fs::File::create(partial)
@@ -136,12 +137,17 @@ fn local_backup(ledger: &Path, partial: &Path) -> Result<(), StoreError> {
 }
 
 /// Downloads the backup from the server at `address` into `partial`.
-async fn download(address: &str, secret: &AdminSecret, partial: &Path) -> anyhow::Result<()> {
+async fn download(
+    address: &str,
+    secret: &AdminSecret,
+    partial: &Path,
+    query: &str,
+) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .build()
         .context("cannot set up the HTTP client")?;
-    let url = format!("{address}/backup");
+    let url = format!("{address}/backup{query}");
     let mut response = client
         .get(&url)
         .header(http::header::AUTHORIZATION, secret.authorization())
@@ -183,6 +189,39 @@ async fn download(address: &str, secret: &AdminSecret, partial: &Path) -> anyhow
     file.sync_all()
         .with_context(|| format!("cannot write {}", partial.display()))?;
     Ok(())
+}
+
+/// `rpc-server verify` while a server holds the redb file `ledger`: the
+/// server sends a snapshot (one read transaction, as for a backup), which is
+/// restored next to the ledger, checked with a full verify, and deleted.
+pub async fn verify_via_server(
+    ledger: &Path,
+    secret: impl FnOnce() -> anyhow::Result<AdminSecret>,
+) -> anyhow::Result<VerifyReport> {
+    let dir = ledger.parent().unwrap_or(Path::new("."));
+    let server = server_file::read(dir).map_err(anyhow::Error::msg)?;
+    let pid = std::process::id();
+    let file = dir.join(format!("verify-{pid}.backup"));
+    let copy = dir.join(format!("verify-{pid}.redb"));
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&copy);
+    let result = async {
+        download(&server.address, &secret()?, &file, "?unchecked=1").await?;
+        let (from, to) = (file.clone(), copy.clone());
+        tokio::task::spawn_blocking(move || backup::restore(&from, &to, false))
+            .await?
+            .map_err(anyhow::Error::msg)
+    }
+    .await;
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&copy);
+    let mut report = result?.verify;
+    report.ledger = format!(
+        "{} (a snapshot from the server at {} that holds it)",
+        ledger.display(),
+        server.address
+    );
+    Ok(report)
 }
 
 /// `rpc-server restore`: the backup `from` as the ledger of `ledger`.

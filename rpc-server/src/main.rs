@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use billing_server::config::{self, Cli, Command, LedgerLocation, LogFormat};
+use billing_server::store::StoreError;
 use billing_server::{backup, demo, export, reconcile, server, simulate};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
@@ -71,8 +72,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => {
             let (ledger, repair) = (args.ledger()?, args.repair);
             // The ledger client blocks: off the async runtime's threads.
-            let (report, repaired) =
-                tokio::task::spawn_blocking(move || server::verify(&ledger, repair)).await??;
+            let location = ledger.clone();
+            let local =
+                tokio::task::spawn_blocking(move || server::verify(&location, repair)).await?;
+            let (report, repaired) = match (local, &ledger) {
+                // A server holds the redb file: check a snapshot it sends.
+                (Err(e), LedgerLocation::Redb(path))
+                    if !repair && matches!(e.downcast_ref(), Some(StoreError::Locked { .. })) =>
+                {
+                    let secret_file = args.admin_secret_file.clone();
+                    let report =
+                        backup::verify_via_server(path, || config::admin_secret(secret_file))
+                            .await?;
+                    (report, None)
+                }
+                (local, _) => local?,
+            };
             if args.json {
                 let mut value = serde_json::to_value(&report)?;
                 value["repaired_counters"] = serde_json::to_value(repaired)?;

@@ -114,6 +114,23 @@ async fn backups_taken_during_a_pass_and_payments_restore_to_their_moment() {
     }
     payer.await.unwrap();
     server.ok("aggregate_now", json!({})).await;
+    // verify beside the server checks a snapshot it sends; --repair needs it stopped.
+    let out = run(&["verify", "--data-dir"], &[&data]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("consistent") && text(&out).contains("a snapshot from the server"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["verify", "--repair", "--data-dir"], &[&data]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("already open"), "{}", text(&out));
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("verify-") || n.contains("backup-"))
+        .collect();
+    assert!(leftovers.is_empty(), "scratch files left: {leftovers:?}");
     server.stop();
 
     let source = Store::open(&ws.ledger()).unwrap();

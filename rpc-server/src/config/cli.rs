@@ -81,7 +81,8 @@ pub enum Command {
     /// Check the ledger's counters against its rows (and repair the counters).
     #[command(
         after_help = "Exit status: 0 consistent (or repaired); 3 inconsistent (the report says what \
-                      differs); 1 the check could not run (e.g. a running server holds the ledger: stop it first)."
+                      differs); 1 the check could not run. Beside a running server (redb) it checks a snapshot the \
+                      server sends (found through DIR/server.json, with the admin secret); --repair needs the server stopped."
     )]
     Verify(VerifyArgs),
     /// Copy the whole ledger between backends: a redb file into an empty PostgreSQL database, or back.
@@ -250,9 +251,13 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Rewrite the stored counters from the rows, then check again.
+    /// Rewrite the stored counters from the rows, then check again (needs the server stopped).
     #[arg(long)]
     pub repair: bool,
+    /// File holding the admin secret of the server that holds the ledger, if one does
+    /// (or set BILLING_ADMIN_SECRET to the secret itself).
+    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
+    pub admin_secret_file: Option<PathBuf>,
 }
 
 impl VerifyArgs {

@@ -121,7 +121,12 @@ where
             return Box::pin(async { Ok(unauthorized()) });
         }
         if request.method() == http::Method::GET && request.uri().path() == "/backup" {
-            return Box::pin(super::backup::respond(self.store.clone()));
+            // `?unchecked=1`: for `rpc-server verify`, which checks the snapshot itself.
+            let check = !request
+                .uri()
+                .query()
+                .is_some_and(|q| q.split('&').any(|p| p == "unchecked=1"));
+            return Box::pin(super::backup::respond(self.store.clone(), check));
         }
         let future = self.inner.call(request);
         Box::pin(async move { future.await.map_err(Into::into) })

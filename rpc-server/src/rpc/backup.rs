@@ -2,7 +2,8 @@
 //! ledger, for `rpc-server backup` when this server holds the ledger file.
 //!
 //! The snapshot is taken in one read transaction into a scratch file next to
-//! the ledger, checked (see `store/backup.rs`), then streamed in the backup
+//! the ledger, checked (see `store/backup.rs`; not with `?unchecked=1`, which
+//! `rpc-server verify` asks for, as it checks the snapshot itself), then streamed in the backup
 //! file format; the scratch file is removed when the answer ends, however it
 //! ends. Passes and payments go on meanwhile.
 
@@ -35,8 +36,11 @@ impl Drop for Scratch {
 }
 
 /// Answers `GET /backup`.
-pub(super) async fn respond(store: Store) -> Result<HttpResponse, super::auth::BoxError> {
-    let taken = tokio::task::spawn_blocking(move || snapshot(&store)).await;
+pub(super) async fn respond(
+    store: Store,
+    check: bool,
+) -> Result<HttpResponse, super::auth::BoxError> {
+    let taken = tokio::task::spawn_blocking(move || snapshot(&store, check)).await;
     let (snapshot, scratch) = match taken {
         Ok(Ok(taken)) => taken,
         Ok(Err((status, message))) => return Ok(error(status, message)),
@@ -71,7 +75,7 @@ pub(super) async fn respond(store: Store) -> Result<HttpResponse, super::auth::B
 type Failure = (http::StatusCode, String);
 
 /// Takes the snapshot into a scratch file next to the ledger.
-fn snapshot(store: &Store) -> Result<(Snapshot, Scratch), Failure> {
+fn snapshot(store: &Store, check: bool) -> Result<(Snapshot, Scratch), Failure> {
     let Store::Redb(redb) = store else {
         return Err((
             http::StatusCode::NOT_IMPLEMENTED,
@@ -87,7 +91,7 @@ fn snapshot(store: &Store) -> Result<(Snapshot, Scratch), Failure> {
     };
     let scratch = Scratch(scratch_path(ledger));
     let taken_at = billing_api::now_rfc3339();
-    match take_snapshot(redb, redb.location(), &scratch.0, taken_at) {
+    match take_snapshot(redb, redb.location(), &scratch.0, taken_at, check) {
         Ok(snapshot) => Ok((snapshot, scratch)),
         Err(e) => Err((
             http::StatusCode::INTERNAL_SERVER_ERROR,

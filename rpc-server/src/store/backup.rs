@@ -184,12 +184,14 @@ pub struct Snapshot {
 }
 
 /// Takes a snapshot of `store` into `scratch` (a new file, removed by the
-/// caller), checks it with a full verify, and describes it.
+/// caller), checks it with a full verify unless `check` is false (a snapshot
+/// taken to be verified elsewhere, see `rpc-server verify`), and describes it.
 pub fn take_snapshot(
     store: &RedbStore,
     source: &str,
     scratch: &Path,
     taken_at: String,
+    check: bool,
 ) -> Result<Snapshot, StoreError> {
     store.snapshot_into(scratch)?;
     let options = StoreOptions {
@@ -198,19 +200,21 @@ pub fn take_snapshot(
         ..StoreOptions::default()
     };
     let copy = RedbStore::open_with(scratch, options)?;
-    let report = copy.verify(Depth::Full)?;
-    if !report.consistent {
-        return Err(StoreError::Storage(format!(
-            "the snapshot of {} does not pass verify, so no backup was written: {}. Run \
-             `rpc-server verify` on the ledger",
-            source,
-            report
-                .findings
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        )));
+    if check {
+        let report = copy.verify(Depth::Full)?;
+        if !report.consistent {
+            return Err(StoreError::Storage(format!(
+                "the snapshot of {} does not pass verify, so no backup was written: {}. Run \
+                 `rpc-server verify` on the ledger",
+                source,
+                report
+                    .findings
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
     }
     let counts = copy.overview_counts()?;
     drop(copy);
