@@ -153,27 +153,17 @@ async fn download(
         .header(http::header::AUTHORIZATION, secret.authorization())
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "a server holds the ledger, but none answers at {address}, the address its \
-                 server.json names ({}). If that server is gone, delete server.json and run \
-                 backup again; else check that it is up",
-                billing_api::text::error_chain(&e)
-            )
-        })?;
+        .map_err(|e| server_file::unreachable(address, &e))?;
     let status = response.status();
     if !status.is_success() {
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(server_file::refused(address));
+        }
         let body = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<serde_json::Value>(&body)
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_string))
             .unwrap_or(body);
-        if status == reqwest::StatusCode::UNAUTHORIZED {
-            bail!(
-                "the server at {address} refused the admin secret: pass the secret it was \
-                 started with (--admin-secret-file or BILLING_ADMIN_SECRET)"
-            );
-        }
         bail!("the server at {address} could not make the backup ({status}): {message}");
     }
     let mut file = std::fs::File::create(partial)

@@ -114,7 +114,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Export(args) => {
-            let (ledger, secret_file) = args.resolve()?;
+            let (ledger, secret_file) = args.target.resolve()?;
             let filter = export::Filter::new(args.from.as_deref(), args.to.as_deref(), args.user)?;
             let out = export::output(args.output.as_ref())?;
             let rows = match export::export(
@@ -135,7 +135,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Backup(args) => {
-            let (ledger, secret_file) = args.resolve()?;
+            let (ledger, secret_file) = args.target.resolve()?;
             let done =
                 backup::backup(&ledger, &args.to, || config::admin_secret(secret_file)).await?;
             print!("{}", backup::backup_text(&done));

@@ -100,19 +100,9 @@ pub async fn call_with(
         .body(body.to_string())
         .send()
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "a server holds the ledger, but none answers at {address}, the address its \
-                 server.json names ({}). If that server is gone, delete server.json and run \
-                 again; else check that it is up",
-                billing_api::text::error_chain(&e)
-            )
-        })?;
+        .map_err(|e| unreachable(address, &e))?;
     if response.status() == reqwest::StatusCode::UNAUTHORIZED {
-        anyhow::bail!(
-            "the server at {address} refused the admin secret: pass the secret it was started \
-             with (--admin-secret-file or BILLING_ADMIN_SECRET)"
-        );
+        return Err(refused(address));
     }
     let text = response
         .text()
@@ -129,6 +119,24 @@ pub async fn call_with(
                 .unwrap_or("(no message)")
         ),
     }
+}
+
+/// The error for a server that `server.json` names but that does not answer.
+pub fn unreachable(address: &str, e: &reqwest::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "a server holds the ledger, but none answers at {address}, the address its \
+         server.json names ({}). If that server is gone, delete server.json and run \
+         again; else check that it is up",
+        billing_api::text::error_chain(e)
+    )
+}
+
+/// The error for a server that refused the admin secret.
+pub fn refused(address: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the server at {address} refused the admin secret: pass the secret it was started \
+         with (--admin-secret-file or BILLING_ADMIN_SECRET)"
+    )
 }
 
 fn read_at(path: &Path) -> Result<ServerFile, String> {

@@ -20,6 +20,17 @@ fn sid(i: usize) -> String {
     format!("u-{i:04}")
 }
 
+/// Registrations of the first `n` users, no name, no email.
+fn registrations(n: usize) -> Vec<RegisterUser> {
+    (0..n)
+        .map(|i| RegisterUser {
+            user_sid: sid(i),
+            display_name: None,
+            email: None,
+        })
+        .collect()
+}
+
 /// Applied records and payments, oldest first.
 fn history(store: &Store) -> (Vec<ConsumedRecord>, Vec<Payment>) {
     let mut consumed = all_pages(|c| store.list_consumed(None, c, PAGE));
@@ -56,14 +67,7 @@ async fn backups_taken_during_a_pass_and_payments_restore_to_their_moment() {
     let total_records = 24 * 24 * 60;
     {
         let store = Store::open(&ws.ledger()).unwrap();
-        let reqs: Vec<RegisterUser> = (0..USERS)
-            .map(|i| RegisterUser {
-                user_sid: sid(i),
-                display_name: None,
-                email: None,
-            })
-            .collect();
-        store.register_users(&reqs, 1).unwrap();
+        store.register_users(&registrations(USERS), 1).unwrap();
     }
     // The server's first pass starts at once; payments and backups run beside it.
     let server = ServerProcess::start(&ws.data(), &ws.repo());
@@ -279,14 +283,7 @@ fn a_pg_dump_of_a_postgres_ledger_restores_and_passes_verify() {
     simulate(&ws.repo(), 3, 4, 20, 5);
     let source = PgTestDb::create();
     let store = source.store();
-    let reqs: Vec<RegisterUser> = (0..USERS - 2)
-        .map(|i| RegisterUser {
-            user_sid: sid(i),
-            display_name: None,
-            email: None,
-        })
-        .collect();
-    store.register_users(&reqs, 1).unwrap();
+    store.register_users(&registrations(USERS - 2), 1).unwrap();
     drop(store);
     let data = ws.data();
     let out = run(

@@ -273,8 +273,10 @@ impl VerifyArgs {
     }
 }
 
+/// The ledger a maintenance command works on, and the admin secret to ask the
+/// server that holds it, if one does.
 #[derive(Debug, Args)]
-pub struct ExportArgs {
+pub struct HeldLedgerArgs {
     /// TOML config file (only its data_dir, ledger and admin_secret_file keys are used).
     #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -283,6 +285,33 @@ pub struct ExportArgs {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub ledger: LedgerArgs,
+    /// File holding the admin secret of the server that holds the ledger, if one does
+    /// (or set BILLING_ADMIN_SECRET to the secret itself).
+    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+}
+
+impl HeldLedgerArgs {
+    /// The ledger, and the admin secret file to use if a server holds it.
+    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, Option<PathBuf>)> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir =
+            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let ledger = self.ledger.resolve(&data_dir, &file)?;
+        Ok((
+            ledger,
+            pick(&self.admin_secret_file, &file.admin_secret_file),
+        ))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub target: HeldLedgerArgs,
     /// What to export.
     #[arg(long, value_enum)]
     pub what: crate::export::What,
@@ -301,27 +330,6 @@ pub struct ExportArgs {
     /// Write to this file instead of stdout.
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// File holding the admin secret of the server that holds the ledger, if one does
-    /// (or set BILLING_ADMIN_SECRET to the secret itself).
-    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
-    pub admin_secret_file: Option<PathBuf>,
-}
-
-impl ExportArgs {
-    /// The ledger to export, and the admin secret file to use if a server holds it.
-    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, Option<PathBuf>)> {
-        let file = match &self.config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
-        };
-        let data_dir =
-            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        let ledger = self.ledger.resolve(&data_dir, &file)?;
-        Ok((
-            ledger,
-            pick(&self.admin_secret_file, &file.admin_secret_file),
-        ))
-    }
 }
 
 #[derive(Debug, Args)]
@@ -339,38 +347,11 @@ pub struct ReconcileArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// TOML config file (only its data_dir, ledger and admin_secret_file keys are used).
-    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Directory of the ledger (ledger.redb) [default: ./data].
-    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub ledger: LedgerArgs,
+    pub target: HeldLedgerArgs,
     /// The backup file to write (never overwritten).
     #[arg(long, value_name = "FILE")]
     pub to: PathBuf,
-    /// File holding the admin secret of the server that holds the ledger, if one does
-    /// (or set BILLING_ADMIN_SECRET to the secret itself).
-    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
-    pub admin_secret_file: Option<PathBuf>,
-}
-
-impl BackupArgs {
-    /// The ledger to back up, and the admin secret file to use if a server holds it.
-    pub fn resolve(&self) -> anyhow::Result<(LedgerLocation, Option<PathBuf>)> {
-        let file = match &self.config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
-        };
-        let data_dir =
-            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        let ledger = self.ledger.resolve(&data_dir, &file)?;
-        Ok((
-            ledger,
-            pick(&self.admin_secret_file, &file.admin_secret_file),
-        ))
-    }
 }
 
 #[derive(Debug, Args)]
