@@ -70,7 +70,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Demo(args) => demo::run(args, server::shutdown_signal()).await?,
         Command::Verify(args) => {
-            let (ledger, repair) = (args.ledger()?, args.repair);
+            let ((ledger, secret_file), repair) = (args.target.resolve()?, args.repair);
             // The ledger client blocks: off the async runtime's threads.
             let location = ledger.clone();
             let local =
@@ -80,7 +80,6 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 (Err(e), LedgerLocation::Redb(path))
                     if !repair && matches!(e.downcast_ref(), Some(StoreError::Locked { .. })) =>
                 {
-                    let secret_file = args.admin_secret_file.clone();
                     let report =
                         backup::verify_via_server(path, || config::admin_secret(secret_file))
                             .await?;

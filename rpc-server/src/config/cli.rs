@@ -240,37 +240,14 @@ pub struct AggregateArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// TOML config file (only its data_dir and ledger keys are used).
-    #[arg(long, env = "BILLING_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Directory of the ledger (ledger.redb) [default: ./data].
-    #[arg(long, env = "BILLING_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub ledger: LedgerArgs,
+    pub target: HeldLedgerArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
     /// Rewrite the stored counters from the rows, then check again (needs the server stopped).
     #[arg(long)]
     pub repair: bool,
-    /// File holding the admin secret of the server that holds the ledger, if one does
-    /// (or set BILLING_ADMIN_SECRET to the secret itself).
-    #[arg(long, env = "BILLING_ADMIN_SECRET_FILE", value_name = "FILE")]
-    pub admin_secret_file: Option<PathBuf>,
-}
-
-impl VerifyArgs {
-    /// The ledger to check.
-    pub fn ledger(&self) -> anyhow::Result<LedgerLocation> {
-        let file = match &self.config {
-            Some(path) => ConfigFile::load(path)?,
-            None => ConfigFile::default(),
-        };
-        let data_dir =
-            pick(&self.data_dir, &file.data_dir).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        self.ledger.resolve(&data_dir, &file)
-    }
 }
 
 /// The ledger a maintenance command works on, and the admin secret to ask the
