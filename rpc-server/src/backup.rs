@@ -9,7 +9,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -18,9 +17,6 @@ use crate::rpc::AdminSecret;
 use crate::server_file;
 use crate::store::backup::{self, BackupHeader, RestoreReport};
 use crate::store::{RedbStore, StoreError, StoreOptions, VerifyReport};
-
-/// How long to wait for a server named in `server.json` to accept the connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A backup written by [`backup`].
 #[derive(Debug)]
@@ -143,10 +139,7 @@ async fn download(
     partial: &Path,
     query: &str,
 ) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .context("cannot set up the HTTP client")?;
+    let client = server_file::client()?;
     let url = format!("{address}/backup{query}");
     let mut response = client
         .get(&url)

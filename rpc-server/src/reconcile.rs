@@ -28,7 +28,7 @@ use tokio::task::JoinSet;
 
 use crate::aggregate::Aggregator;
 use crate::source::{FileBody, FileEntry, NodeTree};
-use crate::store::{Depth, KeyState, Store, StoreError};
+use crate::store::{Depth, KeyState, Store, StoreError, all_pages};
 
 /// Differences listed per kind; the rest are counted in `more_differences`.
 pub const LIST_CAP: usize = 1000;
@@ -103,7 +103,7 @@ pub async fn reconcile(
     let (source, store) = (aggregator.source(), aggregator.store());
     let mut report = ReconcileReport::default();
     let rejected = store
-        .on_blocking_thread(|s| all(|c| s.list_rejected(c, PAGE)))
+        .on_blocking_thread(|s| all_pages(|c| s.list_rejected(c, PAGE)))
         .await?;
     let rejections = Arc::new(Rejections::of(rejected));
     let head = source
@@ -436,20 +436,4 @@ fn compare_files(
         }
     }
     Ok(found)
-}
-
-/// Every item of a paged listing.
-fn all<T>(
-    mut page: impl FnMut(Option<&str>) -> Result<billing_api::Page<T>, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = page(cursor.as_deref())?;
-        items.extend(p.items);
-        match p.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return Ok(items),
-        }
-    }
 }

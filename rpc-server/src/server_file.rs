@@ -89,9 +89,7 @@ pub async fn call_with(
     params: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let address = &file.address;
-    let client = reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .build()?;
+    let client = client()?;
     let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
     let response = client
         .post(address)
@@ -119,6 +117,15 @@ pub async fn call_with(
                 .unwrap_or("(no message)")
         ),
     }
+}
+
+/// The HTTP client that asks the server `server.json` names: it waits at
+/// most 5 s for the connection, and as long as the answer takes.
+pub fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {e}"))
 }
 
 /// The error for a server that `server.json` names but that does not answer.

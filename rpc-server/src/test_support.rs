@@ -126,18 +126,10 @@ pub fn on_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-/// Every item of a paged listing, in the order the pages give them.
+/// Every item of a paged listing, in the order the pages give them; panics
+/// on a failed page.
 pub fn all_pages<T>(
-    mut page: impl FnMut(Option<&str>) -> Result<crate::store::Page<T>, crate::store::StoreError>,
+    page: impl FnMut(Option<&str>) -> Result<crate::store::Page<T>, crate::store::StoreError>,
 ) -> Vec<T> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let p = page(cursor.as_deref()).expect("a page of a listing");
-        items.extend(p.items);
-        match p.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return items,
-        }
-    }
+    crate::store::all_pages(page).expect("a page of a listing")
 }

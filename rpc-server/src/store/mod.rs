@@ -60,7 +60,7 @@ pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
 pub use payments::DEFAULT_PAYMENT_KIND;
 pub use runs::RunTotals;
 pub use verify::{Depth, Finding, VerifyReport};
-pub use window::{WINDOW_SCAN, Window};
+pub use window::{WINDOW_SCAN, Window, all_pages};
 
 /// Page cache of a file database. redb's default (1 GiB) would dominate the
 /// aggregator's memory budget; the hot tables of a large ledger fit in this.

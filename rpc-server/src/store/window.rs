@@ -1,6 +1,7 @@
-//! Applied records in a time window (`list_consumed` with `from` / `to`):
-//! the newest-first listing, filtered by `applied_at`, a bounded amount of
-//! it per page.
+//! Paging through the ledger's listings: every page of one (`all_pages`),
+//! and applied records in a time window (`list_consumed` with `from` / `to`):
+//! the newest-first listing, filtered by `applied_at`, a bounded amount of it
+//! per page.
 
 use billing_api::{ConsumedRecord, Page, rfc3339_to_millis};
 
@@ -10,6 +11,22 @@ use super::{Store, StoreError};
 /// window: a page may end with fewer items than asked (even none) and a
 /// `next_cursor`, so that one call never scans the whole ledger.
 pub const WINDOW_SCAN: usize = 10_000;
+
+/// Every item of a paged listing, in the order the pages give them.
+pub fn all_pages<T>(
+    mut page: impl FnMut(Option<&str>) -> Result<Page<T>, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let p = page(cursor.as_deref())?;
+        items.extend(p.items);
+        match p.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
 
 /// `[from, to)` in unix milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
