@@ -9,9 +9,11 @@ pub mod reconcile;
 pub mod rpc;
 pub mod text;
 pub mod types;
+pub mod usage;
 
 pub use otoml::{UsageBatch, UsageRecord};
 pub use reconcile::{
     LedgerFinding, LedgerTotals, ReconcileReport, RecordAtHead, RepoTotals, Rewritten,
 };
 pub use types::*;
+pub use usage::{UsageGroup, UsageGroupBy, UsageSummary};

@@ -25,6 +25,8 @@ pub const MAX_KEY_BYTES: usize = 256;
 pub const MAX_SID_BYTES: usize = 128;
 /// Largest accepted node name, in bytes.
 pub const MAX_NODE_NAME_BYTES: usize = 128;
+/// Longest `resource` accepted, in bytes (it is stored with every applied record).
+pub const MAX_RESOURCE_BYTES: usize = 128;
 /// Default limit on the size of one usage file.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Default limit on the number of records in one usage file.
@@ -247,12 +249,22 @@ pub fn validate(record: &UsageRecord, node_name: &str) -> Result<(), String> {
                 "user_sid must be 1..={MAX_SID_BYTES} bytes, got {}",
                 record.user_sid.len()
             ))
+        } else if let Some(resource) = record
+            .resource
+            .as_ref()
+            .filter(|r| r.len() > MAX_RESOURCE_BYTES)
+        {
+            Some(format!(
+                "resource must be at most {MAX_RESOURCE_BYTES} bytes, got {}",
+                resource.len()
+            ))
         } else if let Some(field) = [
-            ("idempotency_key", &record.idempotency_key),
-            ("user_sid", &record.user_sid),
+            ("idempotency_key", Some(&record.idempotency_key)),
+            ("user_sid", Some(&record.user_sid)),
+            ("resource", record.resource.as_ref()),
         ]
         .iter()
-        .find(|(_, value)| value.chars().any(crate::text::is_unsafe_char))
+        .find(|(_, value)| value.is_some_and(|v| v.chars().any(crate::text::is_unsafe_char)))
         .map(|(field, _)| field)
         {
             // Control characters would hide in logs and terminals and blur stored identities;
@@ -445,6 +457,36 @@ cost_cents = 1
             errs[4].reason.contains("control characters"),
             "{}",
             errs[4].reason
+        );
+    }
+
+    #[test]
+    fn resource_is_bounded_and_printable() {
+        let record = |resource: &str| {
+            format!(
+                "[[records]]\nidempotency_key = \"k\"\nuser_sid = \"u-1\"\nnode_name = \"n\"\n\
+                 cost_cents = 1\nresource = \"{resource}\"\n"
+            )
+        };
+        let ok = "r".repeat(MAX_RESOURCE_BYTES);
+        let decoded = decode_batch(record(&ok).as_bytes(), "n").unwrap();
+        assert_eq!(
+            decoded.records[0].as_ref().unwrap().resource.as_deref(),
+            Some(ok.as_str())
+        );
+        let long = "r".repeat(MAX_RESOURCE_BYTES + 1);
+        let decoded = decode_batch(record(&long).as_bytes(), "n").unwrap();
+        let err = decoded.records[0].as_ref().unwrap_err();
+        assert!(
+            err.reason
+                .contains("resource must be at most 128 bytes, got 129"),
+            "{err:?}"
+        );
+        let decoded = decode_batch(record("gpu\\u001b[31m").as_bytes(), "n").unwrap();
+        let err = decoded.records[0].as_ref().unwrap_err();
+        assert!(
+            err.reason.contains("resource must not contain control"),
+            "{err:?}"
         );
     }
 

@@ -9,6 +9,7 @@ use jsonrpsee::proc_macros::rpc;
 
 use crate::reconcile::ReconcileReport;
 use crate::types::*;
+use crate::usage::{UsageGroupBy, UsageSummary};
 
 #[cfg_attr(all(feature = "server", feature = "client"), rpc(server, client))]
 #[cfg_attr(all(feature = "server", not(feature = "client")), rpc(server))]
@@ -46,6 +47,17 @@ pub trait BillingApi {
         from: Option<String>,
         to: Option<String>,
     ) -> RpcResult<Page<ConsumedRecord>>;
+
+    /// One user's applied usage applied in `[from, to)` (RFC 3339), summed by
+    /// day, node or resource: where the credit went.
+    #[method(name = "usage_summary", param_kind = map)]
+    async fn usage_summary(
+        &self,
+        user_sid: String,
+        from: Option<String>,
+        to: Option<String>,
+        group_by: Option<UsageGroupBy>,
+    ) -> RpcResult<UsageSummary>;
 
     /// Lists held and rejected records and files, newest first.
     #[method(name = "list_rejected", param_kind = map)]

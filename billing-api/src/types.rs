@@ -79,6 +79,9 @@ pub struct ConsumedRecord {
     pub user_sid: String,
     pub node_name: String,
     pub cost_cents: i64,
+    /// The record's `resource`, when its file gave one.
+    #[serde(default)]
+    pub resource: Option<String>,
     pub applied_at: String,
     pub commit_sha: String,
     pub file_path: String,

@@ -167,6 +167,7 @@ pub fn columns(what: What) -> &'static [&'static str] {
             "user_sid",
             "cost_cents",
             "cost",
+            "resource",
             "applied_at",
             "node_name",
             "file_path",
@@ -223,6 +224,7 @@ fn consumed_row(c: ConsumedRecord) -> Vec<Cell> {
     let mut row = vec![Cell::Text(c.idempotency_key), Cell::Text(c.user_sid)];
     row.extend(money(c.cost_cents));
     row.extend([
+        Cell::opt(c.resource),
         Cell::Text(c.applied_at),
         Cell::Text(c.node_name),
         Cell::Text(c.file_path),

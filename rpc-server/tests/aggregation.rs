@@ -254,7 +254,7 @@ async fn an_oversize_file_applies_once_the_limit_is_raised(backend: Backend) {
     let ledger = TestLedger::new(backend);
     let repo = NodeRepo::new();
     let padded = format!(
-        "[[records]]\nidempotency_key = \"big\"\nuser_sid = \"u\"\nnode_name = \"n\"\ncost_cents = 9\nresource = \"{}\"\n",
+        "[[records]]\nidempotency_key = \"big\"\nuser_sid = \"u\"\nnode_name = \"n\"\ncost_cents = 9\n# {}\n",
         "x".repeat(64 * 1024)
     );
     repo.commit(

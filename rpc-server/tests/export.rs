@@ -179,6 +179,11 @@ async fn exports_add_up_to_the_ledger_in_csv_and_jsonl() {
             .iter()
             .all(|o| o["cost"].is_string() && o["node_name"].is_string())
     );
+    // The fixture's records all name the resource `vm.cpu`.
+    assert!(
+        objects.iter().all(|o| o["resource"] == "vm.cpu"),
+        "{objects:?}"
+    );
 
     // Filters: one user; a time window that holds everything, and one that holds nothing.
     let only = python_csv(&export(data, &["--what", "consumed", "--user", "u-1"]));

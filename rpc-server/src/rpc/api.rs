@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use billing_api::ReconcileReport;
 use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::rpc::BillingApiServer;
 use billing_api::types::*;
+use billing_api::{ReconcileReport, UsageGroupBy, UsageSummary};
 use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
@@ -127,6 +127,23 @@ impl BillingApiServer for BillingRpc {
                 .await
             }
         }
+    }
+
+    async fn usage_summary(
+        &self,
+        user_sid: String,
+        from: Option<String>,
+        to: Option<String>,
+        group_by: Option<UsageGroupBy>,
+    ) -> RpcResult<UsageSummary> {
+        lookup_sid(Some(&user_sid))?;
+        let window = Window::parse(from.as_deref(), to.as_deref()).map_err(store_error)?;
+        let group_by = group_by.unwrap_or_default();
+        let mut summary = self
+            .read(move |s| s.usage_summary(&user_sid, window, group_by))
+            .await?;
+        (summary.from, summary.to) = (from, to);
+        Ok(summary)
     }
 
     async fn list_rejected(

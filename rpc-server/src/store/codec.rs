@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::{LedgerCounts, StoreError};
 
+mod tail;
+
+use tail::{decode_with_tail, encode_tail};
+
 /// Key of the single `MetaRow` in the `META` table.
 pub(crate) const META_KEY: &str = "ledger";
 
@@ -190,6 +194,8 @@ impl PaymentRow {
 /// An applied record. Borrowed so the hot path encodes straight from the
 /// input; its provenance is shared with the other records applied from the
 /// same file in the same transaction (`SourceRow`), which keeps rows small.
+/// Stored with [`ConsumedRow::encode`] and read with [`ConsumedRow::decode`]:
+/// `resource` is a tail, not a serde field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ConsumedRow<'a> {
     pub key: &'a str,
@@ -197,15 +203,30 @@ pub(crate) struct ConsumedRow<'a> {
     pub cost_cents: i64,
     /// Id of the `SourceRow` in `CONSUMED_SOURCES`.
     pub source: u64,
+    /// The record's optional `resource` (added after format 2, as a tail).
+    #[serde(skip)]
+    pub resource: Option<&'a str>,
 }
 
-impl ConsumedRow<'_> {
+impl<'a> ConsumedRow<'a> {
+    pub fn encode(&self, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        encode(self, buf)?;
+        encode_tail(self.resource, buf)
+    }
+
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let (mut row, resource): (Self, _) = decode_with_tail(bytes, "consumed record")?;
+        row.resource = resource;
+        Ok(row)
+    }
+
     pub fn to_api(&self, source: &SourceRow) -> ConsumedRecord {
         ConsumedRecord {
             idempotency_key: self.key.to_string(),
             user_sid: self.user_sid.to_string(),
             node_name: source.node_name.clone(),
             cost_cents: self.cost_cents,
+            resource: self.resource.map(str::to_string),
             applied_at: millis_to_rfc3339(source.applied_at_ms),
             commit_sha: source.commit_sha.clone(),
             file_path: source.file_path.clone(),
@@ -222,7 +243,9 @@ pub(crate) struct SourceRow {
     pub applied_at_ms: u64,
 }
 
-/// A record held because its user is not registered yet.
+/// A record held because its user is not registered yet. Stored with
+/// [`PendingRow::encode`] and read with [`PendingRow::decode`]: `resource` is a
+/// tail, not a serde field.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PendingRow {
     pub user_sid: String,
@@ -235,6 +258,22 @@ pub(crate) struct PendingRow {
     pub first_seen_ms: u64,
     /// The `unknown_user` rejected item that makes this record visible; removed on apply.
     pub rejected_id: u64,
+    /// The record's optional `resource` (added after format 2, as a tail).
+    #[serde(skip)]
+    pub resource: Option<String>,
+}
+
+impl PendingRow {
+    pub fn encode(&self, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        encode(self, buf)?;
+        encode_tail(self.resource.as_deref(), buf)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let (mut row, resource): (Self, _) = decode_with_tail(bytes, "held record")?;
+        row.resource = resource.map(str::to_string);
+        Ok(row)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -441,6 +480,7 @@ pub(crate) mod existing_row {
                 user_sid: e.user_sid,
                 node_name: e.node_name,
                 cost_cents: e.cost_cents,
+                resource: None,
                 applied_at: e.applied_at,
                 commit_sha: e.commit_sha,
                 file_path: e.file_path,

@@ -236,6 +236,7 @@ mod v1 {
                     user_sid: c.user_sid,
                     node_name: c.node_name,
                     cost_cents: c.cost_cents,
+                    resource: None,
                     applied_at: c.applied_at,
                     commit_sha: c.commit_sha,
                     file_path: c.file_path,

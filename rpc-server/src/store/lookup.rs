@@ -3,7 +3,7 @@
 
 use billing_api::ConsumedRecord;
 
-use super::codec::{self, ConsumedRow, SourceRow};
+use super::codec::{ConsumedRow, SourceRow};
 use super::postgres::{db_err, from_db};
 use super::redb_rows::load_source;
 use super::{PgStore, RedbStore, StoreError, tables};
@@ -36,7 +36,7 @@ impl RedbStore {
                                  missing; run `rpc-server verify`"
                             ))
                         })?;
-                        let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
+                        let row = ConsumedRow::decode(bytes.value())?;
                         let source = load_source(&sources, row.source)?;
                         return Ok(KeyState::Applied(row.to_api(&source)));
                     }
@@ -79,6 +79,8 @@ impl PgStore {
                             user_sid: &user_sid,
                             cost_cents: r.get(1),
                             source: 0,
+                            // Not compared by reconcile.
+                            resource: None,
                         };
                         KeyState::Applied(row.to_api(&SourceRow {
                             node_name: r.get(2),

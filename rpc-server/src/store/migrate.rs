@@ -113,6 +113,7 @@ struct AppliedRow {
     user_sid: String,
     cost_cents: i64,
     source: u64,
+    resource: Option<String>,
 }
 
 /// `(node, file path, blob id)`: the key of a file tally.

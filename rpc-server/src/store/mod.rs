@@ -37,6 +37,7 @@ mod postgres;
 mod redb_rows;
 mod redb_store;
 mod runs;
+mod summary;
 mod tables;
 mod tally;
 mod users;

@@ -140,7 +140,7 @@ impl Rows for RedbRows<'_> {
     }
 
     fn put_consumed(&mut self, seq: u64, row: &ConsumedRow<'_>) -> Result<(), StoreError> {
-        codec::encode(row, &mut self.buf)?;
+        row.encode(&mut self.buf)?;
         self.consumed_log.insert(seq, self.buf.as_slice())?;
         Ok(())
     }
@@ -160,20 +160,20 @@ impl Rows for RedbRows<'_> {
                 "consumed index names row {seq} for key `{key}` but the row is missing"
             ))
         })?;
-        let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
+        let row = ConsumedRow::decode(bytes.value())?;
         let source = load_source(&self.sources, row.source)?;
         Ok(Some(row.to_api(&source)))
     }
 
     fn pending(&mut self, key: &str) -> Result<Option<PendingRow>, StoreError> {
         match self.pending.get(key)? {
-            Some(bytes) => Ok(Some(codec::decode_owned(bytes.value(), "held record")?)),
+            Some(bytes) => Ok(Some(PendingRow::decode(bytes.value())?)),
             None => Ok(None),
         }
     }
 
     fn put_pending(&mut self, key: &str, row: &PendingRow) -> Result<(), StoreError> {
-        codec::encode(row, &mut self.buf)?;
+        row.encode(&mut self.buf)?;
         self.pending.insert(key, self.buf.as_slice())?;
         self.user_pending.insert((row.user_sid.as_str(), key), ())?;
         Ok(())
@@ -181,7 +181,7 @@ impl Rows for RedbRows<'_> {
 
     fn take_pending(&mut self, sid: &str, key: &str) -> Result<Option<PendingRow>, StoreError> {
         let held = match self.pending.remove(key)? {
-            Some(bytes) => codec::decode_owned(bytes.value(), "held record")?,
+            Some(bytes) => PendingRow::decode(bytes.value())?,
             None => return Ok(None),
         };
         self.user_pending.remove((sid, key))?;

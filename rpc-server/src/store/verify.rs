@@ -306,7 +306,7 @@ fn full_sums(
     let consumed = txn.open_table(tables::CONSUMED_LOG)?;
     for entry in consumed.range::<u64>(..)? {
         let (_, bytes) = entry?;
-        let row: codec::ConsumedRow = codec::decode(bytes.value(), "consumed")?;
+        let row = codec::ConsumedRow::decode(bytes.value())?;
         match users.get_key_value(row.user_sid) {
             Some((sid, _)) => sums.entry(sid.as_str()).or_default().1 += i128::from(row.cost_cents),
             None => orphans += 1,

@@ -56,7 +56,7 @@ impl Window {
         Ok((window.from_ms.is_some() || window.to_ms.is_some()).then_some(window))
     }
 
-    fn holds(&self, record: &ConsumedRecord) -> bool {
+    pub(super) fn holds(&self, record: &ConsumedRecord) -> bool {
         let at = rfc3339_to_millis(&record.applied_at).unwrap_or(0);
         self.from_ms.is_none_or(|from| at >= from) && self.to_ms.is_none_or(|to| at < to)
     }

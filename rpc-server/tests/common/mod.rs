@@ -76,13 +76,25 @@ impl NodeRepo {
     }
 }
 
-/// OTOML text for records `(key, user, cost)` of `node`.
+/// OTOML text for records `(key, user, cost)` of `node`, each of resource `vm.cpu`.
 pub fn batch(node: &str, records: &[(&str, &str, i64)]) -> Vec<u8> {
+    let records: Vec<_> = records
+        .iter()
+        .map(|&(key, user, cost)| (key, user, cost, Some("vm.cpu")))
+        .collect();
+    batch_of_resources(node, &records)
+}
+
+/// OTOML text for records `(key, user, cost, resource)` of `node`.
+pub fn batch_of_resources(node: &str, records: &[(&str, &str, i64, Option<&str>)]) -> Vec<u8> {
     let mut out = String::from("version = 1\n");
-    for (key, user, cost) in records {
+    for (key, user, cost, resource) in records {
         out += &format!(
-            "\n[[records]]\nidempotency_key = \"{key}\"\nuser_sid = \"{user}\"\nnode_name = \"{node}\"\ncost_cents = {cost}\nresource = \"vm.cpu\"\n"
+            "\n[[records]]\nidempotency_key = \"{key}\"\nuser_sid = \"{user}\"\nnode_name = \"{node}\"\ncost_cents = {cost}\n"
         );
+        if let Some(resource) = resource {
+            out += &format!("resource = \"{resource}\"\n");
+        }
     }
     out.into_bytes()
 }

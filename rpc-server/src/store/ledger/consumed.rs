@@ -12,6 +12,15 @@ use super::super::{
 };
 use super::{Ledger, Provenance, Rows};
 
+/// What one record charges.
+pub(super) struct Charge<'a> {
+    pub key: &'a str,
+    pub sid: &'a str,
+    pub node: &'a str,
+    pub cost: i64,
+    pub resource: Option<&'a str>,
+}
+
 /// Result of trying to debit one record.
 pub(super) enum Debit {
     Applied,
@@ -25,13 +34,17 @@ impl<R: Rows> Ledger<R> {
     /// unless its key is already applied.
     pub(super) fn debit(
         &mut self,
-        key: &str,
-        sid: &str,
-        node: &str,
-        cost: i64,
+        charge: Charge<'_>,
         commit: &str,
         path: &str,
     ) -> Result<Debit, StoreError> {
+        let Charge {
+            key,
+            sid,
+            node,
+            cost,
+            resource,
+        } = charge;
         let Some(user) = self.user(sid)? else {
             return Err(StoreError::Storage(format!(
                 "user `{sid}` vanished while applying record `{key}`"
@@ -88,6 +101,7 @@ impl<R: Rows> Ledger<R> {
             user_sid: sid,
             cost_cents: cost,
             source,
+            resource,
         };
         self.rows.put_consumed(seq, &row)?;
         self.meta.counts.consumed_records += 1;
@@ -183,14 +197,14 @@ impl<R: Rows> Ledger<R> {
             }
             return self.hold(from, index, rec);
         }
-        match self.debit(
+        let charge = Charge {
             key,
-            &rec.user_sid,
-            &rec.node_name,
-            rec.cost_cents,
-            from.commit,
-            from.path,
-        )? {
+            sid: &rec.user_sid,
+            node: &rec.node_name,
+            cost: rec.cost_cents,
+            resource: rec.resource.as_deref(),
+        };
+        match self.debit(charge, from.commit, from.path)? {
             Debit::Applied => Ok(()),
             Debit::AlreadyApplied => self.already_applied(from, index, rec),
             Debit::Overflow(reason) => {
@@ -278,7 +292,7 @@ impl RedbStore {
                 let bytes = log
                     .get(seq)?
                     .ok_or_else(|| StoreError::Storage(format!("consumed row {seq} is missing")))?;
-                let row: ConsumedRow = codec::decode(bytes.value(), "consumed record")?;
+                let row = ConsumedRow::decode(bytes.value())?;
                 let source = match source_cache.entry(row.source) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {

@@ -6,7 +6,7 @@ use billing_api::RejectReason;
 use super::super::codec::{PendingRow, RejectedRow};
 use super::super::redb_rows;
 use super::super::{NodeOutcome, RedbStore, StoreError, UsageRecord};
-use super::consumed::Debit;
+use super::consumed::{Charge, Debit};
 use super::{Ledger, Provenance, Rows};
 
 impl<R: Rows> Ledger<R> {
@@ -48,6 +48,7 @@ impl<R: Rows> Ledger<R> {
             record_index: index,
             first_seen_ms: self.now_ms,
             rejected_id,
+            resource: rec.resource.clone(),
         };
         self.rows.put_pending(&rec.idempotency_key, &held)?;
         self.meta.counts.pending_records += 1;
@@ -83,14 +84,14 @@ impl<R: Rows> Ledger<R> {
                 path: &held.file_path,
                 blob: &held.blob_id,
             };
-            match self.debit(
-                &key,
+            let charge = Charge {
+                key: &key,
                 sid,
-                &held.node_name,
-                held.cost_cents,
-                &held.commit_sha,
-                &held.file_path,
-            )? {
+                node: &held.node_name,
+                cost: held.cost_cents,
+                resource: held.resource.as_deref(),
+            };
+            match self.debit(charge, &held.commit_sha, &held.file_path)? {
                 Debit::Applied => {}
                 // Holding checks the consumed index, so this cannot happen; never apply twice.
                 Debit::AlreadyApplied => self.outcome.duplicate += 1,

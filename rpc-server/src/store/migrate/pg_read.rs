@@ -216,7 +216,7 @@ pub(super) fn read(txn: &mut Transaction<'_>, sink: &mut dyn Sink) -> Result<Sen
     // Grouped by user, for redb's per-user index (see `Sink::consumed`).
     c.consumed = stream(
         txn,
-        "SELECT idempotency_key, seq, user_sid, cost_cents, source_id FROM consumed \
+        "SELECT idempotency_key, seq, user_sid, cost_cents, source_id, resource FROM consumed \
          ORDER BY user_sid, seq",
         |r| {
             Ok(AppliedRow {
@@ -225,6 +225,7 @@ pub(super) fn read(txn: &mut Transaction<'_>, sink: &mut dyn Sink) -> Result<Sen
                 user_sid: r.get(2),
                 cost_cents: r.get(3),
                 source: from_db(r.get(4)),
+                resource: r.get(5),
             })
         },
         |b| sink.consumed(b),
@@ -232,7 +233,8 @@ pub(super) fn read(txn: &mut Transaction<'_>, sink: &mut dyn Sink) -> Result<Sen
     c.pending = stream(
         txn,
         "SELECT idempotency_key, user_sid, node_name, cost_cents, commit_sha, file_path, \
-         blob_id, record_index, first_seen_ms, rejected_id FROM pending ORDER BY idempotency_key",
+         blob_id, record_index, first_seen_ms, rejected_id, resource FROM pending \
+         ORDER BY idempotency_key",
         |r| {
             let row = PendingRow {
                 user_sid: r.get(1),
@@ -244,6 +246,7 @@ pub(super) fn read(txn: &mut Transaction<'_>, sink: &mut dyn Sink) -> Result<Sen
                 record_index: u32::try_from(r.get::<_, i64>(7)).unwrap_or(u32::MAX),
                 first_seen_ms: from_db(r.get(8)),
                 rejected_id: from_db(r.get(9)),
+                resource: r.get(10),
             };
             Ok((r.get(0), row))
         },

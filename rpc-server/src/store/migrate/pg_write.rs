@@ -174,11 +174,14 @@ impl Sink for PgSink<'_, '_> {
         let sids: Vec<&str> = rows.iter().map(|r| r.user_sid.as_str()).collect();
         let costs: Vec<i64> = rows.iter().map(|r| r.cost_cents).collect();
         let sources: Vec<i64> = rows.iter().map(|r| to_db(r.source)).collect();
+        let resources: Vec<Option<&str>> = rows.iter().map(|r| r.resource.as_deref()).collect();
         self.exec(
             "consumed",
-            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[])",
-            &[&keys, &seqs, &sids, &costs, &sources],
+            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id, \
+             resource) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], \
+             $6::text[])",
+            &[&keys, &seqs, &sids, &costs, &sources, &resources],
         )
     }
 
@@ -193,14 +196,16 @@ impl Sink for PgSink<'_, '_> {
         let index: Vec<i64> = rows.iter().map(|r| i64::from(r.1.record_index)).collect();
         let seen: Vec<i64> = rows.iter().map(|r| to_db(r.1.first_seen_ms)).collect();
         let rejected: Vec<i64> = rows.iter().map(|r| to_db(r.1.rejected_id)).collect();
+        let resources: Vec<Option<&str>> = rows.iter().map(|r| r.1.resource.as_deref()).collect();
         self.exec(
             "pending",
             "INSERT INTO pending (idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
-             file_path, blob_id, record_index, first_seen_ms, rejected_id) \
+             file_path, blob_id, record_index, first_seen_ms, rejected_id, resource) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[])",
+             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::text[])",
             &[
                 &keys, &sids, &nodes, &costs, &commits, &paths, &blobs, &index, &seen, &rejected,
+                &resources,
             ],
         )
     }

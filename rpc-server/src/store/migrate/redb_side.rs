@@ -117,20 +117,21 @@ pub(super) fn read(txn: &ReadTransaction, sink: &mut dyn Sink) -> Result<Sent, S
     c.consumed = send_table(
         &txn.open_table(tables::CONSUMED_LOG)?,
         |k, v| {
-            let row: ConsumedRow = codec::decode(v.value(), "consumed record")?;
+            let row = ConsumedRow::decode(v.value())?;
             Ok(AppliedRow {
                 key: row.key.to_string(),
                 seq: k.value(),
                 user_sid: row.user_sid.to_string(),
                 cost_cents: row.cost_cents,
                 source: row.source,
+                resource: row.resource.map(str::to_string),
             })
         },
         |b| sink.consumed(b),
     )?;
     c.pending = send_table(
         &txn.open_table(tables::PENDING)?,
-        |k, v| Ok((key(k), codec::decode_owned(v.value(), "held record")?)),
+        |k, v| Ok((key(k), PendingRow::decode(v.value())?)),
         |b| sink.pending(b),
     )?;
     let counts = txn.open_table(tables::REJECTED_COUNTS)?;
@@ -481,11 +482,10 @@ impl Sink for RedbSink<'_> {
                 user_sid: &r.user_sid,
                 cost_cents: r.cost_cents,
                 source: r.source,
+                resource: r.resource.as_deref(),
             };
-            Self::put(&mut self.buf, &row, |b| {
-                self.consumed_log.insert(r.seq, b)?;
-                Ok(())
-            })?;
+            row.encode(&mut self.buf)?;
+            self.consumed_log.insert(r.seq, self.buf.as_slice())?;
             self.index(&r.user_sid, r.seq)?;
         }
         Ok(())
@@ -493,10 +493,8 @@ impl Sink for RedbSink<'_> {
 
     fn pending(&mut self, rows: &[(String, PendingRow)]) -> Result<(), StoreError> {
         for (key, row) in rows {
-            Self::put(&mut self.buf, row, |b| {
-                self.pending.insert(key.as_str(), b)?;
-                Ok(())
-            })?;
+            row.encode(&mut self.buf)?;
+            self.pending.insert(key.as_str(), self.buf.as_slice())?;
             self.user_pending
                 .insert((row.user_sid.as_str(), key.as_str()), ())?;
         }

@@ -106,7 +106,9 @@ pub(super) fn user_of(row: &postgres::Row) -> (String, UserRow) {
 }
 
 pub(super) const PENDING_COLUMNS: &str = "idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
-     file_path, blob_id, record_index, first_seen_ms, rejected_id";
+     file_path, blob_id, record_index, first_seen_ms, rejected_id, resource";
+/// How many columns `PENDING_COLUMNS` names: the index of a column selected after them.
+pub(super) const PENDING_WIDTH: usize = 11;
 
 pub(super) fn pending_of(row: &postgres::Row) -> (String, PendingRow) {
     (
@@ -121,6 +123,7 @@ pub(super) fn pending_of(row: &postgres::Row) -> (String, PendingRow) {
             record_index: u32::try_from(row.get::<_, i64>(7)).unwrap_or(u32::MAX),
             first_seen_ms: from_db(row.get(8)),
             rejected_id: from_db(row.get(9)),
+            resource: row.get(10),
         },
     )
 }

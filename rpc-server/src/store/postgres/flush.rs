@@ -102,6 +102,7 @@ impl Flush<'_, '_> {
         let mut sids: Vec<&str> = Vec::with_capacity(new.len());
         let mut costs: Vec<i64> = Vec::with_capacity(new.len());
         let mut sources: Vec<i64> = Vec::with_capacity(new.len());
+        let mut resources: Vec<Option<&str>> = Vec::with_capacity(new.len());
         for (key, seq) in new {
             let a = applied.get(seq).ok_or_else(|| {
                 StoreError::Storage(format!("key `{key}` was claimed but its row never written"))
@@ -111,13 +112,16 @@ impl Flush<'_, '_> {
             sids.push(&a.user_sid);
             costs.push(a.cost_cents);
             sources.push(to_db(a.source));
+            resources.push(a.resource.as_deref());
         }
         // No ON CONFLICT: a key applied by another writer fails the whole
         // transaction (the primary key is the last guard of exactly-once).
         self.exec(
-            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[])",
-            &[&keys, &seqs, &sids, &costs, &sources],
+            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id, \
+             resource) \
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], \
+             $6::text[])",
+            &[&keys, &seqs, &sids, &costs, &sources, &resources],
         )
     }
 
@@ -194,18 +198,21 @@ impl Flush<'_, '_> {
         let index: Vec<i64> = rows.iter().map(|r| i64::from(r.1.record_index)).collect();
         let seen: Vec<i64> = rows.iter().map(|r| to_db(r.1.first_seen_ms)).collect();
         let rejected: Vec<i64> = rows.iter().map(|r| to_db(r.1.rejected_id)).collect();
+        let resources: Vec<Option<&str>> = rows.iter().map(|r| r.1.resource.as_deref()).collect();
         self.exec(
             "INSERT INTO pending (idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
-             file_path, blob_id, record_index, first_seen_ms, rejected_id) \
+             file_path, blob_id, record_index, first_seen_ms, rejected_id, resource) \
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[]) \
+             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::text[]) \
              ON CONFLICT (idempotency_key) DO UPDATE SET user_sid = EXCLUDED.user_sid, \
              node_name = EXCLUDED.node_name, cost_cents = EXCLUDED.cost_cents, \
              commit_sha = EXCLUDED.commit_sha, file_path = EXCLUDED.file_path, \
              blob_id = EXCLUDED.blob_id, record_index = EXCLUDED.record_index, \
-             first_seen_ms = EXCLUDED.first_seen_ms, rejected_id = EXCLUDED.rejected_id",
+             first_seen_ms = EXCLUDED.first_seen_ms, rejected_id = EXCLUDED.rejected_id, \
+             resource = EXCLUDED.resource",
             &[
                 &keys, &sids, &nodes, &costs, &commits, &paths, &blobs, &index, &seen, &rejected,
+                &resources,
             ],
         )
     }

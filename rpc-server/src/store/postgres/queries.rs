@@ -367,7 +367,7 @@ impl PgStore {
             let rows = txn
                 .query(
                     "SELECT c.idempotency_key, c.seq, c.user_sid, c.cost_cents, c.source_id, \
-                     s.node_name, s.commit_sha, s.file_path, s.applied_at_ms \
+                     s.node_name, s.commit_sha, s.file_path, s.applied_at_ms, c.resource \
                      FROM consumed c JOIN consumed_sources s ON s.source_id = c.source_id \
                      WHERE c.seq < $1 AND ($2::text IS NULL OR c.user_sid = $2) \
                      ORDER BY c.seq DESC LIMIT $3",
@@ -390,6 +390,7 @@ impl PgStore {
                     user_sid: &sid,
                     cost_cents: r.get(3),
                     source: from_db(r.get(4)),
+                    resource: r.get::<_, Option<&str>>(9),
                 };
                 items.push((seq.to_string(), row.to_api(&source)));
             }

@@ -21,8 +21,8 @@ use super::super::codec::{
 };
 use super::super::ledger::Rows;
 use super::columns::{
-    APPLIED_COLUMNS, NODE_COLUMNS, PAYMENT_COLUMNS, PENDING_COLUMNS, TALLY_COLUMNS, USER_COLUMNS,
-    node_of, payment_of, pending_of, read_meta, tally_of, user_of, write_meta,
+    APPLIED_COLUMNS, NODE_COLUMNS, PAYMENT_COLUMNS, PENDING_COLUMNS, PENDING_WIDTH, TALLY_COLUMNS,
+    USER_COLUMNS, node_of, payment_of, pending_of, read_meta, tally_of, user_of, write_meta,
 };
 use super::flush::Flush;
 use super::{db_err, from_db, to_db};
@@ -34,6 +34,9 @@ pub(super) struct Applied {
     pub user_sid: String,
     pub cost_cents: i64,
     pub source: u64,
+    /// Kept for new rows only (the flush writes it); rows read back for the
+    /// dedup checks leave it out.
+    pub resource: Option<String>,
 }
 
 pub(super) type FileKey = (String, String, String);
@@ -237,6 +240,7 @@ impl<'t, 'c> PgRows<'t, 'c> {
                     user_sid: row.get(2),
                     cost_cents: row.get(3),
                     source,
+                    resource: None,
                 },
             );
             self.sources.entry(source).or_insert_with(|| SourceRow {
@@ -333,6 +337,7 @@ impl Rows for &mut PgRows<'_, '_> {
                 user_sid: row.user_sid.to_string(),
                 cost_cents: row.cost_cents,
                 source: row.source,
+                resource: row.resource.map(str::to_string),
             },
         );
         Ok(())
@@ -365,6 +370,7 @@ impl Rows for &mut PgRows<'_, '_> {
             user_sid: &a.user_sid,
             cost_cents: a.cost_cents,
             source: a.source,
+            resource: a.resource.as_deref(),
         };
         Ok(Some(row.to_api(source)))
     }
@@ -413,7 +419,8 @@ impl Rows for &mut PgRows<'_, '_> {
             .map_err(db_err)?;
         for row in rows {
             let (key, held) = pending_of(&row);
-            self.rejected_exists.insert(held.rejected_id, row.get(10));
+            self.rejected_exists
+                .insert(held.rejected_id, row.get(PENDING_WIDTH));
             self.pending.entry(key).or_insert(Some(held));
         }
         let mut keys: Vec<String> = self

@@ -9,6 +9,7 @@ use super::db_err;
 const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_ledger.sql")),
     (2, include_str!("migrations/0002_consumed_fast_path.sql")),
+    (3, include_str!("migrations/0003_resource.sql")),
 ];
 
 /// The schema version this binary writes.
