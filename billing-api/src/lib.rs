@@ -2,6 +2,7 @@
 //! JSON-RPC API trait and its types, and the OTOML usage wire format.
 //! Nothing here knows about storage or git.
 
+pub mod checks;
 pub mod error_codes;
 pub mod otoml;
 pub mod reconcile;
@@ -11,6 +12,7 @@ pub mod text;
 pub mod types;
 pub mod usage;
 
+pub use checks::{CheckKind, CheckOutcome, CheckProgress, CheckResult};
 pub use otoml::{UsageBatch, UsageRecord};
 pub use reconcile::{
     LedgerFinding, LedgerTotals, ReconcileReport, RecordAtHead, RepoTotals, Rewritten,

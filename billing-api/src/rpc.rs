@@ -7,6 +7,7 @@
 use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 
+use crate::checks::CheckOutcome;
 use crate::reconcile::ReconcileReport;
 use crate::types::*;
 use crate::usage::{UsageGroupBy, UsageSummary};
@@ -72,6 +73,12 @@ pub trait BillingApi {
     /// running pass, and no pass starts while it runs.
     #[method(name = "reconcile", param_kind = map)]
     async fn reconcile(&self) -> RpcResult<ReconcileReport>;
+
+    /// Checks the ledger against itself, read-only, as `rpc-server verify`
+    /// does: the stored counters against the rows, every balance against its
+    /// payments and applied records. Returns its outcome.
+    #[method(name = "verify", param_kind = map)]
+    async fn verify(&self) -> RpcResult<CheckOutcome>;
 
     /// Lists the summaries of recent aggregation passes, newest first.
     #[method(name = "list_runs", param_kind = map)]

@@ -225,6 +225,14 @@ pub struct AggregatorState {
     #[serde(default)]
     pub replica: String,
     pub nodes: Vec<NodeState>,
+    /// The last `verify` and `reconcile` this server ran (not kept across restarts).
+    #[serde(default)]
+    pub last_verify: Option<crate::checks::CheckOutcome>,
+    #[serde(default)]
+    pub last_reconcile: Option<crate::checks::CheckOutcome>,
+    /// A check running on this server now.
+    #[serde(default)]
+    pub check_running: Option<crate::checks::CheckProgress>,
 }
 
 /// `overview` result: the dashboard's headline figures.

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::aggregate::Aggregator;
+use crate::aggregate::checks::Running;
 use crate::source::{FileBody, FileEntry, NodeTree};
 use crate::store::{Depth, KeyState, Store, StoreError, all_pages};
 
@@ -98,6 +99,7 @@ pub async fn reconcile(
     aggregator: &Aggregator,
     max_file_bytes: u64,
     limits: DecodeLimits,
+    running: &Running<'_>,
 ) -> anyhow::Result<ReconcileReport> {
     let started = Instant::now();
     let (source, store) = (aggregator.source(), aggregator.store());
@@ -118,6 +120,9 @@ pub async fn reconcile(
             .nodes(head)
             .await
             .map_err(|e| anyhow::anyhow!("listing nodes/ at {head} failed: {e}"))?;
+        let total = nodes.len() as u64;
+        let mut done = 0u64;
+        running.progress(0, total);
         let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
         let mut tasks = JoinSet::new();
         let mut fold = |found: BatchFindings, report: &mut ReconcileReport| {
@@ -148,12 +153,16 @@ pub async fn reconcile(
                 drop(permit);
                 found
             });
-            while let Some(done) = tasks.try_join_next() {
-                fold(done??, &mut report);
+            while let Some(found) = tasks.try_join_next() {
+                fold(found??, &mut report);
+                done += 1;
+                running.progress(done, total);
             }
         }
-        while let Some(done) = tasks.join_next().await {
-            fold(done??, &mut report);
+        while let Some(found) = tasks.join_next().await {
+            fold(found??, &mut report);
+            done += 1;
+            running.progress(done, total);
         }
     }
 

@@ -8,7 +8,7 @@ mod ledger_process;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use billing_api::ReconcileReport;
+use billing_api::{CheckKind, CheckResult, ReconcileReport};
 use common::{
     Backend, NodeRepo, TestLedger, aggregator_on, batch, on_thread, pay, register, usage_path,
 };
@@ -88,6 +88,18 @@ async fn reconcile_finds_each_injected_difference(backend: Backend) {
         (5, 52)
     );
     assert_eq!((clean.ledger.held_records, clean.ledger.users), (1, 2));
+    // The server remembers both checks for the dashboard (aggregator_state).
+    let verified = aggregator.verify().await.unwrap();
+    assert_eq!(verified.result, CheckResult::Consistent, "{verified:?}");
+    let checks = aggregator.checks();
+    assert_eq!(checks.last_verify, Some(verified));
+    let last = checks.last_reconcile.unwrap();
+    assert_eq!(
+        (last.kind, last.result),
+        (CheckKind::Reconcile, CheckResult::Consistent)
+    );
+    assert!(last.summary.contains("6 records in 3 files"), "{last:?}");
+    assert!(checks.running.is_none());
 
     // Damage the consumed index, rewrite an applied file, add a file and remove one.
     drop(aggregator);
@@ -109,6 +121,15 @@ async fn reconcile_finds_each_injected_difference(backend: Backend) {
     let removed_at = repo.commit(&[], "remove hour 0 of node-b");
     let aggregator = aggregator_on(&ledger, repo.path(), data.path(), 1 << 20);
     let report = aggregator.reconcile().await.unwrap();
+    let last = aggregator.checks().last_reconcile.unwrap();
+    assert_eq!(last.result, CheckResult::Differences, "{last:?}");
+    assert_eq!(
+        last.summary,
+        "3 unapplied, 1 orphaned, 1 rewritten, 2 ledger figures differ; see `rpc-server reconcile`"
+    );
+    // The forgotten record breaks the ledger's own sums too.
+    let verified = aggregator.verify().await.unwrap();
+    assert_eq!(verified.result, CheckResult::Differences, "{verified:?}");
 
     assert!(!report.consistent);
     assert_eq!(report.head_commit.as_deref(), Some(removed_at.as_str()));
@@ -176,6 +197,59 @@ async fn reconcile_finds_each_injected_difference(backend: Backend) {
 }
 
 on_both_backends!(reconcile_finds_each_injected_difference);
+
+/// Over RPC: `verify` and `reconcile` are remembered in `aggregator_state`,
+/// which the dashboard's Aggregator view shows.
+#[tokio::test]
+async fn the_last_checks_show_in_aggregator_state() {
+    use billing_api::rpc::BillingApiClient;
+    let repo = NodeRepo::new();
+    repo.commit(
+        &[(
+            &usage_path("node-a", 0),
+            &batch("node-a", &[("k-1", "u-1", 3)]),
+        )],
+        "hour 0",
+    );
+    let server = common::TestServer::start_on(Backend::Redb, repo.path()).await;
+    let client = server.client();
+    let before = client.aggregator_state().await.unwrap();
+    assert_eq!(
+        (
+            before.last_verify,
+            before.last_reconcile,
+            before.check_running
+        ),
+        (None, None, None)
+    );
+    client
+        .register_user("u-1".into(), None, None)
+        .await
+        .unwrap();
+    // Not aggregated yet: the record is unapplied.
+    client.reconcile().await.unwrap();
+    let verified = client.verify().await.unwrap();
+    assert_eq!(verified.result, CheckResult::Consistent);
+    assert!(verified.summary.contains("1 users checked"), "{verified:?}");
+    let state = client.aggregator_state().await.unwrap();
+    assert_eq!(state.last_verify, Some(verified));
+    let reconciled = state.last_reconcile.unwrap();
+    assert_eq!(
+        (reconciled.result, reconciled.summary.as_str()),
+        (
+            CheckResult::Differences,
+            "1 unapplied; see `rpc-server reconcile`"
+        )
+    );
+    assert!(state.check_running.is_none());
+    client.aggregate_now().await.unwrap();
+    client.reconcile().await.unwrap();
+    let state = client.aggregator_state().await.unwrap();
+    assert_eq!(
+        state.last_reconcile.unwrap().result,
+        CheckResult::Consistent
+    );
+}
 
 /// The command asks the server that holds the ledger, and exits 0 or 3.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

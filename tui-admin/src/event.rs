@@ -9,6 +9,8 @@ use crossterm::event::{
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
+use billing_api::CheckKind;
+
 use crate::app::{Action, App, Popup, View};
 
 /// How often the spinner and ages advance and the poll timer is checked.
@@ -95,6 +97,8 @@ pub fn key_action(app: &App, key: KeyEvent) -> Option<Action> {
         KeyCode::Esc => Action::Back,
         KeyCode::Char('r') => Action::Refresh,
         KeyCode::Char('a') => Action::AskAggregate,
+        KeyCode::Char('R') => Action::RunCheck(CheckKind::Reconcile),
+        KeyCode::Char('V') => Action::RunCheck(CheckKind::Verify),
         KeyCode::Char('?') => Action::ToggleHelp,
         _ => return None,
     };

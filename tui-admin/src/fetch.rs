@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use billing_api::CheckKind;
 use billing_api::rpc::BillingApiClient;
 use jsonrpsee::core::client::{Error as ClientError, Subscription};
 use jsonrpsee::http_client::HttpClient;
@@ -130,6 +131,13 @@ async fn call(client: &HttpClient, command: Command) -> Data {
             Data::Detail(sid, result.map_err(err))
         }
         Command::AggregateNow => Data::Aggregated(client.aggregate_now().await.map_err(err)),
+        Command::Check(kind) => {
+            let result = match kind {
+                CheckKind::Reconcile => client.reconcile().await.map(drop),
+                CheckKind::Verify => client.verify().await.map(drop),
+            };
+            Data::Checked(kind, result.map_err(err))
+        }
     }
 }
 

@@ -31,6 +31,7 @@ impl Data {
             Data::Rejected(req, result) => Data::Rejected(req, page(result)),
             Data::Detail(sid, result) => Data::Detail(sid, scrub(result)),
             Data::Aggregated(result) => Data::Aggregated(scrub(result)),
+            Data::Checked(kind, result) => Data::Checked(kind, result.map_err(scrub)),
             Data::RunNotified(summary) => Data::RunNotified(scrub(summary)),
             Data::Live(live) => Data::Live(live),
         }

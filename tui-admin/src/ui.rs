@@ -12,6 +12,11 @@ use crate::views;
 
 const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
+/// The spinner's frame at `tick`.
+pub fn spinner(tick: u64) -> &'static str {
+    SPINNER[(tick % SPINNER.len() as u64) as usize]
+}
+
 pub fn draw(frame: &mut Frame, app: &App) {
     let [header, tabs, body, footer] = Layout::vertical([
         Constraint::Length(1),
@@ -128,7 +133,9 @@ pub fn hints(app: &App) -> &'static str {
         View::Payments => {
             "j/k move · n/p page · / user filter · Enter user · Esc clear · r refresh · a aggregate · ? help · q quit"
         }
-        View::Aggregator => "j/k move · / filter · r refresh · a aggregate · ? help · q quit",
+        View::Aggregator => {
+            "j/k move · / filter · r refresh · a aggregate · R reconcile · V verify · ? help · q quit"
+        }
         View::Rejected => {
             "j/k move · n/p page · / filter · Enter user · r refresh · a aggregate · ? help · q quit"
         }

@@ -27,6 +27,7 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                 state.nodes[2].last_error = Some(format!("bad file {HOSTILE}"));
                 state.last_run.as_mut().unwrap().errors[0].message =
                     format!("pass error {HOSTILE}");
+                state.last_reconcile.as_mut().unwrap().summary = format!("summary {HOSTILE}");
                 Data::State(Ok(state))
             }
             Command::Runs => Data::Runs(Ok(runs())),
@@ -74,6 +75,13 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                 kind: ErrorKind::Server,
                 message: format!("server error -32003: {HOSTILE}"),
             })),
+            Command::Check(kind) => Data::Checked(
+                kind,
+                Err(FetchError {
+                    kind: ErrorKind::Server,
+                    message: format!("reconcile failed: {HOSTILE}"),
+                }),
+            ),
         };
         let more = app.update(Action::Data(data));
         answer_hostile(app, more);
@@ -149,4 +157,16 @@ fn failed_fetches_show_control_characters_visibly() {
     assert!(matches!(app.popup, Some(Popup::AggregateFailed(_))));
     let text = clean_frame(&app, 120, 30);
     assert!(text.contains("-32003: \\u{1b}"), "{text}");
+
+    // A failed check on the Aggregator view, and the server's check summary.
+    let (mut app, first) = fresh();
+    answer_hostile(&mut app, first);
+    act(&mut app, Action::ShowView(View::Aggregator));
+    act(
+        &mut app,
+        Action::RunCheck(billing_api::CheckKind::Reconcile),
+    );
+    let text = clean_frame(&app, 200, 30);
+    assert!(text.contains("reconcile failed: \\u{1b}"), "{text}");
+    assert!(text.contains("summary \\u{1b}"), "{text}");
 }

@@ -256,6 +256,75 @@ fn a_asks_first_then_runs_and_shows_the_summary() {
 }
 
 #[test]
+fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
+    use billing_api::CheckKind;
+    use tui_admin::app::Data;
+    let mut app = loaded(View::Aggregator);
+    let commands = press(&mut app, KeyCode::Char('R'));
+    assert_eq!(commands, vec![Command::Check(CheckKind::Reconcile)]);
+    assert!(app.check.is_some() && app.is_loading());
+    // One check at a time from here: R and V do nothing while it runs.
+    assert!(press(&mut app, KeyCode::Char('R')).is_empty());
+    assert!(press(&mut app, KeyCode::Char('V')).is_empty());
+    // The state (with the server's progress) every second, not every tick.
+    let t0 = app.now_millis;
+    assert!(
+        app.update(Action::Tick {
+            now_millis: t0 + 500
+        })
+        .is_empty()
+    );
+    assert_eq!(
+        app.update(Action::Tick {
+            now_millis: t0 + 1_000
+        }),
+        vec![Command::State]
+    );
+    assert!(
+        app.update(Action::Tick {
+            now_millis: t0 + 1_100
+        })
+        .is_empty(),
+        "not while the last state request is in flight"
+    );
+    answer(&mut app, vec![Command::State]);
+    assert_eq!(
+        app.update(Action::Tick {
+            now_millis: t0 + 2_100
+        }),
+        vec![Command::State]
+    );
+    answer(&mut app, vec![Command::State]);
+    // Done: the view refreshes at once, the check is over.
+    let more = app.update(Action::Data(Data::Checked(CheckKind::Reconcile, Ok(()))));
+    assert!(more.contains(&Command::State), "{more:?}");
+    assert!(app.check.is_none() && app.check_error.is_none());
+    answer(&mut app, more);
+    assert!(
+        app.update(Action::Tick {
+            now_millis: t0 + 3_200
+        })
+        .is_empty()
+    );
+
+    // A failure is kept on the view until the next check.
+    let commands = press(&mut app, KeyCode::Char('V'));
+    assert_eq!(commands, vec![Command::Check(CheckKind::Verify)]);
+    fail(
+        &mut app,
+        commands,
+        tui_admin::app::ErrorKind::Unreachable,
+        "no answer within 15s",
+    );
+    assert_eq!(
+        app.check_error.as_deref(),
+        Some("verify: no answer within 15s")
+    );
+    press(&mut app, KeyCode::Char('R'));
+    assert_eq!(app.check_error, None);
+}
+
+#[test]
 fn a_failed_pass_is_shown() {
     let mut app = loaded(View::Overview);
     press(&mut app, KeyCode::Char('a'));

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use tui_admin::app::{Action, ErrorKind, View};
+use tui_admin::app::{Action, Command, ErrorKind, View};
 
 fn snapshot(app: &tui_admin::app::App, width: u16, height: u16) -> String {
     render(app, width, height).backend().to_string()
@@ -88,6 +88,26 @@ fn payments_with_data() {
 fn aggregator_with_data() {
     let app = loaded(View::Aggregator);
     insta::assert_snapshot!(snapshot(&app, 120, 16));
+}
+
+/// `R` pressed: the server's progress, a spinner and the time so far, above
+/// the last outcomes.
+#[test]
+fn aggregator_with_a_check_running() {
+    use billing_api::{CheckKind, CheckProgress};
+    use tui_admin::app::Data;
+    let mut app = loaded(View::Aggregator);
+    let commands = app.update(Action::RunCheck(CheckKind::Reconcile));
+    assert_eq!(commands, vec![Command::Check(CheckKind::Reconcile)]);
+    let mut state = state();
+    state.check_running = Some(CheckProgress {
+        kind: CheckKind::Reconcile,
+        started_at: billing_api::millis_to_rfc3339(app.now_millis - 12_000),
+        done: 3,
+        total: 10,
+    });
+    app.update(Action::Data(Data::State(Ok(state))));
+    insta::assert_snapshot!(snapshot(&app, 120, 18));
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use billing_api::otoml::DecodeLimits;
-use billing_api::{AggregateSummary, NodeError, millis_to_rfc3339};
+use billing_api::{
+    AggregateSummary, CheckKind, CheckOutcome, CheckResult, NodeError, millis_to_rfc3339,
+};
 use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -22,6 +24,7 @@ use crate::blocking::{now_ms, with_store};
 use crate::source::{FileEntry, NodeTree, Source};
 use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Store};
 
+pub mod checks;
 mod read;
 
 /// How many nodes are read and decoded at once; the store applies them one
@@ -67,6 +70,8 @@ struct Inner {
     runs: broadcast::Sender<AggregateSummary>,
     /// This server's name among the replicas sharing a ledger.
     replica: std::sync::RwLock<String>,
+    /// The last `verify` and `reconcile` this server ran.
+    checks: checks::Checks,
 }
 
 /// Ends the store's pass (releases the pass lock) however the pass ends.
@@ -101,6 +106,7 @@ impl Aggregator {
                 gate: Mutex::new(None),
                 runs,
                 replica: std::sync::RwLock::new(crate::config::default_replica_name()),
+                checks: checks::Checks::default(),
             }),
         }
     }
@@ -135,11 +141,53 @@ impl Aggregator {
     /// while no pass runs: none of this server's, and on a shared ledger none
     /// of another replica's (it holds the pass lock meanwhile).
     pub async fn reconcile(&self) -> anyhow::Result<billing_api::ReconcileReport> {
-        let _no_pass = self.inner.gate.lock().await;
-        let store = &self.inner.store;
-        with_store(store, |s| s.begin_pass()).await?;
-        let _lock = PassLock(store.clone());
-        crate::reconcile::reconcile(self, self.inner.max_file_bytes, self.inner.limits).await
+        let running = self.inner.checks.start(CheckKind::Reconcile);
+        let report = async {
+            let _no_pass = self.inner.gate.lock().await;
+            let store = &self.inner.store;
+            with_store(store, |s| s.begin_pass()).await?;
+            let _lock = PassLock(store.clone());
+            crate::reconcile::reconcile(
+                self,
+                self.inner.max_file_bytes,
+                self.inner.limits,
+                &running,
+            )
+            .await
+        }
+        .await;
+        let (result, summary) = match &report {
+            Ok(report) => checks::reconcile_outcome(report),
+            Err(e) => (CheckResult::Failed, format!("{e:#}")),
+        };
+        running.finish(result, summary);
+        report
+    }
+
+    /// Checks the ledger against itself (full depth), read-only, beside
+    /// passes: one read transaction sees a consistent ledger.
+    pub async fn verify(&self) -> Result<CheckOutcome, crate::store::StoreError> {
+        let running = self.inner.checks.start(CheckKind::Verify);
+        let report = self
+            .inner
+            .store
+            .on_blocking_thread(|s| s.verify(crate::store::Depth::Full))
+            .await;
+        match report {
+            Ok(report) => {
+                let (result, summary) = checks::verify_outcome(&report);
+                Ok(running.finish(result, summary))
+            }
+            Err(e) => {
+                running.finish(CheckResult::Failed, e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// The checks this server ran, and one running now.
+    pub fn checks(&self) -> checks::ChecksView {
+        self.inner.checks.view()
     }
 
     /// Summaries of finished passes, as they finish.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::rpc::BillingApiServer;
 use billing_api::types::*;
-use billing_api::{ReconcileReport, UsageGroupBy, UsageSummary};
+use billing_api::{CheckOutcome, ReconcileReport, UsageGroupBy, UsageSummary};
 use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
@@ -75,9 +75,12 @@ impl BillingApiServer for BillingRpc {
     }
 
     async fn reconcile(&self) -> RpcResult<ReconcileReport> {
-        self.aggregator
-            .reconcile()
+        // A task of its own: a caller that gives up (a client timeout) does not
+        // cancel the check, whose outcome still lands in aggregator_state.
+        let aggregator = self.aggregator.clone();
+        tokio::spawn(async move { aggregator.reconcile().await })
             .await
+            .map_err(|e| reconcile_failed(&e.into()))?
             .map_err(|e| reconcile_failed(&e))
     }
 
@@ -166,8 +169,18 @@ impl BillingApiServer for BillingRpc {
             .await
     }
 
+    async fn verify(&self) -> RpcResult<CheckOutcome> {
+        // Detached, as `reconcile`.
+        let aggregator = self.aggregator.clone();
+        tokio::spawn(async move { aggregator.verify().await })
+            .await
+            .map_err(|e| store_error(StoreError::Storage(format!("verify task failed: {e}"))))?
+            .map_err(store_error)
+    }
+
     async fn aggregator_state(&self) -> RpcResult<AggregatorState> {
         let me = self.aggregator.replica_name();
+        let checks = self.aggregator.checks();
         self.read(move |s| {
             let last_run = s.last_run()?;
             let nodes = s.nodes()?.iter().map(|n| n.to_api()).collect();
@@ -182,6 +195,9 @@ impl BillingApiServer for BillingRpc {
                 last_run_replica,
                 replica: me,
                 nodes,
+                last_verify: checks.last_verify,
+                last_reconcile: checks.last_reconcile,
+                check_running: checks.running,
             })
         })
         .await

@@ -1,6 +1,7 @@
 //! What moves the dashboard: the actions [`super::App::update`] takes, the
 //! fetch results they carry, and the commands (RPC calls) it returns.
 
+use billing_api::CheckKind;
 use billing_api::types::{
     AggregateSummary, AggregatorState, Overview, Page, Payment, RejectedItem, UserBilling,
 };
@@ -56,6 +57,8 @@ pub enum Action {
     Refresh,
     AskAggregate,
     ConfirmAggregate,
+    /// `R` / `V`: run a ledger check on the server.
+    RunCheck(CheckKind),
     ToggleHelp,
     /// Periodic tick with the wall clock, for the spinner, ages and polling.
     Tick {
@@ -66,6 +69,9 @@ pub enum Action {
 }
 
 /// Results of finished fetches and subscription events.
+// As for `Action`: a few per second, moved by value; the state (with its check
+// outcomes) is the large one and the most frequent.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Data {
     Overview(Fetched<Overview>),
@@ -76,6 +82,8 @@ pub enum Data {
     Rejected(PageRequest, Fetched<Page<RejectedItem>>),
     Detail(String, Fetched<UserDetailData>),
     Aggregated(Fetched<AggregateSummary>),
+    /// A check's call returned (its outcome is in `aggregator_state`).
+    Checked(CheckKind, Fetched<()>),
     /// A pass finished on the server (WebSocket `subscribe_runs`).
     RunNotified(AggregateSummary),
     /// Whether the WebSocket subscription is up.
@@ -93,4 +101,5 @@ pub enum Command {
     Rejected(PageRequest),
     Detail(String),
     AggregateNow,
+    Check(CheckKind),
 }

@@ -17,9 +17,11 @@ pub const RECENT_RUNS: u32 = 24;
 /// Rows per page requested from the server for every list.
 pub const PAGE_LIMIT: u32 = DEFAULT_PAGE_LIMIT;
 
+mod checks;
 mod message;
 mod view;
 
+pub use checks::LocalCheck;
 pub use message::{Action, Command, Data, ErrorKind, FetchError, Fetched};
 pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserSort, View};
 
@@ -59,6 +61,11 @@ pub struct App {
     pub nodes_selected: usize,
     pub nodes_filter: String,
     pub detail: Option<UserDetail>,
+    /// A check this dashboard asked for, until its call returns.
+    pub check: Option<LocalCheck>,
+    /// Why the last check asked for could not be run or answered.
+    pub check_error: Option<String>,
+    last_check_poll_millis: u64,
 }
 
 impl App {
@@ -91,6 +98,9 @@ impl App {
             nodes_selected: 0,
             nodes_filter: String::new(),
             detail: None,
+            check: None,
+            check_error: None,
+            last_check_poll_millis: 0,
         }
     }
 
@@ -186,6 +196,7 @@ impl App {
             || self.rejected.loading
             || self.detail.as_ref().is_some_and(|d| d.data.loading)
             || self.popup == Some(Popup::Aggregating)
+            || self.check.is_some()
     }
 
     /// The filter text of the current view, as shown in titles.
@@ -292,6 +303,7 @@ impl App {
                     vec![]
                 }
             }
+            Action::RunCheck(kind) => self.run_check(kind),
             Action::ToggleHelp => {
                 self.popup = match self.popup {
                     Some(Popup::Help) => None,
@@ -306,7 +318,11 @@ impl App {
                 let due = self
                     .last_poll_millis
                     .is_none_or(|last| now_millis.saturating_sub(last) >= self.refresh_millis);
-                if due { self.refresh() } else { vec![] }
+                if due {
+                    self.refresh()
+                } else {
+                    self.poll_check_progress()
+                }
             }
             Action::Resize => vec![],
             Action::Data(data) => self.receive(data),
@@ -595,6 +611,7 @@ impl App {
                     }
                 }
             }
+            Data::Checked(kind, result) => return self.check_returned(kind, result),
             Data::RunNotified(_) => return self.refresh(),
             Data::Live(live) => self.live = live,
         }

@@ -1,5 +1,6 @@
-//! Aggregator health, the last pass, and one row per node; failing nodes in
-//! red, stale ones in yellow. Also the popups of `a` (confirm, running, summary).
+//! Aggregator health, the last pass, the last ledger checks, and one row per
+//! node; failing nodes in red, stale ones in yellow. Also the popups of `a`
+//! (confirm, running, summary).
 
 use billing_api::types::{AggregateSummary, NodeStatus};
 use ratatui::Frame;
@@ -13,13 +14,20 @@ use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let remote = &app.state;
+    let checks = remote
+        .data
+        .as_ref()
+        .map(|state| super::checks::lines(app, state))
+        .unwrap_or_default();
+    // Short terminals give the node table the room (a header and three rows);
+    // the health line stays. The checks come last, so they are what is cut.
+    let top_height = if area.height >= 10 {
+        (5 + checks.len() as u16).min(area.height - 6).max(5)
+    } else {
+        3
+    };
     let [top, nodes_area] =
-        // Short terminals give the node table the room; the health line stays.
-        Layout::vertical([
-            Constraint::Length(if area.height >= 10 { 5 } else { 3 }),
-            Constraint::Min(0),
-        ])
-        .areas(area);
+        Layout::vertical([Constraint::Length(top_height), Constraint::Min(0)]).areas(area);
     let block = super::titled("Aggregator".to_string(), remote.error.as_deref());
     let Some(state) = remote.data.as_ref() else {
         let text = super::empty_text(false, remote.loading, remote.error.as_deref(), "");
@@ -49,6 +57,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         }
         None => lines.push(Line::raw("no pass has run yet; a runs one")),
     }
+    lines.extend(checks);
     frame.render_widget(Paragraph::new(lines).block(block), top);
 
     let nodes = app.visible_nodes();

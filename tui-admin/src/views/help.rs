@@ -24,6 +24,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Esc", "back, close, clear the filter"),
     ("r", "refresh now"),
     ("a", "run an aggregation pass (asks first)"),
+    ("R, V", "reconcile with the repo / verify the ledger"),
     ("?", "this help"),
 ];
 

@@ -2,6 +2,7 @@
 //! [`crate::app::App`] state and never awaits.
 
 pub mod aggregator;
+pub mod checks;
 pub mod help;
 pub mod overview;
 pub mod payments;

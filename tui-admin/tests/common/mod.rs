@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use billing_api::types::*;
+use billing_api::{CheckKind, CheckOutcome, CheckResult};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tui_admin::app::{Action, App, Command, Data, ErrorKind, FetchError, UserDetailData};
@@ -104,6 +105,21 @@ pub fn state() -> AggregatorState {
         last_run: Some(run(48, 1_234, true)),
         last_run_replica: Some("billing-a:4242".into()),
         replica: "billing-a:4242".into(),
+        last_verify: Some(CheckOutcome {
+            kind: CheckKind::Verify,
+            result: CheckResult::Consistent,
+            summary: "1,204 users checked: counters and balances agree with the rows".into(),
+            finished_at: "2026-11-27T09:40:00.000Z".into(),
+            elapsed_ms: 850,
+        }),
+        last_reconcile: Some(CheckOutcome {
+            kind: CheckKind::Reconcile,
+            result: CheckResult::Differences,
+            summary: "2 unapplied; see `rpc-server reconcile`".into(),
+            finished_at: "2026-11-27T09:50:00.000Z".into(),
+            elapsed_ms: 5_600,
+        }),
+        check_running: None,
         nodes: vec![
             NodeState {
                 node_name: "node-a".into(),
@@ -265,6 +281,7 @@ pub fn answer(app: &mut App, commands: Vec<Command>) {
                 }),
             ),
             Command::AggregateNow => Data::Aggregated(Ok(run(49, 321, false))),
+            Command::Check(kind) => Data::Checked(kind, Ok(())),
         };
         let more = app.update(Action::Data(data));
         answer(app, more);
@@ -287,6 +304,7 @@ pub fn fail(app: &mut App, commands: Vec<Command>, kind: ErrorKind, message: &st
             Command::Rejected(req) => Data::Rejected(req, Err(err)),
             Command::Detail(sid) => Data::Detail(sid, Err(err)),
             Command::AggregateNow => Data::Aggregated(Err(err)),
+            Command::Check(kind) => Data::Checked(kind, Err(err)),
         };
         app.update(Action::Data(data));
     }
@@ -312,6 +330,9 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
                 last_run_replica: None,
                 replica: "test".into(),
                 nodes: vec![],
+                last_verify: None,
+                last_reconcile: None,
+                check_running: None,
             })),
             Command::Runs => Data::Runs(Ok(vec![])),
             Command::Users(req) => Data::Users(req, Ok(page(vec![], None))),
@@ -325,6 +346,7 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
                 }),
             ),
             Command::AggregateNow => Data::Aggregated(Ok(AggregateSummary::default())),
+            Command::Check(kind) => Data::Checked(kind, Ok(())),
         };
         app.update(Action::Data(data));
     }
