@@ -15,6 +15,10 @@ pub const SECRET_ENV: &str = "BILLING_ADMIN_SECRET";
 /// server shows up as an error instead of an endless spinner.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a ledger check (`R`, `V`) may take: a reconcile of millions of
+/// records, after a running pass, takes far longer than a read.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The admin secret and where it came from (for error messages).
 #[derive(Clone)]
 pub struct Secret {
@@ -94,9 +98,14 @@ pub struct Connection {
 
 impl Connection {
     pub fn http_client(&self) -> anyhow::Result<HttpClient> {
+        self.http_client_with(REQUEST_TIMEOUT)
+    }
+
+    /// A client whose calls may take up to `timeout`.
+    pub fn http_client_with(&self, timeout: Duration) -> anyhow::Result<HttpClient> {
         HttpClientBuilder::default()
             .set_headers(self.secret.headers()?)
-            .request_timeout(REQUEST_TIMEOUT)
+            .request_timeout(timeout)
             .build(&self.url)
             .with_context(|| {
                 format!(

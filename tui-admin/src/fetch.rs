@@ -60,19 +60,32 @@ pub fn classify(err: &ClientError) -> FetchError {
 #[derive(Clone)]
 pub struct Fetcher {
     client: Arc<HttpClient>,
+    /// For the ledger checks, with a longer timeout (the same client unless set).
+    checks: Arc<HttpClient>,
     tx: UnboundedSender<Event>,
 }
 
 impl Fetcher {
     pub fn new(client: HttpClient, tx: UnboundedSender<Event>) -> Self {
+        let client = Arc::new(client);
         Self {
-            client: Arc::new(client),
+            checks: client.clone(),
+            client,
             tx,
         }
     }
 
+    /// Runs the ledger checks (`R`, `V`) on `client` (see `CHECK_TIMEOUT`).
+    pub fn with_check_client(mut self, client: HttpClient) -> Self {
+        self.checks = Arc::new(client);
+        self
+    }
+
     pub fn execute(&self, command: Command) {
-        let client = self.client.clone();
+        let client = match command {
+            Command::Check(_) => self.checks.clone(),
+            _ => self.client.clone(),
+        };
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let data = call(&client, command).await;
@@ -136,7 +149,17 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                 CheckKind::Reconcile => client.reconcile().await.map(drop),
                 CheckKind::Verify => client.verify().await.map(drop),
             };
-            Data::Checked(kind, result.map_err(err))
+            // The check is detached on the server: it goes on without us.
+            let result = result.map_err(|e| match e {
+                ClientError::RequestTimeout => FetchError {
+                    kind: ErrorKind::Server,
+                    message: "no answer yet; the check goes on on the server and its outcome \
+                              shows here when it ends"
+                        .into(),
+                },
+                e => err(e),
+            });
+            Data::Checked(kind, result)
         }
     }
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use tokio::sync::mpsc;
 use tui_admin::app::App;
 use tui_admin::cli::{self, Cli};
+use tui_admin::config;
 use tui_admin::event::{self, Event};
 use tui_admin::fetch::{self, Fetcher};
 
@@ -30,7 +31,8 @@ async fn run(mut args: Cli) -> anyhow::Result<ExitCode> {
     }
     let client = conn.http_client()?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let fetcher = Fetcher::new(client, tx.clone());
+    let fetcher = Fetcher::new(client, tx.clone())
+        .with_check_client(conn.http_client_with(config::CHECK_TIMEOUT)?);
     let mut app = App::new(
         &conn.url,
         &conn.secret.source,

@@ -200,6 +200,34 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
         Some(other.run_id)
     );
 
+    // R on the Aggregator view: the real server reconciles, the outcome shows.
+    let screen = dash
+        .drive(&[KeyCode::Char('4'), KeyCode::Char('R')], |app| {
+            app.check.is_none()
+                && app
+                    .state
+                    .data
+                    .as_ref()
+                    .is_some_and(|s| s.last_reconcile.is_some())
+        })
+        .await;
+    let outcome = dash
+        .app
+        .state
+        .data
+        .as_ref()
+        .and_then(|s| s.last_reconcile.clone())
+        .unwrap_or_else(|| panic!("no reconcile outcome:\n{screen}"));
+    assert_eq!(
+        outcome.result,
+        billing_api::CheckResult::Consistent,
+        "{outcome:?}"
+    );
+    assert!(
+        screen.contains("reconcile consistent") && screen.contains(&outcome.summary),
+        "{screen}"
+    );
+
     dash.tx.send(key(KeyCode::Char('q'))).unwrap();
     let fetcher = dash.fetcher.clone();
     tokio::time::timeout(
