@@ -14,6 +14,16 @@ pub enum CheckKind {
     Reconcile,
 }
 
+impl CheckKind {
+    /// The check's name: its RPC method and `rpc-server` command.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::Verify => "verify",
+            CheckKind::Reconcile => "reconcile",
+        }
+    }
+}
+
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

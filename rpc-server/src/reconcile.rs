@@ -135,6 +135,8 @@ pub async fn reconcile(
             more += extend_capped(&mut report.unapplied, found.unapplied);
             more += extend_capped(&mut report.rewritten, found.rewritten);
             seen.extend(found.seen);
+            done += 1;
+            running.progress(done, total);
         };
         for node in nodes {
             let permit = permits.clone().acquire_owned().await?;
@@ -155,14 +157,10 @@ pub async fn reconcile(
             });
             while let Some(found) = tasks.try_join_next() {
                 fold(found??, &mut report);
-                done += 1;
-                running.progress(done, total);
             }
         }
         while let Some(found) = tasks.join_next().await {
             fold(found??, &mut report);
-            done += 1;
-            running.progress(done, total);
         }
     }
 

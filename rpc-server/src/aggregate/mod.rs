@@ -173,16 +173,12 @@ impl Aggregator {
             .store
             .on_blocking_thread(|s| s.verify(crate::store::Depth::Full))
             .await;
-        match report {
-            Ok(report) => {
-                let (result, summary) = checks::verify_outcome(&report);
-                Ok(running.finish(result, summary))
-            }
-            Err(e) => {
-                running.finish(CheckResult::Failed, e.to_string());
-                Err(e)
-            }
-        }
+        let (result, summary) = match &report {
+            Ok(report) => checks::verify_outcome(report),
+            Err(e) => (CheckResult::Failed, e.to_string()),
+        };
+        let outcome = running.finish(result, summary);
+        report.map(|_| outcome)
     }
 
     /// The checks this server ran, and one running now.

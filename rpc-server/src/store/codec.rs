@@ -16,12 +16,24 @@ use tail::{decode_with_tail, encode_tail};
 /// Key of the single `MetaRow` in the `META` table.
 pub(crate) const META_KEY: &str = "ledger";
 
+/// Appends `value`'s postcard bytes to `buf`.
+fn append<T: Serialize + ?Sized>(value: &T, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    *buf = postcard::to_extend(value, std::mem::take(buf))
+        .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
+    Ok(())
+}
+
+/// The error of a stored row that does not decode.
+fn undecodable(what: &str, why: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(format!(
+        "a stored {what} row cannot be decoded ({why}); the database is damaged or was written \
+         by an incompatible version"
+    ))
+}
+
 pub(crate) fn encode<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), StoreError> {
     buf.clear();
-    let out = postcard::to_extend(value, std::mem::take(buf))
-        .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
-    *buf = out;
-    Ok(())
+    append(value, buf)
 }
 
 pub(crate) fn to_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -34,12 +46,7 @@ pub(crate) fn decode<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     what: &'static str,
 ) -> Result<T, StoreError> {
-    postcard::from_bytes(bytes).map_err(|e| {
-        StoreError::Storage(format!(
-            "a stored {what} row cannot be decoded ({e}); the database is damaged or was written \
-             by an incompatible version"
-        ))
-    })
+    postcard::from_bytes(bytes).map_err(|e| undecodable(what, e))
 }
 
 pub(crate) fn decode_owned<T: DeserializeOwned>(

@@ -56,13 +56,9 @@ impl App {
             self.check = None;
         }
         if let Err(err) = result {
-            let name = match kind {
-                CheckKind::Reconcile => "reconcile",
-                CheckKind::Verify => "verify",
-            };
             // A timeout leaves the check running on the server: its outcome
             // still shows here when it ends.
-            self.check_error = Some(format!("{name}: {}", err.message));
+            self.check_error = Some(format!("{}: {}", kind.name(), err.message));
         }
         // The outcome is in the state: fetch it now (and the rest of the view).
         if self.popup == Some(Popup::Help) {

@@ -9,11 +9,9 @@ use ratatui::text::{Line, Span};
 use crate::app::App;
 use crate::format;
 
-fn name(kind: CheckKind) -> &'static str {
-    match kind {
-        CheckKind::Verify => "verify   ",
-        CheckKind::Reconcile => "reconcile",
-    }
+/// The check's name, padded so the outcomes line up.
+fn name(kind: CheckKind) -> String {
+    format!("{:<9}", kind.name())
 }
 
 /// A line for a check running (or the last error), then one per check.
@@ -35,7 +33,7 @@ pub fn lines(app: &App, state: &AggregatorState) -> Vec<Line<'static>> {
             format!(
                 "{} {} running{steps} · {}",
                 crate::ui::spinner(app.tick),
-                name(kind).trim_end(),
+                kind.name(),
                 format::short_duration(app.now_millis.saturating_sub(started))
             ),
             Style::new().fg(Color::Cyan),

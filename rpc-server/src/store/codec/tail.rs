@@ -4,6 +4,7 @@
 use serde::Deserialize;
 
 use super::super::StoreError;
+use super::{append, undecodable};
 
 /// Writes `tail` after a row's postcard bytes, only when there is one.
 ///
@@ -12,11 +13,10 @@ use super::super::StoreError;
 /// and an older binary reads the head and ignores the tail (postcard reads a
 /// prefix).
 pub(super) fn encode_tail(tail: Option<&str>, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-    if let Some(tail) = tail {
-        *buf = postcard::to_extend(&tail, std::mem::take(buf))
-            .map_err(|e| StoreError::Storage(format!("cannot encode a row: {e}")))?;
+    match tail {
+        Some(tail) => append(tail, buf),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Reads a row written by [`encode_tail`]: its head, then its optional tail.
@@ -24,23 +24,16 @@ pub(super) fn decode_with_tail<'a, T: Deserialize<'a>>(
     bytes: &'a [u8],
     what: &'static str,
 ) -> Result<(T, Option<&'a str>), StoreError> {
-    let damaged = |e: String| {
-        StoreError::Storage(format!(
-            "a stored {what} row cannot be decoded ({e}); the database is damaged or was written \
-             by an incompatible version"
-        ))
-    };
-    let (head, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| damaged(e.to_string()))?;
+    let (head, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| undecodable(what, e))?;
     if rest.is_empty() {
         return Ok((head, None));
     }
-    let (tail, rest) =
-        postcard::take_from_bytes::<&str>(rest).map_err(|e| damaged(e.to_string()))?;
+    let (tail, rest) = postcard::take_from_bytes::<&str>(rest).map_err(|e| undecodable(what, e))?;
     if !rest.is_empty() {
-        return Err(damaged(format!(
-            "{} bytes after its last field",
-            rest.len()
-        )));
+        return Err(undecodable(
+            what,
+            format_args!("{} bytes after its last field", rest.len()),
+        ));
     }
     Ok((head, Some(tail)))
 }
