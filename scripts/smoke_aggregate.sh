@@ -250,6 +250,7 @@ run_scenario() {
     secret=$(cat "$dir/admin.secret")
 
     start_listening "server-$mode-$ledger" "$server_bin" serve --listen 127.0.0.1:0 \
+        --metrics-listen 127.0.0.1:0 \
         --data-dir "$dir/data" --interval 0 --admin-secret-file "$dir/admin.secret" \
         --branch "$branch" "${source_args[@]}" "${ledger_args[@]}"
     server_url=$listen_url
@@ -298,6 +299,20 @@ run_scenario() {
     [ "$(jq .files_read <<<"$third")" = 1 ] || fail "third pass read $(jq .files_read <<<"$third") files, expected 1"
     [ "$(balance "$u1")" = 9865 ] || fail "balance of $u1 changed to $(balance "$u1")"
     [ "$(balance "$u2")" = $((9960 - 7)) ] || fail "balance of $u2 is $(balance "$u2"), expected 9953"
+
+    # The metrics endpoint counted the four records and passes valid text.
+    local metrics_url scrape
+    metrics_url=$(sed -n 's/^metrics on \(http:\/\/[^ ]*\).*/\1/p' "$work/server-$mode-$ledger.out" | head -n1)
+    [ -n "$metrics_url" ] || fail "serve --metrics-listen did not print 'metrics on'"
+    scrape=$(curl -sSf --max-time 10 "$metrics_url") || fail "GET $metrics_url failed"
+    grep -qx 'billing_records_total{outcome="applied"} 4' <<<"$scrape" ||
+        fail "metrics: expected 4 applied records, got: $(grep '^billing_records_total' <<<"$scrape")"
+    # Three passes asked for, and the one at start.
+    awk '$1 == "billing_passes_total{result=\"ok\"}" && $2 >= 3 { found = 1 } END { exit !found }' \
+        <<<"$scrape" || fail "metrics: expected at least 3 ok passes, got: $(grep '^billing_passes_total' <<<"$scrape")"
+    if command -v promtool >/dev/null; then
+        promtool check metrics <<<"$scrape" || fail "promtool check metrics refused the scrape"
+    fi
 
     # Hour C: a file over 10 MiB, which a forge sends without content as a blob (Forgejo's
     # default DEFAULT_MAX_BLOB_SIZE): read whole all the same, every record applied once.

@@ -4,8 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The export test reads CSV back with Python's csv module.
-command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3; }
+# The export test reads CSV back with Python's csv module; the metrics test and
+# check-monitoring.sh check the Prometheus output and rules with promtool.
+need=()
+command -v python3 >/dev/null || need+=(python3)
+command -v promtool >/dev/null || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+# The monitoring assets in docs/ (alert rules and their unit tests, the Grafana dashboard).
+scripts/check-monitoring.sh
 
 # Under a throwaway PostgreSQL (BILLING_TEST_PG_URL), for the tests of the PostgreSQL ledger.
 scripts/with-postgres.sh cargo test --workspace --all-targets

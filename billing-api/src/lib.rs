@@ -4,6 +4,7 @@
 
 pub mod checks;
 pub mod error_codes;
+pub mod events;
 pub mod otoml;
 pub mod reconcile;
 #[cfg(any(feature = "server", feature = "client"))]
@@ -13,6 +14,7 @@ pub mod types;
 pub mod usage;
 
 pub use checks::{CheckKind, CheckOutcome, CheckProgress, CheckResult};
+pub use events::{Delivery, DeliveryStatus, Event, EventType, UserThreshold};
 pub use otoml::{UsageBatch, UsageRecord};
 pub use reconcile::{
     LedgerFinding, LedgerTotals, ReconcileReport, RecordAtHead, RepoTotals, Rewritten,

@@ -322,10 +322,7 @@ pub fn is_usage_file_name(file_name: &str) -> bool {
 /// Checks the hour stamp of a usage file name (`usage_<YYYY-MM-DD-HH>.otoml`,
 /// see [`is_usage_file_name`]): a real calendar date and an hour 00..=23.
 pub fn check_usage_hour(file_name: &str) -> Result<(), String> {
-    let stamp = file_name
-        .strip_prefix("usage_")
-        .and_then(|rest| rest.strip_suffix(".otoml"))
-        .filter(|_| is_usage_file_name(file_name))
+    let stamp = usage_hour_stamp(file_name)
         .ok_or_else(|| format!("{file_name} is not named usage_<YYYY-MM-DD-HH>.otoml"))?;
     let part = |range: std::ops::Range<usize>| stamp[range].parse::<u16>().unwrap_or(u16::MAX);
     let (year, month, day, hour) = (part(0..4), part(5..7), part(8..10), part(11..13));
@@ -344,6 +341,27 @@ pub fn check_usage_hour(file_name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The start of the hour a usage file covers, in unix milliseconds, or `None`
+/// when `file_name` is not a real hour (see [`check_usage_hour`]).
+pub fn usage_hour_start_ms(file_name: &str) -> Option<u64> {
+    check_usage_hour(file_name).ok()?;
+    let stamp = usage_hour_stamp(file_name)?;
+    let part = |range: std::ops::Range<usize>| stamp[range].parse::<u8>().ok();
+    let year: i32 = stamp[0..4].parse().ok()?;
+    let month = time::Month::try_from(part(5..7)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, part(8..10)?).ok()?;
+    let start = date.with_hms(part(11..13)?, 0, 0).ok()?.assume_utc();
+    u64::try_from(start.unix_timestamp()).ok().map(|s| s * 1000)
+}
+
+/// The `YYYY-MM-DD-HH` stamp of a usage file name, unchecked.
+pub fn usage_hour_stamp(file_name: &str) -> Option<&str> {
+    file_name
+        .strip_prefix("usage_")
+        .and_then(|rest| rest.strip_suffix(".otoml"))
+        .filter(|_| is_usage_file_name(file_name))
+}
+
 /// Splits `nodes/<node>/usage_<stamp>.otoml` into `(node, file name)`, or `None`
 /// for any other path (those are ignored by the aggregator).
 pub fn parse_usage_path(path: &str) -> Option<(&str, &str)> {
@@ -360,6 +378,22 @@ pub fn usage_path(node: &str, hour_stamp: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_hour_start_is_the_utc_hour() {
+        // 2026-12-02T13:00:00Z
+        assert_eq!(
+            usage_hour_start_ms("usage_2026-12-02-13.otoml"),
+            Some(1_796_216_400_000)
+        );
+        assert_eq!(
+            usage_hour_start_ms("usage_2024-02-29-00.otoml"),
+            Some(1_709_164_800_000)
+        );
+        assert_eq!(usage_hour_start_ms("usage_2026-02-29-00.otoml"), None);
+        assert_eq!(usage_hour_start_ms("usage_2026-12-02-24.otoml"), None);
+        assert_eq!(usage_hour_start_ms("notes.txt"), None);
+    }
 
     fn record(key: &str) -> UsageRecord {
         UsageRecord {

@@ -8,6 +8,7 @@ use jsonrpsee::core::RpcResult;
 use jsonrpsee::proc_macros::rpc;
 
 use crate::checks::CheckOutcome;
+use crate::events::{Event, EventType, UserThreshold};
 use crate::reconcile::ReconcileReport;
 use crate::types::*;
 use crate::usage::{UsageGroupBy, UsageSummary};
@@ -59,6 +60,25 @@ pub trait BillingApi {
         to: Option<String>,
         group_by: Option<UsageGroupBy>,
     ) -> RpcResult<UsageSummary>;
+
+    /// Sets a user's low-balance threshold in cents (`null`: back to the
+    /// server's `--low-balance-cents`). Takes effect at the next balance change.
+    #[method(name = "set_user_threshold", param_kind = map)]
+    async fn set_user_threshold(
+        &self,
+        user_sid: String,
+        low_balance_cents: Option<i64>,
+    ) -> RpcResult<UserThreshold>;
+
+    /// Lists events (balance alerts, failed passes, stale nodes), newest
+    /// first, with each webhook delivery's state; only one `type` if given.
+    #[method(name = "list_events", param_kind = map)]
+    async fn list_events(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+        #[argument(rename = "type")] kind: Option<EventType>,
+    ) -> RpcResult<Page<Event>>;
 
     /// Lists held and rejected records and files, newest first.
     #[method(name = "list_rejected", param_kind = map)]

@@ -188,6 +188,13 @@ pub struct NodeState {
     pub records_consumed_total: u64,
     pub status: NodeStatus,
     pub last_error: Option<String>,
+    /// The newest usage hour consumed from this node (`YYYY-MM-DD-HH`, UTC).
+    #[serde(default)]
+    pub newest_hour: Option<String>,
+    /// True when the end of `newest_hour` is longer ago than the server's
+    /// `--stale-after`: the node stopped reporting.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// Outcome of the last pass over a node.
@@ -247,6 +254,9 @@ pub struct Overview {
     pub rejected_items: u64,
     pub health: Health,
     pub last_run_at: Option<String>,
+    /// Nodes whose newest usage hour is older than the server's `--stale-after`.
+    #[serde(default)]
+    pub stale_nodes: u64,
 }
 
 /// Current time as RFC 3339 (UTC, millisecond precision).

@@ -53,6 +53,11 @@ pub struct ConfigFile {
     pub admin_secret_file: Option<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub keep_runs: Option<u64>,
+    pub metrics_listen: Option<String>,
+    pub stale_after: Option<String>,
+    pub low_balance_cents: Option<i64>,
+    pub webhook_url: Option<Vec<String>>,
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 impl ConfigFile {
@@ -63,7 +68,8 @@ impl ConfigFile {
             format!(
                 "config file {} is not valid (keys: data_dir, ledger_url, ledger_password_file, replica_name, repo, forge_url, forge_repo, forge_token_file, \
                  branch, max_file_bytes, max_records_per_file, max_record_cents, listen, interval, \
-                 admin_secret_file, log_format, keep_runs)",
+                 admin_secret_file, log_format, keep_runs, metrics_listen, stale_after, \
+                 low_balance_cents, webhook_url, webhook_secret_file)",
                 path.display()
             )
         })
@@ -143,6 +149,34 @@ pub struct ServeSettings {
     /// `None` disables the scheduler.
     pub interval: Option<Duration>,
     pub secret: AdminSecret,
+    /// Where `GET /metrics` is served; `None`: not served.
+    pub metrics_listen: Option<SocketAddr>,
+    /// A node whose newest usage hour ended longer ago than this is stale.
+    pub stale_after: Duration,
+    /// The default low-balance threshold, in cents.
+    pub low_balance_cents: i64,
+    /// Where events are delivered, with the signing secret; `None`: not delivered.
+    pub webhooks: Option<WebhookSettings>,
+}
+
+/// `--webhook-url` (one or more) and the secret that signs the deliveries.
+#[derive(Clone)]
+pub struct WebhookSettings {
+    pub urls: Vec<String>,
+    pub secret: crate::webhooks::WebhookSecret,
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| crate::store::alerts::redact_url(u))
+            .collect();
+        f.debug_struct("WebhookSettings")
+            .field("urls", &shown)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SourceArgs {
@@ -231,14 +265,89 @@ impl ServeArgs {
         let secret = admin_secret(pick(&self.admin_secret_file, &file.admin_secret_file))?;
         let replica_name =
             pick(&self.replica_name, &file.replica_name).unwrap_or_else(default_replica_name);
+        let metrics_listen = pick(&self.metrics_listen, &file.metrics_listen)
+            .map(|addr| {
+                addr.parse().with_context(|| {
+                    format!("--metrics-listen {addr:?} is not an address like 127.0.0.1:9187")
+                })
+            })
+            .transpose()?;
+        let stale_after = match pick(&self.stale_after, &file.stale_after) {
+            Some(text) => humantime::parse_duration(&text).with_context(|| {
+                format!("--stale-after {text:?} is not a duration like 3h or 90m")
+            })?,
+            None => crate::aggregate::freshness::DEFAULT_STALE_AFTER,
+        };
+        if stale_after.is_zero() {
+            bail!(
+                "--stale-after must be longer than 0 (it is how late a node may report, e.g. 3h)"
+            );
+        }
+        let low_balance_cents = pick(&self.low_balance_cents, &file.low_balance_cents)
+            .unwrap_or(crate::store::alerts::DEFAULT_LOW_BALANCE_CENTS);
+        if !(0..=crate::store::alerts::outbox::MAX_THRESHOLD_CENTS).contains(&low_balance_cents) {
+            bail!(
+                "--low-balance-cents must be between 0 and {}, got {low_balance_cents}",
+                crate::store::alerts::outbox::MAX_THRESHOLD_CENTS
+            );
+        }
+        let urls = if self.webhook_url.is_empty() {
+            file.webhook_url.clone().unwrap_or_default()
+        } else {
+            self.webhook_url.clone()
+        };
+        let webhooks = webhook_settings(
+            urls,
+            pick(&self.webhook_secret_file, &file.webhook_secret_file),
+        )?;
         Ok(ServeSettings {
             ledger,
             replica_name,
             listen,
             interval: (interval > 0).then(|| Duration::from_secs(interval)),
             secret,
+            metrics_listen,
+            stale_after,
+            low_balance_cents,
+            webhooks,
         })
     }
+}
+
+/// Checks the webhook URLs and reads the signing secret.
+fn webhook_settings(
+    urls: Vec<String>,
+    secret_file: Option<PathBuf>,
+) -> anyhow::Result<Option<WebhookSettings>> {
+    if urls.is_empty() {
+        if secret_file.is_some() {
+            bail!("--webhook-secret-file is set but no --webhook-url: where should events go?");
+        }
+        return Ok(None);
+    }
+    for url in &urls {
+        let parsed = reqwest::Url::parse(url).with_context(|| {
+            format!(
+                "--webhook-url {:?} is not a URL like https://hooks.example.org/billing",
+                crate::store::alerts::redact_url(url)
+            )
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            bail!(
+                "--webhook-url {} must be http:// or https://",
+                crate::store::alerts::redact_url(url)
+            );
+        }
+    }
+    let path = secret_file.context(
+        "--webhook-url needs --webhook-secret-file with the signing secret (whsec_…); make one \
+         with: echo \"whsec_$(head -c 32 /dev/urandom | base64)\" > webhook.secret",
+    )?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the webhook secret file {}", path.display()))?;
+    let secret = crate::webhooks::WebhookSecret::parse(&text)
+        .with_context(|| format!("the webhook secret in {} is not usable", path.display()))?;
+    Ok(Some(WebhookSettings { urls, secret }))
 }
 
 /// `HOSTNAME:PID`, which names a replica uniquely while it runs.

@@ -73,12 +73,16 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         listen,
         interval: Some(Duration::from_secs(crate::config::DEFAULT_INTERVAL_SECS)),
         secret,
+        metrics_listen: None,
+        stale_after: crate::aggregate::freshness::DEFAULT_STALE_AFTER,
+        low_balance_cents: crate::store::alerts::DEFAULT_LOW_BALANCE_CENTS,
+        webhooks: None,
     };
     let secret_shown = secret_path.display().to_string();
     crate::server::serve(
         settings,
-        move |addr| {
-            let url = format!("http://{addr}");
+        move |at: crate::server::Listening| {
+            let url = format!("http://{}", at.api);
             println!("listening on {url}");
             println!("billing aggregator demo");
             println!("  JSON-RPC (HTTP and WebSocket): {url}");

@@ -11,6 +11,7 @@ pub mod blocking;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod metrics;
 pub mod reconcile;
 pub mod rpc;
 pub mod scheduler;
@@ -21,3 +22,4 @@ pub mod source;
 pub mod store;
 #[doc(hidden)]
 pub mod test_support;
+pub mod webhooks;

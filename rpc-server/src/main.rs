@@ -194,7 +194,10 @@ fn ignore_file_size_signal() {
 }
 
 /// Prints the bound address on stdout, so scripts starting with port 0 can read it.
-fn announce(addr: std::net::SocketAddr) {
-    println!("listening on http://{addr}");
+fn announce(at: server::Listening) {
+    println!("listening on http://{}", at.api);
+    if let Some(metrics) = at.metrics {
+        println!("metrics on http://{metrics}/metrics");
+    }
     let _ = std::io::stdout().flush();
 }

@@ -73,15 +73,54 @@ pub async fn aggregate_once(settings: &LedgerSettings) -> anyhow::Result<Aggrega
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Serves until `shutdown` resolves: a first pass, the scheduler, the API.
-/// `on_listening` gets the bound address (port 0 resolves to a real port).
+/// Where a server listens (port 0 resolved to a real port).
+#[derive(Debug, Clone, Copy)]
+pub struct Listening {
+    /// The JSON-RPC API.
+    pub api: SocketAddr,
+    /// `GET /metrics`, when `--metrics-listen` is set.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Serves until `shutdown` resolves: a first pass, the scheduler, the API,
+/// and the metrics endpoint if configured. `on_listening` gets the bound addresses.
 pub async fn serve(
     settings: ServeSettings,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(Listening),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let aggregator = open_aggregator_async(&settings.ledger).await?;
     aggregator.set_replica_name(&settings.replica_name);
+    aggregator.set_stale_after(settings.stale_after);
+    {
+        let cents = settings.low_balance_cents;
+        crate::blocking::with_store(aggregator.store(), move |s| {
+            s.set_low_balance_default(cents, crate::blocking::now_ms())
+        })
+        .await
+        .context("cannot store --low-balance-cents in the ledger")?;
+    }
+    let deliveries = settings.webhooks.clone().map(|webhooks| {
+        aggregator.set_webhook_urls(webhooks.urls.clone());
+        tokio::spawn(crate::webhooks::worker::run(aggregator.clone(), webhooks))
+    });
+    let metrics = match settings.metrics_listen {
+        Some(addr) => {
+            let listener = crate::metrics::http::bind(addr).await?;
+            let addr = crate::metrics::http::local_addr(&listener)?;
+            info!(%addr, "serving Prometheus metrics at GET /metrics");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(crate::metrics::http::serve(
+                listener,
+                aggregator.clone(),
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            Some((addr, stop, task))
+        }
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
         format!(
             "cannot listen on {}; is another server running there? pick another --listen address",
@@ -91,7 +130,10 @@ pub async fn serve(
     let (addr, handle) =
         crate::rpc::start(listener, aggregator.clone(), settings.secret.clone()).await?;
     info!(%addr, source = ?settings.ledger.source, ledger = ?settings.ledger.ledger, replica = %settings.replica_name, "serving JSON-RPC");
-    on_listening(addr);
+    on_listening(Listening {
+        api: addr,
+        metrics: metrics.as_ref().map(|(addr, _, _)| *addr),
+    });
     // How `rpc-server backup` finds this server, which holds the redb file.
     let _server_file = match &settings.ledger.ledger {
         LedgerLocation::Redb(path) => {
@@ -124,8 +166,16 @@ pub async fn serve(
     shutdown.await;
     info!("shutting down");
     background.abort();
+    if let Some(deliveries) = deliveries {
+        // Deliveries in flight are retried after their lease, by this server or another.
+        deliveries.abort();
+    }
     let _ = handle.stop();
     handle.stopped().await;
+    if let Some((_, stop, task)) = metrics {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     // An aborted pass is safe (each node is one transaction); wait for it to unwind.
     let _ = background.await;
     Ok(())

@@ -79,7 +79,8 @@ impl PgTestDb {
             client
                 .batch_execute(
                     "TRUNCATE users, payments, consumed_sources, consumed, pending, rejected, \
-                     rejected_fingerprints, file_tallies, nodes, consumed_files, runs CASCADE; \
+                     rejected_fingerprints, file_tallies, nodes, consumed_files, runs, alerts, \
+                     events, deliveries, webhook_cursors, ledger_settings CASCADE; \
                      UPDATE ledger_meta SET total_users = 0, total_balance_cents = 0, \
                      overdrawn_users = 0, consumed_records = 0, pending_records = 0, \
                      rejected_items = 0, consumed_seq = 0, payment_seq = 0, rejected_seq = 0, \

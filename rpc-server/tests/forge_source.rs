@@ -247,6 +247,12 @@ async fn server_errors_rate_limits_and_dropped_connections_are_retried() {
         .add_fault(Fault::new("trees", FaultKind::Status { status: 502 }, 1));
     f.emu.add_fault(Fault::new("trees", FaultKind::Abort, 1));
     assert_eq!(s.nodes(&head).await.unwrap().len(), 2);
+    // What the metrics serve: answers by status class, dropped connections, retries.
+    let (classes, retries) = s.request_stats().snapshot();
+    let class = |c: &str| classes.iter().find(|(k, _)| *k == c).unwrap().1;
+    assert_eq!((class("5xx"), class("error"), retries), (3, 1, 4));
+    assert!(class("2xx") >= 2, "{classes:?}");
+    assert_eq!(class("4xx"), 0, "{classes:?}");
 
     f.emu.reset_stats();
     f.emu.add_fault(Fault::new(

@@ -21,10 +21,13 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::blocking::{now_ms, with_store};
+use crate::metrics::Metrics;
 use crate::source::{FileEntry, NodeTree, Source};
 use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Store};
 
 pub mod checks;
+mod events;
+pub mod freshness;
 mod read;
 
 /// How many nodes are read and decoded at once; the store applies them one
@@ -72,6 +75,15 @@ struct Inner {
     replica: std::sync::RwLock<String>,
     /// The last `verify` and `reconcile` this server ran.
     checks: checks::Checks,
+    metrics: Metrics,
+    /// `--stale-after`, in milliseconds.
+    stale_after_ms: std::sync::atomic::AtomicU64,
+    /// `--webhook-url`s, whose deliveries `list_events` shows.
+    webhooks: std::sync::RwLock<Vec<String>>,
+    /// Whether this server's last pass failed as a whole (`aggregation.failed` fires once).
+    last_failed: std::sync::atomic::AtomicBool,
+    /// Wakes the webhook deliveries when events were written.
+    events_written: tokio::sync::Notify,
 }
 
 /// Ends the store's pass (releases the pass lock) however the pass ends.
@@ -107,6 +119,13 @@ impl Aggregator {
                 runs,
                 replica: std::sync::RwLock::new(crate::config::default_replica_name()),
                 checks: checks::Checks::default(),
+                metrics: Metrics::new(),
+                stale_after_ms: std::sync::atomic::AtomicU64::new(
+                    freshness::DEFAULT_STALE_AFTER.as_millis() as u64,
+                ),
+                webhooks: std::sync::RwLock::new(Vec::new()),
+                last_failed: std::sync::atomic::AtomicBool::new(false),
+                events_written: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -127,6 +146,27 @@ impl Aggregator {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
         self.inner.store.set_replica_name(name);
+    }
+
+    /// This server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A node whose newest usage hour ended longer ago than this is stale.
+    pub fn set_stale_after(&self, stale_after: std::time::Duration) {
+        let ms = u64::try_from(stale_after.as_millis()).unwrap_or(u64::MAX);
+        self.inner
+            .stale_after_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn stale_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(
+            self.inner
+                .stale_after_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     pub fn replica_name(&self) -> String {
@@ -205,9 +245,18 @@ impl Aggregator {
         }
         let started = Instant::now();
         let outcome = match self.lock_pass(arrived_ms).await {
+            // Another replica ran it, and counted it.
             Ok((_lock, Some(shared))) => Ok(shared),
-            Ok((_lock, None)) => self.pass().await.map_err(Arc::new),
-            Err(failed) => Err(Arc::new(failed)),
+            Ok((_lock, None)) => {
+                let outcome = self.pass().await.map_err(Arc::new);
+                self.after_own_pass(&outcome, started.elapsed()).await;
+                outcome
+            }
+            Err(failed) => {
+                let outcome = Err(Arc::new(failed));
+                self.after_own_pass(&outcome, started.elapsed()).await;
+                outcome
+            }
         };
         *last = Some((started, outcome.clone()));
         drop(last);
@@ -347,7 +396,7 @@ impl Aggregator {
         let pending = with_store(store, |s| s.apply_pending(now_ms()))
             .await
             .map_err(|e| format!("applying held records failed: {e}"))?;
-        add_outcome(summary, &pending);
+        self.add_outcome(summary, &pending);
 
         let head = source
             .head()
@@ -430,7 +479,7 @@ impl Aggregator {
         };
         match outcome {
             Ok(outcome) => {
-                add_outcome(summary, &outcome);
+                self.add_outcome(summary, &outcome);
                 // Oversize files are checked again next pass.
                 outcome.files_too_large == 0 && outcome.files_too_many_records == 0
             }
@@ -532,9 +581,15 @@ impl Aggregator {
             }
         }
     }
+
+    /// Adds committed work to the pass summary and the metrics.
+    fn add_outcome(&self, summary: &mut AggregateSummary, o: &NodeOutcome) {
+        self.inner.metrics.node_committed(o);
+        add_to_summary(summary, o);
+    }
 }
 
-fn add_outcome(summary: &mut AggregateSummary, o: &NodeOutcome) {
+fn add_to_summary(summary: &mut AggregateSummary, o: &NodeOutcome) {
     summary.files_read += o.files_read;
     summary.files_rejected += o.files_rejected;
     summary.records_applied += o.applied;

@@ -224,6 +224,26 @@ pub struct ServeArgs {
     /// Name of this server in aggregator_state (which replica ran the last pass) [default: HOSTNAME:PID].
     #[arg(long, env = "BILLING_REPLICA_NAME", value_name = "NAME")]
     pub replica_name: Option<String>,
+    /// Serve Prometheus metrics at GET /metrics on this address (no secret needed there) [default: off].
+    #[arg(long, env = "BILLING_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// A node whose newest usage hour ended longer ago than this is stale [default: 3h].
+    #[arg(long, env = "BILLING_STALE_AFTER", value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// Default low-balance threshold in cents: a debit below it is a balance.low event [default: 500].
+    #[arg(long, env = "BILLING_LOW_BALANCE_CENTS", value_name = "CENTS")]
+    pub low_balance_cents: Option<i64>,
+    /// Deliver every event to this URL as a signed JSON POST (repeat for several).
+    #[arg(
+        long = "webhook-url",
+        env = "BILLING_WEBHOOK_URL",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub webhook_url: Vec<String>,
+    /// File holding the webhook signing secret (whsec_<base64>, Standard Webhooks).
+    #[arg(long, env = "BILLING_WEBHOOK_SECRET_FILE", value_name = "FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -6,13 +6,16 @@ use std::sync::Arc;
 use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::rpc::BillingApiServer;
 use billing_api::types::*;
-use billing_api::{CheckOutcome, ReconcileReport, UsageGroupBy, UsageSummary};
+use billing_api::{
+    CheckOutcome, Event, EventType, ReconcileReport, UsageGroupBy, UsageSummary, UserThreshold,
+};
 use jsonrpsee::core::{RpcResult, SubscriptionResult, async_trait};
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{invalid_params, pass_failed, reconcile_failed, store_error};
 use crate::aggregate::Aggregator;
+use crate::aggregate::freshness::node_freshness;
 use crate::blocking::{now_ms, with_store};
 use crate::store::{Store, StoreError, Window, check_id};
 
@@ -181,9 +184,13 @@ impl BillingApiServer for BillingRpc {
     async fn aggregator_state(&self) -> RpcResult<AggregatorState> {
         let me = self.aggregator.replica_name();
         let checks = self.aggregator.checks();
+        let stale_after = self.aggregator.stale_after();
         self.read(move |s| {
             let last_run = s.last_run()?;
-            let nodes = s.nodes()?.iter().map(|n| n.to_api()).collect();
+            let nodes = node_freshness(s, now_ms(), stale_after)?
+                .iter()
+                .map(|n| n.to_api())
+                .collect();
             // On redb only this server can have run a pass.
             let last_run_replica = match s.last_run_replica()? {
                 Some(replica) => Some(replica),
@@ -214,7 +221,10 @@ impl BillingApiServer for BillingRpc {
             display_name,
             email,
         };
-        self.read(move |s| s.register_user(&req, now_ms())).await
+        let user = self.read(move |s| s.register_user(&req, now_ms())).await?;
+        // Held records applied at registration may have crossed a threshold.
+        self.aggregator.events_may_be_new();
+        Ok(user)
     }
 
     async fn record_payment(
@@ -232,7 +242,10 @@ impl BillingApiServer for BillingRpc {
             kind,
             reference,
         };
-        self.read(move |s| s.record_payment(&req, now_ms())).await
+        let payment = self.read(move |s| s.record_payment(&req, now_ms())).await?;
+        // A top-up may have recovered a balance.
+        self.aggregator.events_may_be_new();
+        Ok(payment)
     }
 
     async fn get_balance(&self, user_sid: String) -> RpcResult<Balance> {
@@ -245,10 +258,37 @@ impl BillingApiServer for BillingRpc {
             .map_err(store_error)
     }
 
+    async fn set_user_threshold(
+        &self,
+        user_sid: String,
+        low_balance_cents: Option<i64>,
+    ) -> RpcResult<UserThreshold> {
+        lookup_sid(Some(&user_sid))?;
+        self.read(move |s| s.set_user_threshold(&user_sid, low_balance_cents, now_ms()))
+            .await
+    }
+
+    async fn list_events(
+        &self,
+        cursor: Option<String>,
+        limit: Option<u32>,
+        kind: Option<EventType>,
+    ) -> RpcResult<Page<Event>> {
+        let limit = page_limit(limit)?;
+        let urls = self.aggregator.webhook_urls();
+        self.read(move |s| s.list_events(cursor.as_deref(), limit, kind, &urls))
+            .await
+    }
+
     async fn overview(&self) -> RpcResult<Overview> {
-        self.read(|s| {
+        let stale_after = self.aggregator.stale_after();
+        self.read(move |s| {
             let counts = s.overview_counts()?;
             let last_run = s.last_run()?;
+            let stale_nodes = node_freshness(s, now_ms(), stale_after)?
+                .iter()
+                .filter(|n| n.stale)
+                .count() as u64;
             Ok(Overview {
                 total_users: counts.total_users,
                 total_balance_cents: counts.total_balance_cents,
@@ -258,6 +298,7 @@ impl BillingApiServer for BillingRpc {
                 rejected_items: counts.rejected_items,
                 health: overall_health(s, last_run.as_ref()),
                 last_run_at: last_run.map(|r| r.finished_at),
+                stale_nodes,
             })
         })
         .await

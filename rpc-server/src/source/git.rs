@@ -26,6 +26,8 @@ struct Inner {
     /// `refs/heads/<branch>`.
     branch_ref: String,
     origin: Origin,
+    /// Fetches of a mirrored remote.
+    stats: super::RequestStats,
 }
 
 enum Origin {
@@ -69,8 +71,14 @@ impl GitSource {
                 branch: branch.to_string(),
                 branch_ref,
                 origin,
+                stats: super::RequestStats::default(),
             }),
         })
+    }
+
+    /// Fetches of a mirrored remote so far.
+    pub fn request_stats(&self) -> &super::RequestStats {
+        &self.inner.stats
     }
 
     /// The repo path or URL (credentials redacted) and the branch.
@@ -93,10 +101,15 @@ impl GitSource {
     pub async fn head(&self) -> Result<Option<String>, SourceError> {
         self.blocking(|inner| {
             let repo = inner.local();
-            if let Origin::Remote { url, redacted, .. } = &inner.origin
-                && !inner.fetch(&repo, url, redacted)?
-            {
-                return Ok(None);
+            if let Origin::Remote { url, redacted, .. } = &inner.origin {
+                let fetched = inner.fetch(&repo, url, redacted);
+                match &fetched {
+                    Ok(_) => inner.stats.ok(),
+                    Err(_) => inner.stats.failed(),
+                }
+                if !fetched? {
+                    return Ok(None);
+                }
             }
             inner.resolve_head(&repo)
         })

@@ -7,6 +7,7 @@ pub mod forge;
 pub mod git;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One node directory `nodes/<node_name>` at some commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,50 @@ impl fmt::Display for SourceError {
     }
 }
 
+/// What a source asked of its server, for the metrics: requests by status
+/// class (`1xx`..`5xx` for HTTP answers, `ok` for a git fetch that worked,
+/// `error` for a transport failure or a failed fetch) and retries.
+#[derive(Debug, Default)]
+pub struct RequestStats {
+    classes: [AtomicU64; CLASSES.len()],
+    retries: AtomicU64,
+}
+
+/// Every value of the `class` label, in a fixed order.
+pub const CLASSES: [&str; 7] = ["1xx", "2xx", "3xx", "4xx", "5xx", "ok", "error"];
+
+impl RequestStats {
+    /// An HTTP answer with `status`.
+    pub fn answered(&self, status: u16) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request that got no answer (transport error, timeout), or a failed fetch.
+    pub fn failed(&self) {
+        self.classes[6].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A fetch that worked.
+    pub fn ok(&self) {
+        self.classes[5].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `(class, requests)` for every class, and the retries.
+    pub fn snapshot(&self) -> (Vec<(&'static str, u64)>, u64) {
+        let classes = CLASSES
+            .iter()
+            .zip(&self.classes)
+            .map(|(class, n)| (*class, n.load(Ordering::Relaxed)))
+            .collect();
+        (classes, self.retries.load(Ordering::Relaxed))
+    }
+}
+
 /// The configured billing repo.
 pub enum Source {
     Git(git::GitSource),
@@ -69,6 +114,22 @@ impl Source {
         match self {
             Source::Git(s) => s.describe(),
             Source::Forge(s) => s.describe(),
+        }
+    }
+
+    /// `git` or `forge`, for the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Source::Git(_) => "git",
+            Source::Forge(_) => "forge",
+        }
+    }
+
+    /// Requests sent so far (a local git repo sends none).
+    pub fn request_stats(&self) -> &RequestStats {
+        match self {
+            Source::Git(s) => s.request_stats(),
+            Source::Forge(s) => s.request_stats(),
         }
     }
 

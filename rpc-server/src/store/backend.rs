@@ -198,6 +198,10 @@ delegate! {
     fn node(&self, node_name: &str) -> Result<Option<NodeRecord>, StoreError>;
     /// Every known node, sorted by name.
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Node -> the newest usage hour consumed from it (a file name), for every node with one.
+    fn newest_hours(&self) -> Result<HashMap<String, String>, StoreError>;
+    /// The ledger's size on disk, in bytes (0 for a ledger in memory).
+    fn ledger_size_bytes(&self) -> Result<u64, StoreError>;
     /// Path -> blob id of every file of the node already consumed.
     fn consumed_files(&self, node_name: &str) -> Result<HashMap<String, String>, StoreError>;
     /// Records that a pass failed on this node; its consumed position is kept.
@@ -208,6 +212,18 @@ delegate! {
     fn get_balance(&self, sid: &str) -> Result<Balance, StoreError>;
     /// Users ordered by `user_sid`.
     fn list_users(&self, cursor: Option<&str>, limit: u32) -> Result<Page<UserBilling>, StoreError>;
+    /// Sets (or with `None` clears) a user's own low-balance threshold.
+    fn set_user_threshold(&self, sid: &str, cents: Option<i64>, now_ms: u64) -> Result<billing_api::UserThreshold, StoreError>;
+    /// Stores the default low-balance threshold (`--low-balance-cents`).
+    fn set_low_balance_default(&self, cents: i64, now_ms: u64) -> Result<(), StoreError>;
+    /// Writes node events for nodes whose staleness changed, and `aggregation.failed` if given.
+    fn record_events(&self, nodes: &[super::alerts::outbox::NodeChange], failed: Option<serde_json::Value>, now_ms: u64) -> Result<Vec<u64>, StoreError>;
+    /// Events due for delivery to `url`, each leased for `lease_ms`.
+    fn claim_deliveries(&self, url: &str, lease_ms: u64, max: usize, now_ms: u64) -> Result<Vec<super::alerts::outbox::Due>, StoreError>;
+    /// How delivery attempts to `url` ended.
+    fn record_deliveries(&self, url: &str, attempts: &[super::alerts::outbox::Attempted], now_ms: u64) -> Result<(), StoreError>;
+    /// Events newest first, with their deliveries to `urls`.
+    fn list_events(&self, cursor: Option<&str>, limit: u32, kind: Option<billing_api::EventType>, urls: &[String]) -> Result<Page<billing_api::Event>, StoreError>;
     /// Credits a payment, idempotent by `payment_id`.
     fn record_payment(&self, req: &RecordPayment, now_ms: u64) -> Result<Payment, StoreError>;
     /// Payments, newest first; only `user_sid`'s if given.

@@ -20,6 +20,7 @@
 //! state and aggregation runs), `handle.rs` (the database handle, storage
 //! failures and recovery), `verify.rs` (consistency check of counters and rows).
 
+pub mod alerts;
 mod backend;
 pub mod backup;
 mod chunks;
@@ -195,13 +196,30 @@ pub struct NodeOutcome {
     pub pending: u64,
     pub invalid: u64,
     pub cents_debited: i64,
+    /// `files_rejected` by reason, each reason once.
+    pub files_rejected_by: Vec<(billing_api::RejectReason, u64)>,
 }
 
 impl NodeOutcome {
+    /// Counts a file rejected whole for `reason`.
+    pub fn file_rejected(&mut self, reason: billing_api::RejectReason, n: u64) {
+        self.files_rejected += n;
+        match self
+            .files_rejected_by
+            .iter_mut()
+            .find(|(r, _)| *r == reason)
+        {
+            Some((_, count)) => *count += n,
+            None => self.files_rejected_by.push((reason, n)),
+        }
+    }
+
     /// Adds the figures of another chunk of the same node.
     pub fn add(&mut self, o: &NodeOutcome) {
         self.files_read += o.files_read;
-        self.files_rejected += o.files_rejected;
+        for (reason, n) in &o.files_rejected_by {
+            self.file_rejected(*reason, *n);
+        }
         self.files_too_large += o.files_too_large;
         self.files_too_many_records += o.files_too_many_records;
         self.applied += o.applied;

@@ -10,6 +10,16 @@ use super::codec::{self, NodeRow};
 use super::ledger::{Ledger, Rows};
 use super::{RedbStore, StoreError, tables};
 
+/// Consumed files looked at, newest name first, for a node's newest real
+/// hour (names that are not hours sort among them; they are skipped).
+pub(crate) const NEWEST_HOUR_LOOKBACK: usize = 64;
+
+/// The file name of a consumed path when it names a real usage hour.
+pub(crate) fn newest_hour_name(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    billing_api::otoml::usage_hour_start_ms(name).map(|_| name)
+}
+
 /// What the aggregator remembers about one node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeRecord {
@@ -32,6 +42,8 @@ impl NodeRecord {
             records_consumed_total: self.records_consumed_total,
             status: self.status,
             last_error: self.last_error.clone(),
+            newest_hour: None,
+            stale: false,
         }
     }
 }
@@ -106,6 +118,32 @@ impl RedbStore {
                     break;
                 }
                 out.insert(path.to_string(), v.value().to_string());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Node -> the newest usage hour consumed from it (file name), for every
+    /// node that has one: a reverse range read per node, not a scan.
+    pub fn newest_hours(&self) -> Result<HashMap<String, String>, StoreError> {
+        self.read("read the newest hour of every node", |txn| {
+            let nodes = txn.open_table(tables::NODES)?;
+            let files = txn.open_table(tables::CONSUMED_FILES)?;
+            let mut out = HashMap::new();
+            for entry in nodes.range::<&str>(..)? {
+                let (name, _) = entry?;
+                let name = name.value();
+                let newest = files
+                    .range((name, "")..=(name, "\u{10FFFF}"))?
+                    .rev()
+                    .take(NEWEST_HOUR_LOOKBACK);
+                for file in newest {
+                    let (key, _) = file?;
+                    if let Some(hour) = newest_hour_name(key.value().1) {
+                        out.insert(name.to_string(), hour.to_string());
+                        break;
+                    }
+                }
             }
             Ok(out)
         })

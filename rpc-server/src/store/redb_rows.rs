@@ -5,11 +5,13 @@ use billing_api::otoml::MAX_KEY_BYTES;
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::StoreError;
+use super::alerts::outbox::DeliveryRow;
+use super::alerts::{AlertRow, EventRow};
 use super::codec::{
     self, ConsumedGroup, ConsumedRow, META_KEY, MetaRow, NodeRow, PaymentRow, PendingRow,
     RejectedRow, SourceRow, TallyRow, UserRow,
 };
-use super::ledger::Rows;
+use super::ledger::{LOW_BALANCE_DEFAULT_KEY, Rows};
 use super::tables;
 
 /// The open tables of one write transaction.
@@ -29,8 +31,17 @@ pub(crate) struct RedbRows<'t> {
     nodes: Table<'t, &'static str, &'static [u8]>,
     consumed_files: Table<'t, (&'static str, &'static str), &'static str>,
     payments: Option<PaymentTables<'t>>,
+    alerts: Option<AlertTables<'t>>,
     txn: &'t WriteTransaction,
     buf: Vec<u8>,
+}
+
+/// Opened at the first balance change of a transaction.
+struct AlertTables<'t> {
+    alerts: Table<'t, &'static str, &'static [u8]>,
+    events: Table<'t, u64, &'static [u8]>,
+    /// The next event's seq, once read.
+    next_event: Option<u64>,
 }
 
 struct PaymentTables<'t> {
@@ -57,6 +68,7 @@ impl<'t> RedbRows<'t> {
             nodes: txn.open_table(tables::NODES)?,
             consumed_files: txn.open_table(tables::CONSUMED_FILES)?,
             payments: None,
+            alerts: None,
             txn,
             buf: Vec::with_capacity(256),
         })
@@ -72,6 +84,17 @@ impl<'t> RedbRows<'t> {
             });
         }
         Ok(self.payments.as_mut().expect("opened above"))
+    }
+
+    fn alert_tables(&mut self) -> Result<&mut AlertTables<'t>, StoreError> {
+        if self.alerts.is_none() {
+            self.alerts = Some(AlertTables {
+                alerts: self.txn.open_table(tables::ALERTS)?,
+                events: self.txn.open_table(tables::EVENTS)?,
+                next_event: None,
+            });
+        }
+        Ok(self.alerts.as_mut().expect("opened above"))
     }
 }
 
@@ -299,6 +322,91 @@ impl Rows for RedbRows<'_> {
             Some(bytes) => Ok(Some(codec::decode_owned(bytes.value(), "payment")?)),
             None => Ok(None),
         }
+    }
+
+    fn alert(&mut self, subject: &str) -> Result<Option<AlertRow>, StoreError> {
+        match self.alert_tables()?.alerts.get(subject)? {
+            Some(bytes) => Ok(Some(codec::decode_owned(bytes.value(), "alert")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_alert(&mut self, subject: &str, row: &AlertRow) -> Result<(), StoreError> {
+        let bytes = codec::to_bytes(row)?;
+        self.alert_tables()?
+            .alerts
+            .insert(subject, bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn low_balance_default(&mut self) -> Result<Option<i64>, StoreError> {
+        match self.meta.get(LOW_BALANCE_DEFAULT_KEY)? {
+            Some(bytes) => Ok(Some(codec::decode_owned(bytes.value(), "alert setting")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_event(&mut self, row: &EventRow) -> Result<u64, StoreError> {
+        let bytes = codec::to_bytes(row)?;
+        let tables = self.alert_tables()?;
+        let seq = match tables.next_event {
+            Some(seq) => seq,
+            None => tables.events.last()?.map_or(1, |(k, _)| k.value() + 1),
+        };
+        tables.events.insert(seq, bytes.as_slice())?;
+        tables.next_event = Some(seq + 1);
+        Ok(seq)
+    }
+
+    fn put_low_balance_default(&mut self, cents: i64) -> Result<(), StoreError> {
+        let bytes = codec::to_bytes(&cents)?;
+        self.meta
+            .insert(LOW_BALANCE_DEFAULT_KEY, bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn next_event_seq(&mut self) -> Result<u64, StoreError> {
+        let tables = self.alert_tables()?;
+        match tables.next_event {
+            Some(seq) => Ok(seq),
+            None => Ok(tables.events.last()?.map_or(1, |(k, _)| k.value() + 1)),
+        }
+    }
+
+    fn events_from(&mut self, seq: u64, limit: usize) -> Result<Vec<(u64, EventRow)>, StoreError> {
+        let tables = self.alert_tables()?;
+        let mut out = Vec::new();
+        for entry in tables.events.range(seq..)?.take(limit) {
+            let (k, v) = entry?;
+            out.push((k.value(), codec::decode_owned(v.value(), "event")?));
+        }
+        Ok(out)
+    }
+
+    fn delivery(&mut self, seq: u64, url: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        let table = self.txn.open_table(tables::DELIVERIES)?;
+        match table.get((seq, url))? {
+            Some(bytes) => Ok(Some(codec::decode_owned(bytes.value(), "delivery")?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_delivery(&mut self, seq: u64, url: &str, row: &DeliveryRow) -> Result<(), StoreError> {
+        let bytes = codec::to_bytes(row)?;
+        let mut table = self.txn.open_table(tables::DELIVERIES)?;
+        table.insert((seq, url), bytes.as_slice())?;
+        Ok(())
+    }
+
+    fn webhook_cursor(&mut self, url: &str) -> Result<Option<u64>, StoreError> {
+        let table = self.txn.open_table(tables::WEBHOOK_CURSORS)?;
+        Ok(table.get(url)?.map(|v| v.value()))
+    }
+
+    fn put_webhook_cursor(&mut self, url: &str, seq: u64) -> Result<(), StoreError> {
+        let mut table = self.txn.open_table(tables::WEBHOOK_CURSORS)?;
+        table.insert(url, seq)?;
+        Ok(())
     }
 
     fn put_payment(&mut self, payment_id: &str, row: &PaymentRow) -> Result<(), StoreError> {

@@ -44,6 +44,10 @@ pub(super) fn create_tables(db: &Database) -> Result<(), StoreError> {
     txn.open_table(tables::NODES)?;
     txn.open_table(tables::CONSUMED_FILES)?;
     txn.open_table(tables::RUNS)?;
+    txn.open_table(tables::ALERTS)?;
+    txn.open_table(tables::EVENTS)?;
+    txn.open_table(tables::DELIVERIES)?;
+    txn.open_table(tables::WEBHOOK_CURSORS)?;
     txn.commit()?;
     Ok(())
 }
@@ -229,6 +233,19 @@ impl RedbStore {
         match table.get(META_KEY)? {
             Some(bytes) => codec::decode_owned(bytes.value(), "meta"),
             None => Ok(MetaRow::default()),
+        }
+    }
+
+    /// The file's size on disk, in bytes (0 for a ledger in memory).
+    pub fn ledger_size_bytes(&self) -> Result<u64, StoreError> {
+        match self.path() {
+            Some(path) => std::fs::metadata(path).map(|m| m.len()).map_err(|e| {
+                StoreError::Storage(format!(
+                    "cannot read the size of the ledger {}: {e}",
+                    path.display()
+                ))
+            }),
+            None => Ok(0),
         }
     }
 

@@ -60,3 +60,14 @@ pub(crate) const CONSUMED_FILES: TableDefinition<(&str, &str), &str> =
 
 /// `run_id` -> postcard-encoded `codec::RunRow`.
 pub(crate) const RUNS: TableDefinition<u64, &[u8]> = TableDefinition::new("runs");
+
+/// `user/<sid>` or `node/<name>` -> `alerts::AlertRow`: alert levels and users' own thresholds.
+pub(crate) const ALERTS: TableDefinition<&str, &[u8]> = TableDefinition::new("alerts");
+/// Event sequence number -> `alerts::EventRow`: the outbox.
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+/// `(event seq, webhook URL)` -> `alerts::DeliveryRow`, once a delivery was tried.
+pub(crate) const DELIVERIES: TableDefinition<(u64, &str), &[u8]> =
+    TableDefinition::new("deliveries");
+/// Webhook URL -> the first event seq not yet delivered or given up.
+pub(crate) const WEBHOOK_CURSORS: TableDefinition<&str, u64> =
+    TableDefinition::new("webhook_cursors");

@@ -2,6 +2,8 @@
 //! CLI, as a node would), a real redb ledger, a real server on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod webhook_receiver;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -97,6 +99,12 @@ pub fn batch_of_resources(node: &str, records: &[(&str, &str, i64, Option<&str>)
         }
     }
     out.into_bytes()
+}
+
+/// The `YYYY-MM-DD-HH` stamp of the current hour (UTC): a node reporting it is not stale.
+pub fn this_hour() -> String {
+    let now = billing_api::now_rfc3339();
+    format!("{}-{}", &now[..10], &now[11..13])
 }
 
 pub fn usage_path(node: &str, hour: u32) -> String {

@@ -5,13 +5,11 @@
 pub use crate::remote::{PageRequest, Paged, Remote};
 use billing_api::types::{
     AggregateSummary, AggregatorState, DEFAULT_PAGE_LIMIT, NodeState, Overview, Payment,
-    RejectedItem, UserBilling, millis_to_rfc3339, rfc3339_to_millis,
+    RejectedItem, UserBilling, millis_to_rfc3339,
 };
 
 /// Rows a PgUp/PgDn moves.
 const PAGE_STEP: usize = 10;
-/// A node whose last pass is older than this is shown as stale.
-pub const STALE_AFTER_MILLIS: u64 = 60 * 60 * 1000;
 /// How many recent passes the overview chart shows.
 pub const RECENT_RUNS: u32 = 24;
 /// Rows per page requested from the server for every list.
@@ -178,12 +176,10 @@ impl App {
             .unwrap_or_default()
     }
 
-    /// Whether a node's last pass is too old, relative to the dashboard clock.
+    /// Whether the node stopped reporting: its newest usage hour is older
+    /// than the server's `--stale-after` (the server decides).
     pub fn node_is_stale(&self, node: &NodeState) -> bool {
-        match node.last_run_at.as_deref().and_then(rfc3339_to_millis) {
-            Some(at) => self.now_millis.saturating_sub(at) > STALE_AFTER_MILLIS,
-            None => true,
-        }
+        node.stale
     }
 
     /// Whether any request is in flight (drives the spinner).

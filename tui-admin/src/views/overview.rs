@@ -120,13 +120,21 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "records and files".into(),
         rejected_color,
     );
-    let (health, health_color) = health_text(ov.health);
+    let (health, mut health_color) = health_text(ov.health);
+    let detail = match ov.stale_nodes {
+        0 => "health".to_string(),
+        1 => "health · 1 stale node".to_string(),
+        n => format!("health · {} stale nodes", format::count(n)),
+    };
+    if ov.stale_nodes > 0 && health_color == Color::Green {
+        health_color = Color::Yellow;
+    }
     tile(
         frame,
         r2[2],
         "Aggregator",
         health.to_string(),
-        "health".into(),
+        detail,
         health_color,
     );
     let last = app.state.data.as_ref().and_then(|s| s.last_run.as_ref());

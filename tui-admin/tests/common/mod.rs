@@ -61,6 +61,7 @@ pub fn overview() -> Overview {
         rejected_items: 2,
         health: Health::Degraded,
         last_run_at: Some("2026-11-27T09:58:00.000Z".into()),
+        stale_nodes: 1,
     }
 }
 
@@ -128,6 +129,8 @@ pub fn state() -> AggregatorState {
                 records_consumed_total: 20_100,
                 status: NodeStatus::Ok,
                 last_error: None,
+                newest_hour: Some("2026-11-27-08".into()),
+                stale: false,
             },
             NodeState {
                 node_name: "node-b".into(),
@@ -136,6 +139,8 @@ pub fn state() -> AggregatorState {
                 records_consumed_total: 18_002,
                 status: NodeStatus::Ok,
                 last_error: None,
+                newest_hour: Some("2026-11-27-08".into()),
+                stale: false,
             },
             NodeState {
                 node_name: "node-c".into(),
@@ -144,6 +149,8 @@ pub fn state() -> AggregatorState {
                 records_consumed_total: 10_111,
                 status: NodeStatus::Error,
                 last_error: Some("usage_2026-11-27-08.otoml: not valid OTOML (line 3)".into()),
+                newest_hour: Some("2026-11-27-07".into()),
+                stale: false,
             },
             NodeState {
                 node_name: "node-old".into(),
@@ -152,6 +159,8 @@ pub fn state() -> AggregatorState {
                 records_consumed_total: 42,
                 status: NodeStatus::Ok,
                 last_error: None,
+                newest_hour: Some("2026-11-25-06".into()),
+                stale: true,
             },
         ],
     }
@@ -323,6 +332,7 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
                 rejected_items: 0,
                 health: Health::Idle,
                 last_run_at: None,
+                stale_nodes: 0,
             })),
             Command::State => Data::State(Ok(AggregatorState {
                 health: Health::Idle,

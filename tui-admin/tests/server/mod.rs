@@ -36,6 +36,10 @@ impl RunningServer {
             listen: "127.0.0.1:0".parse().unwrap(),
             interval: None,
             secret: AdminSecret::new(secret, "test").unwrap(),
+            metrics_listen: None,
+            stale_after: billing_server::aggregate::freshness::DEFAULT_STALE_AFTER,
+            low_balance_cents: 500,
+            webhooks: None,
         };
         let (addr_tx, addr_rx) = oneshot::channel::<SocketAddr>();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -43,7 +47,7 @@ impl RunningServer {
             let shutdown = async {
                 let _ = stop_rx.await;
             };
-            billing_server::server::serve(settings, |addr| addr_tx.send(addr).unwrap(), shutdown)
+            billing_server::server::serve(settings, |at| addr_tx.send(at.api).unwrap(), shutdown)
                 .await
                 .unwrap();
         });

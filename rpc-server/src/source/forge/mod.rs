@@ -80,6 +80,8 @@ struct Inner {
     auth: Option<HeaderValue>,
     options: ForgeOptions,
     requests: AtomicU64,
+    /// The same requests by status class, and the retries among them.
+    stats: crate::source::RequestStats,
     /// Whether the forge serves batch blob reads (Forgejo 12+), once asked.
     blob_batches: std::sync::OnceLock<bool>,
 }
@@ -221,6 +223,7 @@ impl ForgeSource {
                 auth,
                 options,
                 requests: AtomicU64::new(0),
+                stats: crate::source::RequestStats::default(),
                 blob_batches: std::sync::OnceLock::new(),
             }),
         })
@@ -238,6 +241,11 @@ impl ForgeSource {
     /// HTTP requests sent so far, retries included.
     pub fn requests_sent(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests by status class, and retries.
+    pub fn request_stats(&self) -> &crate::source::RequestStats {
+        &self.inner.stats
     }
 
     /// The branch head commit id; `None` when the repo has no commit yet.
@@ -505,6 +513,7 @@ impl Inner {
             };
             tracing::debug!(path = url.path(), attempt, %why, ?delay, "retrying forge request");
             tokio::time::sleep(delay).await;
+            self.stats.retried();
             attempt += 1;
         }
     }
@@ -532,6 +541,7 @@ impl Inner {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
+                self.stats.failed();
                 return Attempt::Retry {
                     why: transport(&e),
                     after: None,
@@ -539,6 +549,7 @@ impl Inner {
             }
         };
         let status = response.status();
+        self.stats.answered(status.as_u16());
         if status.is_success() {
             return match response.bytes().await {
                 Ok(body) => Attempt::Done(body.to_vec()),

@@ -2,6 +2,7 @@
 //! write transaction (a backend's [`Rows`]), caches the users it touches and
 //! writes each of them, the counters and the node totals once, in `finish`.
 
+mod alerts;
 mod consumed;
 mod held;
 mod rejected;
@@ -9,6 +10,7 @@ mod rows;
 
 use std::collections::HashMap;
 
+pub(crate) use alerts::LOW_BALANCE_DEFAULT_KEY;
 pub(crate) use rows::Rows;
 
 use super::codec::{MetaRow, SourceRow, UserRow};
@@ -46,6 +48,8 @@ pub(crate) struct Ledger<R: Rows> {
     user_cache: HashMap<String, Option<CachedUser>>,
     /// Records applied per node in this transaction, added to the node totals in `finish`.
     node_applied: HashMap<String, u64>,
+    /// The default low-balance threshold, once read (see `alerts.rs`).
+    low_balance_default: Option<i64>,
 }
 
 impl<R: Rows> Ledger<R> {
@@ -60,6 +64,7 @@ impl<R: Rows> Ledger<R> {
             tally: None,
             user_cache: HashMap::new(),
             node_applied: HashMap::new(),
+            low_balance_default: None,
         })
     }
 
@@ -133,6 +138,7 @@ impl<R: Rows> Ledger<R> {
     /// Writes back touched users, node totals and counters.
     pub fn finish(mut self) -> Result<NodeOutcome, StoreError> {
         self.flush_tally()?;
+        let mut changed = Vec::new();
         for (sid, cached) in &mut self.user_cache {
             let Some(user) = cached else { continue };
             if !user.dirty {
@@ -150,6 +156,14 @@ impl<R: Rows> Ledger<R> {
             }
             self.rows
                 .put_user(sid, &mut user.row, &user.new_seqs, &mut self.meta)?;
+            if user.balance_before != user.row.balance_cents {
+                changed.push((sid.clone(), user.balance_before, user.row.balance_cents));
+            }
+        }
+        // In sid order, so that events of one transaction are numbered the same on every run.
+        changed.sort_unstable();
+        for (sid, before, after) in changed {
+            self.balance_alert(&sid, before, after)?;
         }
         let node_applied = std::mem::take(&mut self.node_applied);
         for (node, applied) in node_applied {

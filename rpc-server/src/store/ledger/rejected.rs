@@ -114,7 +114,7 @@ impl<R: Rows> Ledger<R> {
         reason: RejectReason,
         detail: String,
     ) -> Result<(), StoreError> {
-        self.outcome.files_rejected += 1;
+        self.outcome.file_rejected(reason, 1);
         let fingerprint = file_fingerprint(reason, from);
         self.reject(
             RejectedRow {

@@ -7,6 +7,8 @@
 use billing_api::ConsumedRecord;
 
 use super::super::StoreError;
+use super::super::alerts::outbox::DeliveryRow;
+use super::super::alerts::{AlertRow, EventRow};
 use super::super::codec::{
     ConsumedRow, MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow,
     UserRow,
@@ -72,6 +74,23 @@ pub(crate) trait Rows {
     fn put_node(&mut self, name: &str, row: &NodeRow) -> Result<(), StoreError>;
     /// Marks `path` of `node` consumed at `blob`.
     fn put_consumed_file(&mut self, node: &str, path: &str, blob: &str) -> Result<(), StoreError>;
+
+    /// The alert state of `subject` (`alerts::user_subject`, `alerts::node_subject`).
+    fn alert(&mut self, subject: &str) -> Result<Option<AlertRow>, StoreError>;
+    fn put_alert(&mut self, subject: &str, row: &AlertRow) -> Result<(), StoreError>;
+    /// The default low-balance threshold stored in the ledger, if one was.
+    fn low_balance_default(&mut self) -> Result<Option<i64>, StoreError>;
+    /// Appends an event to the outbox; returns its sequence number.
+    fn put_event(&mut self, row: &EventRow) -> Result<u64, StoreError>;
+    fn put_low_balance_default(&mut self, cents: i64) -> Result<(), StoreError>;
+    /// The seq the next event will get.
+    fn next_event_seq(&mut self) -> Result<u64, StoreError>;
+    /// Up to `limit` events from `seq` on, oldest first.
+    fn events_from(&mut self, seq: u64, limit: usize) -> Result<Vec<(u64, EventRow)>, StoreError>;
+    fn delivery(&mut self, seq: u64, url: &str) -> Result<Option<DeliveryRow>, StoreError>;
+    fn put_delivery(&mut self, seq: u64, url: &str, row: &DeliveryRow) -> Result<(), StoreError>;
+    fn webhook_cursor(&mut self, url: &str) -> Result<Option<u64>, StoreError>;
+    fn put_webhook_cursor(&mut self, url: &str, seq: u64) -> Result<(), StoreError>;
 
     fn payment(&mut self, payment_id: &str) -> Result<Option<PaymentRow>, StoreError>;
     fn put_payment(&mut self, payment_id: &str, row: &PaymentRow) -> Result<(), StoreError>;

@@ -11,9 +11,11 @@
 //! exactly-once. The store is synchronous, like the redb one: callers run it on
 //! blocking threads.
 
+mod alert_rows;
 mod async_reads;
 mod columns;
 mod flush;
+mod outbox;
 mod pool;
 mod queries;
 mod rows;

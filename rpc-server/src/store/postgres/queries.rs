@@ -487,6 +487,42 @@ impl PgStore {
         })
     }
 
+    /// Node -> the newest usage hour consumed from it (file name): an index
+    /// read per node (the primary key is `(node_name, file_path)`).
+    pub fn newest_hours(&self) -> Result<HashMap<String, String>, StoreError> {
+        self.read("read the newest hour of every node", |txn| {
+            let rows = txn
+                .query(
+                    "SELECT n.node_name, f.file_path FROM nodes n CROSS JOIN LATERAL \
+                     (SELECT file_path FROM consumed_files c WHERE c.node_name = n.node_name \
+                      ORDER BY file_path DESC LIMIT $1) f",
+                    &[&(crate::store::nodes::NEWEST_HOUR_LOOKBACK as i64)],
+                )
+                .map_err(db_err)?;
+            let mut out = HashMap::new();
+            for row in &rows {
+                let node: String = row.get(0);
+                let path: &str = row.get(1);
+                if let Some(hour) = crate::store::nodes::newest_hour_name(path)
+                    && out.get(&node).is_none_or(|h: &String| h.as_str() < hour)
+                {
+                    out.insert(node, hour.to_string());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The database's size on disk, in bytes.
+    pub fn ledger_size_bytes(&self) -> Result<u64, StoreError> {
+        self.read("read the ledger size", |txn| {
+            let row = txn
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .map_err(db_err)?;
+            Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+        })
+    }
+
     /// Path -> blob id of every file of the node already consumed.
     pub fn consumed_files(&self, node_name: &str) -> Result<HashMap<String, String>, StoreError> {
         self.read("list consumed files", |txn| {

@@ -20,12 +20,15 @@ use super::super::codec::{
     UserRow,
 };
 use super::super::ledger::Rows;
+use super::alert_rows::PgAlerts;
 use super::columns::{
     APPLIED_COLUMNS, NODE_COLUMNS, PAYMENT_COLUMNS, PENDING_COLUMNS, PENDING_WIDTH, TALLY_COLUMNS,
     USER_COLUMNS, node_of, payment_of, pending_of, read_meta, tally_of, user_of, write_meta,
 };
 use super::flush::Flush;
 use super::{db_err, from_db, to_db};
+use crate::store::alerts::outbox::DeliveryRow;
+use crate::store::alerts::{AlertRow, EventRow, user_subject};
 
 /// An applied record as the consumed index holds it.
 #[derive(Clone)]
@@ -69,6 +72,7 @@ pub(crate) struct PgRows<'t, 'c> {
     files: BTreeMap<(String, String), String>,
     payments: HashMap<String, Option<PaymentRow>>,
     new_payments: Vec<String>,
+    alerts: PgAlerts,
 }
 
 impl<'t, 'c> PgRows<'t, 'c> {
@@ -103,6 +107,7 @@ impl<'t, 'c> PgRows<'t, 'c> {
             files: BTreeMap::new(),
             payments: HashMap::new(),
             new_payments: Vec::new(),
+            alerts: PgAlerts::default(),
         })
     }
 
@@ -191,6 +196,9 @@ impl<'t, 'c> PgRows<'t, 'c> {
                 &[&missing],
             )
             .map_err(db_err)?;
+        // The alert levels come with the users: a balance change reads them.
+        let subjects: Vec<String> = missing.iter().map(|s| user_subject(s)).collect();
+        self.alerts.prefetch(self.txn, &subjects)?;
         for sid in &missing {
             self.users.insert(sid.to_string(), None);
         }
@@ -267,6 +275,7 @@ impl<'t, 'c> PgRows<'t, 'c> {
         w.tallies(&self.tallies_dirty, &self.tallies)?;
         w.nodes(&self.nodes_dirty, &self.nodes)?;
         w.files(&self.files)?;
+        self.alerts.flush(w.txn)?;
         if self.meta_dirty
             && let Some(meta) = &self.meta
         {
@@ -282,6 +291,51 @@ impl Rows for &mut PgRows<'_, '_> {
             self.meta = Some(read_meta(self.txn, true)?);
         }
         Ok(self.meta.clone().expect("read above"))
+    }
+
+    fn alert(&mut self, subject: &str) -> Result<Option<AlertRow>, StoreError> {
+        self.alerts.get(self.txn, subject)
+    }
+
+    fn put_alert(&mut self, subject: &str, row: &AlertRow) -> Result<(), StoreError> {
+        self.alerts.put(subject, row);
+        Ok(())
+    }
+
+    fn low_balance_default(&mut self) -> Result<Option<i64>, StoreError> {
+        self.alerts.low_balance_default(self.txn)
+    }
+
+    fn put_event(&mut self, row: &EventRow) -> Result<u64, StoreError> {
+        self.alerts.push_event(self.txn, row)
+    }
+
+    fn put_low_balance_default(&mut self, cents: i64) -> Result<(), StoreError> {
+        self.alerts.put_low_balance_default(self.txn, cents)
+    }
+
+    fn next_event_seq(&mut self) -> Result<u64, StoreError> {
+        self.alerts.next_event_seq(self.txn)
+    }
+
+    fn events_from(&mut self, seq: u64, limit: usize) -> Result<Vec<(u64, EventRow)>, StoreError> {
+        PgAlerts::events_from(self.txn, seq, limit)
+    }
+
+    fn delivery(&mut self, seq: u64, url: &str) -> Result<Option<DeliveryRow>, StoreError> {
+        PgAlerts::delivery(self.txn, seq, url)
+    }
+
+    fn put_delivery(&mut self, seq: u64, url: &str, row: &DeliveryRow) -> Result<(), StoreError> {
+        PgAlerts::put_delivery(self.txn, seq, url, row)
+    }
+
+    fn webhook_cursor(&mut self, url: &str) -> Result<Option<u64>, StoreError> {
+        PgAlerts::webhook_cursor(self.txn, url)
+    }
+
+    fn put_webhook_cursor(&mut self, url: &str, seq: u64) -> Result<(), StoreError> {
+        PgAlerts::put_webhook_cursor(self.txn, url, seq)
     }
 
     fn put_meta(&mut self, meta: &MetaRow) -> Result<(), StoreError> {

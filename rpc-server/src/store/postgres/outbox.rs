@@ -1,0 +1,145 @@
+//! The outbox on PostgreSQL: the operations of `alerts/outbox.rs` in one
+//! transaction each (after the meta row lock, like every ledger write), and
+//! the event listing.
+
+use billing_api::{Event, EventType, Page, UserThreshold};
+
+use super::super::StoreError;
+use super::super::alerts::outbox::{self, Attempted, Due, NodeChange};
+use super::super::alerts::{delivery_state, parse_event_id};
+use super::super::ledger::Ledger;
+use super::alert_rows::{DELIVERY_COLUMNS, delivery_of, event_of};
+use super::rows::PgRows;
+use super::{PgStore, db_err, from_db, to_db};
+
+impl PgStore {
+    pub fn set_user_threshold(
+        &self,
+        sid: &str,
+        cents: Option<i64>,
+        now_ms: u64,
+    ) -> Result<UserThreshold, StoreError> {
+        self.write(&format!("set the threshold of user `{sid}`"), |txn| {
+            let mut rows = PgRows::lock(txn)?;
+            let out = outbox::set_threshold_into(Ledger::open(&mut rows, now_ms)?, sid, cents)?;
+            rows.flush()?;
+            Ok(out)
+        })
+    }
+
+    pub fn set_low_balance_default(&self, cents: i64, now_ms: u64) -> Result<(), StoreError> {
+        self.write("store the default low-balance threshold", |txn| {
+            let mut rows = PgRows::lock(txn)?;
+            outbox::set_default_into(Ledger::open(&mut rows, now_ms)?, cents)?;
+            rows.flush()
+        })
+    }
+
+    pub fn record_events(
+        &self,
+        nodes: &[NodeChange],
+        failed: Option<serde_json::Value>,
+        now_ms: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.write("record node and pass events", |txn| {
+            let mut rows = PgRows::lock(txn)?;
+            let out = outbox::record_events_into(
+                Ledger::open(&mut rows, now_ms)?,
+                nodes,
+                failed.clone(),
+            )?;
+            rows.flush()?;
+            Ok(out)
+        })
+    }
+
+    pub fn claim_deliveries(
+        &self,
+        url: &str,
+        lease_ms: u64,
+        max: usize,
+        now_ms: u64,
+    ) -> Result<Vec<Due>, StoreError> {
+        self.write("claim webhook deliveries", |txn| {
+            let mut rows = PgRows::lock(txn)?;
+            let out = outbox::claim_due_into(Ledger::open(&mut rows, now_ms)?, url, lease_ms, max)?;
+            rows.flush()?;
+            Ok(out)
+        })
+    }
+
+    pub fn record_deliveries(
+        &self,
+        url: &str,
+        attempts: &[Attempted],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.write("record webhook deliveries", |txn| {
+            let mut rows = PgRows::lock(txn)?;
+            outbox::record_attempts_into(Ledger::open(&mut rows, now_ms)?, url, attempts)?;
+            rows.flush()
+        })
+    }
+
+    /// Events newest first, only of `kind` if given, with their deliveries to `urls`.
+    pub fn list_events(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+        kind: Option<EventType>,
+        urls: &[String],
+    ) -> Result<Page<Event>, StoreError> {
+        let before = match cursor {
+            Some(c) => parse_event_id(c).ok_or_else(|| {
+                StoreError::InvalidInput(format!(
+                    "cursor {c:?} is not an event id (evt_…); pass the next_cursor of the \
+                     previous page"
+                ))
+            })?,
+            None => u64::MAX,
+        };
+        self.read("list events", |txn| {
+            let kind_text = kind.map(|k| k.as_str());
+            let rows = txn
+                .query(
+                    "SELECT seq, kind, created_ms, subject, data FROM events \
+                     WHERE seq < $1 AND ($2::text IS NULL OR kind = $2) \
+                     ORDER BY seq DESC LIMIT $3",
+                    &[&to_db(before), &kind_text, &i64::from(limit)],
+                )
+                .map_err(db_err)?;
+            let mut starts = Vec::new();
+            for url in urls {
+                let row = txn
+                    .query_opt("SELECT seq FROM webhook_cursors WHERE url = $1", &[url])
+                    .map_err(db_err)?;
+                starts.push(row.map(|r| from_db(r.get(0))));
+            }
+            let mut items = Vec::new();
+            for row in &rows {
+                let (seq, event_row) = event_of(row);
+                let mut event = event_row.to_api(seq);
+                for (url, start) in urls.iter().zip(&starts) {
+                    let d = txn
+                        .query_opt(
+                            &format!(
+                                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE seq = $1 AND url = $2"
+                            ),
+                            &[&to_db(seq), url],
+                        )
+                        .map_err(db_err)?;
+                    if let Some(state) = delivery_state(url, d.as_ref().map(delivery_of), *start, seq)
+                    {
+                        event.deliveries.push(state);
+                    }
+                }
+                items.push(event);
+            }
+            let next_cursor = match items.last() {
+                Some(last) if items.len() >= limit as usize => Some(last.id.clone()),
+                _ => None,
+            };
+            Ok(Page { items, next_cursor })
+        })
+    }
+}
