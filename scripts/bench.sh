@@ -152,6 +152,11 @@ rss_kb=$(grep -o 'max_rss_kb=[0-9]*' "$work/time9b" | cut -d= -f2)
 echo "FIGURE backup_bytes=$(stat -c %s "$work/d1.backup") elapsed_s=$elapsed peak_rss_mb=$((rss_kb / 1024)) (snapshot, full verify of the copy, checksum)"
 fi
 
+if want 11; then
+echo "== 11. webhook latency: a pass's balance events to their arrival at a receiver on loopback (redb)"
+ROUNDS=5 USERS=100 "$root/target/release/examples/bench_webhook"
+fi
+
 if want 8; then
 echo "== 8. the PostgreSQL ledger (PostgreSQL 15 on this machine, fsync on)"
 [ -d "$work/repo" ] || "$bin" simulate --repo "$work/repo" --nodes "$NODES" --hours "$HOURS" --records "$RECORDS" --users 1000 --seed 1 >/dev/null

@@ -575,6 +575,8 @@ impl Aggregator {
             let applied = with_store(store, move |s| s.apply_chunk(&chunk, now_ms()))
                 .await
                 .map_err(|e| format!("applying to the ledger failed: {e}"))?;
+            // Balance events of this chunk are committed: deliver them now, not after the pass.
+            self.events_may_be_new();
             outcome.add(&applied);
             if done {
                 return Ok(outcome);
