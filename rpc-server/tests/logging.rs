@@ -95,3 +95,82 @@ fn json_logs_are_one_object_per_line_from_flag_env_or_config() {
     );
     assert!(stderr.lines().all(|l| !l.starts_with('{')), "{stderr:?}");
 }
+
+/// The lines of `stderr` (JSON) whose message is `message`.
+fn events<'a>(lines: &'a [serde_json::Value], message: &str) -> Vec<&'a serde_json::Value> {
+    lines
+        .iter()
+        .filter(|v| v["fields"]["message"] == message)
+        .collect()
+}
+
+#[test]
+fn passes_and_rejected_files_log_one_event_each_with_stable_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("work");
+    std::fs::create_dir_all(repo.join("nodes/n1")).unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(
+        repo.join("nodes/n1/usage_2026-11-27-01.otoml"),
+        "this is = = not toml",
+    )
+    .unwrap();
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "bad usage"]);
+    let out = Command::new(BIN)
+        .args(["--log-format", "json", "aggregate", "--once", "--repo"])
+        .arg(&repo)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let [rejected] = events(&lines, "usage file rejected")[..] else {
+        panic!("one rejected-file event: {stderr}");
+    };
+    let f = &rejected["fields"];
+    assert_eq!(f["node"], "n1");
+    assert_eq!(f["file"], "nodes/n1/usage_2026-11-27-01.otoml");
+    assert_eq!(f["reason"], "unparseable");
+    assert!(f["detail"].as_str().is_some_and(|d| !d.is_empty()), "{f}");
+    assert_eq!(f["commit"].as_str().map(str::len), Some(40), "{f}");
+    let [pass] = events(&lines, "aggregation pass finished")[..] else {
+        panic!("one pass event: {stderr}");
+    };
+    for field in [
+        "run_id",
+        "applied",
+        "duplicate",
+        "conflict",
+        "pending",
+        "invalid",
+        "files",
+        "files_rejected",
+        "skipped",
+        "errors",
+        "cents_debited",
+        "elapsed_ms",
+    ] {
+        assert!(
+            pass["fields"][field].is_u64() || pass["fields"][field].is_i64(),
+            "{field}: {pass}"
+        );
+    }
+    assert_eq!(pass["fields"]["files_rejected"], 1);
+}

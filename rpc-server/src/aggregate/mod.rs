@@ -370,15 +370,22 @@ impl Aggregator {
                     pending = summary.records_pending,
                     invalid = summary.records_invalid,
                     files = summary.files_read,
+                    files_rejected = summary.files_rejected,
                     skipped = summary.nodes_skipped,
                     errors = summary.errors.len(),
-                    ?elapsed,
+                    cents_debited = summary.cents_debited,
+                    elapsed_ms = elapsed.as_millis() as u64,
                     "aggregation pass finished"
                 );
                 Ok(summary)
             }
             Err(message) => {
-                warn!(run_id = summary.run_id, %message, "aggregation pass failed");
+                warn!(
+                    run_id = summary.run_id,
+                    %message,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "aggregation pass failed"
+                );
                 Err(PassFailed {
                     message,
                     summary: Box::new(summary),
@@ -577,6 +584,16 @@ impl Aggregator {
                 .map_err(|e| format!("applying to the ledger failed: {e}"))?;
             // Balance events of this chunk are committed: deliver them now, not after the pass.
             self.events_may_be_new();
+            for file in &applied.rejected_files {
+                warn!(
+                    node = %node.node_name,
+                    file = %file.path,
+                    reason = file.reason.as_str(),
+                    detail = %file.detail,
+                    commit = %head,
+                    "usage file rejected"
+                );
+            }
             outcome.add(&applied);
             if done {
                 return Ok(outcome);

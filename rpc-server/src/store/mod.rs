@@ -198,6 +198,16 @@ pub struct NodeOutcome {
     pub cents_debited: i64,
     /// `files_rejected` by reason, each reason once.
     pub files_rejected_by: Vec<(billing_api::RejectReason, u64)>,
+    /// The files rejected whole (the aggregator logs them as each chunk commits).
+    pub rejected_files: Vec<RejectedFile>,
+}
+
+/// A file rejected whole, for the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RejectedFile {
+    pub path: String,
+    pub reason: billing_api::RejectReason,
+    pub detail: String,
 }
 
 impl NodeOutcome {
@@ -220,6 +230,7 @@ impl NodeOutcome {
         for (reason, n) in &o.files_rejected_by {
             self.file_rejected(*reason, *n);
         }
+        self.rejected_files.extend(o.rejected_files.iter().cloned());
         self.files_too_large += o.files_too_large;
         self.files_too_many_records += o.files_too_many_records;
         self.applied += o.applied;

@@ -115,6 +115,13 @@ impl<R: Rows> Ledger<R> {
         detail: String,
     ) -> Result<(), StoreError> {
         self.outcome.file_rejected(reason, 1);
+        self.outcome
+            .rejected_files
+            .push(super::super::RejectedFile {
+                path: from.path.to_string(),
+                reason,
+                detail: detail.clone(),
+            });
         let fingerprint = file_fingerprint(reason, from);
         self.reject(
             RejectedRow {
