@@ -97,12 +97,14 @@ async fn main() -> anyhow::Result<ExitCode> {
         View::Aggregator,
         View::Payments,
         View::Rejected,
+        View::Events,
         View::Users,
     ] {
         h.step(Action::ShowView(view), move |a| match view {
             View::Aggregator => a.state.data.is_some(),
             View::Payments => a.payments.loaded,
             View::Rejected => a.rejected.loaded,
+            View::Events => a.events.loaded,
             _ => a.users.loaded,
         })
         .await?;

@@ -47,6 +47,13 @@ fn full_page_app(view: View) -> App {
                     next_cursor: Some("100".into()),
                 }),
             ),
+            Command::Events(req) => Data::Events(
+                req,
+                Ok(Page {
+                    items: events().into_iter().cycle().take(100).collect(),
+                    next_cursor: Some("evt_000000000001".into()),
+                }),
+            ),
             Command::Runs => Data::Runs(Ok((1..=24)
                 .rev()
                 .map(|i| run(i, 1000 + i * 13, false))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use billing_api::rpc::BillingApiClient;
 use billing_api::types::{MAX_PAGE_LIMIT, Page, Payment, RejectedItem, UserBilling};
+use billing_api::{Event, EventType};
 use clap::{Args, Parser, Subcommand};
 use jsonrpsee::core::client::Error as ClientError;
 use serde::Serialize;
@@ -18,8 +19,8 @@ use serde::Serialize;
 use crate::app::ErrorKind;
 use crate::config::{Connection, SECRET_ENV, Secret};
 use crate::fetch::classify;
-use crate::format;
 use crate::safe;
+use crate::{event_text, format};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +71,23 @@ pub enum Command {
     },
     /// Lists held and rejected records and files, newest first.
     Rejected(ListArgs),
+    /// Lists events (balance alerts, failed passes, stale nodes), newest
+    /// first, with the state of their webhook deliveries.
+    Events {
+        /// Only events of this type: balance.low, balance.overdrawn,
+        /// balance.recovered, aggregation.failed, node.stale or node.recovered.
+        #[arg(long = "type", value_name = "TYPE", value_parser = parse_event_type)]
+        kind: Option<EventType>,
+        #[command(flatten)]
+        list: ListArgs,
+    },
+}
+
+fn parse_event_type(text: &str) -> Result<EventType, String> {
+    EventType::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        format!("not an event type; one of: {}", known.join(", "))
+    })
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +267,26 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
             )
             .await?;
         }
+        Command::Events { kind, list } => {
+            // Times until the next attempts are from when the command ran.
+            let now = crate::event::now_millis();
+            print_pages(
+                &mut out,
+                &list,
+                |cursor, limit| {
+                    let client = &client;
+                    async move {
+                        client
+                            .list_events(cursor, Some(limit), kind)
+                            .await
+                            .map_err(|e| explain(conn, "list_events failed", e))
+                    }
+                },
+                EVENTS_HEADER,
+                |e| event_row(e, now),
+            )
+            .await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -297,6 +335,20 @@ fn rejected_row(r: &RejectedItem) -> String {
             .map(|i| i.to_string())
             .unwrap_or_else(|| "file".into()),
         r.detail
+    )
+}
+
+const EVENTS_HEADER: &str = "CREATED                   ID                TYPE               SUBJECT      DETAILS · DELIVERY";
+
+fn event_row(e: &Event, now_millis: u64) -> String {
+    format!(
+        "{:<25} {:<17} {:<18} {:<12} {} · {}",
+        e.created_at,
+        e.id,
+        e.kind.as_str(),
+        event_text::subject(e),
+        event_text::details(e),
+        event_text::delivery(&e.deliveries, now_millis)
     )
 }
 
@@ -378,198 +430,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_match_the_demo() {
-        let cli = Cli::try_parse_from(["tui-admin"]).unwrap();
-        assert_eq!(cli.url, "http://127.0.0.1:8787");
-        assert_eq!(cli.secret_file, PathBuf::from("./demo-data/admin.secret"));
-        assert_eq!(cli.refresh, Duration::from_secs(2));
-        assert!(cli.command.is_none());
-    }
-
-    #[test]
-    fn subcommands_and_global_flags_parse() {
-        let cli = Cli::try_parse_from([
-            "tui-admin",
-            "payments",
-            "--user",
-            "u-0001",
-            "--json",
-            "--all",
-            "--url",
-            "http://h:1",
-            "--refresh",
-            "500ms",
-        ])
-        .unwrap();
-        assert_eq!(cli.url, "http://h:1");
-        assert_eq!(cli.refresh, Duration::from_millis(500));
-        let Some(Command::Payments { user, list }) = cli.command else {
-            panic!("payments expected");
-        };
-        assert_eq!(user.as_deref(), Some("u-0001"));
-        assert!(list.json && list.all);
-        assert_eq!(list.limit, 100);
-    }
-
-    #[test]
-    fn a_bad_refresh_is_rejected_with_the_value() {
-        let err = Cli::try_parse_from(["tui-admin", "--refresh", "soon"]).unwrap_err();
-        assert!(err.to_string().contains("soon"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn aggregate_without_once_says_what_to_run() {
-        let conn = Connection {
-            // Nothing is contacted: the check comes first.
-            url: "http://127.0.0.1:9".into(),
-            secret: Secret::literal("x", "test"),
-        };
-        let err = run(
-            &conn,
-            Command::Aggregate {
-                once: false,
-                json: false,
-            },
-        )
-        .await
-        .unwrap_err();
-        assert!(err.to_string().contains("aggregate --once"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_server_is_named_with_its_url() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conn = Connection {
-            url: format!("http://127.0.0.1:{port}"),
-            secret: Secret::literal("x", "test"),
-        };
-        let err = run(&conn, Command::State { json: false })
-            .await
-            .unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains(&conn.url) && text.contains("cannot reach"),
-            "{text}"
-        );
-    }
-
-    /// A value that would retitle the terminal, ring, return, end a C string and
-    /// turn the rest of the line around, if printed raw.
-    const HOSTILE: &str = "x\u{1b}]0;owned\u{7}\r\u{0}\u{202e}\u{9b}2J";
-
-    fn raw_controls(bytes: &[u8]) -> Vec<char> {
-        String::from_utf8_lossy(bytes)
-            .chars()
-            .filter(|c| safe::is_unsafe(*c) && *c != '\n')
-            .collect()
-    }
-
-    async fn print_hostile<T: Serialize + Clone>(
-        items: Vec<T>,
-        json: bool,
-        header: &str,
-        row: impl Fn(&T) -> String,
-    ) -> Vec<u8> {
-        let args = ListArgs {
-            json,
-            limit: 10,
-            cursor: None,
-            all: false,
-        };
-        let mut out = Vec::new();
-        print_pages(
-            &mut out,
-            &args,
-            |_, _| {
-                let items = items.clone();
-                async move {
-                    Ok(Page {
-                        items,
-                        next_cursor: None,
-                    })
-                }
-            },
-            header,
-            row,
-        )
-        .await
-        .unwrap();
-        out
-    }
-
-    fn hostile_user() -> UserBilling {
-        UserBilling {
-            user_sid: format!("u{HOSTILE}"),
-            display_name: Some(HOSTILE.into()),
-            email: Some(format!("{HOSTILE}@example.org")),
-            created_at: "2026-11-27T09:00:00.000Z".into(),
-            credit_balance_cents: 1,
-            total_paid_cents: 1,
-            total_consumed_cents: 0,
-        }
-    }
-
-    fn hostile_payment() -> Payment {
-        Payment {
-            payment_id: format!("pay{HOSTILE}"),
-            user_sid: format!("u{HOSTILE}"),
-            amount_cents: 100,
-            kind: HOSTILE.into(),
-            reference: Some(HOSTILE.into()),
-            created_at: "2026-11-27T09:00:00.000Z".into(),
-        }
-    }
-
-    #[tokio::test]
-    async fn users_and_payments_tables_print_control_characters_visibly() {
-        let users = print_hostile(vec![hostile_user()], false, USERS_HEADER, user_row).await;
-        let payments =
-            print_hostile(vec![hostile_payment()], false, PAYMENTS_HEADER, payment_row).await;
-        for out in [users, payments] {
-            assert_eq!(raw_controls(&out), Vec::<char>::new());
-            let text = String::from_utf8(out).unwrap();
-            assert!(
-                text.contains("x\\u{1b}]0;owned\\u{7}\\u{d}\\u{0}\\u{202e}\\u{9b}2J"),
-                "{text}"
-            );
-            assert_eq!(text.lines().count(), 2, "one header, one row: {text}");
-        }
-    }
-
-    #[tokio::test]
-    async fn json_output_keeps_the_real_values_without_raw_controls() {
-        let out = print_hostile(vec![hostile_user()], true, USERS_HEADER, user_row).await;
-        assert_eq!(raw_controls(&out), Vec::<char>::new());
-        let back: Vec<UserBilling> = serde_json::from_slice(&out).unwrap();
-        assert_eq!(back, vec![hostile_user()]);
-
-        let out = print_hostile(vec![hostile_payment()], true, PAYMENTS_HEADER, payment_row).await;
-        assert_eq!(raw_controls(&out), Vec::<char>::new());
-        let back: Vec<Payment> = serde_json::from_slice(&out).unwrap();
-        assert_eq!(back, vec![hostile_payment()]);
-    }
-
-    #[tokio::test]
-    async fn an_out_of_range_limit_is_refused() {
-        let conn = Connection {
-            url: "http://127.0.0.1:9".into(),
-            secret: Secret::literal("x", "test"),
-        };
-        let list = ListArgs {
-            json: false,
-            limit: 5000,
-            cursor: None,
-            all: false,
-        };
-        let err = run(&conn, Command::Users(list)).await.unwrap_err();
-        assert!(err.to_string().contains("--limit 5000"), "{err}");
-    }
-}
+mod tests;

@@ -68,6 +68,20 @@ pub fn key_action(app: &App, key: KeyEvent) -> Option<Action> {
                 _ => None,
             };
         }
+        Some(Popup::Event(_)) => {
+            return match key.code {
+                KeyCode::Esc | KeyCode::Enter => Some(Action::Back),
+                KeyCode::Char('q') => Some(Action::Quit),
+                KeyCode::Char('j') | KeyCode::Down => Some(Action::Down),
+                KeyCode::Char('k') | KeyCode::Up => Some(Action::Up),
+                KeyCode::PageDown => Some(Action::PageDown),
+                KeyCode::PageUp => Some(Action::PageUp),
+                KeyCode::Char('g') | KeyCode::Home => Some(Action::Top),
+                KeyCode::Char('G') | KeyCode::End => Some(Action::Bottom),
+                KeyCode::Char('r') => Some(Action::Refresh),
+                _ => None,
+            };
+        }
         Some(Popup::Aggregating) | Some(Popup::Summary(_)) | Some(Popup::AggregateFailed(_)) => {
             return match key.code {
                 KeyCode::Esc | KeyCode::Enter => Some(Action::Back),
@@ -81,7 +95,9 @@ pub fn key_action(app: &App, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('q') => Action::Quit,
         KeyCode::Tab => Action::NextView,
         KeyCode::BackTab => Action::PrevView,
-        KeyCode::Char(ch @ '1'..='5') => Action::ShowView(View::ALL[(ch as u8 - b'1') as usize]),
+        KeyCode::Char(ch @ '1'..='9') => {
+            Action::ShowView(*View::ALL.get((ch as u8 - b'1') as usize)?)
+        }
         KeyCode::Char('j') | KeyCode::Down => Action::Down,
         KeyCode::Char('k') | KeyCode::Up => Action::Up,
         KeyCode::PageDown => Action::PageDown,

@@ -125,6 +125,12 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                 .await;
             Data::Rejected(req, result.map_err(err))
         }
+        Command::Events(req) => {
+            let result = client
+                .list_events(req.cursor.clone(), Some(PAGE_LIMIT), None)
+                .await;
+            Data::Events(req, result.map_err(err))
+        }
         Command::Detail(sid) => {
             let result = async {
                 let balance = client.get_balance(sid.clone()).await?;

@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod event_text;
 pub mod fetch;
 pub mod format;
 pub mod remote;

@@ -29,6 +29,7 @@ impl Data {
             Data::Users(req, result) => Data::Users(req, page(result)),
             Data::Payments(req, result) => Data::Payments(req, page(result)),
             Data::Rejected(req, result) => Data::Rejected(req, page(result)),
+            Data::Events(req, result) => Data::Events(req, page(result)),
             Data::Detail(sid, result) => Data::Detail(sid, scrub(result)),
             Data::Aggregated(result) => Data::Aggregated(scrub(result)),
             Data::Checked(kind, result) => Data::Checked(kind, result.map_err(scrub)),

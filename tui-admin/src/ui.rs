@@ -36,6 +36,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             View::Payments => views::payments::draw(frame, body, app),
             View::Aggregator => views::aggregator::draw(frame, body, app),
             View::Rejected => views::rejected::draw(frame, body, app),
+            View::Events => views::events::draw(frame, body, app),
         }
     }
     draw_footer(frame, footer, app);
@@ -44,6 +45,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     match &app.popup {
         Some(Popup::Help) => views::help::draw(frame, body),
+        Some(Popup::Event(detail)) => {
+            views::events::draw_popup(frame, body, detail, app.now_millis)
+        }
         Some(popup) => views::aggregator::draw_popup(frame, body, popup),
         None => {}
     }
@@ -119,6 +123,7 @@ pub fn hints(app: &App) -> &'static str {
         Some(Popup::Help) => return "Esc/? close · q quit",
         Some(Popup::ConfirmAggregate) => return "y/Enter run the pass · n/Esc cancel",
         Some(Popup::Aggregating) => return "running… · Esc hide",
+        Some(Popup::Event(_)) => return "j/k scroll · Enter/Esc close · r refresh · q quit",
         Some(_) => return "Enter/Esc close",
         None => {}
     }
@@ -126,7 +131,7 @@ pub fn hints(app: &App) -> &'static str {
         return "Esc back · r refresh · a aggregate · ? help · q quit";
     }
     match app.view {
-        View::Overview => "Tab/1-5 views · r refresh · a aggregate · ? help · q quit",
+        View::Overview => "Tab/1-6 views · r refresh · a aggregate · ? help · q quit",
         View::Users => {
             "j/k move · n/p page · / filter · s sort · S reverse · Enter detail · r refresh · a aggregate · ? help · q quit"
         }
@@ -138,6 +143,9 @@ pub fn hints(app: &App) -> &'static str {
         }
         View::Rejected => {
             "j/k move · n/p page · / filter · Enter user · r refresh · a aggregate · ? help · q quit"
+        }
+        View::Events => {
+            "j/k move · n/p page · / filter · Enter event · r refresh · a aggregate · ? help · q quit"
         }
     }
 }

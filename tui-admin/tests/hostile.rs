@@ -53,6 +53,16 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                 rejected[1].file_path = format!("nodes/node-a/{HOSTILE}");
                 Data::Rejected(req, Ok(page(rejected, None)))
             }
+            Command::Events(req) => {
+                let mut events = events();
+                events[0].data["message"] = format!("pass error {HOSTILE}").into();
+                events[1].data["user_sid"] = format!("u{HOSTILE}").into();
+                events[1].deliveries[0].last_error = Some(format!("refused {HOSTILE}"));
+                events[1].deliveries[0].url = format!("https://hooks.example.org/{HOSTILE}");
+                events[3].data["node_name"] = format!("node{HOSTILE}").into();
+                events[3].deliveries[0].last_error = Some(format!("reset {HOSTILE}"));
+                Data::Events(req, Ok(page(events, None)))
+            }
             Command::Detail(sid) => {
                 let mut consumed = consumed(&sid);
                 consumed[0].file_path = format!("nodes/node-a/{HOSTILE}");
@@ -126,6 +136,28 @@ fn every_view_shows_control_characters_visibly() {
     let text = clean_frame(&app, 250, 30);
     assert!(text.contains(&format!("detail {SHOWN}")), "{text}");
     insta::assert_snapshot!(clean_frame(&app, 160, 24));
+
+    // An event's detail popup quotes its data and deliveries.
+    act(&mut app, Action::ShowView(View::Events));
+    act(&mut app, Action::Down);
+    act(&mut app, Action::Open);
+    assert!(matches!(app.popup, Some(Popup::Event(_))));
+    let text = clean_frame(&app, 160, 40);
+    // The data is shown as JSON, which writes the backslash of the escape as `\\`.
+    let in_json = SHOWN.replace('\\', "\\\\");
+    assert!(
+        text.contains(&format!("\"user_sid\": \"u{in_json}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("last error    refused {SHOWN}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("hooks.example.org/{SHOWN}")),
+        "{text}"
+    );
+    act(&mut app, Action::Back);
 
     // The user detail screen, opened from the hostile sid's row.
     act(&mut app, Action::ShowView(View::Users));

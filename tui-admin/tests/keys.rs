@@ -66,9 +66,15 @@ fn tab_number_keys_and_back_tab_switch_views() {
     press(&mut app, KeyCode::Char('5'));
     assert_eq!(app.view, View::Rejected);
     press(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Events);
+    press(&mut app, KeyCode::Tab);
     assert_eq!(app.view, View::Overview, "Tab wraps around");
     press_with(&mut app, KeyCode::BackTab, KeyModifiers::SHIFT);
-    assert_eq!(app.view, View::Rejected);
+    assert_eq!(app.view, View::Events);
+    assert!(
+        press(&mut app, KeyCode::Char('7')).is_empty() && app.view == View::Events,
+        "a number past the last view does nothing"
+    );
     press(&mut app, KeyCode::Char('3'));
     assert_eq!(app.view, View::Payments);
 }
@@ -438,4 +444,129 @@ fn a_filter_matching_rows_on_the_page_fetches_nothing() {
     typed(&mut app, "User 0002");
     assert!(press(&mut app, KeyCode::Enter).is_empty());
     assert!(app.detail.is_none());
+}
+
+#[test]
+fn six_shows_the_events_and_enter_and_esc_open_and_close_one() {
+    let (mut app, first) = fresh();
+    answer(&mut app, first);
+    let commands = press(&mut app, KeyCode::Char('6'));
+    assert_eq!(app.view, View::Events);
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::Events(r) if r.cursor.is_none())),
+        "showing the view fetches its first page: {commands:?}"
+    );
+    answer(&mut app, commands);
+    assert_eq!(app.events.items.len(), 6);
+
+    press(&mut app, KeyCode::Char('j'));
+    assert!(
+        press(&mut app, KeyCode::Enter).is_empty(),
+        "the event is on the page already"
+    );
+    let Some(Popup::Event(detail)) = &app.popup else {
+        panic!("Enter opens the event: {:?}", app.popup);
+    };
+    assert_eq!(detail.event.id, "evt_000000000005");
+    assert_eq!(detail.scroll, 0);
+    // j/k scroll the popup, not the list; G goes to its end, g back.
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Char('k'));
+    assert!(matches!(&app.popup, Some(Popup::Event(d)) if d.scroll == 1));
+    press(&mut app, KeyCode::Char('G'));
+    let lines = tui_admin::event_text::detail_lines(&events()[1], app.now_millis).len();
+    assert!(matches!(&app.popup, Some(Popup::Event(d)) if d.scroll == lines - 1));
+    press(&mut app, KeyCode::Char('g'));
+    assert!(matches!(&app.popup, Some(Popup::Event(d)) if d.scroll == 0));
+    assert_eq!(app.events.selected, 1);
+
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.popup, None);
+    assert_eq!(app.view, View::Events);
+    assert_eq!(app.events.selected, 1, "Esc returns to the same row");
+    // Enter closes it too.
+    press(&mut app, KeyCode::Enter);
+    assert!(app.popup.is_some());
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.popup, None);
+}
+
+#[test]
+fn an_open_event_follows_its_delivery_state_as_the_page_refreshes() {
+    use billing_api::DeliveryStatus;
+    use tui_admin::app::Data;
+    let mut app = loaded(View::Events);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Enter);
+    // Polling goes on under the popup.
+    let commands = app.update(Action::Tick {
+        now_millis: now_millis() + 2_000,
+    });
+    let Some(Command::Events(req)) = commands
+        .iter()
+        .find(|c| matches!(c, Command::Events(_)))
+        .cloned()
+    else {
+        panic!("the events are polled: {commands:?}");
+    };
+    let mut fresh = events();
+    fresh[1].deliveries[0].status = DeliveryStatus::Delivered;
+    app.update(Action::Data(Data::Events(req, Ok(page(fresh, None)))));
+    let Some(Popup::Event(detail)) = &app.popup else {
+        panic!("the popup stays open");
+    };
+    assert_eq!(detail.event.id, "evt_000000000005");
+    assert_eq!(detail.event.deliveries[0].status, DeliveryStatus::Delivered);
+}
+
+#[test]
+fn events_page_and_filter_like_the_rejected_view() {
+    let mut app = loaded(View::Events);
+    let commands = press(&mut app, KeyCode::Char('n'));
+    let [Command::Events(req)] = commands.as_slice() else {
+        panic!("n asks for the next page: {commands:?}");
+    };
+    assert_eq!(req.cursor.as_deref(), Some("evt_000000000001"));
+    answer(&mut app, commands);
+    assert_eq!(app.events.page_index(), 1);
+    let commands = press(&mut app, KeyCode::Char('p'));
+    assert!(
+        matches!(commands.as_slice(), [Command::Events(r)] if r.cursor.is_none()),
+        "{commands:?}"
+    );
+    answer(&mut app, commands);
+
+    // `/` filters the page on screen by type, subject, details or delivery.
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "u-0001");
+    let ids: Vec<&str> = app.visible_events().iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_000000000005", "evt_000000000004"]);
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.events_filter, "u-0001");
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "node.");
+    assert_eq!(app.visible_events().len(), 2);
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "no webhook");
+    let ids: Vec<&str> = app.visible_events().iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["evt_000000000001"]);
+    press(&mut app, KeyCode::Esc);
+    assert_eq!(app.visible_events().len(), 6);
+}
+
+#[test]
+fn a_run_notification_refreshes_the_events() {
+    let mut app = loaded(View::Events);
+    let commands = app.update(Action::Data(tui_admin::app::Data::RunNotified(run(
+        50, 10, false,
+    ))));
+    assert!(
+        commands.iter().any(|c| matches!(c, Command::Events(_))),
+        "{commands:?}"
+    );
 }

@@ -117,6 +117,64 @@ fn rejected_with_data() {
 }
 
 #[test]
+fn events_with_data() {
+    let app = loaded(View::Events);
+    let text = snapshot(&app, 140, 20);
+    for expected in [
+        "balance -2.50 (was 10.00, threshold 5.00)",
+        "pending · 3 attempts · next in 40s · last 503",
+        "failed after 17 attempts: connection refused",
+        "no webhook",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+    insta::assert_snapshot!(text);
+}
+
+/// Types in red (action needed), yellow (warning) or green (recovered).
+#[test]
+fn event_types_are_coloured() {
+    use ratatui::style::Color;
+    let app = loaded(View::Events);
+    let terminal = render(&app, 140, 20);
+    let buffer = terminal.backend().buffer();
+    let colour_of = |word: &str| {
+        (0..buffer.area.height)
+            .find_map(|y| {
+                let line: String = (0..buffer.area.width)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect();
+                let x = line.find(word)?;
+                // Box-drawing characters before it are several bytes each.
+                let column = line[..x].chars().count() as u16;
+                Some(buffer[(column, y)].fg)
+            })
+            .unwrap_or_else(|| panic!("{word} not on screen"))
+    };
+    assert_eq!(colour_of("balance.overdrawn"), Color::Red);
+    assert_eq!(colour_of("aggregation.failed"), Color::Red);
+    assert_eq!(colour_of("node.stale"), Color::Red);
+    assert_eq!(colour_of("balance.low"), Color::Yellow);
+    assert_eq!(colour_of("balance.recovered"), Color::Green);
+    assert_eq!(colour_of("node.recovered"), Color::Green);
+    assert_eq!(colour_of("failed after 17"), Color::Red);
+}
+
+#[test]
+fn event_detail_popup() {
+    let mut app = loaded(View::Events);
+    app.update(Action::Down);
+    app.update(Action::Open);
+    let text = snapshot(&app, 120, 30);
+    assert!(text.contains("\"previous_balance_cents\": 1000"), "{text}");
+    assert!(
+        text.contains("next attempt  2026-11-27T10:00:40.000Z (in 40s)"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
 fn help_popup() {
     let mut app = loaded(View::Users);
     app.update(Action::ToggleHelp);

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use billing_api::EventType;
 use billing_api::rpc::BillingApiClient;
 use billing_server::simulate::{SimulateOptions, simulate};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -122,19 +123,38 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     }
     .http_client()
     .unwrap();
+    // The first pass (started with the server) holds every record: no user
+    // is registered yet. Registering applies them, from a zero balance.
+    admin.aggregate_now().await.unwrap();
+    // The user with the most usage pays only later: its registration takes
+    // it below the threshold and below zero (balance.low, balance.overdrawn).
+    let (low_sid, low_cost) = server
+        .per_user_cost
+        .iter()
+        .max_by_key(|(_, cost)| **cost)
+        .map(|(sid, cost)| (sid.clone(), *cost))
+        .unwrap();
+    assert!(low_cost > 0, "{:?}", server.per_user_cost);
     for (i, (sid, _)) in server.per_user_cost.iter().enumerate() {
         admin
             .register_user(sid.clone(), Some(format!("Person {i}")), None)
             .await
             .unwrap();
+        if *sid == low_sid {
+            continue;
+        }
         admin
             .record_payment(format!("pay-{sid}"), sid.clone(), 10_000, None, None)
             .await
             .unwrap();
     }
-    // Apply what the first pass held for users registered only now.
+    // Registration applied the held records; another pass finds nothing new.
     admin.aggregate_now().await.unwrap();
-    let (sid, cost) = server.per_user_cost.iter().next().unwrap();
+    let (sid, cost) = server
+        .per_user_cost
+        .iter()
+        .find(|(sid, _)| **sid != low_sid)
+        .unwrap();
     let balance = admin.get_balance(sid.clone()).await.unwrap();
     assert_eq!(
         balance.credit_balance_cents,
@@ -226,6 +246,108 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     assert!(
         screen.contains("reconcile consistent") && screen.contains(&outcome.summary),
         "{screen}"
+    );
+
+    // 6: the balance.low of the user who has not paid, with no webhook configured.
+    let is_low = |e: &billing_api::Event| {
+        e.kind == EventType::BalanceLow && e.data["user_sid"] == low_sid.as_str()
+    };
+    let screen = dash
+        .drive(&[KeyCode::Char('6')], |app| {
+            app.events.items.iter().any(is_low)
+        })
+        .await;
+    assert_eq!(dash.app.view, View::Events);
+    let row = screen
+        .lines()
+        .find(|l| l.contains("balance.low") && l.contains(low_sid.as_str()))
+        .unwrap_or_else(|| panic!("no balance.low of {low_sid} on screen:\n{screen}"));
+    let details = format!(
+        "balance {} (was 0.00, threshold 5.00)",
+        tui_admin::format::cents(-low_cost)
+    );
+    for expected in [details.as_str(), "no webhook"] {
+        assert!(row.contains(expected), "{expected} not in: {row}\n{screen}");
+    }
+    // Enter shows it in full; Esc closes it.
+    let selected = dash
+        .app
+        .visible_events()
+        .iter()
+        .position(|e| is_low(e))
+        .unwrap();
+    let moves = vec![KeyCode::Char('j'); selected];
+    dash.drive(&moves, |app| app.events.selected == selected)
+        .await;
+    let screen = dash
+        .drive(
+            &[KeyCode::Enter],
+            |app| matches!(&app.popup, Some(Popup::Event(d)) if is_low(&d.event)),
+        )
+        .await;
+    assert!(
+        screen.contains("\"low_balance_cents\": 500") && screen.contains("deliveries: none"),
+        "{screen}"
+    );
+    dash.drive(&[KeyCode::Esc], |app| app.popup.is_none()).await;
+    assert_eq!(dash.app.popup, None);
+
+    // The user pays: balance.recovered shows up on the open view by itself.
+    admin
+        .record_payment(
+            format!("pay-{low_sid}"),
+            low_sid.clone(),
+            10_000,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let recovered = format!(
+        "balance {} (was {}",
+        tui_admin::format::cents(10_000 - low_cost),
+        tui_admin::format::cents(-low_cost)
+    );
+    let screen = dash
+        .drive(&[], |app| {
+            app.events.items.iter().any(|e| {
+                e.kind == EventType::BalanceRecovered && e.data["user_sid"] == low_sid.as_str()
+            })
+        })
+        .await;
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("balance.recovered") && l.contains(&recovered)),
+        "{recovered}:\n{screen}"
+    );
+
+    // The CLI lists the same event.
+    let url = server.url.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tui-admin"))
+            .args(["--url", &url, "events", "--type", "balance.low"])
+            .env("BILLING_ADMIN_SECRET", SECRET)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert!(
+        lines.iter().all(|l| l.contains(" balance.low ")),
+        "{stdout}"
+    );
+    let rows: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains(low_sid.as_str()))
+        .collect();
+    assert_eq!(rows.len(), 1, "one balance.low of {low_sid}: {stdout}");
+    assert!(
+        rows[0].contains(&details) && rows[0].ends_with("no webhook"),
+        "{stdout}"
     );
 
     dash.tx.send(key(KeyCode::Char('q'))).unwrap();

@@ -1,10 +1,10 @@
 //! What moves the dashboard: the actions [`super::App::update`] takes, the
 //! fetch results they carry, and the commands (RPC calls) it returns.
 
-use billing_api::CheckKind;
 use billing_api::types::{
     AggregateSummary, AggregatorState, Overview, Page, Payment, RejectedItem, UserBilling,
 };
+use billing_api::{CheckKind, Event};
 
 use super::{PageRequest, View};
 use crate::app::UserDetailData;
@@ -80,6 +80,7 @@ pub enum Data {
     Users(PageRequest, Fetched<Page<UserBilling>>),
     Payments(PageRequest, Fetched<Page<Payment>>),
     Rejected(PageRequest, Fetched<Page<RejectedItem>>),
+    Events(PageRequest, Fetched<Page<Event>>),
     Detail(String, Fetched<UserDetailData>),
     Aggregated(Fetched<AggregateSummary>),
     /// A check's call returned (its outcome is in `aggregator_state`).
@@ -99,6 +100,7 @@ pub enum Command {
     Users(PageRequest),
     Payments(PageRequest, Option<String>),
     Rejected(PageRequest),
+    Events(PageRequest),
     Detail(String),
     AggregateNow,
     Check(CheckKind),

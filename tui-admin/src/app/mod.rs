@@ -3,9 +3,10 @@
 //! awaits, so key handling stays instant and tests can drive it directly.
 
 pub use crate::remote::{PageRequest, Paged, Remote};
+use billing_api::Event;
 use billing_api::types::{
-    AggregateSummary, AggregatorState, DEFAULT_PAGE_LIMIT, NodeState, Overview, Payment,
-    RejectedItem, UserBilling, millis_to_rfc3339,
+    AggregateSummary, AggregatorState, DEFAULT_PAGE_LIMIT, Overview, Payment, RejectedItem,
+    UserBilling, millis_to_rfc3339,
 };
 
 /// Rows a PgUp/PgDn moves.
@@ -16,10 +17,13 @@ pub const RECENT_RUNS: u32 = 24;
 pub const PAGE_LIMIT: u32 = DEFAULT_PAGE_LIMIT;
 
 mod checks;
+mod events;
+mod lists;
 mod message;
 mod view;
 
 pub use checks::LocalCheck;
+pub use events::EventDetail;
 pub use message::{Action, Command, Data, ErrorKind, FetchError, Fetched};
 pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserSort, View};
 
@@ -56,6 +60,9 @@ pub struct App {
     pub payments_user: Option<String>,
     pub rejected: Paged<RejectedItem>,
     pub rejected_filter: String,
+    /// Events (balance alerts, failed passes, stale nodes), newest first.
+    pub events: Paged<Event>,
+    pub events_filter: String,
     pub nodes_selected: usize,
     pub nodes_filter: String,
     pub detail: Option<UserDetail>,
@@ -93,6 +100,8 @@ impl App {
             payments_user: None,
             rejected: Paged::default(),
             rejected_filter: String::new(),
+            events: Paged::default(),
+            events_filter: String::new(),
             nodes_selected: 0,
             nodes_filter: String::new(),
             detail: None,
@@ -108,80 +117,6 @@ impl App {
         self.refresh()
     }
 
-    /// The users of the current page after the filter and sort.
-    pub fn visible_users(&self) -> Vec<&UserBilling> {
-        let needle = self.users_filter.to_lowercase();
-        let mut rows: Vec<&UserBilling> = self
-            .users
-            .items
-            .iter()
-            .filter(|u| {
-                needle.is_empty()
-                    || u.user_sid.to_lowercase().contains(&needle)
-                    || u.display_name
-                        .as_deref()
-                        .is_some_and(|n| n.to_lowercase().contains(&needle))
-                    || u.email
-                        .as_deref()
-                        .is_some_and(|e| e.to_lowercase().contains(&needle))
-            })
-            .collect();
-        match self.users_sort {
-            UserSort::Sid => rows.sort_by(|a, b| a.user_sid.cmp(&b.user_sid)),
-            UserSort::Name => rows.sort_by(|a, b| a.display_name.cmp(&b.display_name)),
-            UserSort::Balance => rows.sort_by_key(|u| (u.credit_balance_cents, u.user_sid.clone())),
-            UserSort::Paid => rows.sort_by_key(|u| (u.total_paid_cents, u.user_sid.clone())),
-            UserSort::Consumed => {
-                rows.sort_by_key(|u| (u.total_consumed_cents, u.user_sid.clone()))
-            }
-        }
-        if self.users_descending {
-            rows.reverse();
-        }
-        rows
-    }
-
-    pub fn visible_rejected(&self) -> Vec<&RejectedItem> {
-        let needle = self.rejected_filter.to_lowercase();
-        self.rejected
-            .items
-            .iter()
-            .filter(|r| {
-                needle.is_empty()
-                    || [
-                        r.reason.as_str(),
-                        &r.node_name,
-                        &r.file_path,
-                        &r.detail,
-                        r.user_sid.as_deref().unwrap_or(""),
-                        r.idempotency_key.as_deref().unwrap_or(""),
-                    ]
-                    .iter()
-                    .any(|f| f.to_lowercase().contains(&needle))
-            })
-            .collect()
-    }
-
-    pub fn visible_nodes(&self) -> Vec<&NodeState> {
-        let needle = self.nodes_filter.to_lowercase();
-        self.state
-            .data
-            .as_ref()
-            .map(|s| {
-                s.nodes
-                    .iter()
-                    .filter(|n| needle.is_empty() || n.node_name.to_lowercase().contains(&needle))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Whether the node stopped reporting: its newest usage hour is older
-    /// than the server's `--stale-after` (the server decides).
-    pub fn node_is_stale(&self, node: &NodeState) -> bool {
-        node.stale
-    }
-
     /// Whether any request is in flight (drives the spinner).
     pub fn is_loading(&self) -> bool {
         self.overview.loading
@@ -190,6 +125,7 @@ impl App {
             || self.users.loading
             || self.payments.loading
             || self.rejected.loading
+            || self.events.loading
             || self.detail.as_ref().is_some_and(|d| d.data.loading)
             || self.popup == Some(Popup::Aggregating)
             || self.check.is_some()
@@ -203,6 +139,7 @@ impl App {
             View::Payments => self.payments_user.clone().unwrap_or_default(),
             View::Aggregator => self.nodes_filter.clone(),
             View::Rejected => self.rejected_filter.clone(),
+            View::Events => self.events_filter.clone(),
         }
     }
 
@@ -374,6 +311,7 @@ impl App {
                     commands.push(Command::Rejected(self.rejected.current()));
                 }
             }
+            View::Events => commands.extend(self.refresh_events()),
         }
         if let Some(detail) = self.detail.as_mut()
             && !detail.data.loading
@@ -391,11 +329,12 @@ impl App {
             View::Payments => self.payments.items.len(),
             View::Aggregator => self.visible_nodes().len(),
             View::Rejected => self.visible_rejected().len(),
+            View::Events => self.visible_events().len(),
         }
     }
 
     fn move_selection(&mut self, delta: isize) -> Vec<Command> {
-        if self.detail.is_some() || self.popup.is_some() {
+        if self.scroll_event(delta) || self.detail.is_some() || self.popup.is_some() {
             return vec![];
         }
         let len = self.list_len();
@@ -405,6 +344,7 @@ impl App {
             View::Payments => &mut self.payments.selected,
             View::Aggregator => &mut self.nodes_selected,
             View::Rejected => &mut self.rejected.selected,
+            View::Events => &mut self.events.selected,
         };
         let max = len.saturating_sub(1);
         *selected = match delta {
@@ -447,6 +387,7 @@ impl App {
                 };
                 req.map(Command::Rejected).into_iter().collect()
             }
+            View::Events => self.turn_events_page(forward),
             View::Overview | View::Aggregator => vec![],
         }
     }
@@ -465,6 +406,7 @@ impl App {
                 self.rejected_filter = text;
                 self.rejected.selected = 0;
             }
+            View::Events => self.set_events_filter(text),
             // The payments filter is applied by the server on Enter.
             View::Payments | View::Overview => {}
         }
@@ -488,6 +430,7 @@ impl App {
                 .visible_rejected()
                 .get(self.rejected.selected)
                 .and_then(|r| r.user_sid.clone()),
+            View::Events => return self.open_event(),
             View::Overview | View::Aggregator => None,
         };
         let Some(sid) = sid else { return vec![] };
@@ -582,6 +525,7 @@ impl App {
                 let len = self.visible_rejected().len();
                 self.rejected.selected = self.rejected.selected.min(len.saturating_sub(1));
             }
+            Data::Events(req, result) => self.accept_events(req, result),
             Data::Detail(sid, result) => {
                 self.note_result(&result);
                 if let Some(detail) = self.detail.as_mut()

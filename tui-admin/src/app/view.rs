@@ -3,9 +3,9 @@
 
 use billing_api::types::{AggregateSummary, Balance, ConsumedRecord, Payment};
 
-use super::Remote;
+use super::{EventDetail, Remote};
 
-/// The top-level views, in tab order (`1`–`5`).
+/// The top-level views, in tab order (`1`–`6`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Overview,
@@ -13,15 +13,17 @@ pub enum View {
     Payments,
     Aggregator,
     Rejected,
+    Events,
 }
 
 impl View {
-    pub const ALL: [View; 5] = [
+    pub const ALL: [View; 6] = [
         View::Overview,
         View::Users,
         View::Payments,
         View::Aggregator,
         View::Rejected,
+        View::Events,
     ];
 
     pub fn title(self) -> &'static str {
@@ -31,6 +33,7 @@ impl View {
             View::Payments => "Payments",
             View::Aggregator => "Aggregator",
             View::Rejected => "Rejected",
+            View::Events => "Events",
         }
     }
 
@@ -110,4 +113,6 @@ pub enum Popup {
     Aggregating,
     Summary(AggregateSummary),
     AggregateFailed(String),
+    /// One event in full (Enter on the Events view).
+    Event(EventDetail),
 }

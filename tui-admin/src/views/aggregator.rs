@@ -225,7 +225,7 @@ pub fn draw_popup(frame: &mut Frame, body: Rect, popup: &Popup) {
             )),
             Color::Red,
         ),
-        Popup::Help => return,
+        Popup::Help | Popup::Event(_) => return,
     };
     let area = crate::ui::popup_area(body, 84, 12);
     frame.render_widget(Clear, area);

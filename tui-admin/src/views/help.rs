@@ -9,8 +9,11 @@ use ratatui::widgets::{Block, Clear, Paragraph};
 pub const KEYS: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     ("Tab, Shift-Tab", "next / previous view"),
-    ("1 … 5", "Overview, Users, Payments, Aggregator, Rejected"),
-    ("j/k, ↓/↑", "move the selection"),
+    (
+        "1 … 6",
+        "Overview, Users, Payments, Aggregator, Rejected, Events",
+    ),
+    ("j/k, ↓/↑", "move the selection; scroll an open event"),
     ("PgDn/PgUp", "move 10 rows"),
     ("g/G, Home/End", "first / last row of the page"),
     ("n/p, ]/[", "next / previous page from the server"),
@@ -20,7 +23,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Users: a sid not on this page opens from the server",
     ),
     ("s, S", "sort users by the next column / reverse"),
-    ("Enter", "open the user's detail"),
+    (
+        "Enter",
+        "open the user's detail; on Events, the event in full",
+    ),
     ("Esc", "back, close, clear the filter"),
     ("r", "refresh now"),
     ("a", "run an aggregation pass (asks first)"),
@@ -38,7 +44,7 @@ pub fn draw(frame: &mut Frame, body: Rect) {
             ])
         })
         .collect();
-    let area = crate::ui::popup_area(body, 72, KEYS.len() as u16 + 2);
+    let area = crate::ui::popup_area(body, 76, KEYS.len() as u16 + 2);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Keys (Esc closes) ")),

@@ -3,6 +3,7 @@
 
 pub mod aggregator;
 pub mod checks;
+pub mod events;
 pub mod help;
 pub mod overview;
 pub mod payments;

@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 use billing_api::types::*;
-use billing_api::{CheckKind, CheckOutcome, CheckResult};
+use billing_api::{
+    CheckKind, CheckOutcome, CheckResult, Delivery, DeliveryStatus, Event, EventType,
+};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tui_admin::app::{Action, App, Command, Data, ErrorKind, FetchError, UserDetailData};
@@ -258,6 +260,126 @@ pub fn rejected() -> Vec<RejectedItem> {
     ]
 }
 
+fn delivery(status: DeliveryStatus, attempts: u32) -> Delivery {
+    Delivery {
+        url: "https://hooks.example.org/billing".into(),
+        status,
+        attempts,
+        last_status: None,
+        last_error: None,
+        next_attempt_at: None,
+        delivered_at: None,
+    }
+}
+
+fn event(seq: u64, kind: EventType, created_at: &str, data: serde_json::Value) -> Event {
+    Event {
+        id: format!("evt_{seq:012}"),
+        kind,
+        created_at: created_at.into(),
+        data,
+        deliveries: vec![],
+    }
+}
+
+fn balance(sid: &str, balance: i64, previous: i64) -> serde_json::Value {
+    serde_json::json!({
+        "user_sid": sid,
+        "balance_cents": balance,
+        "previous_balance_cents": previous,
+        "low_balance_cents": 500,
+    })
+}
+
+fn node(name: &str, newest_hour: &str) -> serde_json::Value {
+    serde_json::json!({
+        "node_name": name,
+        "newest_hour": newest_hour,
+        "stale_after_secs": 10_800,
+    })
+}
+
+/// One event of each type, newest first as the API lists them, with
+/// deliveries in every state: delivered (at once, after retries, to two
+/// URLs), pending with retries, failed, and none (no webhook configured).
+pub fn events() -> Vec<Event> {
+    let mut failed_pass = event(
+        6,
+        EventType::AggregationFailed,
+        "2026-11-27T09:59:30.000Z",
+        serde_json::json!({
+            "run_id": 47,
+            "message": "billing repo unreachable: connection refused",
+            "replica": "billing-a:4242",
+        }),
+    );
+    failed_pass.deliveries = vec![Delivery {
+        last_status: Some(204),
+        delivered_at: Some("2026-11-27T09:59:31.000Z".into()),
+        ..delivery(DeliveryStatus::Delivered, 1)
+    }];
+    let mut overdrawn = event(
+        5,
+        EventType::BalanceOverdrawn,
+        "2026-11-27T09:58:01.000Z",
+        balance("u-0001", -250, 1_000),
+    );
+    overdrawn.deliveries = vec![Delivery {
+        last_status: Some(503),
+        last_error: Some("answered 503".into()),
+        next_attempt_at: Some("2026-11-27T10:00:40.000Z".into()),
+        ..delivery(DeliveryStatus::Pending, 3)
+    }];
+    let mut low = event(
+        4,
+        EventType::BalanceLow,
+        "2026-11-27T09:58:01.000Z",
+        balance("u-0001", -250, 1_000),
+    );
+    low.deliveries = vec![Delivery {
+        last_status: Some(200),
+        delivered_at: Some("2026-11-27T09:58:36.000Z".into()),
+        ..delivery(DeliveryStatus::Delivered, 2)
+    }];
+    let mut stale = event(
+        3,
+        EventType::NodeStale,
+        "2026-11-25T10:00:00.000Z",
+        node("node-old", "2026-11-25-06"),
+    );
+    stale.deliveries = vec![Delivery {
+        last_error: Some("connection refused (hooks.example.org:443)".into()),
+        ..delivery(DeliveryStatus::Failed, 17)
+    }];
+    let mut recovered = event(
+        2,
+        EventType::BalanceRecovered,
+        "2026-11-24T12:00:00.000Z",
+        balance("u-0002", 248_001, 300),
+    );
+    recovered.deliveries = vec![
+        Delivery {
+            last_status: Some(200),
+            delivered_at: Some("2026-11-24T12:00:01.000Z".into()),
+            ..delivery(DeliveryStatus::Delivered, 1)
+        },
+        Delivery {
+            url: "https://ops.example.net/alerts".into(),
+            last_status: Some(200),
+            delivered_at: Some("2026-11-24T12:00:02.000Z".into()),
+            ..delivery(DeliveryStatus::Delivered, 1)
+        },
+    ];
+    // Written before any webhook URL was configured.
+    let node_back = event(
+        1,
+        EventType::NodeRecovered,
+        "2026-11-24T08:00:00.000Z",
+        node("node-b", "2026-11-24-07"),
+    );
+    vec![failed_pass, overdrawn, low, stale, recovered, node_back]
+}
+
 pub fn page<T>(items: Vec<T>, next: Option<&str>) -> Page<T> {
     Page {
         items,
@@ -275,6 +397,7 @@ pub fn answer(app: &mut App, commands: Vec<Command>) {
             Command::Users(req) => Data::Users(req, Ok(page(users(), Some("u-0005")))),
             Command::Payments(req, _) => Data::Payments(req, Ok(page(payments(), None))),
             Command::Rejected(req) => Data::Rejected(req, Ok(page(rejected(), None))),
+            Command::Events(req) => Data::Events(req, Ok(page(events(), Some("evt_000000000001")))),
             Command::Detail(sid) => Data::Detail(
                 sid.clone(),
                 Ok(UserDetailData {
@@ -311,6 +434,7 @@ pub fn fail(app: &mut App, commands: Vec<Command>, kind: ErrorKind, message: &st
             Command::Users(req) => Data::Users(req, Err(err)),
             Command::Payments(req, _) => Data::Payments(req, Err(err)),
             Command::Rejected(req) => Data::Rejected(req, Err(err)),
+            Command::Events(req) => Data::Events(req, Err(err)),
             Command::Detail(sid) => Data::Detail(sid, Err(err)),
             Command::AggregateNow => Data::Aggregated(Err(err)),
             Command::Check(kind) => Data::Checked(kind, Err(err)),
@@ -348,6 +472,7 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
             Command::Users(req) => Data::Users(req, Ok(page(vec![], None))),
             Command::Payments(req, _) => Data::Payments(req, Ok(page(vec![], None))),
             Command::Rejected(req) => Data::Rejected(req, Ok(page(vec![], None))),
+            Command::Events(req) => Data::Events(req, Ok(page(vec![], None))),
             Command::Detail(sid) => Data::Detail(
                 sid,
                 Err(FetchError {
