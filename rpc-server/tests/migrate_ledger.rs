@@ -1,7 +1,8 @@
 //! `rpc-server migrate-ledger`: a redb ledger copied into PostgreSQL and from
-//! there into a second redb file lists the same everywhere, keeps its ids and
-//! sequence numbers (later payments, records and runs get the next ones), and
-//! a copy into a ledger that holds anything is refused without a change.
+//! there into a second redb file lists the same everywhere (its outbox too:
+//! events, delivery states, thresholds), keeps its ids and sequence numbers
+//! (later payments, records, runs and events get the next ones), and a copy
+//! into a ledger that holds anything is refused without a change.
 //!
 //! Needs PostgreSQL: `scripts/with-postgres.sh cargo test -p rpc-server --test migrate_ledger`.
 
@@ -10,9 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use billing_api::{
-    AggregateSummary, ConsumedRecord, NodeError, Payment, RecordPayment, RegisterUser,
-    RejectReason, RejectedItem, UserBilling,
+    AggregateSummary, ConsumedRecord, DeliveryStatus, Event, EventType, NodeError, Payment,
+    RecordPayment, RegisterUser, RejectReason, RejectedItem, UserBilling, UserThreshold,
 };
+use billing_server::store::alerts::outbox::{Attempted, NodeChange};
+use billing_server::store::alerts::parse_event_id;
 use billing_server::store::migrate;
 use billing_server::store::{
     Depth, FileBatch, FileOutcome, InvalidRecord, LedgerCounts, NodeRecord, NodeUpdate, Page,
@@ -24,6 +27,12 @@ use billing_server::test_support::{PgTestDb, rec};
 /// of applied records, and more than one rebuilt index group (4,096) per user.
 const ALICE_RECORDS: usize = 6_000;
 const BOB_RECORDS: usize = 4_600;
+
+/// A webhook with delivery states, and one whose cursor is past every event.
+const URL: &str = "https://hooks.example.org/billing?token=t0";
+const OTHER: &str = "https://other.example.org/hook";
+/// The stored default threshold (not the built-in 500).
+const DEFAULT_CENTS: i64 = 700;
 
 fn invalid(index: usize, key: &str) -> InvalidRecord {
     InvalidRecord {
@@ -159,6 +168,108 @@ fn build_source(path: &Path) {
         .record_run(&run(2, &["node n2: git said no"]), None)
         .unwrap();
     store.record_run(&run(3, &[]), Some("h3")).unwrap();
+    add_outbox(&store);
+}
+
+/// Outbox rows on top of the balance events above: thresholds (a default,
+/// users' own), balance and node events written after a webhook's cursor,
+/// and deliveries delivered, to retry and given up.
+fn add_outbox(store: &Store) {
+    // A URL new to the ledger starts at the next event.
+    assert!(
+        store
+            .claim_deliveries(URL, 60_000, 100, 40_000)
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .set_low_balance_default(DEFAULT_CENTS, 40_000)
+        .unwrap();
+    store
+        .set_user_threshold("alice", Some(1_000), 40_000)
+        .unwrap();
+    store
+        .set_user_threshold("carol", Some(2_500), 40_000)
+        .unwrap();
+    // carol: -20, then 2,980 (recovered), then 1,980 (low against her own 2,500).
+    pay(store, "p4", "carol", 3_000);
+    let files = vec![decoded(
+        "nodes/n1/usage_2026-01-01-04.otoml",
+        "blob-f",
+        vec![Ok(rec("k-c-big", "carol", "n1", 1_000))],
+    )];
+    store.apply_node(update("n1", "c3", files), 41_000).unwrap();
+    let change = NodeChange {
+        node_name: "n2".into(),
+        stale: true,
+        data: serde_json::json!({ "node_name": "n2", "newest_hour": "2026-01-01-00" }),
+    };
+    let failed = serde_json::json!({ "error": "every node failed" });
+    let written = store
+        .record_events(&[change], Some(failed), 42_000)
+        .unwrap();
+    assert_eq!(written.len(), 2);
+
+    let due = store.claim_deliveries(URL, 60_000, 100, 50_000).unwrap();
+    let kinds: Vec<&str> = due.iter().map(|d| d.kind.as_str()).collect();
+    // One per subject: carol's low waits for her recovery to be delivered.
+    assert_eq!(
+        kinds,
+        ["balance.recovered", "node.stale", "aggregation.failed"]
+    );
+    let attempts = [
+        Attempted {
+            seq: due[0].seq,
+            status: Some(200),
+            delivered: true,
+            error: None,
+            retry_at_ms: None,
+        },
+        Attempted {
+            seq: due[1].seq,
+            status: Some(503),
+            delivered: false,
+            error: Some("HTTP 503".into()),
+            retry_at_ms: Some(120_000),
+        },
+        Attempted {
+            seq: due[2].seq,
+            status: None,
+            delivered: false,
+            error: Some("connection refused".into()),
+            retry_at_ms: None,
+        },
+    ];
+    store.record_deliveries(URL, &attempts, 51_000).unwrap();
+    assert!(
+        store
+            .claim_deliveries(OTHER, 60_000, 100, 52_000)
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn urls() -> Vec<String> {
+    vec![URL.to_string(), OTHER.to_string()]
+}
+
+/// Every event, newest first, with its deliveries to both URLs.
+fn events(store: &Store) -> Vec<Event> {
+    let page = store.list_events(None, 1000, None, &urls()).unwrap();
+    assert!(page.next_cursor.is_none());
+    page.items
+}
+
+/// The thresholds in force, read by setting them again as they are.
+fn thresholds(store: &Store) -> Vec<UserThreshold> {
+    [
+        ("alice", Some(1_000)),
+        ("bob", None),
+        ("carol", Some(2_500)),
+    ]
+    .into_iter()
+    .map(|(sid, own)| store.set_user_threshold(sid, own, 60_000).unwrap())
+    .collect()
 }
 
 /// Every page of a listing, and the cursors between them.
@@ -192,6 +303,7 @@ struct Listing {
     nodes: Vec<NodeRecord>,
     consumed_files: Vec<HashMap<String, String>>,
     runs: (Vec<AggregateSummary>, Vec<String>),
+    events: Vec<Event>,
     counts: LedgerCounts,
     run_totals: RunTotals,
     clean_head: Option<String>,
@@ -223,6 +335,7 @@ fn listing(store: &Store) -> Listing {
             .collect(),
         nodes,
         runs: all(|c| store.list_runs(c, 2)),
+        events: events(store),
         counts: store.overview_counts().unwrap(),
         run_totals: store.run_totals().unwrap(),
         clean_head: store.clean_head().unwrap(),
@@ -239,6 +352,7 @@ fn newest<T>(page: Result<Page<T>, StoreError>) -> u64 {
 /// A payment, usage and a run on a copy get the ids that follow the source's,
 /// the copy still knows every applied key, and held usage applies on registration.
 fn later_writes_continue(store: &Store, before: &Listing) {
+    events_continue(store, before);
     let payment_seq = newest(store.list_payments(None, None, 1));
     let consumed_seq = newest(store.list_consumed(None, None, 1));
     let rejected_id = newest(store.list_rejected(None, 1));
@@ -281,6 +395,50 @@ fn later_writes_continue(store: &Store, before: &Listing) {
     assert_eq!(store.recount().unwrap(), store.overview_counts().unwrap());
 }
 
+/// Deliveries resume where the source left them, alert levels are kept (n2
+/// is stale already; carol is low, so a top-up recovers her), and the next
+/// events get the seqs after the source's last, pending for both URLs.
+fn events_continue(store: &Store, before: &Listing) {
+    let due = store.claim_deliveries(URL, 60_000, 100, 200_000).unwrap();
+    let due: Vec<_> = due
+        .iter()
+        .map(|d| (d.kind.as_str(), d.attempts, d.first_attempt_ms))
+        .collect();
+    assert_eq!(
+        due,
+        [("balance.low", 0, None), ("node.stale", 1, Some(50_000))]
+    );
+    let last = parse_event_id(&before.events[0].id).unwrap();
+    let still_stale = NodeChange {
+        node_name: "n2".into(),
+        stale: true,
+        data: serde_json::json!({ "node_name": "n2" }),
+    };
+    let failed = serde_json::json!({ "error": "next" });
+    let written = store
+        .record_events(&[still_stale], Some(failed), 210_000)
+        .unwrap();
+    assert_eq!(written, [last + 1]);
+    pay(store, "p-carol", "carol", 600);
+    let newest = store.list_events(None, 2, None, &urls()).unwrap().items;
+    let seen: Vec<_> = newest
+        .iter()
+        .map(|e| (parse_event_id(&e.id).unwrap(), e.kind))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (last + 2, EventType::BalanceRecovered),
+            (last + 1, EventType::AggregationFailed)
+        ]
+    );
+    assert_eq!(newest[0].data["low_balance_cents"], 2_500);
+    for event in &newest {
+        let states: Vec<_> = event.deliveries.iter().map(|d| d.status).collect();
+        assert_eq!(states, [DeliveryStatus::Pending, DeliveryStatus::Pending]);
+    }
+}
+
 fn table(report: &migrate::MigrationReport, name: &str) -> u64 {
     report
         .tables
@@ -309,6 +467,15 @@ fn a_ledger_copied_to_postgres_and_back_lists_the_same_and_continues() {
     assert!(before.rejected.0.iter().any(|r| r.record_count == Some(5)));
     assert_eq!(before.counts.pending_records, 2);
     assert!(before.nodes.iter().any(|n| n.last_error.is_some()));
+    check_outbox(&before);
+    let source_thresholds = thresholds(&Store::open(&source).unwrap());
+    assert_eq!(
+        source_thresholds
+            .iter()
+            .map(|t| t.effective_cents)
+            .collect::<Vec<_>>(),
+        [1_000, DEFAULT_CENTS, 2_500]
+    );
 
     let db = PgTestDb::create();
     let to_pg = migrate::redb_to_postgres(&source, &db.url, None).unwrap();
@@ -320,6 +487,9 @@ fn a_ledger_copied_to_postgres_and_back_lists_the_same_and_continues() {
     assert_eq!(table(&to_pg, "rejected_counts"), 1);
     assert_eq!(table(&to_pg, "runs"), 3);
     assert!(table(&to_pg, "consumed") > 10_000);
+    assert_eq!(table(&to_pg, "events"), before.events.len() as u64);
+    assert_eq!(table(&to_pg, "deliveries"), 3);
+    assert_eq!(table(&to_pg, "webhook_cursors"), 2);
     for t in [
         "payments",
         "consumed_sources",
@@ -327,11 +497,13 @@ fn a_ledger_copied_to_postgres_and_back_lists_the_same_and_continues() {
         "file_tallies",
         "nodes",
         "consumed_files",
+        "alerts",
     ] {
         assert!(table(&to_pg, t) > 0, "{t}: {:?}", to_pg.tables);
     }
     let pg = db.store();
     assert_eq!(listing(&pg), before);
+    assert_eq!(thresholds(&pg), source_thresholds);
 
     let back = dir.path().join("b").join("ledger.redb");
     let to_redb = migrate::postgres_to_redb(&db.url, None, &back).unwrap();
@@ -339,6 +511,7 @@ fn a_ledger_copied_to_postgres_and_back_lists_the_same_and_continues() {
     assert_eq!(to_redb.tables, to_pg.tables);
     let copy = Store::open(&back).unwrap();
     assert_eq!(listing(&copy), before);
+    assert_eq!(thresholds(&copy), source_thresholds);
     drop(copy);
 
     // Into a ledger that holds anything: refused, and nothing changes.
@@ -360,6 +533,39 @@ fn a_ledger_copied_to_postgres_and_back_lists_the_same_and_continues() {
     later_writes_continue(&copy, &before);
 }
 
+/// The source's outbox holds every kind of event and delivery state.
+fn check_outbox(before: &Listing) {
+    let kinds: Vec<EventType> = before.events.iter().map(|e| e.kind).collect();
+    for kind in [
+        EventType::BalanceLow,
+        EventType::BalanceOverdrawn,
+        EventType::BalanceRecovered,
+        EventType::NodeStale,
+        EventType::AggregationFailed,
+    ] {
+        assert!(kinds.contains(&kind), "{kind:?} missing: {kinds:?}");
+    }
+    let carol_low = &before.events[2];
+    assert_eq!(carol_low.kind, EventType::BalanceLow);
+    assert_eq!(carol_low.data["user_sid"], "carol");
+    assert_eq!(carol_low.data["low_balance_cents"], 2_500);
+    let states: Vec<(DeliveryStatus, u32)> = before
+        .events
+        .iter()
+        .flat_map(|e| &e.deliveries)
+        .map(|d| (d.status, d.attempts))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (DeliveryStatus::Failed, 1),
+            (DeliveryStatus::Pending, 1),
+            (DeliveryStatus::Pending, 0),
+            (DeliveryStatus::Delivered, 1),
+        ]
+    );
+}
+
 #[test]
 fn a_failed_copy_leaves_the_target_empty() {
     let dir = tempfile::tempdir().unwrap();
@@ -368,24 +574,29 @@ fn a_failed_copy_leaves_the_target_empty() {
     let db = PgTestDb::create();
     {
         // The target refuses its last table (a trigger that fails every
-        // insert into runs): the copy fails after every other row was sent.
+        // insert into webhook_cursors): the copy fails after every other row
+        // was sent.
         drop(db.store());
         let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
         client
             .batch_execute(
                 "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
-                 $$ BEGIN RAISE EXCEPTION 'runs refused by the test'; END $$; \
-                 CREATE TRIGGER refuse BEFORE INSERT ON runs FOR EACH ROW EXECUTE FUNCTION refuse();",
+                 $$ BEGIN RAISE EXCEPTION 'cursors refused by the test'; END $$; \
+                 CREATE TRIGGER refuse BEFORE INSERT ON webhook_cursors FOR EACH ROW \
+                 EXECUTE FUNCTION refuse();",
             )
             .unwrap();
     }
     let err = migrate::redb_to_postgres(&source, &db.url, None).unwrap_err();
-    assert!(err.to_string().contains("runs"), "{err}");
+    assert!(err.to_string().contains("webhook_cursors"), "{err}");
     let pg = db.store();
     assert_eq!(pg.overview_counts().unwrap(), LedgerCounts::default());
     assert_eq!(pg.next_run_id().unwrap(), 1);
     assert!(pg.list_users(None, 10).unwrap().items.is_empty());
     assert!(pg.nodes().unwrap().is_empty());
+    assert!(events(&pg).is_empty());
+    let err = pg.set_user_threshold("alice", None, 1).unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
 
     // A PostgreSQL database without a ledger is no source; the redb file it
     // would have been copied into is not left behind.
@@ -394,6 +605,40 @@ fn a_failed_copy_leaves_the_target_empty() {
     let err = migrate::postgres_to_redb(&empty.url, None, &target).unwrap_err();
     assert!(err.to_string().contains("holds no ledger"), "{err}");
     assert!(!target.exists());
+}
+
+#[test]
+fn a_target_holding_only_outbox_rows_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("a").join("ledger.redb");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    {
+        let store = Store::open(&source).unwrap();
+        register(&store, "alice", None, 1_000);
+    }
+    // PostgreSQL holding only a webhook cursor (no event, no sequence in use).
+    let db = PgTestDb::create();
+    let pg = db.store();
+    assert!(pg.claim_deliveries(URL, 1, 1, 1).unwrap().is_empty());
+    let err = migrate::redb_to_postgres(&source, &db.url, None).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("1 webhook_cursors"), "{err}");
+    assert!(pg.list_users(None, 10).unwrap().items.is_empty());
+
+    // redb holding only an event.
+    let target = dir.path().join("b").join("ledger.redb");
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    {
+        let store = Store::open(&target).unwrap();
+        let failed = serde_json::json!({ "error": "x" });
+        assert_eq!(store.record_events(&[], Some(failed), 1).unwrap(), [1]);
+    }
+    let err = migrate::postgres_to_redb(&db.url, None, &target).unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("1 events"), "{err}");
+    let store = Store::open(&target).unwrap();
+    assert_eq!(events(&store).len(), 1);
+    assert!(store.list_users(None, 10).unwrap().items.is_empty());
 }
 
 fn rpc_server(args: &[&str]) -> std::process::Output {
@@ -432,7 +677,7 @@ fn the_command_copies_reports_and_refuses_a_second_copy() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("copied the ledger"), "{stdout}");
     assert!(
-        stdout.contains(&format!("{}", ALICE_RECORDS + BOB_RECORDS + 6)),
+        stdout.contains(&format!("{}", ALICE_RECORDS + BOB_RECORDS + 7)),
         "{stdout}"
     );
     assert!(stdout.contains("consistent"), "{stdout}");

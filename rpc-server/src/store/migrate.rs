@@ -10,11 +10,16 @@
 //! of every table must be equal in the source, in what was sent and in the
 //! target; after, the target must pass `verify` (full).
 //!
+//! The outbox (alert levels and users' own thresholds, events, webhook
+//! deliveries and cursors, and the default threshold) is copied like the
+//! rest, by `migrate/outbox.rs` for both ends.
+//!
 //! The one thing not copied as stored is redb's per-user index of applied
 //! records (`USER_CONSUMED`), which PostgreSQL does without: writing redb
 //! rebuilds it from the applied records (`migrate/redb_side.rs`). PostgreSQL is
 //! read in `migrate/pg_read.rs` and written in `migrate/pg_write.rs`.
 
+mod outbox;
 mod pg_read;
 mod pg_write;
 mod redb_side;
@@ -24,6 +29,7 @@ use std::time::Instant;
 
 use redb::ReadableDatabase;
 
+use super::alerts::{AlertRow, EventRow};
 use super::codec::{MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, RunRow, SourceRow};
 use super::codec::{TallyRow, UserRow};
 use super::runs::RunTotals;
@@ -69,6 +75,10 @@ struct Counts {
     nodes: u64,
     consumed_files: u64,
     runs: u64,
+    alerts: u64,
+    events: u64,
+    deliveries: u64,
+    webhook_cursors: u64,
 }
 
 impl Counts {
@@ -86,6 +96,10 @@ impl Counts {
             ("nodes", self.nodes),
             ("consumed_files", self.consumed_files),
             ("runs", self.runs),
+            ("alerts", self.alerts),
+            ("events", self.events),
+            ("deliveries", self.deliveries),
+            ("webhook_cursors", self.webhook_cursors),
         ]
     }
 
@@ -104,6 +118,8 @@ impl Counts {
 struct Sent {
     copied: Counts,
     source: Counts,
+    /// The default low-balance threshold sent (`None`: none stored).
+    low_balance_default: Option<i64>,
 }
 
 /// One applied record, as both backends key it.
@@ -139,6 +155,16 @@ trait Sink {
     fn consumed_files(&mut self, rows: &[FileKey]) -> Result<(), StoreError>;
     /// Runs, with the replica that ran them (PostgreSQL only).
     fn runs(&mut self, rows: &[(RunRow, Option<String>)]) -> Result<(), StoreError>;
+    /// Alert levels and users' own thresholds, by subject (`user/<sid>`, `node/<name>`).
+    fn alerts(&mut self, rows: &[(String, AlertRow)]) -> Result<(), StoreError>;
+    /// Events by seq, in ascending seq.
+    fn events(&mut self, rows: &[(u64, EventRow)]) -> Result<(), StoreError>;
+    /// Delivery states of events (all sent before) per webhook URL.
+    fn deliveries(&mut self, rows: &[outbox::Delivery]) -> Result<(), StoreError>;
+    /// `(URL, seq)`: the first event not yet delivered to the URL or given up.
+    fn webhook_cursors(&mut self, rows: &[(String, u64)]) -> Result<(), StoreError>;
+    /// The default low-balance threshold; `None`: none stored (the target stores none either).
+    fn low_balance_default(&mut self, cents: Option<i64>) -> Result<(), StoreError>;
 }
 
 /// Rows of one table on their way to a sink, sent every [`BATCH`] rows.

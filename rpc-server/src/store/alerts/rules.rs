@@ -30,6 +30,26 @@ pub enum Level {
     Overdrawn,
 }
 
+impl Level {
+    /// The stored code (PostgreSQL `alerts.level`): 0 ok, 1 low (a node: stale), 2 overdrawn.
+    pub fn code(self) -> i16 {
+        match self {
+            Level::Ok => 0,
+            Level::Low => 1,
+            Level::Overdrawn => 2,
+        }
+    }
+
+    pub fn from_code(code: i16) -> Option<Level> {
+        match code {
+            0 => Some(Level::Ok),
+            1 => Some(Level::Low),
+            2 => Some(Level::Overdrawn),
+            _ => None,
+        }
+    }
+}
+
 /// The level of `balance` against `threshold`.
 pub fn level(balance: i64, threshold: i64) -> Level {
     if balance < 0 {

@@ -11,7 +11,7 @@ use super::super::codec::{
 use super::super::postgres::{db_err, from_db};
 use super::super::runs::RunTotals;
 use super::super::{LedgerCounts, StoreError};
-use super::{AppliedRow, BATCH, Counts, Sent, Sink};
+use super::{AppliedRow, BATCH, Counts, Sent, Sink, outbox};
 
 /// A database error, saying what failed where.
 pub(super) fn context(op: &str, e: postgres::Error) -> StoreError {
@@ -57,18 +57,17 @@ pub(super) fn check_has_ledger(client: &mut Client, location: &str) -> Result<()
 
 /// Row counts of every copied table.
 pub(super) fn count(txn: &mut Transaction<'_>) -> Result<Counts, StoreError> {
-    let row = txn
-        .query_one(
-            "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM payments), \
-             (SELECT count(*) FROM consumed_sources), (SELECT count(*) FROM consumed), \
-             (SELECT count(*) FROM pending), (SELECT count(*) FROM rejected), \
-             (SELECT count(record_count) FROM rejected), \
-             (SELECT count(*) FROM rejected_fingerprints), (SELECT count(*) FROM file_tallies), \
-             (SELECT count(*) FROM nodes), (SELECT count(*) FROM consumed_files), \
-             (SELECT count(*) FROM runs)",
-            &[],
-        )
-        .map_err(db_err)?;
+    let sql = format!(
+        "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM payments), \
+         (SELECT count(*) FROM consumed_sources), (SELECT count(*) FROM consumed), \
+         (SELECT count(*) FROM pending), (SELECT count(*) FROM rejected), \
+         (SELECT count(record_count) FROM rejected), \
+         (SELECT count(*) FROM rejected_fingerprints), (SELECT count(*) FROM file_tallies), \
+         (SELECT count(*) FROM nodes), (SELECT count(*) FROM consumed_files), \
+         (SELECT count(*) FROM runs), {}",
+        outbox::PG_COUNTS
+    );
+    let row = txn.query_one(&sql, &[]).map_err(db_err)?;
     let n = |i: usize| from_db(row.get(i));
     Ok(Counts {
         users: n(0),
@@ -83,6 +82,10 @@ pub(super) fn count(txn: &mut Transaction<'_>) -> Result<Counts, StoreError> {
         nodes: n(9),
         consumed_files: n(10),
         runs: n(11),
+        alerts: n(12),
+        events: n(13),
+        deliveries: n(14),
+        webhook_cursors: n(15),
     })
 }
 
@@ -129,7 +132,7 @@ pub(super) fn read_meta(
 }
 
 /// Streams the rows of `sql` a batch at a time.
-fn stream<T>(
+pub(super) fn stream<T>(
     txn: &mut Transaction<'_>,
     sql: &str,
     convert: impl Fn(&Row) -> Result<T, StoreError>,
@@ -150,7 +153,7 @@ fn stream<T>(
     }
 }
 
-fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn bad(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(format!("a stored {what} cannot be read ({e})"))
 }
 
@@ -328,7 +331,12 @@ pub(super) fn read(txn: &mut Transaction<'_>, sink: &mut dyn Sink) -> Result<Sen
         },
         |b| sink.runs(b),
     )?;
-    Ok(Sent { copied: c, source })
+    let low_balance_default = outbox::read_pg(txn, sink, &mut c)?;
+    Ok(Sent {
+        copied: c,
+        source,
+        low_balance_default,
+    })
 }
 
 fn rejected_of(r: &Row) -> Result<(u64, RejectedRow, Option<u64>), StoreError> {

@@ -5,6 +5,7 @@
 use postgres::Transaction;
 
 use super::super::StoreError;
+use super::super::alerts::{AlertRow, EventRow};
 use super::super::codec::{
     MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, RunRow, SourceRow, TallyRow, UserRow,
     status_code,
@@ -14,7 +15,7 @@ use super::super::postgres::{
 };
 use super::super::runs::RunTotals;
 use super::pg_read::{connect, context, count, read_meta};
-use super::{AppliedRow, Counts, FileKey, Sent, Sink, compare, rolled_back, seqs_used};
+use super::{AppliedRow, Counts, FileKey, Sent, Sink, compare, outbox, rolled_back, seqs_used};
 
 /// Names the operation in an error that does not yet.
 fn with_context(op: &str, e: StoreError) -> StoreError {
@@ -52,6 +53,8 @@ pub(super) fn copy_into(
     let sent = copy(&mut PgSink { txn: &mut txn }).map_err(|e| rolled_back(&op, e))?;
     let target = count(&mut txn).map_err(|e| rolled_back(&op, e))?;
     compare(&sent, &target, to)?;
+    let default = outbox::pg_default(&mut txn).map_err(|e| rolled_back(&op, e))?;
+    outbox::check_default(sent.low_balance_default, default, to)?;
     check_user_sums(&mut txn, to)?;
     txn.commit()
         .map_err(|e| rolled_back(&op, context("commit", e)))?;
@@ -320,5 +323,25 @@ impl Sink for PgSink<'_, '_> {
              SELECT * FROM unnest($1::int8[], $2::jsonb[], $3::text[])",
             &[&ids, &summaries, &replicas],
         )
+    }
+
+    fn alerts(&mut self, rows: &[(String, AlertRow)]) -> Result<(), StoreError> {
+        outbox::write_pg_alerts(self.txn, rows)
+    }
+
+    fn events(&mut self, rows: &[(u64, EventRow)]) -> Result<(), StoreError> {
+        outbox::write_pg_events(self.txn, rows)
+    }
+
+    fn deliveries(&mut self, rows: &[outbox::Delivery]) -> Result<(), StoreError> {
+        outbox::write_pg_deliveries(self.txn, rows)
+    }
+
+    fn webhook_cursors(&mut self, rows: &[(String, u64)]) -> Result<(), StoreError> {
+        outbox::write_pg_cursors(self.txn, rows)
+    }
+
+    fn low_balance_default(&mut self, cents: Option<i64>) -> Result<(), StoreError> {
+        outbox::write_pg_default(self.txn, cents)
     }
 }

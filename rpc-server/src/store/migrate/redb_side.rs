@@ -10,6 +10,7 @@ use std::path::Path;
 use redb::{AccessGuard, ReadTransaction, ReadableTable, ReadableTableMetadata, Table};
 use redb::{Key, ReadableDatabase, Value, WriteTransaction};
 
+use super::super::alerts::{AlertRow, EventRow};
 use super::super::codec::{
     self, ConsumedGroup, ConsumedRow, META_KEY, MetaRow, NodeRow, PaymentRow, PendingRow,
     RUN_TOTALS_KEY, RejectedRow, RunRow, SourceRow, TallyRow, UserRow,
@@ -17,7 +18,7 @@ use super::super::codec::{
 use super::super::runs::RunTotals;
 use super::super::{RedbStore, StoreError, StoreOptions, tables};
 use super::{AppliedRow, Batch, Counts, FileKey, Sent, Sink, UNCHECKED};
-use super::{compare, rolled_back, seqs_used};
+use super::{compare, outbox, rolled_back, seqs_used};
 
 /// Applied records per group of the rebuilt per-user index. The aggregator
 /// writes a group per user per transaction; a listing decodes a whole group
@@ -49,6 +50,10 @@ macro_rules! count_tables {
             nodes: txn.open_table(tables::NODES)?.len()?,
             consumed_files: txn.open_table(tables::CONSUMED_FILES)?.len()?,
             runs: txn.open_table(tables::RUNS)?.len()?,
+            alerts: txn.open_table(tables::ALERTS)?.len()?,
+            events: txn.open_table(tables::EVENTS)?.len()?,
+            deliveries: txn.open_table(tables::DELIVERIES)?.len()?,
+            webhook_cursors: txn.open_table(tables::WEBHOOK_CURSORS)?.len()?,
         }
     }};
 }
@@ -72,7 +77,7 @@ fn read_meta(txn: &ReadTransaction) -> Result<(MetaRow, RunTotals), StoreError> 
 }
 
 /// Sends every row of `table` to `send`, converted, a batch at a time.
-fn send_table<K: Key + 'static, V: Value + 'static, T>(
+pub(super) fn send_table<K: Key + 'static, V: Value + 'static, T>(
     table: &impl ReadableTable<K, V>,
     convert: impl Fn(AccessGuard<'_, K>, AccessGuard<'_, V>) -> Result<T, StoreError>,
     mut send: impl FnMut(&[T]) -> Result<(), StoreError>,
@@ -181,7 +186,12 @@ pub(super) fn read(txn: &ReadTransaction, sink: &mut dyn Sink) -> Result<Sent, S
         |_, v| Ok((codec::decode_owned(v.value(), "run")?, None)),
         |b| sink.runs(b),
     )?;
-    Ok(Sent { copied: c, source })
+    let low_balance_default = outbox::read_redb(txn, sink, &mut c)?;
+    Ok(Sent {
+        copied: c,
+        source,
+        low_balance_default,
+    })
 }
 
 /// Opens (creating it and its directory if missing) the redb ledger to copy
@@ -234,6 +244,8 @@ pub(super) fn copy_into(
         let sent = copy(&mut sink).map_err(|e| rolled_back(&op, e))?;
         let written = sink.finish().map_err(|e| rolled_back(&op, e))?;
         compare(&sent, &written, &to)?;
+        let default = outbox::redb_default(&txn.open_table(tables::META)?)?;
+        outbox::check_default(sent.low_balance_default, default, &to)?;
         Ok(sent.copied)
     })
 }
@@ -261,6 +273,7 @@ struct RedbSink<'t> {
     nodes: Table<'t, &'static str, Bytes>,
     consumed_files: Table<'t, (&'static str, &'static str), &'static str>,
     runs: Table<'t, u64, Bytes>,
+    outbox: outbox::RedbOutbox<'t>,
     /// Written last, with the group ids the rebuilt index used.
     meta: MetaRow,
     user_ids: HashMap<String, u64>,
@@ -305,6 +318,7 @@ impl<'t> RedbSink<'t> {
             nodes: txn.open_table(tables::NODES)?,
             consumed_files: txn.open_table(tables::CONSUMED_FILES)?,
             runs: txn.open_table(tables::RUNS)?,
+            outbox: outbox::RedbOutbox::open(txn)?,
             meta: MetaRow::default(),
             user_ids: HashMap::new(),
             open_user: None,
@@ -559,5 +573,25 @@ impl Sink for RedbSink<'_> {
             })?;
         }
         Ok(())
+    }
+
+    fn alerts(&mut self, rows: &[(String, AlertRow)]) -> Result<(), StoreError> {
+        self.outbox.alerts(rows)
+    }
+
+    fn events(&mut self, rows: &[(u64, EventRow)]) -> Result<(), StoreError> {
+        self.outbox.events(rows)
+    }
+
+    fn deliveries(&mut self, rows: &[outbox::Delivery]) -> Result<(), StoreError> {
+        self.outbox.deliveries(rows)
+    }
+
+    fn webhook_cursors(&mut self, rows: &[(String, u64)]) -> Result<(), StoreError> {
+        self.outbox.webhook_cursors(rows)
+    }
+
+    fn low_balance_default(&mut self, cents: Option<i64>) -> Result<(), StoreError> {
+        outbox::put_redb_default(&mut self.meta_table, cents)
     }
 }

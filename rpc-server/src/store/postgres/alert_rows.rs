@@ -21,22 +21,6 @@ pub(super) struct PgAlerts {
     default: Option<Option<i64>>,
 }
 
-pub(super) fn level_to_db(level: Level) -> i16 {
-    match level {
-        Level::Ok => 0,
-        Level::Low => 1,
-        Level::Overdrawn => 2,
-    }
-}
-
-pub(super) fn level_from_db(level: i16) -> Level {
-    match level {
-        1 => Level::Low,
-        2 => Level::Overdrawn,
-        _ => Level::Ok,
-    }
-}
-
 impl PgAlerts {
     /// Reads the alert rows of `subjects` that are not cached yet.
     pub fn prefetch(
@@ -63,7 +47,12 @@ impl PgAlerts {
         }
         for row in rows {
             let alert = AlertRow {
-                level: level_from_db(row.get(1)),
+                level: Level::from_code(row.get(1)).ok_or_else(|| {
+                    StoreError::Storage(format!(
+                        "stored alert level {} is unknown; the ledger was written by a newer binary",
+                        row.get::<_, i16>(1)
+                    ))
+                })?,
                 low_balance_cents: row.get(2),
             };
             self.rows.insert(row.get(0), Some(alert));
@@ -242,7 +231,7 @@ impl PgAlerts {
             for subject in &self.dirty {
                 if let Some(Some(row)) = self.rows.get(subject) {
                     subjects.push(subject.as_str());
-                    levels.push(level_to_db(row.level));
+                    levels.push(row.level.code());
                     own.push(row.low_balance_cents);
                 }
             }
