@@ -10,9 +10,10 @@
 //! of every table must be equal in the source, in what was sent and in the
 //! target; after, the target must pass `verify` (full).
 //!
-//! The one thing not copied as stored is redb's per-user index of applied
-//! records (`USER_CONSUMED`), which PostgreSQL does without: writing redb
-//! rebuilds it from the applied records (`migrate/redb_side.rs`). PostgreSQL is
+//! What is not copied as stored is derived: redb's per-user index of applied
+//! records (`USER_CONSUMED`), which PostgreSQL does without, and the indexes
+//! `list_users` walks by balance and consumed: writing redb rebuilds them
+//! from the rows (`migrate/redb_side.rs`); PostgreSQL keeps its own. PostgreSQL is
 //! read in `migrate/pg_read.rs` and written in `migrate/pg_write.rs`.
 
 mod pg_read;

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 pub(crate) use rows::Rows;
 
 use super::codec::{MetaRow, SourceRow, UserRow};
+use super::user_index::SortKeys;
 use super::{NodeOutcome, StoreError};
 
 /// Where a record came from.
@@ -25,9 +26,9 @@ pub(crate) struct Provenance<'a> {
 
 pub(crate) struct CachedUser {
     pub row: UserRow,
-    /// Balance when first read in this transaction (0 for a new user).
-    balance_before: i64,
-    is_new: bool,
+    /// Balance and total consumed when first read in this transaction
+    /// (`None` for a new user).
+    before: Option<SortKeys>,
     pub dirty: bool,
     /// Consumed seqs applied to this user in this transaction, ascending.
     new_seqs: Vec<u64>,
@@ -71,16 +72,12 @@ impl<R: Rows> Ledger<R> {
     /// The user, read once per transaction; `None` if not registered.
     pub fn user(&mut self, sid: &str) -> Result<Option<&mut CachedUser>, StoreError> {
         if !self.user_cache.contains_key(sid) {
-            let cached = match self.rows.user(sid)? {
-                Some(row) => Some(CachedUser {
-                    balance_before: row.balance_cents,
-                    row,
-                    is_new: false,
-                    dirty: false,
-                    new_seqs: Vec::new(),
-                }),
-                None => None,
-            };
+            let cached = self.rows.user(sid)?.map(|row| CachedUser {
+                before: Some(SortKeys::of(&row)),
+                row,
+                dirty: false,
+                new_seqs: Vec::new(),
+            });
             self.user_cache.insert(sid.to_string(), cached);
         }
         Ok(self.user_cache.get_mut(sid).and_then(Option::as_mut))
@@ -93,9 +90,8 @@ impl<R: Rows> Ledger<R> {
         self.user_cache.insert(
             sid.to_string(),
             Some(CachedUser {
-                balance_before: 0,
+                before: None,
                 row,
-                is_new: true,
                 dirty: true,
                 new_seqs: Vec::new(),
             }),
@@ -138,18 +134,23 @@ impl<R: Rows> Ledger<R> {
             if !user.dirty {
                 continue;
             }
-            if user.is_new {
+            if user.before.is_none() {
                 self.meta.counts.total_users += 1;
             }
-            let was_overdrawn = user.balance_before < 0;
+            let was_overdrawn = user.before.is_some_and(|b| b.balance_cents < 0);
             let is_overdrawn = user.row.balance_cents < 0;
             if was_overdrawn && !is_overdrawn {
                 self.meta.counts.overdrawn_users -= 1;
             } else if !was_overdrawn && is_overdrawn {
                 self.meta.counts.overdrawn_users += 1;
             }
-            self.rows
-                .put_user(sid, &mut user.row, &user.new_seqs, &mut self.meta)?;
+            self.rows.put_user(
+                sid,
+                &mut user.row,
+                user.before,
+                &user.new_seqs,
+                &mut self.meta,
+            )?;
         }
         let node_applied = std::mem::take(&mut self.node_applied);
         for (node, applied) in node_applied {
