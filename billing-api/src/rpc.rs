@@ -21,12 +21,17 @@ pub trait BillingApi {
     #[method(name = "aggregate_now", param_kind = map)]
     async fn aggregate_now(&self) -> RpcResult<AggregateSummary>;
 
-    /// Lists users with their billing figures, ordered by `user_sid`.
+    /// Lists users with their billing figures, ordered by `sort` (default
+    /// `user_sid`), only those matching `filter` if given. A filter the order
+    /// cannot skip to reads at most 10,000 users per page: such a page may
+    /// come back short, even empty, with a `next_cursor`.
     #[method(name = "list_users", param_kind = map)]
     async fn list_users(
         &self,
         cursor: Option<String>,
         limit: Option<u32>,
+        sort: Option<UserSort>,
+        filter: Option<UserFilter>,
     ) -> RpcResult<Page<UserBilling>>;
 
     /// Lists payments, newest first, optionally for one user.

@@ -28,6 +28,52 @@ pub struct UserBilling {
     pub total_consumed_cents: i64,
 }
 
+/// `list_users` order. Ties are broken by `user_sid`: ascending for `sid` and
+/// `balance_asc`; the `_desc` orders are the exact reverse of ascending
+/// `(key, user_sid)`, so ties come in descending `user_sid` order there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserSort {
+    /// By `user_sid` (byte order).
+    #[default]
+    Sid,
+    /// Lowest balance first.
+    BalanceAsc,
+    /// Highest balance first.
+    BalanceDesc,
+    /// Largest total consumed first.
+    ConsumedDesc,
+}
+
+impl UserSort {
+    /// The sort's name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sid => "sid",
+            Self::BalanceAsc => "balance_asc",
+            Self::BalanceDesc => "balance_desc",
+            Self::ConsumedDesc => "consumed_desc",
+        }
+    }
+}
+
+/// `list_users` filter: a user is listed when it meets every condition given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFilter {
+    /// `user_sid` starts with this (byte for byte).
+    #[serde(default)]
+    pub sid_prefix: Option<String>,
+    /// Found, ignoring case, in `user_sid`, `display_name` or `email`.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Balance strictly below this many cents.
+    #[serde(default)]
+    pub below_cents: Option<i64>,
+    /// `true`: balance below zero; `false`: balance zero or more.
+    #[serde(default)]
+    pub overdrawn: Option<bool>,
+}
+
 /// `register_user` params.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RegisterUser {

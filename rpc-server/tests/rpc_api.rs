@@ -103,7 +103,11 @@ async fn unauthorized_calls_change_nothing(backend: Backend) {
             .await
             .is_err()
     );
-    let page = server.client().list_users(None, None).await.unwrap();
+    let page = server
+        .client()
+        .list_users(None, None, None, None)
+        .await
+        .unwrap();
     assert!(page.items.is_empty());
 }
 
@@ -167,7 +171,10 @@ async fn users_payments_and_balances_over_http(backend: Backend) {
     assert_eq!(error_code(err), error_codes::NOT_FOUND);
     let err = client.get_balance("nobody".into()).await.unwrap_err();
     assert_eq!(error_code(err), error_codes::NOT_FOUND);
-    let err = client.list_users(None, Some(5000)).await.unwrap_err();
+    let err = client
+        .list_users(None, Some(5000), None, None)
+        .await
+        .unwrap_err();
     assert_eq!(error_code(err), error_codes::INVALID_PARAMS);
 
     let summary = client.aggregate_now().await.unwrap();
@@ -322,7 +329,10 @@ async fn pagination_walks_every_user_once(backend: Backend) {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = client.list_users(cursor, Some(7)).await.unwrap();
+        let page = client
+            .list_users(cursor, Some(7), None, None)
+            .await
+            .unwrap();
         assert!(page.items.len() <= 7);
         seen.extend(page.items.into_iter().map(|u| u.user_sid));
         match page.next_cursor {
@@ -333,7 +343,7 @@ async fn pagination_walks_every_user_once(backend: Backend) {
     let expected: Vec<String> = (0..25).map(|i| format!("u-{i:03}")).collect();
     assert_eq!(seen, expected);
     let err = client
-        .list_users(Some("%%%not-a-cursor".into()), None)
+        .list_users(Some("%%%not-a-cursor".into()), None, None, None)
         .await;
     // An unknown cursor is either rejected or starts after it; it never repeats the first page.
     if let Ok(page) = err {

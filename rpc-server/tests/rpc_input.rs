@@ -121,7 +121,7 @@ async fn control_and_bidi_characters_are_refused_in_every_client_text_field() {
         }
     }
     // Nothing was stored: only u-1, no payment.
-    let users = client.list_users(None, None).await.unwrap();
+    let users = client.list_users(None, None, None, None).await.unwrap();
     assert_eq!(users.items.len(), 1, "{:?}", users.items);
     assert_eq!(payment_count(&server).await, 0);
     // Ordinary non-ASCII text still goes in.
@@ -188,7 +188,7 @@ async fn error_messages_quote_at_most_200_bytes_of_input_with_controls_escaped()
             .await
             .unwrap_err(),
         client
-            .list_users(Some(huge.clone()), None)
+            .list_users(Some(huge.clone()), None, None, None)
             .await
             .unwrap_err(),
     ];

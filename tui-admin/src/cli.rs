@@ -220,7 +220,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                     let client = &client;
                     async move {
                         client
-                            .list_users(cursor, Some(limit))
+                            .list_users(cursor, Some(limit), None, None)
                             .await
                             .map_err(|e| explain(conn, "list_users failed", e))
                     }

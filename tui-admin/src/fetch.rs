@@ -109,7 +109,7 @@ async fn call(client: &HttpClient, command: Command) -> Data {
         ),
         Command::Users(req) => {
             let result = client
-                .list_users(req.cursor.clone(), Some(PAGE_LIMIT))
+                .list_users(req.cursor.clone(), Some(PAGE_LIMIT), None, None)
                 .await;
             Data::Users(req, result.map_err(err))
         }

@@ -265,7 +265,8 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
-    /// Rewrite the stored counters from the rows, then check again (needs the server stopped).
+    /// Rewrite the stored counters (and, on redb, the list_users indexes) from the rows, then
+    /// check again (needs the server stopped).
     #[arg(long)]
     pub repair: bool,
 }

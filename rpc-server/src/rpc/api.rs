@@ -17,7 +17,7 @@ use super::error::{invalid_params, pass_failed, reconcile_failed, store_error};
 use crate::aggregate::Aggregator;
 use crate::aggregate::freshness::node_freshness;
 use crate::blocking::{now_ms, with_store};
-use crate::store::{Store, StoreError, Window, check_id};
+use crate::store::{Store, StoreError, UserQuery, Window, check_id};
 
 /// The JSON-RPC handler. Cheap to clone.
 #[derive(Clone)]
@@ -91,10 +91,18 @@ impl BillingApiServer for BillingRpc {
         &self,
         cursor: Option<String>,
         limit: Option<u32>,
+        sort: Option<UserSort>,
+        filter: Option<UserFilter>,
     ) -> RpcResult<Page<UserBilling>> {
         let limit = page_limit(limit)?;
+        let query = UserQuery::new(
+            sort.unwrap_or_default(),
+            filter.unwrap_or_default(),
+            cursor.as_deref(),
+        )
+        .map_err(store_error)?;
         self.store()
-            .read_users(cursor, limit)
+            .read_users(query, limit)
             .await
             .map_err(store_error)
     }

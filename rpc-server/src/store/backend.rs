@@ -13,7 +13,7 @@ use billing_api::{
 
 use super::{
     Depth, LedgerCounts, NodeChunk, NodeOutcome, NodeRecord, NodeUpdate, PgStore, RedbStore,
-    RunTotals, StoreError, StoreOptions, VerifyReport,
+    RunTotals, StoreError, StoreOptions, UserQuery, VerifyReport,
 };
 
 /// Handle to the ledger; cheap to clone.
@@ -119,16 +119,26 @@ impl Store {
     /// the runtime with its async client.
     pub async fn read_users(
         &self,
-        cursor: Option<String>,
+        query: UserQuery,
         limit: u32,
     ) -> Result<Page<UserBilling>, StoreError> {
         match self {
             Store::Redb(_) => {
-                self.on_blocking_thread(move |s| s.list_users(cursor.as_deref(), limit))
+                self.on_blocking_thread(move |s| s.list_users_by(&query, limit))
                     .await
             }
-            Store::Postgres(s) => s.read_users(cursor.as_deref(), limit).await,
+            Store::Postgres(s) => s.read_users(&query, limit).await,
         }
+    }
+
+    /// Every user in sid order, a page from `cursor` (the last sid of the
+    /// page before).
+    pub fn list_users(
+        &self,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<UserBilling>, StoreError> {
+        self.list_users_by(&UserQuery::by_sid(cursor)?, limit)
     }
 
     /// Runs `op` on a blocking thread with a handle to this store: store
@@ -210,8 +220,8 @@ delegate! {
     fn register_users(&self, reqs: &[RegisterUser], now_ms: u64) -> Result<Vec<UserBilling>, StoreError>;
     fn get_user(&self, sid: &str) -> Result<UserBilling, StoreError>;
     fn get_balance(&self, sid: &str) -> Result<Balance, StoreError>;
-    /// Users ordered by `user_sid`.
-    fn list_users(&self, cursor: Option<&str>, limit: u32) -> Result<Page<UserBilling>, StoreError>;
+    /// A page of users in an order, through a filter (see `user_list`).
+    fn list_users_by(&self, query: &UserQuery, limit: u32) -> Result<Page<UserBilling>, StoreError>;
     /// Sets (or with `None` clears) a user's own low-balance threshold.
     fn set_user_threshold(&self, sid: &str, cents: Option<i64>, now_ms: u64) -> Result<billing_api::UserThreshold, StoreError>;
     /// Stores the default low-balance threshold (`--low-balance-cents`).

@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! billing-ledger-backup 1\n          the magic line, with the backup format
-//! {"ledger_format":2,…,"sha256":…}\n  the header: one JSON line (BackupHeader)
+//! {"ledger_format":3,…,"sha256":…}\n  the header: one JSON line (BackupHeader)
 //! <bytes>                             the redb file itself
 //! ```
 //!
@@ -105,6 +105,8 @@ fn copy_tables(from: &ReadTransaction, to: &Database) -> Result<u64, StoreError>
     let c = &mut copied;
     let rows = copy_table(from, to, tables::META, c)?
         + copy_table(from, to, tables::USERS, c)?
+        + copy_table(from, to, tables::USERS_BY_BALANCE, c)?
+        + copy_table(from, to, tables::USERS_BY_CONSUMED, c)?
         + copy_table(from, to, tables::PAYMENTS, c)?
         + copy_table(from, to, tables::PAYMENT_LOG, c)?
         + copy_table(from, to, tables::USER_PAYMENTS, c)?

@@ -5,20 +5,23 @@
 //! applied version of a conflict, run summaries) by position, so a new API
 //! field or a reordered enum would have changed what old rows mean. Format 2
 //! stores rows owned by the store (`codec.rs`): enums as explicit codes, and
-//! its own structs for the rest. Opening a ledger migrates it to the current
-//! format in one transaction; a ledger of a newer or unknown format is refused.
+//! its own structs for the rest. Format 3 adds the indexes `list_users` walks
+//! by balance and by total consumed (`user_index.rs`), which a binary of format
+//! 2 would not keep up to date: migrating builds them from the users table.
+//! Opening a ledger migrates it to the current format in one transaction; a
+//! ledger of a newer or unknown format is refused.
 
 use billing_api::{ConsumedRecord, NodeStatus, RejectReason};
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 use serde::Deserialize;
 
 use super::codec::{self, META_KEY, NodeRow, RejectedRow, RunRow};
-use super::{StoreError, tables};
+use super::{StoreError, tables, user_index};
 
 /// The format this build writes.
-pub const LEDGER_FORMAT: u32 = 2;
+pub const LEDGER_FORMAT: u32 = 3;
 /// Key of the format version in the `META` table (4 bytes, little endian).
-const FORMAT_KEY: &str = "format";
+pub(super) const FORMAT_KEY: &str = "format";
 
 /// Brings the ledger to [`LEDGER_FORMAT`]: stamps a new ledger, migrates an
 /// older one, refuses a newer or unknown one.
@@ -55,15 +58,26 @@ pub(super) fn check_and_migrate(db: &Database, location: &str) -> Result<(), Sto
     if found == LEDGER_FORMAT && stamped {
         return Ok(());
     }
-    if found == 1 {
-        from_1_to_2(&txn).map_err(|e| match e {
+    let failed = |from: u32| {
+        move |e: StoreError| match e {
             StoreError::Storage(m) => StoreError::Storage(format!(
-                "migrating the ledger {location} from format 1 to 2 failed, and nothing was \
-                 changed: {m}"
+                "migrating the ledger {location} from format {from} to {} failed, and nothing \
+                 was changed: {m}; restore it from a backup, or run the rpc-server version \
+                 that wrote it",
+                from + 1
             )),
             other => other,
-        })?;
-        tracing::info!(ledger = %location, from = 1, to = LEDGER_FORMAT, "ledger format migrated");
+        }
+    };
+    if found == 1 {
+        from_1_to_2(&txn).map_err(failed(1))?;
+    }
+    if found <= 2 {
+        let users = user_index::rebuild(&txn).map_err(failed(2))?;
+        tracing::info!(ledger = %location, users, "list_users indexes built");
+    }
+    if found < LEDGER_FORMAT {
+        tracing::info!(ledger = %location, from = found, to = LEDGER_FORMAT, "ledger format migrated");
     }
     txn.open_table(tables::META)?
         .insert(FORMAT_KEY, LEDGER_FORMAT.to_le_bytes().as_slice())?;

@@ -14,9 +14,10 @@
 //! deliveries and cursors, and the default threshold) is copied like the
 //! rest, by `migrate/outbox.rs` for both ends.
 //!
-//! The one thing not copied as stored is redb's per-user index of applied
-//! records (`USER_CONSUMED`), which PostgreSQL does without: writing redb
-//! rebuilds it from the applied records (`migrate/redb_side.rs`). PostgreSQL is
+//! What is not copied as stored is derived: redb's per-user index of applied
+//! records (`USER_CONSUMED`), which PostgreSQL does without, and the indexes
+//! `list_users` walks by balance and consumed: writing redb rebuilds them
+//! from the rows (`migrate/redb_side.rs`); PostgreSQL keeps its own. PostgreSQL is
 //! read in `migrate/pg_read.rs` and written in `migrate/pg_write.rs`.
 
 mod outbox;

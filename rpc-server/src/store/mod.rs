@@ -17,7 +17,8 @@
 //! Layout: `tables.rs` (table definitions), `codec.rs` (row encodings),
 //! `ledger/` (applying usage: the domain rules, written once against the
 //! `ledger::Rows` trait), `redb_rows.rs` (those rows over redb's tables), `users.rs`, `payments.rs`, `runs.rs` (node
-//! state and aggregation runs), `handle.rs` (the database handle, storage
+//! state and aggregation runs), `user_index.rs` and `user_list/` (`list_users`
+//! by balance or consumed, filtered), `handle.rs` (the database handle, storage
 //! failures and recovery), `verify.rs` (consistency check of counters and rows).
 
 pub mod alerts;
@@ -41,6 +42,8 @@ mod runs;
 mod summary;
 mod tables;
 mod tally;
+mod user_index;
+mod user_list;
 mod users;
 mod verify;
 mod window;
@@ -61,6 +64,7 @@ pub use redb_store::RedbStore;
 pub use chunks::{ChunkItem, NodeChunk, NodeEnd, REJECTION_SAMPLE};
 pub use payments::DEFAULT_PAYMENT_KIND;
 pub use runs::RunTotals;
+pub use user_list::{USER_SCAN, UserQuery};
 pub use verify::{Depth, Finding, VerifyReport};
 pub use window::{WINDOW_SCAN, Window, all_pages};
 

@@ -13,11 +13,14 @@ use super::codec::{
 };
 use super::ledger::{LOW_BALANCE_DEFAULT_KEY, Rows};
 use super::tables;
+use super::user_index::{self, SortKeys, UserIndex};
 
 /// The open tables of one write transaction.
 pub(crate) struct RedbRows<'t> {
     meta: Table<'t, &'static str, &'static [u8]>,
     users: Table<'t, &'static str, &'static [u8]>,
+    /// `list_users`'s indexes, written with every user row.
+    user_index: UserIndex<'t>,
     consumed_keys: Table<'t, &'static str, u64>,
     consumed_log: Table<'t, u64, &'static [u8]>,
     sources: Table<'t, u64, &'static [u8]>,
@@ -55,6 +58,7 @@ impl<'t> RedbRows<'t> {
         Ok(RedbRows {
             meta: txn.open_table(tables::META)?,
             users: txn.open_table(tables::USERS)?,
+            user_index: UserIndex::open(txn)?,
             consumed_keys: txn.open_table(tables::CONSUMED_KEYS)?,
             consumed_log: txn.open_table(tables::CONSUMED_LOG)?,
             sources: txn.open_table(tables::CONSUMED_SOURCES)?,
@@ -133,9 +137,16 @@ impl Rows for RedbRows<'_> {
         &mut self,
         sid: &str,
         row: &mut UserRow,
+        before: Option<SortKeys>,
         new_seqs: &[u64],
         meta: &mut MetaRow,
     ) -> Result<(), StoreError> {
+        self.user_index.update(
+            sid,
+            before,
+            SortKeys::of(row),
+            user_index::balance_version(meta),
+        )?;
         if !new_seqs.is_empty() {
             meta.group_seq += 1;
             let group = meta.group_seq;

@@ -28,6 +28,8 @@ pub(super) fn create_tables(db: &Database) -> Result<(), StoreError> {
     let txn = db.begin_write()?;
     txn.open_table(tables::META)?;
     txn.open_table(tables::USERS)?;
+    txn.open_table(tables::USERS_BY_BALANCE)?;
+    txn.open_table(tables::USERS_BY_CONSUMED)?;
     txn.open_table(tables::PAYMENTS)?;
     txn.open_table(tables::PAYMENT_LOG)?;
     txn.open_table(tables::USER_PAYMENTS)?;

@@ -10,6 +10,14 @@ pub(crate) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta
 /// `user_sid` -> `codec::UserRow`.
 pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 
+/// `(balance_cents, user_sid)` -> the ledger's balance version when the user's
+/// balance was last written (see `user_index.rs`): `list_users` by balance.
+pub(crate) const USERS_BY_BALANCE: TableDefinition<(i64, &str), u64> =
+    TableDefinition::new("users_by_balance");
+/// `(consumed_cents, user_sid)` -> (): `list_users` by total consumed.
+pub(crate) const USERS_BY_CONSUMED: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("users_by_consumed");
+
 /// `payment_id` -> `codec::PaymentRow`.
 pub(crate) const PAYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("payments");
 /// Payment sequence number -> `payment_id`, for newest-first listing.

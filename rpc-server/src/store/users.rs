@@ -1,11 +1,11 @@
 //! Users: registration (which releases held usage) and balance queries.
 
 use billing_api::otoml::MAX_SID_BYTES;
-use billing_api::{Balance, Page, RegisterUser, UserBilling};
+use billing_api::{Balance, RegisterUser, UserBilling};
 
 use super::codec::{self, UserRow};
 use super::ledger::{Ledger, Rows};
-use super::{RedbStore, StoreError, check_id, check_text, clamp_limit, page, redb_rows, tables};
+use super::{RedbStore, StoreError, check_id, check_text, redb_rows, tables};
 
 impl RedbStore {
     /// `Store::register_user` for many users in one transaction (bulk imports).
@@ -39,34 +39,6 @@ impl RedbStore {
 
     pub fn get_balance(&self, sid: &str) -> Result<Balance, StoreError> {
         Ok(self.user_row(sid)?.to_balance(sid))
-    }
-
-    /// Users ordered by `user_sid`; the cursor is the last sid of the previous page.
-    pub fn list_users(
-        &self,
-        cursor: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<UserBilling>, StoreError> {
-        let limit = clamp_limit(limit);
-        if let Some(c) = cursor {
-            check_id("cursor", c, MAX_SID_BYTES)?;
-        }
-        self.read("list users", |txn| {
-            let users = txn.open_table(tables::USERS)?;
-            let range = match cursor {
-                Some(c) => users
-                    .range::<&str>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))?,
-                None => users.range::<&str>(..)?,
-            };
-            let mut items = Vec::with_capacity(limit + 1);
-            for entry in range.take(limit + 1) {
-                let (sid, bytes) = entry?;
-                let row: UserRow = codec::decode_owned(bytes.value(), "user")?;
-                let sid = sid.value();
-                items.push((sid.to_string(), row.to_api(sid)));
-            }
-            Ok(page(items, limit))
-        })
     }
 }
 

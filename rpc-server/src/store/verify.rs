@@ -5,12 +5,13 @@
 //! Two depths. `Quick` (run at every open) scans the users table once and
 //! compares table lengths, which redb keeps: O(users). `Full`
 //! (`rpc-server verify`) also adds up every payment and every applied record
-//! per user and compares the sums with the user rows: O(users + payments +
-//! records).
+//! per user and compares the sums with the user rows, and looks up every
+//! user's entries in the `list_users` indexes: O(users + payments + records).
 //!
 //! A mismatch found at open makes the store refuse writes (reads still work)
 //! until an operator fixes it: `rpc-server verify --repair` rewrites the
-//! counters from the rows; damaged rows need a backup.
+//! counters and the `list_users` indexes from the rows; damaged rows need a
+//! backup.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tracing::error;
 
 use super::codec::{self, META_KEY, MetaRow, PaymentRow, UserRow};
-use super::{LedgerCounts, RedbStore, StoreError, tables};
+use super::{LedgerCounts, RedbStore, StoreError, tables, user_index};
 
 /// Per-user findings listed in a report; the rest are only counted.
 const MAX_LISTED: usize = 20;
@@ -142,6 +143,8 @@ impl RedbStore {
             // Per user: (paid, consumed) as the user row says, for the full check.
             let mut user_sums: HashMap<String, (i64, i64)> = HashMap::new();
             let users = txn.open_table(tables::USERS)?;
+            let by_balance = txn.open_table(tables::USERS_BY_BALANCE)?;
+            let by_consumed = txn.open_table(tables::USERS_BY_CONSUMED)?;
             for entry in users.range::<&str>(..)? {
                 let (sid, bytes) = entry?;
                 let sid = sid.value();
@@ -174,6 +177,21 @@ impl RedbStore {
                 }
                 if depth == Depth::Full {
                     user_sums.insert(sid.to_string(), (row.paid_cents, row.consumed_cents));
+                    // With the lengths compared below: the indexes hold these entries only.
+                    if by_balance.get((row.balance_cents, sid))?.is_none() {
+                        c.user(
+                            format!("index users_by_balance, user `{sid}`"),
+                            "no entry",
+                            format!("balance {}", row.balance_cents),
+                        );
+                    }
+                    if by_consumed.get((row.consumed_cents, sid))?.is_none() {
+                        c.user(
+                            format!("index users_by_consumed, user `{sid}`"),
+                            "no entry",
+                            format!("consumed {}", row.consumed_cents),
+                        );
+                    }
                 }
             }
             counts.total_balance_cents = total;
@@ -225,6 +243,18 @@ impl RedbStore {
                     format!("{consumed_log} applied records"),
                 );
             }
+            for (name, entries) in [
+                ("users_by_balance", by_balance.len()?),
+                ("users_by_consumed", by_consumed.len()?),
+            ] {
+                if entries != counts.total_users {
+                    c.add(
+                        format!("index {name} (one entry per user)"),
+                        format!("{entries} entries"),
+                        format!("{} users", counts.total_users),
+                    );
+                }
+            }
             if pending != user_pending {
                 c.add(
                     "index user_pending (one entry per held record)".into(),
@@ -257,7 +287,8 @@ impl RedbStore {
                 "the ledger {} is inconsistent: {}. Reads still work; writes are refused until \
                  an operator fixes it: stop the server, run `rpc-server verify --data-dir <dir>` \
                  for the full report, then `rpc-server verify --data-dir <dir> --repair` to \
-                 rewrite the counters from the rows (damaged rows need a backup), and restart",
+                 rewrite the counters and the list_users indexes from the rows (damaged rows \
+                 need a backup), and restart",
                 report.ledger,
                 report.summary()
             );
@@ -267,11 +298,13 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Rewrites the stored counters from the rows (`rpc-server verify --repair`).
-    /// Returns the counters written. Row-level damage is not repaired.
+    /// Rewrites the stored counters from the rows, and rebuilds the
+    /// `list_users` indexes (`rpc-server verify --repair`). Returns the
+    /// counters written. Row-level damage is not repaired.
     pub fn repair_counters(&self) -> Result<LedgerCounts, StoreError> {
         let recounted = self.verify(Depth::Quick)?.recounted;
         self.write("rewrite the ledger counters", |txn| {
+            user_index::rebuild(txn)?;
             let mut table = txn.open_table(tables::META)?;
             let mut meta: MetaRow = match table.get(META_KEY)? {
                 Some(bytes) => codec::decode_owned(bytes.value(), "meta")?,

@@ -300,3 +300,23 @@ pub fn pay(store: &Store, payment_id: &str, sid: &str, amount_cents: i64) {
         )
         .unwrap();
 }
+
+/// Applies one usage record of `cost_cents` to `sid` (a file of its own of
+/// node `n1`); panics unless it is applied.
+pub fn debit(store: &Store, key: &str, sid: &str, cost_cents: i64) {
+    use billing_server::store::{FileBatch, FileOutcome, NodeUpdate};
+    let update = NodeUpdate {
+        node_name: "n1".into(),
+        head_commit: format!("commit-{key}"),
+        tree_id: format!("tree-{key}"),
+        files: vec![FileBatch {
+            path: usage_path("n1", 0),
+            blob_id: format!("blob-{key}"),
+            outcome: FileOutcome::Decoded(vec![Ok(billing_server::test_support::rec(
+                key, sid, "n1", cost_cents,
+            ))]),
+        }],
+    };
+    let outcome = on_thread(|| store.apply_node(update, 3).unwrap());
+    assert_eq!(outcome.applied, 1, "{key} of {sid}: {outcome:?}");
+}

@@ -14,6 +14,7 @@ pub(crate) use alerts::LOW_BALANCE_DEFAULT_KEY;
 pub(crate) use rows::Rows;
 
 use super::codec::{MetaRow, SourceRow, UserRow};
+use super::user_index::SortKeys;
 use super::{NodeOutcome, StoreError};
 
 /// Where a record came from.
@@ -27,9 +28,9 @@ pub(crate) struct Provenance<'a> {
 
 pub(crate) struct CachedUser {
     pub row: UserRow,
-    /// Balance when first read in this transaction (0 for a new user).
-    balance_before: i64,
-    is_new: bool,
+    /// Balance and total consumed when first read in this transaction
+    /// (`None` for a new user).
+    before: Option<SortKeys>,
     pub dirty: bool,
     /// Consumed seqs applied to this user in this transaction, ascending.
     new_seqs: Vec<u64>,
@@ -76,16 +77,12 @@ impl<R: Rows> Ledger<R> {
     /// The user, read once per transaction; `None` if not registered.
     pub fn user(&mut self, sid: &str) -> Result<Option<&mut CachedUser>, StoreError> {
         if !self.user_cache.contains_key(sid) {
-            let cached = match self.rows.user(sid)? {
-                Some(row) => Some(CachedUser {
-                    balance_before: row.balance_cents,
-                    row,
-                    is_new: false,
-                    dirty: false,
-                    new_seqs: Vec::new(),
-                }),
-                None => None,
-            };
+            let cached = self.rows.user(sid)?.map(|row| CachedUser {
+                before: Some(SortKeys::of(&row)),
+                row,
+                dirty: false,
+                new_seqs: Vec::new(),
+            });
             self.user_cache.insert(sid.to_string(), cached);
         }
         Ok(self.user_cache.get_mut(sid).and_then(Option::as_mut))
@@ -98,9 +95,8 @@ impl<R: Rows> Ledger<R> {
         self.user_cache.insert(
             sid.to_string(),
             Some(CachedUser {
-                balance_before: 0,
+                before: None,
                 row,
-                is_new: true,
                 dirty: true,
                 new_seqs: Vec::new(),
             }),
@@ -144,20 +140,26 @@ impl<R: Rows> Ledger<R> {
             if !user.dirty {
                 continue;
             }
-            if user.is_new {
+            if user.before.is_none() {
                 self.meta.counts.total_users += 1;
             }
-            let was_overdrawn = user.balance_before < 0;
+            let was_overdrawn = user.before.is_some_and(|b| b.balance_cents < 0);
             let is_overdrawn = user.row.balance_cents < 0;
             if was_overdrawn && !is_overdrawn {
                 self.meta.counts.overdrawn_users -= 1;
             } else if !was_overdrawn && is_overdrawn {
                 self.meta.counts.overdrawn_users += 1;
             }
-            self.rows
-                .put_user(sid, &mut user.row, &user.new_seqs, &mut self.meta)?;
-            if user.balance_before != user.row.balance_cents {
-                changed.push((sid.clone(), user.balance_before, user.row.balance_cents));
+            self.rows.put_user(
+                sid,
+                &mut user.row,
+                user.before,
+                &user.new_seqs,
+                &mut self.meta,
+            )?;
+            let balance_before = user.before.map_or(0, |b| b.balance_cents);
+            if balance_before != user.row.balance_cents {
+                changed.push((sid.clone(), balance_before, user.row.balance_cents));
             }
         }
         // In sid order, so that events of one transaction are numbered the same on every run.

@@ -13,6 +13,7 @@ use super::super::codec::{
     ConsumedRow, MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow,
     UserRow,
 };
+use super::super::user_index::SortKeys;
 
 pub(crate) trait Rows {
     /// The counters and sequence numbers (the defaults in a new ledger).
@@ -20,12 +21,15 @@ pub(crate) trait Rows {
     fn put_meta(&mut self, meta: &MetaRow) -> Result<(), StoreError>;
 
     fn user(&mut self, sid: &str) -> Result<Option<UserRow>, StoreError>;
-    /// Writes a user; `new_seqs` are the consumed seqs applied to it in this
-    /// transaction, ascending (a backend may index them per user).
+    /// Writes a user; `before` is its balance and total consumed as stored
+    /// (`None` for a new user), and `new_seqs` are the consumed seqs applied to
+    /// it in this transaction, ascending (a backend may index them per user).
+    /// `meta` holds this transaction's final sequence numbers.
     fn put_user(
         &mut self,
         sid: &str,
         row: &mut UserRow,
+        before: Option<SortKeys>,
         new_seqs: &[u64],
         meta: &mut MetaRow,
     ) -> Result<(), StoreError>;

@@ -1,8 +1,8 @@
 //! The redb end of a migration: reading a ledger in one read transaction,
 //! and writing one into a new file in one write transaction. Writing rebuilds
 //! the per-user index of applied records (`USER_CONSUMED`), which PostgreSQL
-//! does without, and the payment and held-record indexes, as `redb_rows.rs`
-//! writes them.
+//! does without, the payment and held-record indexes, as `redb_rows.rs`
+//! writes them, and the `list_users` indexes (`user_index.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -16,7 +16,7 @@ use super::super::codec::{
     RUN_TOTALS_KEY, RejectedRow, RunRow, SourceRow, TallyRow, UserRow,
 };
 use super::super::runs::RunTotals;
-use super::super::{RedbStore, StoreError, StoreOptions, tables};
+use super::super::{RedbStore, StoreError, StoreOptions, tables, user_index};
 use super::{AppliedRow, Batch, Counts, FileKey, Sent, Sink, UNCHECKED};
 use super::{compare, outbox, rolled_back, seqs_used};
 
@@ -243,6 +243,7 @@ pub(super) fn copy_into(
         let mut sink = RedbSink::open(txn)?;
         let sent = copy(&mut sink).map_err(|e| rolled_back(&op, e))?;
         let written = sink.finish().map_err(|e| rolled_back(&op, e))?;
+        user_index::rebuild(txn).map_err(|e| rolled_back(&op, e))?;
         compare(&sent, &written, &to)?;
         let default = outbox::redb_default(&txn.open_table(tables::META)?)?;
         outbox::check_default(sent.low_balance_default, default, &to)?;

@@ -10,7 +10,9 @@
 //! larger the batches and the less each read costs; an idle server sends a
 //! read alone at once. One query is one snapshot, as a single read is.
 //!
-//! `list_users` pages go over the same connections, one statement each.
+//! `list_users` pages go over the same connections: the plain listing (by
+//! sid, no filter) on a prepared statement, the others as statements built
+//! for their order and filter (`user_list.rs`), a batch at a time.
 //!
 //! A connection that the server closed is replaced at its next use. A read
 //! waits at most [`READ_TIMEOUT`] in all, connecting included, so that with
@@ -27,7 +29,8 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::super::StoreError;
 use super::columns::{USER_COLUMNS, user_of};
-use super::{db_err, lock};
+use super::user_list::{BALANCE_VERSION, UsersSql};
+use super::{db_err, from_db, lock};
 
 /// Connections kept for these reads, used in turn.
 const READ_CONNECTIONS: usize = 2;
@@ -103,6 +106,24 @@ impl AsyncReads {
     /// on a read connection, pipelined with the balance batches.
     pub async fn users_after(&self, after: &str, limit: i64) -> Result<Vec<Row>, ReadError> {
         within_timeout(self.connections.users_after(after, limit)).await
+    }
+
+    /// One batch of a `list_users` page in an order or through a filter.
+    pub async fn users_by(&self, sql: &UsersSql) -> Result<Vec<Row>, ReadError> {
+        let read = retried(|| async {
+            let conn = self.connections.conn().await?;
+            conn.client.query_typed(&sql.text, &sql.params()).await
+        });
+        within_timeout(read).await
+    }
+
+    /// The ledger's balance version, where a walk by balance starts.
+    pub async fn balance_version(&self) -> Result<u64, ReadError> {
+        let read = retried(|| async {
+            let conn = self.connections.conn().await?;
+            conn.client.query_typed_one(BALANCE_VERSION, &[]).await
+        });
+        within_timeout(read).await.map(|row| from_db(row.get(0)))
     }
 
     fn enqueue(&self, read: Read) {

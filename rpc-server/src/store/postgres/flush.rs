@@ -8,8 +8,10 @@ use postgres::Transaction;
 
 use super::super::StoreError;
 use super::super::codec::{
-    NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow, UserRow, status_code,
+    MetaRow, NodeRow, PaymentRow, PendingRow, RejectedRow, SourceRow, TallyRow, UserRow,
+    status_code,
 };
+use super::super::user_index::balance_version;
 use super::columns::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
 use super::rows::{Applied, FileKey};
 use super::{clean, db_err, to_db};
@@ -50,11 +52,15 @@ impl Flush<'_, '_> {
         )
     }
 
+    /// Writes the users, with each balance that changed the ledger's balance
+    /// version after this transaction (`meta`; see `user_index.rs`).
     pub fn users(
         &mut self,
         dirty: &BTreeSet<String>,
         users: &HashMap<String, Option<UserRow>>,
+        meta: Option<&MetaRow>,
     ) -> Result<(), StoreError> {
+        let version = meta.map_or(0, balance_version);
         let rows: Vec<(&str, &UserRow)> = dirty
             .iter()
             .filter_map(|sid| {
@@ -75,16 +81,27 @@ impl Flush<'_, '_> {
         let balance: Vec<i64> = rows.iter().map(|r| r.1.balance_cents).collect();
         let paid: Vec<i64> = rows.iter().map(|r| r.1.paid_cents).collect();
         let consumed: Vec<i64> = rows.iter().map(|r| r.1.consumed_cents).collect();
+        // SET reads the row as it was: its balance before this transaction.
         self.exec(
             "INSERT INTO users (user_sid, user_id, display_name, email, created_at_ms, \
-             balance_cents, paid_cents, consumed_cents) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
-             $6::int8[], $7::int8[], $8::int8[]) \
+             balance_cents, paid_cents, consumed_cents, balance_changed_seq) \
+             SELECT *, $9::int8 FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+             $5::int8[], $6::int8[], $7::int8[], $8::int8[]) \
              ON CONFLICT (user_sid) DO UPDATE SET display_name = EXCLUDED.display_name, \
              email = EXCLUDED.email, balance_cents = EXCLUDED.balance_cents, \
-             paid_cents = EXCLUDED.paid_cents, consumed_cents = EXCLUDED.consumed_cents",
+             paid_cents = EXCLUDED.paid_cents, consumed_cents = EXCLUDED.consumed_cents, \
+             balance_changed_seq = CASE WHEN users.balance_cents = EXCLUDED.balance_cents \
+             THEN users.balance_changed_seq ELSE EXCLUDED.balance_changed_seq END",
             &[
-                &sids, &ids, &names, &emails, &created, &balance, &paid, &consumed,
+                &sids,
+                &ids,
+                &names,
+                &emails,
+                &created,
+                &balance,
+                &paid,
+                &consumed,
+                &to_db(version),
             ],
         )
     }

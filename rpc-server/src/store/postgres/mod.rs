@@ -20,6 +20,7 @@ mod pool;
 mod queries;
 mod rows;
 mod schema;
+mod user_list;
 mod writes;
 
 use std::borrow::Cow;

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::{
     AggregateSummary, Balance, ConsumedRecord, Page, Payment, RejectedItem, UserBilling,
 };
@@ -12,32 +11,10 @@ use super::super::codec::{ConsumedRow, RejectedRow, RunRow, SourceRow, existing_
 use super::super::nodes::NodeRecord;
 use super::super::runs::RunTotals;
 use super::super::verify::{Depth, Finding, VerifyReport};
-use super::super::{LedgerCounts, StoreError, check_id, clamp_limit, page, seq_cursor};
+use super::super::{LedgerCounts, StoreError, clamp_limit, page, seq_cursor};
 use super::async_reads::{READ_TIMEOUT, ReadError};
 use super::columns::{NODE_COLUMNS, PAYMENT_COLUMNS, node_of, payment_of, read_meta, user_of};
 use super::{PgStore, db_err, from_db, to_db};
-
-/// Where a page of users starts (every sid sorts after "": sids are not
-/// empty), and its size.
-fn page_start(cursor: Option<&str>, limit: u32) -> Result<(&str, usize), StoreError> {
-    if let Some(c) = cursor {
-        check_id("cursor", c, MAX_SID_BYTES)?;
-    }
-    Ok((cursor.unwrap_or(""), clamp_limit(limit)))
-}
-
-/// A page of users from at most `limit + 1` rows in sid order.
-fn users_page(rows: &[postgres::Row], limit: usize) -> Page<UserBilling> {
-    let items = rows
-        .iter()
-        .map(|r| {
-            let (sid, user) = user_of(r);
-            let api = user.to_api(&sid);
-            (sid, api)
-        })
-        .collect();
-    page(items, limit)
-}
 
 /// Applied records whose user or source row is missing (the consumed table has
 /// no foreign keys: see migration 0002).
@@ -271,40 +248,12 @@ impl PgStore {
             .ok_or_else(|| not_found(sid))
     }
 
-    /// Users ordered by `user_sid`; the cursor is the last sid of the previous page.
-    pub fn list_users(
-        &self,
-        cursor: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<UserBilling>, StoreError> {
-        let (after, limit) = page_start(cursor, limit)?;
-        // One statement is a snapshot of its own: no transaction needed.
-        let rows = self.on_conn("list users", |conn| {
-            conn.client
-                .query(&conn.users_after, &[&after, &(limit as i64 + 1)])
-        })?;
-        Ok(users_page(&rows, limit))
-    }
-
-    /// `list_users` for a caller on an async runtime: on the runtime itself,
-    /// over the read connections (see `async_reads`).
-    pub async fn read_users(
-        &self,
-        cursor: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<UserBilling>, StoreError> {
-        let (after, limit) = page_start(cursor, limit)?;
-        let rows = self
-            .shared
-            .async_reads
-            .users_after(after, limit as i64 + 1)
-            .await;
-        let rows = self.async_result("list users", rows)?;
-        Ok(users_page(&rows, limit))
-    }
-
     /// A read on the async connections as a store error, noted for `problem`.
-    fn async_result<T>(&self, op: &str, result: Result<T, ReadError>) -> Result<T, StoreError> {
+    pub(super) fn async_result<T>(
+        &self,
+        op: &str,
+        result: Result<T, ReadError>,
+    ) -> Result<T, StoreError> {
         let result = result
             .map_err(|e| match e {
                 ReadError::Db(e) => e,

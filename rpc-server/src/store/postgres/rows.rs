@@ -20,6 +20,7 @@ use super::super::codec::{
     UserRow,
 };
 use super::super::ledger::Rows;
+use super::super::user_index::SortKeys;
 use super::alert_rows::PgAlerts;
 use super::columns::{
     APPLIED_COLUMNS, NODE_COLUMNS, PAYMENT_COLUMNS, PENDING_COLUMNS, PENDING_WIDTH, TALLY_COLUMNS,
@@ -266,7 +267,7 @@ impl<'t, 'c> PgRows<'t, 'c> {
     pub fn flush(self) -> Result<(), StoreError> {
         let mut w = Flush { txn: self.txn };
         w.sources(&self.new_sources, &self.sources)?;
-        w.users(&self.users_dirty, &self.users)?;
+        w.users(&self.users_dirty, &self.users, self.meta.as_ref())?;
         w.consumed(&self.new_applied, &self.applied)?;
         w.payments(&self.new_payments, &self.payments)?;
         w.pending(&self.pending_dirty, &self.pending)?;
@@ -355,10 +356,11 @@ impl Rows for &mut PgRows<'_, '_> {
         &mut self,
         sid: &str,
         row: &mut UserRow,
+        _before: Option<SortKeys>,
         _new_seqs: &[u64],
         _meta: &mut MetaRow,
     ) -> Result<(), StoreError> {
-        // Applied records are found per user through the consumed table's index.
+        // Applied records and list_users' orders are found through PostgreSQL's indexes.
         self.users.insert(sid.to_string(), Some(row.clone()));
         self.users_dirty.insert(sid.to_string());
         Ok(())

@@ -10,7 +10,8 @@ const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("migrations/0001_ledger.sql")),
     (2, include_str!("migrations/0002_consumed_fast_path.sql")),
     (3, include_str!("migrations/0003_resource.sql")),
-    (4, include_str!("migrations/0004_events.sql")),
+    (4, include_str!("migrations/0004_user_sort.sql")),
+    (5, include_str!("migrations/0005_events.sql")),
 ];
 
 /// The schema version this binary writes.
