@@ -240,3 +240,42 @@ fn a_threshold_for_an_unknown_user_or_out_of_range_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("not an event id"), "{err}");
 }
+
+#[test]
+fn a_backup_snapshot_keeps_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = billing_server::store::RedbStore::open(&dir.path().join("ledger.redb")).unwrap();
+    let wrapped = Store::Redb(store.clone());
+    matches_the_model(
+        &wrapped,
+        vec![
+            Op::TopUp(0, 1_000),
+            Op::Debit(0, vec![700]),
+            Op::Threshold(1, Some(50)),
+        ],
+        400,
+    )
+    .unwrap();
+    wrapped
+        .claim_deliveries("http://hook.local/", 1_000, 10, 5)
+        .unwrap();
+    let copy = dir.path().join("copy.redb");
+    store.snapshot_into(&copy).unwrap();
+    drop(wrapped);
+    drop(store);
+    let restored = Store::open(&copy).unwrap();
+    let urls = ["http://hook.local/".to_string()];
+    assert_eq!(all_events(&restored).len(), 1, "the balance.low");
+    assert_eq!(
+        restored.list_events(None, 10, None, &urls).unwrap().items[0].data["user_sid"],
+        "u-0"
+    );
+    assert_eq!(
+        restored
+            .set_user_threshold("u-1", None, 6)
+            .unwrap()
+            .effective_cents,
+        400,
+        "the default threshold came along"
+    );
+}

@@ -122,7 +122,11 @@ fn copy_tables(from: &ReadTransaction, to: &Database) -> Result<u64, StoreError>
         + copy_table(from, to, tables::FILE_TALLIES, c)?
         + copy_table(from, to, tables::NODES, c)?
         + copy_table(from, to, tables::CONSUMED_FILES, c)?
-        + copy_table(from, to, tables::RUNS, c)?;
+        + copy_table(from, to, tables::RUNS, c)?
+        + copy_table(from, to, tables::ALERTS, c)?
+        + copy_table(from, to, tables::EVENTS, c)?
+        + copy_table(from, to, tables::DELIVERIES, c)?
+        + copy_table(from, to, tables::WEBHOOK_CURSORS, c)?;
     for table in from.list_tables()? {
         if !copied.contains(table.name()) {
             return Err(StoreError::Storage(format!(
