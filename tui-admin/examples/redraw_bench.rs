@@ -24,8 +24,9 @@ fn full_page_app(view: View) -> App {
     let commands = app.update(Action::Refresh);
     for command in commands {
         let data = match command {
-            Command::Users(req) => Data::Users(
+            Command::Users(req, query) => Data::Users(
                 req,
+                query,
                 Ok(Page {
                     items: (0..100)
                         .map(|i| user(i, 10_000 + i as i64, 9_000 + 37 * i as i64))

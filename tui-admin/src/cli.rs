@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use billing_api::rpc::BillingApiClient;
-use billing_api::types::{MAX_PAGE_LIMIT, Page, Payment, RejectedItem, UserBilling};
+use billing_api::types::{
+    MAX_PAGE_LIMIT, Page, Payment, RejectedItem, UserBilling, UserFilter, UserSort,
+};
 use billing_api::{Event, EventType};
 use clap::{Args, Parser, Subcommand};
 use jsonrpsee::core::client::Error as ClientError;
@@ -54,8 +56,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Lists users with their balances, ordered by sid.
-    Users(ListArgs),
+    /// Lists users with their balances, by sid or in another order, filtered
+    /// on the server.
+    Users {
+        #[command(flatten)]
+        query: UserQueryArgs,
+        #[command(flatten)]
+        list: ListArgs,
+    },
     /// Lists payments, newest first.
     Payments {
         /// Only this user's payments.
@@ -88,6 +96,60 @@ fn parse_event_type(text: &str) -> Result<EventType, String> {
         let known: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
         format!("not an event type; one of: {}", known.join(", "))
     })
+}
+
+/// Every `list_users` order, by its name on the wire.
+const USER_SORTS: [UserSort; 4] = [
+    UserSort::Sid,
+    UserSort::BalanceAsc,
+    UserSort::BalanceDesc,
+    UserSort::ConsumedDesc,
+];
+
+fn parse_user_sort(text: &str) -> Result<UserSort, String> {
+    USER_SORTS
+        .into_iter()
+        .find(|sort| sort.as_str() == text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = USER_SORTS.iter().map(|s| s.as_str()).collect();
+            format!("not an order; one of: {}", known.join(", "))
+        })
+}
+
+/// `tui-admin users`: the `sort` and `filter` of `list_users`.
+#[derive(Debug, Args)]
+pub struct UserQueryArgs {
+    /// Order: sid (the default), balance_asc (lowest balance first),
+    /// balance_desc or consumed_desc (most consumed first).
+    #[arg(long, value_name = "ORDER", value_parser = parse_user_sort)]
+    pub sort: Option<UserSort>,
+    /// Only users whose sid, name or email holds this text, ignoring case.
+    #[arg(long, value_name = "TEXT")]
+    pub search: Option<String>,
+    /// Only overdrawn users (balance below zero).
+    #[arg(long)]
+    pub overdrawn: bool,
+    /// Only users whose balance is below this many cents (strictly).
+    #[arg(long, value_name = "CENTS", allow_negative_numbers = true)]
+    pub below: Option<i64>,
+}
+
+impl UserQueryArgs {
+    /// The `filter` param; `None` when no filter flag is given.
+    pub fn filter(&self) -> Option<UserFilter> {
+        let filter = UserFilter {
+            text: self.search.clone(),
+            below_cents: self.below,
+            overdrawn: self.overdrawn.then_some(true),
+            ..UserFilter::default()
+        };
+        (filter != UserFilter::default()).then_some(filter)
+    }
+
+    /// Whether a cursor printed for more rows is only valid with these flags.
+    fn is_set(&self) -> bool {
+        self.sort.is_some() || self.filter().is_some()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -212,20 +274,28 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 }
             }
         }
-        Command::Users(list) => {
+        Command::Users { query, list } => {
+            let (sort, filter) = (query.sort, query.filter());
+            let again = if query.is_set() {
+                " with the same --sort, --search, --overdrawn and --below"
+            } else {
+                ""
+            };
             print_pages(
                 &mut out,
                 &list,
                 |cursor, limit| {
                     let client = &client;
+                    let filter = filter.clone();
                     async move {
                         client
-                            .list_users(cursor, Some(limit), None, None)
+                            .list_users(cursor, Some(limit), sort, filter)
                             .await
                             .map_err(|e| explain(conn, "list_users failed", e))
                     }
                 },
                 USERS_HEADER,
+                again,
                 user_row,
             )
             .await?;
@@ -245,6 +315,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                     }
                 },
                 PAYMENTS_HEADER,
+                "",
                 payment_row,
             )
             .await?;
@@ -263,6 +334,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                     }
                 },
                 REJECTED_HEADER,
+                "",
                 rejected_row,
             )
             .await?;
@@ -283,6 +355,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                     }
                 },
                 EVENTS_HEADER,
+                "",
                 |e| event_row(e, now),
             )
             .await?;
@@ -367,12 +440,14 @@ fn json_line(out: &mut impl Write, value: &impl Serialize) -> anyhow::Result<()>
 }
 
 /// Prints one page, or with `--all` every page, as a table or a JSON array,
-/// writing each page before fetching the next.
+/// writing each page before fetching the next. `again` says which flags the
+/// printed cursor needs besides itself (it is only valid for the same query).
 async fn print_pages<T, F, Fut>(
     out: &mut impl Write,
     args: &ListArgs,
     mut fetch: F,
     header: &str,
+    again: &str,
     row: impl Fn(&T) -> String,
 ) -> anyhow::Result<()>
 where
@@ -414,8 +489,15 @@ where
         match page.next_cursor {
             Some(next) if args.all => cursor = Some(next),
             Some(next) => {
+                // A filtered page reads a bounded number of rows on the
+                // server, so it may end empty with more to read.
+                let what = if page.items.is_empty() {
+                    "no match in the rows read so far; to read on"
+                } else {
+                    "more rows"
+                };
                 eprintln!(
-                    "more rows: pass --cursor {} (or --all)",
+                    "{what}: pass --cursor {}{again} (or --all)",
                     safe::visible(&next)
                 );
                 break;

@@ -108,7 +108,7 @@ pub fn key_action(app: &App, key: KeyEvent) -> Option<Action> {
         KeyCode::Char('p') | KeyCode::Char('[') => Action::PrevPage,
         KeyCode::Char('/') => Action::StartFilter,
         KeyCode::Char('s') => Action::CycleSort,
-        KeyCode::Char('S') => Action::ReverseSort,
+        KeyCode::Char('o') => Action::ToggleOverdrawn,
         KeyCode::Enter => Action::Open,
         KeyCode::Esc => Action::Back,
         KeyCode::Char('r') => Action::Refresh,

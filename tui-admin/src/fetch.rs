@@ -107,11 +107,16 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                 .map(|p| p.items)
                 .map_err(err),
         ),
-        Command::Users(req) => {
+        Command::Users(req, query) => {
             let result = client
-                .list_users(req.cursor.clone(), Some(PAGE_LIMIT), None, None)
+                .list_users(
+                    req.cursor.clone(),
+                    Some(PAGE_LIMIT),
+                    query.sort_param(),
+                    query.filter(),
+                )
                 .await;
-            Data::Users(req, result.map_err(err))
+            Data::Users(req, query, result.map_err(err))
         }
         Command::Payments(req, user) => {
             let result = client

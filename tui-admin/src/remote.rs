@@ -26,7 +26,7 @@ impl Data {
             Data::Overview(result) => Data::Overview(scrub(result)),
             Data::State(result) => Data::State(scrub(result)),
             Data::Runs(result) => Data::Runs(scrub(result)),
-            Data::Users(req, result) => Data::Users(req, page(result)),
+            Data::Users(req, query, result) => Data::Users(req, query, page(result)),
             Data::Payments(req, result) => Data::Payments(req, page(result)),
             Data::Rejected(req, result) => Data::Rejected(req, page(result)),
             Data::Events(req, result) => Data::Events(req, page(result)),
@@ -136,6 +136,19 @@ impl<T> Paged<T> {
         self.request(0, None)
     }
 
+    /// Forgets the page on screen and its cursors (they belong to another
+    /// query) and asks for the first page; answers to earlier requests are
+    /// dropped like any stale answer.
+    pub(crate) fn restart(&mut self) -> PageRequest {
+        self.items.clear();
+        self.loaded = false;
+        self.cursors = vec![None];
+        self.next_cursor = None;
+        self.selected = 0;
+        self.error = None;
+        self.first()
+    }
+
     pub(crate) fn next(&mut self) -> Option<PageRequest> {
         let cursor = self.next_cursor.clone()?;
         let index = self.page_index() + 1;
@@ -148,9 +161,10 @@ impl<T> Paged<T> {
         Some(self.request(index, cursor))
     }
 
-    pub(crate) fn accept(&mut self, req: PageRequest, result: Fetched<Page<T>>) {
+    /// Takes the answer to `req` if it is the newest request; says whether it was.
+    pub(crate) fn accept(&mut self, req: PageRequest, result: Fetched<Page<T>>) -> bool {
         if req.seq != self.seq {
-            return;
+            return false;
         }
         self.loading = false;
         match result {
@@ -168,6 +182,7 @@ impl<T> Paged<T> {
             }
             Err(err) => self.error = Some(err.message),
         }
+        true
     }
 }
 
@@ -221,6 +236,27 @@ mod tests {
         let req = list.current();
         list.accept(req, page(&[1, 2, 3, 4], None));
         assert_eq!(list.selected, 2);
+    }
+
+    #[test]
+    fn a_restart_drops_the_page_its_cursors_and_answers_to_older_requests() {
+        let mut list = Paged::<u32>::default();
+        let req = list.first();
+        list.accept(req, page(&[1, 2], Some("c2")));
+        let req = list.next().unwrap();
+        list.accept(req, page(&[3, 4], Some("c3")));
+        let late = list.current();
+        let req = list.restart();
+        assert_eq!((req.page_index, req.cursor.clone()), (0, None));
+        assert!(list.items.is_empty() && !list.loaded && list.loading);
+        assert_eq!(list.page_index(), 0);
+        list.accept(late, page(&[9], None));
+        assert!(
+            list.items.is_empty(),
+            "an answer of the old query is dropped"
+        );
+        list.accept(req, page(&[5], None));
+        assert_eq!((list.items.clone(), list.page_index()), (vec![5], 0));
     }
 
     #[test]

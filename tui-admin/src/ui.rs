@@ -113,10 +113,10 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
 /// Keys that work in the current state, for the footer.
 pub fn hints(app: &App) -> &'static str {
     if app.filter_input.is_some() {
-        return if app.view == View::Payments {
-            "type a user sid · Enter apply · Esc clear"
-        } else {
-            "type to filter · Enter keep · Esc clear"
+        return match app.view {
+            View::Payments => "type a user sid · Enter apply · Esc clear",
+            View::Users => "search all users by sid, name or email · Enter search · Esc clear",
+            _ => "type to filter · Enter keep · Esc clear",
         };
     }
     match app.popup {
@@ -133,7 +133,7 @@ pub fn hints(app: &App) -> &'static str {
     match app.view {
         View::Overview => "Tab/1-6 views · r refresh · a aggregate · ? help · q quit",
         View::Users => {
-            "j/k move · n/p page · / filter · s sort · S reverse · Enter detail · r refresh · a aggregate · ? help · q quit"
+            "j/k move · n/p page · / search · s sort · o overdrawn · Enter detail · r refresh · a aggregate · ? help · q quit"
         }
         View::Payments => {
             "j/k move · n/p page · / user filter · Enter user · Esc clear · r refresh · a aggregate · ? help · q quit"

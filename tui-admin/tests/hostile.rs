@@ -31,12 +31,12 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                 Data::State(Ok(state))
             }
             Command::Runs => Data::Runs(Ok(runs())),
-            Command::Users(req) => {
+            Command::Users(req, query) => {
                 let mut users = users();
                 users[0].display_name = Some(format!("name {HOSTILE}"));
                 users[1].email = Some(format!("{HOSTILE}@example.org"));
                 users[2].user_sid = format!("u{HOSTILE}");
-                Data::Users(req, Ok(page(users, None)))
+                Data::Users(req, query, Ok(page(users, None)))
             }
             Command::Payments(req, _) => {
                 let mut payments = payments();

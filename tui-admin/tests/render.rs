@@ -48,23 +48,57 @@ fn overdrawn_rows_are_red() {
     assert_ne!(buffer[(5, row_of("u-0002"))].fg, ratatui::style::Color::Red);
 }
 
+/// `s` (lowest balance first), `o` (overdrawn only) and a search, each run by
+/// the server: the title names them, and a filtered page has no row number.
 #[test]
-fn users_sorted_by_balance_descending_and_filtered() {
+fn users_sorted_and_filtered_on_the_server() {
     let mut app = loaded(View::Users);
-    for action in [
+    let mut actions = vec![
         Action::CycleSort,
-        Action::CycleSort,
-        Action::ReverseSort,
+        Action::ToggleOverdrawn,
         Action::StartFilter,
-        Action::FilterChar('0'),
-        Action::FilterChar('0'),
-        Action::FilterChar('0'),
-        Action::FilterBackspace,
-        Action::FilterChar('4'),
-    ] {
-        app.update(action);
+    ];
+    actions.extend("example.org".chars().map(Action::FilterChar));
+    actions.push(Action::ApplyFilter);
+    for action in actions {
+        let commands = app.update(action);
+        answer(&mut app, commands);
     }
-    insta::assert_snapshot!(snapshot(&app, 120, 16));
+    let text = snapshot(&app, 120, 12);
+    assert!(
+        text.contains(
+            "Users · lowest balance first · filter \"example.org\" · overdrawn only · page 1 · more: n"
+        ),
+        "{text}"
+    );
+    let at = |sid: &str| text.find(sid).unwrap_or_else(|| panic!("{sid}:\n{text}"));
+    assert!(at("u-0005") < at("u-0001"), "lowest balance first:\n{text}");
+    assert!(!text.contains("u-0002"), "overdrawn users only:\n{text}");
+    insta::assert_snapshot!(text);
+}
+
+/// A filter the order cannot skip to reads a bounded number of users a page:
+/// an empty page with more to read says so instead of "no users".
+#[test]
+fn users_filtered_page_with_no_match_yet() {
+    use tui_admin::app::Data;
+    let mut app = loaded(View::Users);
+    let commands = app.update(Action::ToggleOverdrawn);
+    let [Command::Users(req, query)] = commands.as_slice() else {
+        panic!("o asks for the first page: {commands:?}");
+    };
+    app.update(Action::Data(Data::Users(
+        req.clone(),
+        query.clone(),
+        Ok(page(vec![], Some("opaque-cursor"))),
+    )));
+    let text = snapshot(&app, 100, 8);
+    assert!(
+        text.contains("no match in the users read so far — n reads on"),
+        "{text}"
+    );
+    assert!(!text.contains("no users"), "{text}");
+    insta::assert_snapshot!(text);
 }
 
 #[test]
@@ -314,8 +348,9 @@ fn users_scrolled_to_the_selection() {
     let commands = app.update(Action::Refresh);
     for command in commands {
         let data = match command {
-            tui_admin::app::Command::Users(req) => tui_admin::app::Data::Users(
+            tui_admin::app::Command::Users(req, query) => tui_admin::app::Data::Users(
                 req,
+                query,
                 Ok(page(
                     (0..100).map(|i| user(i, 5_000, 100 * i as i64)).collect(),
                     Some("u-0099"),

@@ -12,7 +12,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tokio::sync::mpsc;
-use tui_admin::app::{App, ConnState, Popup, View};
+use tui_admin::app::{App, ConnState, Popup, UserSort, View};
 use tui_admin::config::{Connection, Secret};
 use tui_admin::event::{Event, now_millis};
 use tui_admin::fetch::{Fetcher, spawn_run_subscription};
@@ -50,6 +50,18 @@ async fn start_server() -> TestServer {
         _server: server,
         _dir: dir,
     }
+}
+
+/// Runs the `tui-admin` binary against `url` with `args`.
+async fn cli(url: &str, args: &[&str]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tui-admin"));
+    command
+        .args(["--url", url])
+        .args(args)
+        .env("BILLING_ADMIN_SECRET", SECRET);
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
 }
 
 fn key(code: KeyCode) -> Event {
@@ -177,6 +189,93 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
         .unwrap_or_else(|| panic!("{sid} not on screen:\n{screen}"));
     let shown = tui_admin::format::cents(balance.credit_balance_cents);
     assert!(row.contains(&shown), "row of {sid} lacks {shown}: {row}");
+
+    // s: the server lists the lowest balance first; the user who has not
+    // paid is below zero, first on screen.
+    let low_shown = tui_admin::format::cents(-low_cost);
+    let settled = |app: &App| app.users.loaded && !app.users.loading;
+    let screen = dash
+        .drive(&[KeyCode::Char('s')], |app| {
+            app.users_query.sort == UserSort::BalanceAsc && settled(app)
+        })
+        .await;
+    assert!(screen.contains("Users · lowest balance first"), "{screen}");
+    let first_row = screen
+        .lines()
+        .skip_while(|l| !l.contains("SID"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        first_row.contains(low_sid.as_str()) && first_row.contains(&low_shown),
+        "{low_sid} at {low_shown} first:\n{screen}"
+    );
+    let balances: Vec<i64> = dash
+        .app
+        .users
+        .items
+        .iter()
+        .map(|u| u.credit_balance_cents)
+        .collect();
+    assert!(balances.is_sorted(), "{balances:?}");
+    // o: overdrawn users only, the same user.
+    dash.drive(&[KeyCode::Char('o')], |app| {
+        app.users_query.overdrawn && settled(app)
+    })
+    .await;
+    let sids: Vec<&str> = dash
+        .app
+        .users
+        .items
+        .iter()
+        .map(|u| u.user_sid.as_str())
+        .collect();
+    assert_eq!(sids, [low_sid.as_str()]);
+    // `/` and a name: the server searches every user.
+    let mut keys = vec![KeyCode::Char('o'), KeyCode::Char('/')];
+    keys.extend("person 1".chars().map(KeyCode::Char));
+    keys.push(KeyCode::Enter);
+    let screen = dash
+        .drive(&keys, |app| {
+            app.users_query.text.as_deref() == Some("person 1") && settled(app)
+        })
+        .await;
+    let names: Vec<Option<&str>> = dash
+        .app
+        .users
+        .items
+        .iter()
+        .map(|u| u.display_name.as_deref())
+        .collect();
+    assert_eq!(names, [Some("Person 1")], "{screen}");
+    assert!(screen.contains("filter \"person 1\""), "{screen}");
+
+    // The CLI asks the server the same.
+    let out = cli(
+        &server.url,
+        &["users", "--sort", "balance_asc", "--limit", "1"],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert!(
+        rows.len() == 1 && rows[0].starts_with(low_sid.as_str()) && rows[0].contains(&low_shown),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("with the same --sort"), "{stderr}");
+    for args in [
+        &["users", "--overdrawn"][..],
+        &["users", "--search", "PERSON", "--below", "0"],
+    ] {
+        let out = cli(&server.url, args).await;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let rows: Vec<&str> = stdout.lines().skip(1).collect();
+        assert!(
+            out.status.success() && rows.len() == 1 && rows[0].starts_with(low_sid.as_str()),
+            "{args:?}: {out:?}"
+        );
+    }
 
     let screen = dash
         .drive(&[KeyCode::Char('a'), KeyCode::Char('y')], |app| {
@@ -323,16 +422,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     );
 
     // The CLI lists the same event.
-    let url = server.url.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_tui-admin"))
-            .args(["--url", &url, "events", "--type", "balance.low"])
-            .env("BILLING_ADMIN_SECRET", SECRET)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = cli(&server.url, &["events", "--type", "balance.low"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     let lines: Vec<&str> = stdout.lines().skip(1).collect();

@@ -1,42 +1,16 @@
-//! What each list shows: the page loaded from the server after the local
-//! filter (and for users, the sort). Only the page on screen is filtered.
+//! What each list shows: the page loaded from the server, after the local
+//! filter for rejected items, events and nodes (only the page on screen is
+//! filtered there). Users are sorted and filtered by the server.
 
 use billing_api::types::{NodeState, RejectedItem, UserBilling};
 
-use super::{App, UserSort};
+use super::App;
 
 impl App {
-    /// The users of the current page after the filter and sort.
+    /// The users of the current page, in the server's order and through its
+    /// filter ([`super::UserQuery`]).
     pub fn visible_users(&self) -> Vec<&UserBilling> {
-        let needle = self.users_filter.to_lowercase();
-        let mut rows: Vec<&UserBilling> = self
-            .users
-            .items
-            .iter()
-            .filter(|u| {
-                needle.is_empty()
-                    || u.user_sid.to_lowercase().contains(&needle)
-                    || u.display_name
-                        .as_deref()
-                        .is_some_and(|n| n.to_lowercase().contains(&needle))
-                    || u.email
-                        .as_deref()
-                        .is_some_and(|e| e.to_lowercase().contains(&needle))
-            })
-            .collect();
-        match self.users_sort {
-            UserSort::Sid => rows.sort_by(|a, b| a.user_sid.cmp(&b.user_sid)),
-            UserSort::Name => rows.sort_by(|a, b| a.display_name.cmp(&b.display_name)),
-            UserSort::Balance => rows.sort_by_key(|u| (u.credit_balance_cents, u.user_sid.clone())),
-            UserSort::Paid => rows.sort_by_key(|u| (u.total_paid_cents, u.user_sid.clone())),
-            UserSort::Consumed => {
-                rows.sort_by_key(|u| (u.total_consumed_cents, u.user_sid.clone()))
-            }
-        }
-        if self.users_descending {
-            rows.reverse();
-        }
-        rows
+        self.users.items.iter().collect()
     }
 
     pub fn visible_rejected(&self) -> Vec<&RejectedItem> {

@@ -6,7 +6,7 @@ use billing_api::types::{
 };
 use billing_api::{CheckKind, Event};
 
-use super::{PageRequest, View};
+use super::{PageRequest, UserQuery, View};
 use crate::app::UserDetailData;
 
 /// Why a fetch failed, as far as the operator needs to know.
@@ -50,8 +50,10 @@ pub enum Action {
     FilterChar(char),
     FilterBackspace,
     ApplyFilter,
+    /// `s` on Users: the next server order.
     CycleSort,
-    ReverseSort,
+    /// `o` on Users: overdrawn users only, or all again.
+    ToggleOverdrawn,
     Open,
     Back,
     Refresh,
@@ -77,7 +79,8 @@ pub enum Data {
     Overview(Fetched<Overview>),
     State(Fetched<AggregatorState>),
     Runs(Fetched<Vec<AggregateSummary>>),
-    Users(PageRequest, Fetched<Page<UserBilling>>),
+    /// A page of users, with the query it was asked for.
+    Users(PageRequest, UserQuery, Fetched<Page<UserBilling>>),
     Payments(PageRequest, Fetched<Page<Payment>>),
     Rejected(PageRequest, Fetched<Page<RejectedItem>>),
     Events(PageRequest, Fetched<Page<Event>>),
@@ -97,7 +100,8 @@ pub enum Command {
     Overview,
     State,
     Runs,
-    Users(PageRequest),
+    /// A page of `list_users` in the query's order and through its filter.
+    Users(PageRequest, UserQuery),
     Payments(PageRequest, Option<String>),
     Rejected(PageRequest),
     Events(PageRequest),

@@ -20,12 +20,13 @@ mod checks;
 mod events;
 mod lists;
 mod message;
+mod users;
 mod view;
 
 pub use checks::LocalCheck;
 pub use events::EventDetail;
 pub use message::{Action, Command, Data, ErrorKind, FetchError, Fetched};
-pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserSort, View};
+pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserQuery, UserSort, View};
 
 /// The whole dashboard state.
 #[derive(Debug)]
@@ -52,9 +53,11 @@ pub struct App {
     pub state: Remote<AggregatorState>,
     pub runs: Remote<Vec<AggregateSummary>>,
     pub users: Paged<UserBilling>,
-    pub users_filter: String,
-    pub users_sort: UserSort,
-    pub users_descending: bool,
+    /// The order and filter the server lists the users in.
+    pub users_query: UserQuery,
+    /// A search's text and the request of its first page: opened as a sid if
+    /// that page finds nobody.
+    users_lookup: Option<(u64, String)>,
     pub payments: Paged<Payment>,
     /// Server-side filter of the payments list.
     pub payments_user: Option<String>,
@@ -93,9 +96,8 @@ impl App {
             state: Remote::default(),
             runs: Remote::default(),
             users: Paged::default(),
-            users_filter: String::new(),
-            users_sort: UserSort::Sid,
-            users_descending: false,
+            users_query: UserQuery::default(),
+            users_lookup: None,
             payments: Paged::default(),
             payments_user: None,
             rejected: Paged::default(),
@@ -135,7 +137,7 @@ impl App {
     pub fn current_filter(&self) -> String {
         match self.view {
             View::Overview => String::new(),
-            View::Users => self.users_filter.clone(),
+            View::Users => self.users_query.text.clone().unwrap_or_default(),
             View::Payments => self.payments_user.clone().unwrap_or_default(),
             View::Aggregator => self.nodes_filter.clone(),
             View::Rejected => self.rejected_filter.clone(),
@@ -187,6 +189,9 @@ impl App {
                 let Some(text) = self.filter_input.take() else {
                     return vec![];
                 };
+                if self.view == View::Users {
+                    return self.search_users(&text);
+                }
                 if self.view == View::Payments {
                     let text = text.trim().to_string();
                     self.payments_user = (!text.is_empty()).then_some(text);
@@ -194,31 +199,11 @@ impl App {
                     let req = self.payments.first();
                     return vec![Command::Payments(req, self.payments_user.clone())];
                 }
-                self.set_local_filter(text.clone());
-                // Only one page is loaded; a sid not on it is looked up on the
-                // server directly, so any of a million users is one step away.
-                let sid = text.trim();
-                if self.view == View::Users && !sid.is_empty() && self.visible_users().is_empty() {
-                    let sid = sid.to_string();
-                    self.set_local_filter(String::new());
-                    return self.open_user(sid);
-                }
+                self.set_local_filter(text);
                 vec![]
             }
-            Action::CycleSort => {
-                if self.view == View::Users {
-                    self.users_sort = self.users_sort.next();
-                    self.users.selected = 0;
-                }
-                vec![]
-            }
-            Action::ReverseSort => {
-                if self.view == View::Users {
-                    self.users_descending = !self.users_descending;
-                    self.users.selected = 0;
-                }
-                vec![]
-            }
+            Action::CycleSort => self.cycle_users_sort(),
+            Action::ToggleOverdrawn => self.toggle_overdrawn(),
             Action::Open => self.open(),
             Action::Back => self.back(),
             Action::Refresh => self.refresh(),
@@ -292,11 +277,7 @@ impl App {
                     commands.push(Command::Runs);
                 }
             }
-            View::Users => {
-                if !self.users.loading {
-                    commands.push(Command::Users(self.users.current()));
-                }
-            }
+            View::Users => commands.extend(self.refresh_users()),
             View::Payments => {
                 if !self.payments.loading {
                     commands.push(Command::Payments(
@@ -361,14 +342,7 @@ impl App {
             return vec![];
         }
         match self.view {
-            View::Users => {
-                let req = if forward {
-                    self.users.next()
-                } else {
-                    self.users.prev()
-                };
-                req.map(Command::Users).into_iter().collect()
-            }
+            View::Users => self.turn_users_page(forward),
             View::Payments => {
                 let req = if forward {
                     self.payments.next()
@@ -394,10 +368,6 @@ impl App {
 
     fn set_local_filter(&mut self, text: String) {
         match self.view {
-            View::Users => {
-                self.users_filter = text;
-                self.users.selected = 0;
-            }
             View::Aggregator => {
                 self.nodes_filter = text;
                 self.nodes_selected = 0;
@@ -407,8 +377,9 @@ impl App {
                 self.rejected.selected = 0;
             }
             View::Events => self.set_events_filter(text),
-            // The payments filter is applied by the server on Enter.
-            View::Payments | View::Overview => {}
+            // The users search and the payments filter are run by the
+            // server on Enter.
+            View::Users | View::Payments | View::Overview => {}
         }
     }
 
@@ -450,6 +421,9 @@ impl App {
 
     fn back(&mut self) -> Vec<Command> {
         if self.filter_input.take().is_some() {
+            if self.view == View::Users {
+                return self.clear_users_search();
+            }
             self.set_local_filter(String::new());
             return vec![];
         }
@@ -466,6 +440,7 @@ impl App {
                 let req = self.payments.first();
                 vec![Command::Payments(req, None)]
             }
+            View::Users => self.clear_users_search(),
             _ => {
                 self.set_local_filter(String::new());
                 vec![]
@@ -507,12 +482,7 @@ impl App {
                 self.note_result(&result);
                 self.runs.accept(result);
             }
-            Data::Users(req, result) => {
-                self.note_result(&result);
-                self.users.accept(req, result);
-                let len = self.visible_users().len();
-                self.users.selected = self.users.selected.min(len.saturating_sub(1));
-            }
+            Data::Users(req, query, result) => return self.accept_users(req, query, result),
             Data::Payments(req, result) => {
                 self.note_result(&result);
                 self.payments.accept(req, result);

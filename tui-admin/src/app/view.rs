@@ -1,7 +1,8 @@
-//! What the dashboard shows: its views, the users sort, the detail screen,
+//! What the dashboard shows: its views, the users query, the detail screen,
 //! popups and the connection state.
 
-use billing_api::types::{AggregateSummary, Balance, ConsumedRecord, Payment};
+pub use billing_api::types::UserSort;
+use billing_api::types::{AggregateSummary, Balance, ConsumedRecord, Payment, UserFilter};
 
 use super::{EventDetail, Remote};
 
@@ -59,35 +60,60 @@ pub enum ConnState {
     Unauthorized,
 }
 
-/// Column the users page is sorted by (`s` cycles, `S` reverses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UserSort {
-    Sid,
-    Name,
-    Balance,
-    Paid,
-    Consumed,
+/// What the Users view asks the server for (`list_users` `sort` and
+/// `filter`). Every page request of the view carries it, and a cursor is only
+/// ever sent back with the query it came from: changing the query starts
+/// again at the first page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserQuery {
+    /// The order (`s` cycles it).
+    pub sort: UserSort,
+    /// Found, ignoring case, in any user's sid, name or email (`/`).
+    pub text: Option<String>,
+    /// Only users with a balance below zero (`o`).
+    pub overdrawn: bool,
 }
 
-impl UserSort {
-    pub fn label(self) -> &'static str {
-        match self {
-            UserSort::Sid => "sid",
-            UserSort::Name => "name",
-            UserSort::Balance => "balance",
-            UserSort::Paid => "paid",
-            UserSort::Consumed => "consumed",
+impl UserQuery {
+    /// The next order `s` moves to: sid, lowest balance, highest balance,
+    /// most consumed, and back to sid.
+    pub fn next_sort(sort: UserSort) -> UserSort {
+        match sort {
+            UserSort::Sid => UserSort::BalanceAsc,
+            UserSort::BalanceAsc => UserSort::BalanceDesc,
+            UserSort::BalanceDesc => UserSort::ConsumedDesc,
+            UserSort::ConsumedDesc => UserSort::Sid,
         }
     }
 
-    pub(super) fn next(self) -> UserSort {
-        match self {
-            UserSort::Sid => UserSort::Name,
-            UserSort::Name => UserSort::Balance,
-            UserSort::Balance => UserSort::Paid,
-            UserSort::Paid => UserSort::Consumed,
-            UserSort::Consumed => UserSort::Sid,
+    /// The order in words, as the title shows it.
+    pub fn sort_label(sort: UserSort) -> &'static str {
+        match sort {
+            UserSort::Sid => "by sid",
+            UserSort::BalanceAsc => "lowest balance first",
+            UserSort::BalanceDesc => "highest balance first",
+            UserSort::ConsumedDesc => "most consumed first",
         }
+    }
+
+    /// Whether a filter is set (so pages may come back short, even empty).
+    pub fn is_filtered(&self) -> bool {
+        self.text.is_some() || self.overdrawn
+    }
+
+    /// The `filter` param of `list_users`; `None` when nothing is filtered.
+    pub fn filter(&self) -> Option<UserFilter> {
+        self.is_filtered().then(|| UserFilter {
+            text: self.text.clone(),
+            overdrawn: self.overdrawn.then_some(true),
+            ..UserFilter::default()
+        })
+    }
+
+    /// The `sort` param of `list_users`; `None` for the server's default
+    /// (`sid`), so the plain listing is the request it always was.
+    pub fn sort_param(&self) -> Option<UserSort> {
+        (self.sort != UserSort::Sid).then_some(self.sort)
     }
 }
 

@@ -119,6 +119,7 @@ async fn print_hostile<T: Serialize + Clone>(
             }
         },
         header,
+        "",
         row,
     )
     .await
@@ -190,8 +191,66 @@ async fn an_out_of_range_limit_is_refused() {
         cursor: None,
         all: false,
     };
-    let err = run(&conn, Command::Users(list)).await.unwrap_err();
+    let query = UserQueryArgs {
+        sort: None,
+        search: None,
+        overdrawn: false,
+        below: None,
+    };
+    let err = run(&conn, Command::Users { query, list })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("--limit 5000"), "{err}");
+}
+
+#[test]
+fn users_take_an_order_and_a_filter_for_the_server() {
+    let cli = Cli::try_parse_from([
+        "tui-admin",
+        "users",
+        "--sort",
+        "balance_asc",
+        "--search",
+        "Ada",
+        "--overdrawn",
+        "--below",
+        "-500",
+        "--limit",
+        "10",
+    ])
+    .unwrap();
+    let Some(Command::Users { query, list }) = cli.command else {
+        panic!("users expected");
+    };
+    assert_eq!(query.sort, Some(UserSort::BalanceAsc));
+    assert_eq!(
+        query.filter(),
+        Some(UserFilter {
+            sid_prefix: None,
+            text: Some("Ada".into()),
+            below_cents: Some(-500),
+            overdrawn: Some(true),
+        })
+    );
+    assert_eq!(list.limit, 10);
+
+    // No flag: the plain listing, with neither param sent.
+    let cli = Cli::try_parse_from(["tui-admin", "users"]).unwrap();
+    let Some(Command::Users { query, .. }) = cli.command else {
+        panic!("users expected");
+    };
+    assert_eq!((query.sort, query.filter()), (None, None));
+    assert!(!query.is_set());
+    for order in ["sid", "balance_desc", "consumed_desc"] {
+        Cli::try_parse_from(["tui-admin", "users", "--sort", order]).unwrap();
+    }
+
+    let err = Cli::try_parse_from(["tui-admin", "users", "--sort", "balance"]).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("balance_asc, balance_desc, consumed_desc"),
+        "{text}"
+    );
 }
 
 #[test]

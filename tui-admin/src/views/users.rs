@@ -1,44 +1,20 @@
-//! The users page: sid, name, email, balance, paid, consumed; overdrawn rows in red.
+//! The users page: sid, name, email, balance, paid, consumed; overdrawn rows
+//! in red. The title names the server-side order and filter.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::widgets::{Cell, Row, Table, TableState};
 
-use crate::app::App;
+use crate::app::{App, UserQuery};
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let list = &app.users;
     let rows = app.visible_users();
-    let first_row = list.page_index() * crate::app::PAGE_LIMIT as usize + 1;
-    let mut title = format!(
-        "Users · page {} (from #{}){} · sorted by {} {}",
-        list.page_index() + 1,
-        first_row,
-        if list.next_cursor.is_some() {
-            " · more: n"
-        } else {
-            ""
-        },
-        app.users_sort.label(),
-        if app.users_descending { "↓" } else { "↑" },
-    );
-    if !app.users_filter.is_empty() {
-        title.push_str(&format!(
-            " · filter \"{}\" ({} of {} on this page)",
-            app.users_filter,
-            rows.len(),
-            list.items.len()
-        ));
-    }
-    let block = super::titled(title, list.error.as_deref());
+    let block = super::titled(title(app), list.error.as_deref());
     if rows.is_empty() {
-        let empty = if list.items.is_empty() {
-            "no users on the server yet"
-        } else {
-            "no user on this page matches the filter; Esc clears it"
-        };
-        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), empty);
+        let empty = empty_text(app);
+        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), &empty);
         super::message(frame, area, block, &text);
         return;
     }
@@ -99,4 +75,46 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .highlight_symbol(super::MARKER);
     let mut state = TableState::default().with_selected(Some(list.selected - start));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// The order, the search, "overdrawn only" and where the page is. A filtered
+/// page may hold fewer rows than asked for, so it has no row number.
+fn title(app: &App) -> String {
+    let list = &app.users;
+    let query = &app.users_query;
+    let mut title = format!("Users · {}", UserQuery::sort_label(query.sort));
+    if let Some(text) = &query.text {
+        title.push_str(&format!(" · filter \"{text}\""));
+    }
+    if query.overdrawn {
+        title.push_str(" · overdrawn only");
+    }
+    title.push_str(&format!(" · page {}", list.page_index() + 1));
+    if !query.is_filtered() {
+        let first_row = list.page_index() * crate::app::PAGE_LIMIT as usize + 1;
+        title.push_str(&format!(" (from #{first_row})"));
+    }
+    if list.next_cursor.is_some() {
+        title.push_str(" · more: n");
+    }
+    title
+}
+
+/// What an answered page without rows says.
+fn empty_text(app: &App) -> String {
+    let query = &app.users_query;
+    if app.users.next_cursor.is_some() {
+        // The server reads at most 10,000 users a page for a filter its
+        // index cannot skip to; the walk goes on from the cursor.
+        return "no match in the users read so far — n reads on".into();
+    }
+    match (&query.text, query.overdrawn) {
+        (Some(text), overdrawn) => format!(
+            "no {}user matches \"{text}\"; Esc clears the search",
+            if overdrawn { "overdrawn " } else { "" }
+        ),
+        (None, true) => "no user is overdrawn; o shows every user".into(),
+        (None, false) if app.users.page_index() > 0 => "no more users; p goes back".into(),
+        (None, false) => "no users on the server yet".into(),
+    }
 }

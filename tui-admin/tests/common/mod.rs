@@ -10,7 +10,9 @@ use billing_api::{
 };
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tui_admin::app::{Action, App, Command, Data, ErrorKind, FetchError, UserDetailData};
+use tui_admin::app::{
+    Action, App, Command, Data, ErrorKind, FetchError, UserDetailData, UserQuery,
+};
 
 /// The dashboard clock in every test: 2026-11-27T10:00:00Z.
 pub const NOW: &str = "2026-11-27T10:00:00Z";
@@ -387,6 +389,39 @@ pub fn page<T>(items: Vec<T>, next: Option<&str>) -> Page<T> {
     }
 }
 
+/// [`users`] as the server lists them for `query`: through its filter and in
+/// its order (ties by sid; the `_desc` orders are the exact reverse).
+pub fn users_for(query: &UserQuery) -> Vec<UserBilling> {
+    let needle = query.text.as_deref().unwrap_or("").to_lowercase();
+    let mut rows: Vec<UserBilling> = users()
+        .into_iter()
+        .filter(|u| !query.overdrawn || u.credit_balance_cents < 0)
+        .filter(|u| {
+            [
+                Some(u.user_sid.as_str()),
+                u.display_name.as_deref(),
+                u.email.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|field| field.to_lowercase().contains(&needle))
+        })
+        .collect();
+    match query.sort {
+        UserSort::Sid => rows.sort_by(|a, b| a.user_sid.cmp(&b.user_sid)),
+        UserSort::BalanceAsc => rows.sort_by_key(|u| (u.credit_balance_cents, u.user_sid.clone())),
+        UserSort::BalanceDesc => {
+            rows.sort_by_key(|u| (u.credit_balance_cents, u.user_sid.clone()));
+            rows.reverse();
+        }
+        UserSort::ConsumedDesc => {
+            rows.sort_by_key(|u| (u.total_consumed_cents, u.user_sid.clone()));
+            rows.reverse();
+        }
+    }
+    rows
+}
+
 /// Feeds every command's realistic answer back into the app, like the fetcher would.
 pub fn answer(app: &mut App, commands: Vec<Command>) {
     for command in commands {
@@ -394,7 +429,10 @@ pub fn answer(app: &mut App, commands: Vec<Command>) {
             Command::Overview => Data::Overview(Ok(overview())),
             Command::State => Data::State(Ok(state())),
             Command::Runs => Data::Runs(Ok(runs())),
-            Command::Users(req) => Data::Users(req, Ok(page(users(), Some("u-0005")))),
+            Command::Users(req, query) => {
+                let rows = users_for(&query);
+                Data::Users(req, query, Ok(page(rows, Some("u-0005"))))
+            }
             Command::Payments(req, _) => Data::Payments(req, Ok(page(payments(), None))),
             Command::Rejected(req) => Data::Rejected(req, Ok(page(rejected(), None))),
             Command::Events(req) => Data::Events(req, Ok(page(events(), Some("evt_000000000001")))),
@@ -431,7 +469,7 @@ pub fn fail(app: &mut App, commands: Vec<Command>, kind: ErrorKind, message: &st
             Command::Overview => Data::Overview(Err(err)),
             Command::State => Data::State(Err(err)),
             Command::Runs => Data::Runs(Err(err)),
-            Command::Users(req) => Data::Users(req, Err(err)),
+            Command::Users(req, query) => Data::Users(req, query, Err(err)),
             Command::Payments(req, _) => Data::Payments(req, Err(err)),
             Command::Rejected(req) => Data::Rejected(req, Err(err)),
             Command::Events(req) => Data::Events(req, Err(err)),
@@ -469,7 +507,7 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
                 check_running: None,
             })),
             Command::Runs => Data::Runs(Ok(vec![])),
-            Command::Users(req) => Data::Users(req, Ok(page(vec![], None))),
+            Command::Users(req, query) => Data::Users(req, query, Ok(page(vec![], None))),
             Command::Payments(req, _) => Data::Payments(req, Ok(page(vec![], None))),
             Command::Rejected(req) => Data::Rejected(req, Ok(page(vec![], None))),
             Command::Events(req) => Data::Events(req, Ok(page(vec![], None))),
