@@ -93,12 +93,17 @@ pub async fn serve(
     aggregator.set_replica_name(&settings.replica_name);
     aggregator.set_stale_after(settings.stale_after);
     {
+        // A ledger that refuses writes (inconsistent counters) still serves reads:
+        // the threshold it holds stays in force until it is repaired.
         let cents = settings.low_balance_cents;
-        crate::blocking::with_store(aggregator.store(), move |s| {
+        if let Err(e) = crate::blocking::with_store(aggregator.store(), move |s| {
             s.set_low_balance_default(cents, crate::blocking::now_ms())
         })
         .await
-        .context("cannot store --low-balance-cents in the ledger")?;
+        {
+            warn!(error = %e, low_balance_cents = cents, "cannot store --low-balance-cents in \
+                  the ledger; the threshold stored before stays in force");
+        }
     }
     let deliveries = settings.webhooks.clone().map(|webhooks| {
         aggregator.set_webhook_urls(webhooks.urls.clone());
