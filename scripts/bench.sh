@@ -152,6 +152,35 @@ rss_kb=$(grep -o 'max_rss_kb=[0-9]*' "$work/time9b" | cut -d= -f2)
 echo "FIGURE backup_bytes=$(stat -c %s "$work/d1.backup") elapsed_s=$elapsed peak_rss_mb=$((rss_kb / 1024)) (snapshot, full verify of the copy, checksum)"
 fi
 
+if want 10; then
+echo "== 10. list_users sorted and filtered over HTTP on loopback, $BIG_USERS users with spread balances (redb)"
+"$tool" register --data-dir "$work/d10" --users "$BIG_USERS" --prefix b- --width 7
+"$tool" spread --data-dir "$work/d10" --users "$BIG_USERS" --prefix b- --width 7
+[ -d "$work/repo2" ] || "$bin" simulate --repo "$work/repo2" --nodes 2 --hours 2 --records 2 --users 10 --seed 2 >/dev/null
+head -c 32 /dev/urandom | base64 > "$work/secret10"
+"$bin" serve --data-dir "$work/d10" --repo "$work/repo2" --interval 0 --listen 127.0.0.1:0 \
+  --admin-secret-file "$work/secret10" > "$work/serve10.out" 2>"$work/serve10.err" &
+server_pid=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/serve10.out" 2>/dev/null && break; sleep 0.1; done
+url=$(grep -o 'http://[0-9.:]*' "$work/serve10.out" | head -1)
+secret=$(cat "$work/secret10")
+# First pages: the 100 lowest and highest balances, the biggest consumers, the lowest under a
+# bound, and a sid search. 4 connections, so the latency is the query's rather than a queue's.
+for query in \
+  'balance_asc {"sort":"balance_asc","limit":100}' \
+  'balance_desc {"sort":"balance_desc","limit":100}' \
+  'consumed_desc {"sort":"consumed_desc","limit":100}' \
+  'below_5000 {"sort":"balance_asc","filter":{"below_cents":5000},"limit":100}' \
+  'text_search {"filter":{"text":"USER 99"},"limit":100}'; do
+  name=${query%% *}
+  BENCH_SECRET="$secret" BENCH_METHOD=list_users BENCH_PARAMS="${query#* }" \
+    wrk -t2 -c4 -d"$DURATION" -s scripts/bench/rpc.lua "$url" | grep BENCH \
+    | sed "s/^BENCH/FIGURE list_users_sorted query=$name/"
+done
+echo "(target: the 100 lowest balances of 1,000,000 users in p99 <= 10 ms)"
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+fi
+
 if want 11; then
 echo "== 11. webhook latency: a pass's balance events to their arrival at a receiver on loopback (redb)"
 ROUNDS=5 USERS=100 "$root/target/release/examples/bench_webhook"

@@ -58,7 +58,8 @@ started=$(date +%s.%N)
 step() { printf '== [%6.1f s] %s\n' "$(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')" "$*"; }
 
 step "build"
-cargo build -q -p rpc-server
+# The same build in every end-to-end script (one feature set: no rebuild between them).
+cargo build -q --workspace --bins
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/rpc-server"
 
 interval=10

@@ -41,7 +41,8 @@ unset BILLING_LISTEN BILLING_DATA_DIR BILLING_REPO BILLING_FORGE_URL BILLING_FOR
     BILLING_FORGE_TOKEN BILLING_BRANCH BILLING_INTERVAL BILLING_ADMIN_SECRET \
     BILLING_LEDGER_URL BILLING_LEDGER_PASSWORD_FILE BILLING_REPLICA_NAME BILLING_CONFIG
 
-cargo build -q -p rpc-server -p forge-emulator
+# The same build in every end-to-end script (one feature set: no rebuild between them).
+cargo build -q --workspace --bins
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 server_bin="$target/rpc-server"
 emulator_bin="$target/forge-emulator"

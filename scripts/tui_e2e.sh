@@ -18,7 +18,8 @@ command -v curl >/dev/null || (apt-get update && apt-get install -y curl)
 export TERM="${TERM:-xterm-256color}"
 [ "$TERM" = dumb ] && export TERM=xterm-256color
 
-cargo build -q -p rpc-server -p tui-admin
+# The same build in every end-to-end script (one feature set: no rebuild between them).
+cargo build -q --workspace --bins
 target="${CARGO_TARGET_DIR:-$root/target}/debug"
 server_bin="$target/rpc-server"
 tui_bin="$target/tui-admin"

@@ -58,7 +58,10 @@ impl UserSort {
 }
 
 /// `list_users` filter: a user is listed when it meets every condition given.
+/// An unknown condition is refused rather than ignored: a misspelt one would
+/// otherwise list every user.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UserFilter {
     /// `user_sid` starts with this (byte for byte).
     #[serde(default)]

@@ -1,15 +1,17 @@
-//! Helpers for `scripts/bench.sh`: bulk user registration and timing of
-//! "nothing new" passes. Not part of the server.
+//! Helpers for `scripts/bench.sh`: bulk user registration, balances spread
+//! over users, and timing of "nothing new" passes. Not part of the server.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use billing_api::RegisterUser;
+use billing_api::{RecordPayment, RegisterUser};
 use billing_server::aggregate::Aggregator;
 use billing_server::config::{LedgerSettings, SourceSpec};
 use billing_server::server::open_aggregator;
 use billing_server::store::Store;
 use clap::{Parser, Subcommand};
+use rand::rngs::StdRng;
+use rand::{RngExt as _, SeedableRng as _};
 
 #[derive(Parser)]
 struct Cli {
@@ -32,6 +34,21 @@ enum Cmd {
         prefix: String,
         #[arg(long, default_value_t = 4)]
         width: usize,
+    },
+    /// Gives users `<prefix><zero-padded index>` balances spread over 1..=100,000 cents, one
+    /// payment each (seeded, so every run spreads them the same), from `threads` callers at once
+    /// so that their durable commits group.
+    Spread {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        users: u32,
+        #[arg(long, default_value = "u-")]
+        prefix: String,
+        #[arg(long, default_value_t = 4)]
+        width: usize,
+        #[arg(long, default_value_t = 64)]
+        threads: u32,
     },
     /// Runs a first pass, then times passes that find nothing new.
     NoopPass {
@@ -59,6 +76,16 @@ async fn main() -> anyhow::Result<()> {
                 register(data_dir, ledger_url, users, prefix, width)
             })
             .await??;
+        }
+        Cmd::Spread {
+            data_dir,
+            users,
+            prefix,
+            width,
+            threads,
+        } => {
+            tokio::task::spawn_blocking(move || spread(data_dir, users, prefix, width, threads))
+                .await??;
         }
         Cmd::NoopPass {
             data_dir,
@@ -125,5 +152,46 @@ fn register(
         store.register_users(&batch, 1)?;
     }
     eprintln!("registered {users} users in {:.2?}", started.elapsed());
+    Ok(())
+}
+
+fn spread(
+    data_dir: PathBuf,
+    users: u32,
+    prefix: String,
+    width: usize,
+    threads: u32,
+) -> anyhow::Result<()> {
+    let store = Store::open(&data_dir.join("ledger.redb"))?;
+    let started = Instant::now();
+    let threads = threads.max(1);
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (store, prefix) = (&store, &prefix);
+                scope.spawn(move || -> anyhow::Result<()> {
+                    let mut rng = StdRng::seed_from_u64(u64::from(t));
+                    for i in (t..users).step_by(threads as usize) {
+                        store.record_payment(
+                            &RecordPayment {
+                                payment_id: format!("spread-{i}"),
+                                user_sid: format!("{prefix}{i:0width$}"),
+                                amount_cents: rng.random_range(1..=100_000),
+                                kind: None,
+                                reference: None,
+                            },
+                            1,
+                        )?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().expect("a spread thread panicked")?;
+        }
+        Ok(())
+    })?;
+    eprintln!("paid {users} users in {:.2?}", started.elapsed());
     Ok(())
 }

@@ -186,6 +186,17 @@ async fn old_calls_work_and_bad_params_are_explained(backend: Backend) {
         error_codes::INVALID_PARAMS,
         "{answer}"
     );
+    // A misspelt condition is refused, not ignored (which would list every user).
+    let answer = rpc(json!({"filter": {"belowcents": 10}})).await;
+    assert_eq!(
+        answer["error"]["code"],
+        error_codes::INVALID_PARAMS,
+        "{answer}"
+    );
+    assert!(
+        answer["error"].to_string().contains("belowcents"),
+        "the error names the unknown field: {answer}"
+    );
 
     // A cursor of one order given to another.
     let client = server.client();

@@ -10,5 +10,5 @@ pub mod sign;
 pub mod worker;
 
 pub use schedule::{GIVE_UP_AFTER, next_delay};
-pub use send::{SendOutcome, Sender, redacted_url};
+pub use send::{SendOutcome, Sender};
 pub use sign::{SecretError, WebhookSecret};

@@ -104,19 +104,6 @@ impl Sender {
     }
 }
 
-/// `url` for logs: any `user:password@` is shown as `***@`. (Only the
-/// userinfo: a secret in the path or query stays visible.)
-pub fn redacted_url(url: &Url) -> String {
-    if url.username().is_empty() && url.password().is_none() {
-        return url.to_string();
-    }
-    let mut shown = url.clone();
-    // Only cannot-be-a-base URLs refuse these, and those have no userinfo.
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("***");
-    shown.to_string()
-}
-
 fn unreachable_reason(e: reqwest::Error, url: &Url, timeout: Duration) -> String {
     let kind = if e.is_timeout() {
         format!("timed out after {}", humantime::format_duration(timeout))
@@ -141,16 +128,6 @@ fn unreachable_reason(e: reqwest::Error, url: &Url, timeout: Duration) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_userinfo_only() {
-        let url = Url::parse("https://user:pa55word@hooks.example/in?x=1").unwrap();
-        assert_eq!(redacted_url(&url), "https://***@hooks.example/in?x=1");
-        let url = Url::parse("https://token@hooks.example/in").unwrap();
-        assert_eq!(redacted_url(&url), "https://***@hooks.example/in");
-        let url = Url::parse("http://127.0.0.1:9/hook").unwrap();
-        assert_eq!(redacted_url(&url), "http://127.0.0.1:9/hook");
-    }
 
     #[test]
     fn outcomes_report_status_and_delivery() {

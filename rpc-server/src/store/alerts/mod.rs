@@ -152,3 +152,25 @@ pub fn redact_url(url: &str) -> String {
         Err(_) => "(not a URL)".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn shown_urls_lose_credentials_and_query() {
+        assert_eq!(
+            redact_url("https://user:pa55word@hooks.example/in?token=x"),
+            "https://hooks.example/in"
+        );
+        assert_eq!(
+            redact_url("https://token@hooks.example:8443/in"),
+            "https://hooks.example:8443/in"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:9/hook"),
+            "http://127.0.0.1:9/hook"
+        );
+        assert_eq!(redact_url("not a url pa55word"), "(not a URL)");
+    }
+}

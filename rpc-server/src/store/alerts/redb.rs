@@ -5,7 +5,7 @@ use billing_api::{Event, EventType, Page, UserThreshold};
 
 use super::super::{RedbStore, StoreError, codec, redb_rows, tables};
 use super::outbox::{self, Attempted, DeliveryRow, Due, NodeChange};
-use super::{EventRow, event_id, parse_event_id};
+use super::{AlertRow, EventRow, Level, event_id, node_subject, parse_event_id};
 
 impl RedbStore {
     pub fn set_user_threshold(
@@ -31,6 +31,12 @@ impl RedbStore {
         failed: Option<serde_json::Value>,
         now_ms: u64,
     ) -> Result<Vec<u64>, StoreError> {
+        // Most passes change nothing: they cost a read instead of a durable commit.
+        if failed.is_none()
+            && !self.read("check node events", |txn| any_node_changed(txn, nodes))?
+        {
+            return Ok(Vec::new());
+        }
         self.write("record node and pass events", |txn| {
             outbox::record_events_into(redb_rows::ledger(txn, now_ms)?, nodes, failed.clone())
         })
@@ -121,6 +127,24 @@ impl RedbStore {
             Ok(Page { items, next_cursor })
         })
     }
+}
+
+/// Whether the staleness of any of `nodes` differs from what the outbox
+/// last wrote for it (what `record_events_into` would write an event for).
+fn any_node_changed(txn: &redb::ReadTransaction, nodes: &[NodeChange]) -> Result<bool, StoreError> {
+    let alerts = txn.open_table(tables::ALERTS)?;
+    for change in nodes {
+        let was_stale = match alerts.get(node_subject(&change.node_name).as_str())? {
+            Some(bytes) => {
+                codec::decode_owned::<AlertRow>(bytes.value(), "alert")?.level != Level::Ok
+            }
+            None => false,
+        };
+        if was_stale != change.stale {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 pub(super) fn bad_cursor(cursor: &str) -> StoreError {

@@ -273,16 +273,21 @@ pub(super) const DELIVERY_COLUMNS: &str =
     "status, attempts, first_attempt_ms, next_attempt_ms, last_status, last_error, done_ms";
 
 pub(super) fn delivery_of(row: &postgres::Row) -> DeliveryRow {
+    delivery_of_at(row, 0)
+}
+
+/// [`delivery_of`] for [`DELIVERY_COLUMNS`] starting at column `at`.
+pub(super) fn delivery_of_at(row: &postgres::Row, at: usize) -> DeliveryRow {
     DeliveryRow {
-        status: u8::try_from(row.get::<_, i16>(0)).unwrap_or(0),
-        attempts: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
-        first_attempt_ms: from_db(row.get(2)),
-        next_attempt_ms: from_db(row.get(3)),
+        status: u8::try_from(row.get::<_, i16>(at)).unwrap_or(0),
+        attempts: u32::try_from(row.get::<_, i32>(at + 1)).unwrap_or(0),
+        first_attempt_ms: from_db(row.get(at + 2)),
+        next_attempt_ms: from_db(row.get(at + 3)),
         last_status: row
-            .get::<_, Option<i32>>(4)
+            .get::<_, Option<i32>>(at + 4)
             .and_then(|s| u16::try_from(s).ok()),
-        last_error: row.get(5),
-        done_ms: row.get::<_, Option<i64>>(6).map(from_db),
+        last_error: row.get(at + 5),
+        done_ms: row.get::<_, Option<i64>>(at + 6).map(from_db),
     }
 }
 

@@ -2,13 +2,15 @@
 //! transaction each (after the meta row lock, like every ledger write), and
 //! the event listing.
 
+use std::collections::HashMap;
+
 use billing_api::{Event, EventType, Page, UserThreshold};
 
 use super::super::StoreError;
 use super::super::alerts::outbox::{self, Attempted, Due, NodeChange};
-use super::super::alerts::{delivery_state, parse_event_id};
+use super::super::alerts::{Level, delivery_state, node_subject, parse_event_id};
 use super::super::ledger::Ledger;
-use super::alert_rows::{DELIVERY_COLUMNS, delivery_of, event_of};
+use super::alert_rows::{DELIVERY_COLUMNS, delivery_of_at, event_of};
 use super::rows::PgRows;
 use super::{PgStore, db_err, from_db, to_db};
 
@@ -41,6 +43,12 @@ impl PgStore {
         failed: Option<serde_json::Value>,
         now_ms: u64,
     ) -> Result<Vec<u64>, StoreError> {
+        // Most passes change nothing: they cost a read instead of a write under the meta lock.
+        if failed.is_none()
+            && !self.read("check node events", |txn| any_node_changed(txn, nodes))?
+        {
+            return Ok(Vec::new());
+        }
         self.write("record node and pass events", |txn| {
             let mut rows = PgRows::lock(txn)?;
             let out = outbox::record_events_into(
@@ -115,21 +123,32 @@ impl PgStore {
                     .map_err(db_err)?;
                 starts.push(row.map(|r| from_db(r.get(0))));
             }
+            // Every delivery of the page's events in one query.
+            let seqs: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+            let mut deliveries = HashMap::new();
+            if !urls.is_empty() && !seqs.is_empty() {
+                for row in txn
+                    .query(
+                        &format!(
+                            "SELECT seq, url, {DELIVERY_COLUMNS} FROM deliveries \
+                             WHERE seq = ANY($1) AND url = ANY($2)"
+                        ),
+                        &[&seqs, &urls],
+                    )
+                    .map_err(db_err)?
+                {
+                    let seq: i64 = row.get(0);
+                    let url: String = row.get(1);
+                    deliveries.insert((from_db(seq), url), delivery_of_at(&row, 2));
+                }
+            }
             let mut items = Vec::new();
             for row in &rows {
                 let (seq, event_row) = event_of(row);
                 let mut event = event_row.to_api(seq);
                 for (url, start) in urls.iter().zip(&starts) {
-                    let d = txn
-                        .query_opt(
-                            &format!(
-                                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE seq = $1 AND url = $2"
-                            ),
-                            &[&to_db(seq), url],
-                        )
-                        .map_err(db_err)?;
-                    if let Some(state) = delivery_state(url, d.as_ref().map(delivery_of), *start, seq)
-                    {
+                    let d = deliveries.remove(&(seq, url.clone()));
+                    if let Some(state) = delivery_state(url, d, *start, seq) {
                         event.deliveries.push(state);
                     }
                 }
@@ -142,4 +161,26 @@ impl PgStore {
             Ok(Page { items, next_cursor })
         })
     }
+}
+
+/// Whether the staleness of any of `nodes` differs from what the outbox
+/// last wrote for it (what `record_events_into` would write an event for).
+fn any_node_changed(
+    txn: &mut postgres::Transaction<'_>,
+    nodes: &[NodeChange],
+) -> Result<bool, StoreError> {
+    let subjects: Vec<String> = nodes.iter().map(|n| node_subject(&n.node_name)).collect();
+    let stale: HashMap<String, bool> = txn
+        .query(
+            "SELECT subject, level FROM alerts WHERE subject = ANY($1)",
+            &[&subjects],
+        )
+        .map_err(db_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i16>(1) != Level::Ok.code()))
+        .collect();
+    Ok(nodes
+        .iter()
+        .zip(&subjects)
+        .any(|(n, s)| stale.get(s).copied().unwrap_or(false) != n.stale))
 }
