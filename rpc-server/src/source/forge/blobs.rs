@@ -11,7 +11,8 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{ForgeSource, Inner, check_id};
+use super::wire::check_id;
+use super::{ForgeSource, Inner};
 use crate::source::{FileBody, FileEntry, SourceError};
 
 /// Most blobs asked in one batch call (Forgejo's limit).
