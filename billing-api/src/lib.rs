@@ -5,6 +5,8 @@
 pub mod checks;
 pub mod error_codes;
 pub mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod otoml;
 pub mod reconcile;
 #[cfg(any(feature = "server", feature = "client"))]

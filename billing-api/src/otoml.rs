@@ -320,7 +320,7 @@ pub fn is_usage_file_name(file_name: &str) -> bool {
 }
 
 /// Checks the hour stamp of a usage file name (`usage_<YYYY-MM-DD-HH>.otoml`,
-/// see [`is_usage_file_name`]): a real calendar date and an hour 00..=23.
+/// see [`is_usage_file_name`]): a real calendar date from 1970 on and an hour 00..=23.
 pub fn check_usage_hour(file_name: &str) -> Result<(), String> {
     let stamp = usage_hour_stamp(file_name)
         .ok_or_else(|| format!("{file_name} is not named usage_<YYYY-MM-DD-HH>.otoml"))?;
@@ -336,6 +336,12 @@ pub fn check_usage_hour(file_name: &str) -> Result<(), String> {
     if hour > 23 {
         return Err(format!(
             "{file_name}: hour {hour:02} does not exist (00..=23)"
+        ));
+    }
+    // Usage times are unix times: an hour before the epoch has none.
+    if year < 1970 {
+        return Err(format!(
+            "{file_name}: year {year:04} is before 1970; usage hours are UTC hours from 1970 on"
         ));
     }
     Ok(())
@@ -596,6 +602,8 @@ cost_cents = 1
             ("usage_2026-04-31-10.otoml", "day 31"),
             ("usage_2026-11-27-24.otoml", "hour 24"),
             ("usage_2026-00-01-00.otoml", "month 00"),
+            ("usage_0000-01-01-00.otoml", "year 0000"),
+            ("usage_1969-12-31-23.otoml", "before 1970"),
         ] {
             let err = check_usage_hour(bad).unwrap_err();
             assert!(err.contains(says), "{bad}: {err}");
