@@ -6,12 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use base64::Engine as _;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::wire::check_id;
+use super::wire::{Blob, BlobContent, blob_content, check_id};
 use super::{ForgeSource, Inner};
 use crate::source::{FileBody, FileEntry, SourceError};
 
@@ -21,14 +20,6 @@ const BATCH: usize = 50;
 #[derive(Deserialize)]
 struct Version {
     version: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Blob {
-    content: Option<String>,
-    encoding: Option<String>,
-    sha: Option<String>,
-    size: Option<u64>,
 }
 
 impl ForgeSource {
@@ -227,35 +218,11 @@ impl Inner {
         if let Some(size) = blob.size.filter(|s| *s > max_bytes) {
             return Ok(FileBody::TooLarge { size });
         }
-        if let Some(sha) = blob.sha.as_deref()
-            && !sha.eq_ignore_ascii_case(&file.blob_id)
+        let (bytes, raw) = match blob_content(blob, &file.blob_id)
+            .map_err(|e| self.error(format!("{what}: {e}")))?
         {
-            return Err(self.error(format!("{what}: the forge answered with blob {sha}")));
-        }
-        match blob.encoding.as_deref() {
-            Some("base64") => {}
-            other => {
-                let found = other.map_or("no encoding".to_string(), |e| format!("encoding {e}"));
-                return Err(self.error(format!(
-                    "{what}: the forge answered with {found}, expected base64; check that \
-                     --forge-url points at a Forgejo or Gitea server (API v1)"
-                )));
-            }
-        }
-        let content = blob.content.unwrap_or_default();
-        // Forgejo sends a blob over its `[api] DEFAULT_MAX_BLOB_SIZE` (10 MiB by
-        // default) with empty content and its real size: read the file instead.
-        let raw = content.is_empty() && blob.size.is_some_and(|s| s > 0);
-        let bytes = if raw {
-            self.read_raw(file, head, &what).await?
-        } else {
-            let compact: String = content
-                .chars()
-                .filter(|c| !c.is_ascii_whitespace())
-                .collect();
-            base64::engine::general_purpose::STANDARD
-                .decode(compact.as_bytes())
-                .map_err(|e| self.error(format!("{what}: content is not valid base64 ({e})")))?
+            BlobContent::Bytes(bytes) => (bytes, false),
+            BlobContent::OverCap => (self.read_raw(file, head, &what).await?, true),
         };
         if bytes.len() as u64 > max_bytes {
             return Ok(FileBody::TooLarge {

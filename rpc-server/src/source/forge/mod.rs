@@ -15,13 +15,12 @@
 
 mod blobs;
 mod http;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use billing_api::otoml::{is_usage_file_name, is_valid_node_name};
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 
@@ -210,16 +209,9 @@ impl ForgeSource {
         segments.extend(i.branch.split('/'));
         let what = format!("branch {}", i.branch);
         match i.get_json::<Branch>(&segments, &[], &what).await? {
-            Some(branch) => {
-                let id = branch.commit.and_then(|c| c.id).ok_or_else(|| {
-                    i.error(format!(
-                        "the answer for branch {} has no commit id",
-                        i.branch
-                    ))
-                })?;
-                check_id(&id).map_err(|e| i.error(format!("branch {}: {e}", i.branch)))?;
-                Ok(Some(id))
-            }
+            Some(branch) => wire::branch_head(branch)
+                .map(Some)
+                .map_err(|e| i.error(format!("branch {}: {e}", i.branch))),
             None => {
                 // A missing branch is normal only in a repo nothing was pushed to yet.
                 let repo = i
@@ -271,29 +263,15 @@ impl ForgeSource {
         let entries = i
             .list_tree(&nodes_sha, &format!("tree nodes/ ({nodes_sha})"))
             .await?;
-        let mut out = Vec::new();
-        for entry in &entries {
-            if entry.kind.as_deref() != Some("tree") {
-                continue;
-            }
-            let name = entry.path.clone().unwrap_or_default();
-            if !is_valid_node_name(&name) {
-                tracing::warn!(
-                    commit = %head,
-                    dir = %name,
-                    "skipping nodes/ entry: node names must match [A-Za-z0-9._-]{{1,128}}"
-                );
-                continue;
-            }
-            let tree_id =
-                entry_sha(entry).map_err(|e| i.error(format!("entry nodes/{name}: {e}")))?;
-            out.push(NodeTree {
-                node_name: name,
-                tree_id,
-            });
+        let (nodes, skipped) = wire::node_trees(&entries).map_err(|e| i.error(e))?;
+        for name in skipped {
+            tracing::warn!(
+                commit = %head,
+                dir = %name,
+                "skipping nodes/ entry: node names must match [A-Za-z0-9._-]{{1,128}}"
+            );
         }
-        out.sort_by(|a, b| a.node_name.cmp(&b.node_name));
-        Ok(out)
+        Ok(nodes)
     }
 
     /// Usage files directly in one node directory, sorted by path.
@@ -303,25 +281,7 @@ impl ForgeSource {
             .map_err(|e| i.error(format!("tree of nodes/{}: {e}", node.node_name)))?;
         let what = format!("tree nodes/{} ({})", node.node_name, node.tree_id);
         let entries = i.list_tree(&node.tree_id, &what).await?;
-        let mut out = Vec::new();
-        for entry in &entries {
-            // Regular files only: symlinks (120000) and submodules are not usage files.
-            let is_file = entry.kind.as_deref() == Some("blob")
-                && matches!(entry.mode.as_deref(), Some("100644" | "100755") | None);
-            let name = entry.path.as_deref().unwrap_or_default();
-            if !is_file || name.contains('/') || !is_usage_file_name(name) {
-                continue;
-            }
-            let blob_id =
-                entry_sha(entry).map_err(|e| i.error(format!("entry {name} in {what}: {e}")))?;
-            out.push(FileEntry {
-                path: format!("nodes/{}/{name}", node.node_name),
-                blob_id,
-                size: entry.size,
-            });
-        }
-        out.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(out)
+        wire::usage_files(&node.node_name, &entries, &what).map_err(|e| i.error(e))
     }
 }
 
