@@ -4,10 +4,42 @@
 //! command). Each panics, naming the property, when one fails.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use crate::otoml::{
     self, DecodeLimits, InvalidRecord, MAX_KEY_BYTES, MAX_RAW_BYTES, UsageBatch, UsageRecord,
 };
+
+/// Replays the committed inputs of fuzz target `target` through `check`: the
+/// seeds in `<fuzz_dir>/corpus/<target>/` and the crash regressions in
+/// `<fuzz_dir>/regressions/<target>/`, in name order. Fails naming the input
+/// that breaks a property, or when the seed corpus is missing.
+pub fn replay_corpus(fuzz_dir: &Path, target: &str, check: &mut dyn FnMut(&[u8])) {
+    let mut inputs = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir.join(dir).join(target)) else {
+            continue;
+        };
+        inputs.extend(entries.map(|e| e.expect("a readable corpus directory").path()));
+    }
+    inputs.sort();
+    assert!(
+        inputs.len() >= 10,
+        "{}/corpus/{target} holds {} inputs; the seed corpus is committed with the tree",
+        fuzz_dir.display(),
+        inputs.len()
+    );
+    for path in inputs {
+        let data = std::fs::read(&path).expect("a readable corpus file");
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&data)));
+        assert!(
+            outcome.is_ok(),
+            "fuzz target {target}: {} breaks a property (its panic is printed above); \
+             replay it with `cargo +nightly fuzz run {target} <file>` in fuzz/",
+            path.display()
+        );
+    }
+}
 
 /// The node whose directory fuzzed files live in.
 pub const FUZZ_NODE: &str = "node-1";

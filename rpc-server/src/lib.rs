@@ -11,6 +11,8 @@ pub mod blocking;
 pub mod config;
 pub mod demo;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod reconcile;
 pub mod rpc;

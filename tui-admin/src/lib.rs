@@ -14,6 +14,8 @@ pub mod event;
 pub mod event_text;
 pub mod fetch;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod remote;
 pub mod run;
 pub mod safe;
