@@ -35,9 +35,9 @@ enum Cmd {
         #[arg(long, default_value_t = 4)]
         width: usize,
     },
-    /// Gives users `<prefix><zero-padded index>` balances spread over 1..=100,000 cents, one
-    /// payment each (seeded, so every run spreads them the same), from `threads` callers at once
-    /// so that their durable commits group.
+    /// Gives every `every`-th user `<prefix><zero-padded index>` a balance spread over
+    /// 1..=100,000 cents, one payment each (seeded, so every run spreads them the same), from
+    /// `threads` callers at once so that their durable commits group.
     Spread {
         #[arg(long)]
         data_dir: PathBuf,
@@ -47,6 +47,8 @@ enum Cmd {
         prefix: String,
         #[arg(long, default_value_t = 4)]
         width: usize,
+        #[arg(long, default_value_t = 1)]
+        every: u32,
         #[arg(long, default_value_t = 64)]
         threads: u32,
     },
@@ -82,10 +84,13 @@ async fn main() -> anyhow::Result<()> {
             users,
             prefix,
             width,
+            every,
             threads,
         } => {
-            tokio::task::spawn_blocking(move || spread(data_dir, users, prefix, width, threads))
-                .await??;
+            tokio::task::spawn_blocking(move || {
+                spread(data_dir, users, prefix, width, every, threads)
+            })
+            .await??;
         }
         Cmd::NoopPass {
             data_dir,
@@ -160,6 +165,7 @@ fn spread(
     users: u32,
     prefix: String,
     width: usize,
+    every: u32,
     threads: u32,
 ) -> anyhow::Result<()> {
     let store = Store::open(&data_dir.join("ledger.redb"))?;
@@ -171,7 +177,8 @@ fn spread(
                 let (store, prefix) = (&store, &prefix);
                 scope.spawn(move || -> anyhow::Result<()> {
                     let mut rng = StdRng::seed_from_u64(u64::from(t));
-                    for i in (t..users).step_by(threads as usize) {
+                    let every = every.max(1);
+                    for i in (t * every..users).step_by((threads * every) as usize) {
                         store.record_payment(
                             &RecordPayment {
                                 payment_id: format!("spread-{i}"),
@@ -192,6 +199,10 @@ fn spread(
         }
         Ok(())
     })?;
-    eprintln!("paid {users} users in {:.2?}", started.elapsed());
+    eprintln!(
+        "paid {} of {users} users in {:.2?}",
+        users.div_ceil(every.max(1)),
+        started.elapsed()
+    );
     Ok(())
 }
