@@ -381,7 +381,10 @@ impl Walker<'_, '_> {
                 ),
             ));
         }
-        if parse_small(text).is_none() {
+        // Only its syntax matters, as in the whole-file decode, which passes over other keys:
+        // converting it (`toml::Value`) refuses integers a document may hold
+        // (`9223372036854775807` in an inline table).
+        if toml::de::DeTable::parse(&format!("v = {text}")).is_err() {
             return Err(self.bad_value(span.start, &key.first));
         }
         Ok(())
