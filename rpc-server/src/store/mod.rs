@@ -26,6 +26,8 @@ mod backend;
 pub mod backup;
 mod chunks;
 mod codec;
+#[doc(hidden)]
+pub mod failpoints;
 mod format;
 mod gate;
 mod group_commit;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 
 use super::codec::{self, META_KEY, MetaRow};
-use super::{CACHE_BYTES, LedgerCounts, StoreError, StoreOptions, format, gate, handle, tables};
+use super::{
+    CACHE_BYTES, LedgerCounts, StoreError, StoreOptions, failpoints, format, gate, handle, tables,
+};
 
 /// Handle to the ledger database; cheap to clone.
 #[derive(Clone)]
@@ -167,12 +169,15 @@ impl RedbStore {
     ) -> Result<T, StoreError> {
         self.check_writable(op)?;
         let result = self.db().and_then(|db| {
+            failpoints::write_step!("begin");
             let mut txn = db.begin_write().map_err(|e| self.storage(op, e))?;
             txn.set_durability(durability)
                 .map_err(|e| self.storage(op, e))?;
             match f(&mut txn) {
                 Ok(value) => {
+                    failpoints::write_step!("commit");
                     txn.commit().map_err(|e| self.storage(op, e))?;
+                    failpoints::write_step!("committed");
                     Ok(value)
                 }
                 Err(err) => {

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use postgres::NoTls;
 use postgres::error::SqlState;
 
-use super::{StoreError, StoreOptions};
+use super::{StoreError, StoreOptions, failpoints};
 use crate::store::group_commit::GroupCommit;
 use crate::store::payments::NewPayment;
 use async_reads::AsyncReads;
@@ -236,12 +236,15 @@ impl PgStore {
         f: &mut impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, Attempt> {
         let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
+        failpoints::write_step!("begin", Attempt::BeforeCommit);
         let mut txn = conn
             .client
             .transaction()
             .map_err(|e| Attempt::BeforeCommit(db_err(e)))?;
         let value = f(&mut txn).map_err(Attempt::BeforeCommit)?;
+        failpoints::write_step!("commit", Attempt::BeforeCommit);
         txn.commit().map_err(|e| Attempt::AtCommit(db_err(e)))?;
+        failpoints::write_step!("committed", Attempt::AtCommit);
         Ok(value)
     }
 
@@ -468,9 +471,12 @@ fn transact<T>(
     client: &mut postgres::Client,
     f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    failpoints::write_step!("begin");
     let mut txn = client.transaction().map_err(db_err)?;
     let value = f(&mut txn)?;
+    failpoints::write_step!("commit");
     txn.commit().map_err(db_err)?;
+    failpoints::write_step!("committed");
     Ok(value)
 }
 

@@ -1,0 +1,251 @@
+//! The simulated server process: the real ledger and aggregator over the
+//! simulated repo (read as a local git repo, or through the forge emulator),
+//! started again after a crash.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use billing_api::otoml::DecodeLimits;
+use billing_api::{RecordPayment, RegisterUser};
+use billing_server::aggregate::{Aggregator, PassOutcome};
+use billing_server::source::Source;
+use billing_server::source::forge::{ForgeOptions, ForgeSource};
+use billing_server::source::git::GitSource;
+use billing_server::store::failpoints::WRITE_STEP;
+use billing_server::store::{Store, StoreError, StoreOptions};
+use billing_server::test_support::PgTestDb;
+use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, ForgeRepo};
+
+use crate::LIMITS;
+use crate::steps::{ForgeFault, Service};
+
+/// Which ledger the simulated server keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Redb,
+    /// A database of its own in the cluster `BILLING_TEST_PG_URL` names.
+    Postgres,
+}
+
+/// Where the simulated server reads the repo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Git,
+    Forge,
+}
+
+impl SourceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Git => "git",
+            SourceKind::Forge => "forge",
+        }
+    }
+}
+
+const OWNER_REPO: &str = "sim/billing";
+const TOKEN: &str = "sim-token-0123456789";
+
+/// What outlives a crash: the repo, the ledger's file or database, the forge.
+pub struct Setup {
+    dir: tempfile::TempDir,
+    backend: Backend,
+    pg: Option<PgTestDb>,
+    emulator: Option<Arc<EmulatorHandle>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Setup {
+    pub fn new(backend: Backend, source: SourceKind) -> Result<Setup, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
+        let repo_dir = dir.path().join("repo.git");
+        let repo = ForgeRepo::open_or_init(&repo_dir).map_err(|e| format!("{e:#}"))?;
+        let emulator = match source {
+            SourceKind::Git => None,
+            SourceKind::Forge => {
+                let config =
+                    EmulatorConfig::new(OWNER_REPO, Some(TOKEN)).map_err(|e| format!("{e:#}"))?;
+                let handle = runtime
+                    .block_on(EmulatorHandle::start(config, repo))
+                    .map_err(|e| format!("cannot start the forge emulator: {e}"))?;
+                Some(Arc::new(handle))
+            }
+        };
+        let pg = (backend == Backend::Postgres).then(PgTestDb::create);
+        Ok(Setup {
+            dir,
+            backend,
+            pg,
+            emulator,
+            runtime: Arc::new(runtime),
+        })
+    }
+
+    pub fn repo_dir(&self) -> PathBuf {
+        self.dir.path().join("repo.git")
+    }
+
+    /// Starts the server process: opens the ledger (waiting for a crashed
+    /// process's handle to let go of the file) and the source.
+    pub fn open(&self) -> Result<Process, String> {
+        let store = match (&self.backend, &self.pg) {
+            (Backend::Postgres, Some(db)) => Store::connect(&db.url, None, StoreOptions::default())
+                .map_err(|e| format!("cannot open the PostgreSQL ledger: {e}"))?,
+            _ => {
+                let path = self.dir.path().join("ledger.redb");
+                let mut tries = 0;
+                loop {
+                    match Store::open(&path) {
+                        Ok(store) => break store,
+                        Err(StoreError::Locked { .. }) if tries < 200 => {
+                            tries += 1;
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(e) => return Err(format!("cannot open the redb ledger: {e}")),
+                    }
+                }
+            }
+        };
+        let source = match &self.emulator {
+            None => Source::Git(
+                GitSource::open(
+                    &self.repo_dir().to_string_lossy(),
+                    "main",
+                    &self.dir.path().join("mirror"),
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+            Some(emulator) => Source::Forge(
+                ForgeSource::open_with(
+                    &emulator.base_url(),
+                    OWNER_REPO,
+                    "main",
+                    Some(TOKEN.to_string()),
+                    ForgeOptions {
+                        request_timeout: Duration::from_millis(300),
+                        connect_timeout: Duration::from_millis(300),
+                        max_attempts: 3,
+                        backoff_base: Duration::from_millis(1),
+                        backoff_max: Duration::from_millis(4),
+                        retry_after_max: Duration::from_secs(1),
+                        blob_concurrency: 4,
+                        tree_page_size: 1000,
+                    },
+                )
+                .map_err(|e| e.to_string())?,
+            ),
+        };
+        let limits = DecodeLimits {
+            max_records: LIMITS.max_records,
+            max_record_cents: LIMITS.max_record_cents,
+        };
+        Ok(Process {
+            aggregator: Aggregator::with_limits(store, source, LIMITS.max_file_bytes, limits),
+            emulator: self.emulator.clone(),
+            runtime: self.runtime.clone(),
+        })
+    }
+}
+
+/// How a service call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    NotFound,
+    Conflict,
+    /// Anything else (a crashed ledger write).
+    Other(String),
+}
+
+/// One life of the server process.
+pub struct Process {
+    aggregator: Aggregator,
+    emulator: Option<Arc<EmulatorHandle>>,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl Process {
+    pub fn store(&self) -> &Store {
+        self.aggregator.store()
+    }
+
+    pub fn call(&self, service: &Service, now_ms: u64) -> Result<(), CallError> {
+        let store = self.store();
+        let result = match service {
+            Service::Register(user) => store
+                .register_user(
+                    &RegisterUser {
+                        user_sid: user.clone(),
+                        display_name: None,
+                        email: None,
+                    },
+                    now_ms,
+                )
+                .map(drop),
+            Service::Pay { id, user, amount } => store
+                .record_payment(
+                    &RecordPayment {
+                        payment_id: id.clone(),
+                        user_sid: user.clone(),
+                        amount_cents: *amount,
+                        kind: None,
+                        reference: None,
+                    },
+                    now_ms,
+                )
+                .map(drop),
+        };
+        result.map_err(|e| match e {
+            StoreError::NotFound { .. } => CallError::NotFound,
+            StoreError::Conflict(_) => CallError::Conflict,
+            e => CallError::Other(e.to_string()),
+        })
+    }
+
+    /// Runs a pass while `services` write one after another, with `faults`
+    /// on the forge for the pass's requests.
+    pub fn pass_beside(
+        &self,
+        services: &[Service],
+        faults: Option<&[ForgeFault]>,
+        now_ms: u64,
+    ) -> (PassOutcome, Vec<Result<(), CallError>>) {
+        if let (Some(emulator), Some(faults)) = (&self.emulator, faults) {
+            for f in faults {
+                emulator.add_fault(Fault::new(f.endpoint, f.kind.clone(), f.times));
+            }
+        }
+        let aggregator = self.aggregator.clone();
+        let pass = self
+            .runtime
+            .spawn(async move { aggregator.run_pass().await });
+        let answers = services.iter().map(|s| self.call(s, now_ms)).collect();
+        let outcome = self
+            .runtime
+            .block_on(pass)
+            .unwrap_or_else(|e| panic!("the pass task panicked: {e}"));
+        if let Some(emulator) = &self.emulator {
+            emulator.clear_faults();
+        }
+        (outcome, answers)
+    }
+}
+
+/// From now on, the `after`-th ledger write step and every later one fail.
+pub fn arm_crash(after: u32) {
+    let actions = if after == 0 {
+        "return".to_string()
+    } else {
+        format!("{after}*off->return")
+    };
+    fail::cfg(WRITE_STEP, &actions).expect("a valid failpoint action");
+}
+
+pub fn disarm_crash() {
+    fail::remove(WRITE_STEP);
+}
