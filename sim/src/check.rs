@@ -222,3 +222,56 @@ pub fn counters(summary: &billing_api::AggregateSummary, want: &Counts) -> Resul
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use billing_api::RegisterUser;
+
+    use super::*;
+
+    /// The comparison is only worth something if it speaks up: a model that
+    /// differs from the ledger by one payment, one applied record or one
+    /// node must be reported.
+    #[test]
+    fn each_kind_of_difference_is_reported() {
+        let store = Store::in_memory().unwrap();
+        let user = RegisterUser {
+            user_sid: "u0".into(),
+            display_name: None,
+            email: None,
+        };
+        store.register_user(&user, 1).unwrap();
+        let users = ["u0".to_string()];
+        let mut model = Model::default();
+        model.register("u0");
+        assert_eq!(ledger(&store, &model, &users), Ok(()));
+
+        let mut paid = model.clone();
+        paid.pay("p1", "u0", 5);
+        let err = ledger(&store, &paid, &users).unwrap_err();
+        assert!(err.contains("(paid, consumed, balance) of u0"), "{err}");
+
+        let mut applied = model.clone();
+        applied.applied.insert(
+            "k1".into(),
+            Charge {
+                user: "u0".into(),
+                node: "n0".into(),
+                cost: 3,
+            },
+        );
+        let err = ledger(&store, &applied, &users).unwrap_err();
+        assert!(err.contains("applied records"), "{err}");
+
+        let mut node = model.clone();
+        node.nodes.entry("n0".into()).or_default().visited = true;
+        let err = ledger(&store, &node, &users).unwrap_err();
+        assert!(err.contains("nodes (status, records consumed)"), "{err}");
+
+        let mut file = model;
+        file.files
+            .insert(("unparseable", "n0".into(), "f".into(), "b".into()));
+        let err = ledger(&store, &file, &users).unwrap_err();
+        assert!(err.contains("files rejected whole"), "{err}");
+    }
+}
