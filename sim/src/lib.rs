@@ -38,6 +38,15 @@ pub const LIMITS: Limits = Limits {
     max_record_cents: 500,
 };
 
+/// The limits a restarted process may run with instead: every file the
+/// generator makes over [`LIMITS`] fits them, so the files held back by a
+/// limit apply without a new commit, as the doc says.
+pub const RAISED: Limits = Limits {
+    max_file_bytes: 8192,
+    max_records: 24,
+    max_record_cents: 1000,
+};
+
 /// One simulation run.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -105,10 +114,14 @@ pub fn run(options: Options) -> Result<Report, Box<Failure>> {
         SourceKind::Git
     });
     let mut generator = Generator::new(options.seed, LIMITS, source == SourceKind::Forge);
-    let setup = Setup::new(options.backend, source).map_err(|e| fail(0, "set-up", e))?;
+    // One seed in two applies each node in small write transactions, so that
+    // crashes fall between a node's chunks.
+    let chunk = (generator.draw(2) == 0).then(|| 1 + generator.draw(8) as usize);
+    let setup = Setup::new(options.backend, source, chunk).map_err(|e| fail(0, "set-up", e))?;
     let mut sim = Sim {
         world: World::create(&setup.repo_dir()).map_err(|e| fail(0, "set-up", e.to_string()))?,
-        process: Some(setup.open().map_err(|e| fail(0, "set-up", e))?),
+        process: Some(setup.open(LIMITS).map_err(|e| fail(0, "set-up", e))?),
+        limits: LIMITS,
         setup,
         model: Model::default(),
         users: (0..steps::USERS).map(steps::user).collect(),
@@ -153,9 +166,18 @@ fn describe(step: &Step) -> String {
         Step::Service(s) => format!("{s:?}"),
         Step::Pass => "a pass".into(),
         Step::PassWith(s) => format!("a pass beside {s:?}"),
-        Step::Crash { after, services } => {
-            format!("a crash at the ledger's write step {after} of a pass, beside {services:?}")
-        }
+        Step::Crash {
+            after,
+            services,
+            toggle_limits,
+        } => format!(
+            "a crash at the ledger's write step {after} of a pass, beside {services:?}{}",
+            if *toggle_limits {
+                ", then a restart with the other limits and a pass"
+            } else {
+                ""
+            }
+        ),
         Step::Faults(f) => format!("a forge pass with faults {f:?}"),
     }
 }
@@ -168,6 +190,8 @@ struct Sim {
     users: Vec<String>,
     report: Report,
     clock: u64,
+    /// The limits the process runs with now.
+    limits: Limits,
 }
 
 impl Sim {
@@ -194,7 +218,11 @@ impl Sim {
             Step::Service(service) => self.service(&service),
             Step::Pass => self.pass(&[], None),
             Step::PassWith(services) => self.pass(&services, None),
-            Step::Crash { after, services } => self.crash(after, &services),
+            Step::Crash {
+                after,
+                services,
+                toggle_limits,
+            } => self.crash(after, &services, toggle_limits),
             Step::Faults(faults) => {
                 self.report.fault_passes += 1;
                 self.pass(&[], Some(&faults))
@@ -282,7 +310,7 @@ impl Sim {
                 summary.head_commit
             ));
         }
-        let want = self.model.pass(&self.world.tree, &failed, LIMITS);
+        let want = self.model.pass(&self.world.tree, &failed, self.limits);
         self.report.records_applied += want.applied;
         if registers {
             // A registration beside the pass may come between the pass's
@@ -299,7 +327,7 @@ impl Sim {
             let (next, _) = self.process().pass_beside(&[], None, now);
             self.report.passes += 1;
             let next = next.map_err(|e| format!("the next pass failed: {e}"))?;
-            let stragglers = self.model.pass(&self.world.tree, &failed, LIMITS);
+            let stragglers = self.model.pass(&self.world.tree, &failed, self.limits);
             if stragglers != Counts::default() || !next.errors.is_empty() {
                 return Err(format!(
                     "the next pass over an unchanged repo: {next:?}; the model read {stragglers:?}"
@@ -312,7 +340,12 @@ impl Sim {
 
     /// A pass that crashes at its `after`-th ledger write step (or ends
     /// before it), a restart, the services' retries, and a pass.
-    fn crash(&mut self, after: u32, services: &[Service]) -> Result<(), String> {
+    fn crash(
+        &mut self,
+        after: u32,
+        services: &[Service],
+        toggle_limits: bool,
+    ) -> Result<(), String> {
         self.report.crashes += 1;
         let now = self.now();
         process::arm_crash(after);
@@ -329,7 +362,7 @@ impl Sim {
         }
         // `kill -9`: everything in memory is gone; the ledger is opened again.
         drop(self.process.take());
-        self.process = Some(self.setup.open()?);
+        self.process = Some(self.setup.open(self.limits)?);
         // What the services were answered stands; what failed they retry now.
         let mut retry = Vec::new();
         for (service, got) in services.iter().zip(answers) {
@@ -351,8 +384,23 @@ impl Sim {
                 summary.errors
             ));
         }
-        let want = self.model.pass(&self.world.tree, &BTreeSet::new(), LIMITS);
+        let want = self
+            .model
+            .pass(&self.world.tree, &BTreeSet::new(), self.limits);
         self.report.records_applied += want.applied;
+        if toggle_limits {
+            // The operator restarts with other limits (not during the
+            // recovery: the interrupted pass kept what it read under the old
+            // ones). Files held back by a limit apply without a new commit.
+            self.limits = if self.limits.max_file_bytes == LIMITS.max_file_bytes {
+                RAISED
+            } else {
+                LIMITS
+            };
+            drop(self.process.take());
+            self.process = Some(self.setup.open(self.limits)?);
+            self.pass(&[], None)?;
+        }
         Ok(())
     }
 }

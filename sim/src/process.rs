@@ -17,7 +17,7 @@ use billing_server::store::{Store, StoreError, StoreOptions};
 use billing_server::test_support::PgTestDb;
 use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, ForgeRepo};
 
-use crate::LIMITS;
+use crate::model::Limits;
 use crate::steps::{ForgeFault, Service};
 
 /// Which ledger the simulated server keeps.
@@ -54,10 +54,16 @@ pub struct Setup {
     pg: Option<PgTestDb>,
     emulator: Option<Arc<EmulatorHandle>>,
     runtime: Arc<tokio::runtime::Runtime>,
+    /// Records per write transaction of a node, when not the default.
+    chunk: Option<usize>,
 }
 
 impl Setup {
-    pub fn new(backend: Backend, source: SourceKind) -> Result<Setup, String> {
+    pub fn new(
+        backend: Backend,
+        source: SourceKind,
+        chunk: Option<usize>,
+    ) -> Result<Setup, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temp dir: {e}"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -84,6 +90,7 @@ impl Setup {
             pg,
             emulator,
             runtime: Arc::new(runtime),
+            chunk,
         })
     }
 
@@ -93,7 +100,7 @@ impl Setup {
 
     /// Starts the server process: opens the ledger (waiting for a crashed
     /// process's handle to let go of the file) and the source.
-    pub fn open(&self) -> Result<Process, String> {
+    pub fn open(&self, limits: Limits) -> Result<Process, String> {
         let store = match (&self.backend, &self.pg) {
             (Backend::Postgres, Some(db)) => Store::connect(&db.url, None, StoreOptions::default())
                 .map_err(|e| format!("cannot open the PostgreSQL ledger: {e}"))?,
@@ -141,12 +148,16 @@ impl Setup {
                 .map_err(|e| e.to_string())?,
             ),
         };
-        let limits = DecodeLimits {
-            max_records: LIMITS.max_records,
-            max_record_cents: LIMITS.max_record_cents,
+        let decode = DecodeLimits {
+            max_records: limits.max_records,
+            max_record_cents: limits.max_record_cents,
         };
+        let aggregator = Aggregator::with_limits(store, source, limits.max_file_bytes, decode);
+        if let Some(records) = self.chunk {
+            aggregator.set_chunk_records(records);
+        }
         Ok(Process {
-            aggregator: Aggregator::with_limits(store, source, LIMITS.max_file_bytes, limits),
+            aggregator,
             emulator: self.emulator.clone(),
             runtime: self.runtime.clone(),
         })

@@ -63,6 +63,8 @@ pub enum Step {
     Crash {
         after: u32,
         services: Vec<Service>,
+        /// The process starts again with the other set of limits (raised, or back).
+        toggle_limits: bool,
     },
     /// A forge pass with faults injected.
     Faults(Vec<ForgeFault>),
@@ -128,6 +130,7 @@ impl Generator {
                 Step::Crash {
                     after,
                     services: (0..n).map(|_| self.service(model)).collect(),
+                    toggle_limits: self.rng.random_bool(0.25),
                 }
             }
             _ if self.forge => Step::Faults(self.faults()),

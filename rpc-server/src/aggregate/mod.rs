@@ -84,6 +84,8 @@ struct Inner {
     last_failed: std::sync::atomic::AtomicBool,
     /// Wakes the webhook deliveries when events were written.
     events_written: tokio::sync::Notify,
+    /// Records per write transaction of a node ([`CHUNK_RECORDS`] unless a test sets it).
+    chunk_records: std::sync::atomic::AtomicUsize,
 }
 
 /// Ends the store's pass (releases the pass lock) however the pass ends.
@@ -126,12 +128,21 @@ impl Aggregator {
                 webhooks: std::sync::RwLock::new(Vec::new()),
                 last_failed: std::sync::atomic::AtomicBool::new(false),
                 events_written: tokio::sync::Notify::new(),
+                chunk_records: std::sync::atomic::AtomicUsize::new(CHUNK_RECORDS),
             }),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Applies a node's records in write transactions of at most `records`
+    /// (default 16,384), so that a test can put a crash between two of them.
+    pub fn set_chunk_records(&self, records: usize) {
+        self.inner
+            .chunk_records
+            .store(records.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn source(&self) -> &Source {
@@ -539,6 +550,10 @@ impl Aggregator {
             let head = head.to_string();
             async move { this.read_files(node_name, head, new, tx).await }
         }));
+        let chunk_records = self
+            .inner
+            .chunk_records
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut outcome = NodeOutcome::default();
         let mut items = Vec::new();
         let mut records = 0;
@@ -558,7 +573,7 @@ impl Aggregator {
                         }
                     );
                     items.push(item);
-                    if records < CHUNK_RECORDS {
+                    if records < chunk_records {
                         continue;
                     }
                 }
