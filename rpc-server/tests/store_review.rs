@@ -110,6 +110,57 @@ fn recount_sums_balances_that_fit_in_any_order() {
     assert_eq!(store.recount().unwrap(), counts);
 }
 
+/// A blob read again (a force-push back to it) with a verdict that changed in
+/// between (`--max-record-cents` lowered): a record valid the first time and
+/// invalid now must be listed, not only counted. Found by the simulator
+/// (`scripts/sim.sh --seed 51 --steps 96`).
+#[test]
+fn a_record_rejected_only_on_a_second_read_of_its_blob_is_listed() {
+    let store = Store::in_memory().unwrap();
+    register(&store, "a");
+    let invalid = |index: usize, reason: &str| InvalidRecord {
+        index,
+        idempotency_key: Some(format!("k{index}")),
+        user_sid: Some("a".into()),
+        reason: reason.into(),
+        raw: format!("idempotency_key = \"k{index}\""),
+    };
+    let read = |commit: &str, records| NodeUpdate {
+        node_name: "n1".into(),
+        head_commit: commit.into(),
+        tree_id: format!("tree-{commit}"),
+        files: vec![FileBatch {
+            path: "nodes/n1/usage_2026-11-27-10.otoml".into(),
+            blob_id: "blob-b".into(),
+            outcome: FileOutcome::Decoded(records),
+        }],
+    };
+    let first = vec![
+        Err(invalid(0, "cost_cents must be >= 0, got -1")),
+        Ok(rec("k1", "a", "n1", 600)),
+        Err(invalid(2, "cost_cents must be >= 0, got -2")),
+    ];
+    let out = store.apply_node(read("c1", first), 3).unwrap();
+    assert_eq!((out.applied, out.invalid), (1, 2), "{out:?}");
+    let again = vec![
+        Err(invalid(0, "cost_cents must be >= 0, got -1")),
+        Err(invalid(1, "cost_cents 600 is over the limit of 500")),
+        Err(invalid(2, "cost_cents must be >= 0, got -2")),
+    ];
+    let out = store.apply_node(read("c2", again), 4).unwrap();
+    assert_eq!(out.invalid, 3, "{out:?}");
+    let listed: Vec<Option<u32>> = store
+        .list_rejected(None, 100)
+        .unwrap()
+        .items
+        .iter()
+        .map(|item| item.record_index)
+        .collect();
+    assert_eq!(listed.len(), 3, "each rejected record once: {listed:?}");
+    assert!(listed.contains(&Some(1)), "{listed:?}");
+    assert_eq!(store.overview_counts().unwrap(), store.recount().unwrap());
+}
+
 mod model {
     //! Random sequences against a plain model of the ledger rules, with
     //! overflow-sized amounts, bulk registrations, re-reads under new

@@ -22,26 +22,38 @@ pub(crate) struct OpenTally {
     blob: String,
     commit: String,
     row: TallyRow,
+    /// Records an earlier read of this blob counted into the summary.
+    omitted_before: u64,
     dirty: bool,
 }
 
 impl<R: Rows> Ledger<R> {
-    /// Whether a per-record rejection at `index` of `from` is stored one by one;
-    /// otherwise it is counted into the file's summary, or was tallied already by
-    /// an interrupted read of the same blob.
+    /// Whether a per-record rejection at `index` of `from` (whose item would
+    /// have `fingerprint`) is stored one by one; otherwise it is counted into
+    /// the file's summary, or was tallied already by an earlier read of the
+    /// same blob (after a crash, or a force-push back to it).
+    ///
+    /// A record an earlier read reached is tallied again only if that read
+    /// did not list it: it was valid then and is not now (a limit was lowered
+    /// in between). When the earlier read counted records into the summary,
+    /// it cannot be told apart from those, and is taken as counted.
     pub(super) fn sample(
         &mut self,
         from: Provenance<'_>,
         index: u32,
         reason: &str,
+        fingerprint: &str,
     ) -> Result<bool, StoreError> {
         self.open_tally(from)?;
-        let tally = self.tally.as_mut().expect("opened above");
+        let tally = self.tally.as_ref().expect("opened above");
         let index = u64::from(index);
-        if index < tally.row.next_index {
+        if index < tally.row.next_index
+            && (tally.omitted_before > 0 || self.rows.has_fingerprint(fingerprint)?)
+        {
             return Ok(false);
         }
-        tally.row.next_index = index + 1;
+        let tally = self.tally.as_mut().expect("opened above");
+        tally.row.next_index = tally.row.next_index.max(index + 1);
         tally.dirty = true;
         if tally.row.stored < REJECTION_SAMPLE {
             tally.row.stored += 1;
@@ -86,6 +98,7 @@ impl<R: Rows> Ledger<R> {
             path: from.path.to_string(),
             blob: from.blob.to_string(),
             commit: from.commit.to_string(),
+            omitted_before: row.omitted,
             row,
             dirty: false,
         });

@@ -18,13 +18,13 @@ impl<R: Rows> Ledger<R> {
         detail: String,
         existing: Option<ConsumedRecord>,
     ) -> Result<(), StoreError> {
-        if !self.sample(from, index, "conflict")? {
-            return Ok(());
-        }
         let fingerprint = format!(
             "conflict\0{}\0{}\0{}\0{}",
             rec.idempotency_key, rec.user_sid, rec.node_name, rec.cost_cents
         );
+        if !self.sample(from, index, "conflict", &fingerprint)? {
+            return Ok(());
+        }
         self.reject(
             RejectedRow {
                 reason: RejectReason::Conflict,
@@ -68,9 +68,6 @@ impl<R: Rows> Ledger<R> {
         raw: &str,
     ) -> Result<(), StoreError> {
         self.outcome.invalid += 1;
-        if !self.sample(from, index, reason)? {
-            return Ok(());
-        }
         // Content-based, so a re-commit of the same bad record adds no second item.
         let fingerprint = format!(
             "invalid\0{}\0{}\0{index}\0{}\0{reason}\0{raw}",
@@ -78,6 +75,9 @@ impl<R: Rows> Ledger<R> {
             from.path,
             key.unwrap_or("")
         );
+        if !self.sample(from, index, reason, &fingerprint)? {
+            return Ok(());
+        }
         let mut detail = format!(
             "record {index} of {} is invalid: {reason}. It was not applied; the rest of the file \
              was. Fix the record on the node with a new idempotency key, or leave it out",
