@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use crate::config::LedgerLocation;
-use crate::rpc::AdminSecret;
+use crate::secret::AdminSecret;
 use crate::server_file;
 use crate::store::backup::{self, BackupHeader, RestoreReport};
 use crate::store::{RedbStore, StoreError, StoreOptions, VerifyReport};

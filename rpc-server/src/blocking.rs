@@ -12,14 +12,6 @@ where
     store.on_blocking_thread(op).await
 }
 
-/// Current time as unix milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// How much lower than the server's other threads a pass decodes (a nice
 /// value increment; raising it needs no privilege).
 const BACKGROUND_NICE: i32 = 10;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::rpc::AdminSecret;
+use crate::secret::AdminSecret;
 use crate::store::{DEFAULT_KEEP_RUNS, StoreOptions};
 
 mod cli;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use billing_api::{AggregateSummary, RecordPayment, RegisterUser};
 
-use crate::blocking::now_ms;
+use crate::clock::now_ms;
 use crate::config::{DemoArgs, LedgerSettings, ServeSettings, SourceSpec};
-use crate::rpc::AdminSecret;
+use crate::secret::AdminSecret;
 use crate::simulate::{SimulateOptions, simulate, user_sid};
 
 const DEMO_USERS: u32 = 8;

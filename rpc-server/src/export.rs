@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::config::LedgerLocation;
-use crate::rpc::AdminSecret;
+use crate::secret::AdminSecret;
 use crate::server_file::{self, ServerFile};
 use crate::store::{Store, StoreError, StoreOptions};
 

@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod backup;
 pub mod blocking;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod export;
@@ -17,6 +18,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod rpc;
 pub mod scheduler;
+pub mod secret;
 pub mod server;
 pub mod server_file;
 pub mod simulate;

@@ -227,7 +227,7 @@ pub async fn reconcile(
 /// else through the server that does (its `reconcile` RPC).
 pub async fn command(
     settings: &crate::config::LedgerSettings,
-    secret: impl FnOnce() -> anyhow::Result<crate::rpc::AdminSecret>,
+    secret: impl FnOnce() -> anyhow::Result<crate::secret::AdminSecret>,
 ) -> anyhow::Result<ReconcileReport> {
     match crate::server::open_aggregator_async(settings).await {
         Ok(aggregator) => aggregator.reconcile().await,

@@ -97,7 +97,7 @@ pub async fn serve(
         // the threshold it holds stays in force until it is repaired.
         let cents = settings.low_balance_cents;
         if let Err(e) = crate::blocking::with_store(aggregator.store(), move |s| {
-            s.set_low_balance_default(cents, crate::blocking::now_ms())
+            s.set_low_balance_default(cents, crate::clock::now_ms())
         })
         .await
         {

@@ -75,7 +75,7 @@ pub fn read(data_dir: &Path) -> Result<ServerFile, String> {
 /// its `result`, or an error saying what to do.
 pub async fn call(
     file: &ServerFile,
-    secret: &crate::rpc::AdminSecret,
+    secret: &crate::secret::AdminSecret,
     method: &str,
 ) -> anyhow::Result<serde_json::Value> {
     call_with(file, secret, method, serde_json::json!({})).await
@@ -84,7 +84,7 @@ pub async fn call(
 /// Calls `method` with `params` on the server `file` names; see [`call`].
 pub async fn call_with(
     file: &ServerFile,
-    secret: &crate::rpc::AdminSecret,
+    secret: &crate::secret::AdminSecret,
     method: &str,
     params: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {

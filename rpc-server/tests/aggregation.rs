@@ -241,7 +241,9 @@ async fn an_unreachable_repo_fails_the_pass_visibly_and_recovers(backend: Backen
     assert!(!failed.summary.errors.is_empty());
     assert!(failed.to_string().contains("failed"), "{failed}");
     assert_eq!(
-        billing_server::rpc::health_of(on_thread(|| agg.store().last_run().unwrap()).as_ref()),
+        billing_server::aggregate::health_of(
+            on_thread(|| agg.store().last_run().unwrap()).as_ref()
+        ),
         billing_api::Health::Failing
     );
     std::fs::rename(&moved, &git_dir).unwrap();

@@ -5,7 +5,8 @@
 use tracing::warn;
 
 use super::{Aggregator, PassOutcome, freshness};
-use crate::blocking::{now_ms, with_store};
+use crate::blocking::with_store;
+use crate::clock::now_ms;
 use crate::metrics::PassResult;
 use crate::store::alerts::outbox::NodeChange;
 

@@ -20,7 +20,8 @@ use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::blocking::{now_ms, with_store};
+use crate::blocking::with_store;
+use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::source::{FileEntry, NodeTree, Source};
 use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Store};
@@ -28,7 +29,10 @@ use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome, Stor
 pub mod checks;
 mod events;
 pub mod freshness;
+mod health;
 mod read;
+
+pub use health::{health_of, overall_health};
 
 /// How many nodes are read and decoded at once; the store applies them one
 /// transaction at a time.

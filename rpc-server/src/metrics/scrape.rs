@@ -5,7 +5,7 @@ use tracing::warn;
 
 use crate::aggregate::Aggregator;
 use crate::aggregate::freshness::node_freshness;
-use crate::blocking::now_ms;
+use crate::clock::now_ms;
 
 /// Refreshes the gauges and renders every metric. A ledger that cannot be
 /// read leaves its gauges at their last values and sets `billing_ledger_up`

@@ -14,9 +14,10 @@ use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{invalid_params, pass_failed, reconcile_failed, store_error};
-use crate::aggregate::Aggregator;
 use crate::aggregate::freshness::node_freshness;
-use crate::blocking::{now_ms, with_store};
+use crate::aggregate::{Aggregator, overall_health};
+use crate::blocking::with_store;
+use crate::clock::now_ms;
 use crate::store::{Store, StoreError, UserQuery, Window, check_id};
 
 /// The JSON-RPC handler. Cheap to clone.
@@ -335,25 +336,5 @@ impl BillingApiServer for BillingRpc {
                 },
             }
         }
-    }
-}
-
-/// The ledger failing (storage error, counters that disagree with the rows)
-/// → failing, whatever the last pass did; `GET /health` gives the reason.
-fn overall_health(store: &Store, last_run: Option<&AggregateSummary>) -> Health {
-    match store.problem() {
-        Some(_) => Health::Failing,
-        None => health_of(last_run),
-    }
-}
-
-/// Health from the last pass: no pass yet → idle; whole-pass error → failing;
-/// node errors → degraded.
-pub fn health_of(last_run: Option<&AggregateSummary>) -> Health {
-    match last_run {
-        None => Health::Idle,
-        Some(run) if run.errors.iter().any(|e| e.node_name.is_none()) => Health::Failing,
-        Some(run) if !run.errors.is_empty() => Health::Degraded,
-        Some(_) => Health::Ok,
     }
 }

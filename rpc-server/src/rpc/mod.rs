@@ -18,8 +18,8 @@ use jsonrpsee::RpcModule;
 use jsonrpsee::server::middleware::rpc::RpcServiceBuilder;
 use jsonrpsee::server::{Server, ServerConfig, ServerHandle};
 
-pub use api::{BillingRpc, health_of};
-pub use auth::{AdminSecret, MIN_SECRET_BYTES};
+pub use crate::secret::{AdminSecret, MIN_SECRET_BYTES};
+pub use api::BillingRpc;
 
 use crate::aggregate::Aggregator;
 
