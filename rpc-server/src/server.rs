@@ -18,8 +18,7 @@ use crate::store::{Depth, LedgerCounts, Store, StoreOptions, VerifyReport};
 pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
     match &settings.source {
         SourceSpec::Git { repo, branch } => {
-            let source = GitSource::open(repo, branch, &settings.mirror_dir())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let source = GitSource::open(repo, branch, &settings.mirror_dir())?;
             Ok(Source::Git(source))
         }
         SourceSpec::Forge {
@@ -28,8 +27,7 @@ pub fn open_source(settings: &LedgerSettings) -> anyhow::Result<Source> {
             branch,
             token,
         } => {
-            let source = crate::source::forge::ForgeSource::open(url, repo, branch, token.clone())
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let source = crate::source::forge::ForgeSource::open(url, repo, branch, token.clone())?;
             Ok(Source::Forge(source))
         }
     }
@@ -44,8 +42,9 @@ pub fn open_store(settings: &LedgerSettings) -> anyhow::Result<Store> {
 
 /// Opens the ledger and the source and builds the aggregator.
 pub fn open_aggregator(settings: &LedgerSettings) -> anyhow::Result<Aggregator> {
-    let store = open_store(settings)?;
+    // The repo first: a mistyped --repo must not leave a new ledger behind.
     let source = open_source(settings)?;
+    let store = open_store(settings)?;
     Ok(Aggregator::with_limits(
         store,
         source,
@@ -67,10 +66,8 @@ pub async fn open_aggregator_async(settings: &LedgerSettings) -> anyhow::Result<
 /// One pass without a server (`rpc-server aggregate --once`).
 pub async fn aggregate_once(settings: &LedgerSettings) -> anyhow::Result<AggregateSummary> {
     let aggregator = open_aggregator_async(settings).await?;
-    aggregator
-        .run_pass()
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))
+    // The error itself, not its text: callers and `{:#}` see its cause chain.
+    Ok(aggregator.run_pass().await?)
 }
 
 /// Where a server listens (port 0 resolved to a real port).
@@ -306,4 +303,41 @@ pub async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::config::{Cli, Command};
+    use crate::source::SourceError;
+
+    /// The error itself reaches the caller, not only its text, so that `{:#}`
+    /// and callers that look for a kind of error still find it.
+    #[tokio::test]
+    async fn a_missing_repo_fails_with_its_own_error_and_leaves_no_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let repo = dir.path().join("no-repo-here");
+        let args = ["rpc-server", "aggregate", "--once", "--data-dir"];
+        let cli = Cli::try_parse_from(args.iter().copied().chain([
+            data.to_str().unwrap(),
+            "--repo",
+            repo.to_str().unwrap(),
+        ]))
+        .unwrap();
+        let Command::Aggregate(args) = cli.command else {
+            panic!("parsed as aggregate")
+        };
+        let (settings, _) = args.source.resolve().unwrap();
+        let err = super::aggregate_once(&settings).await.unwrap_err();
+        let source = err
+            .downcast_ref::<SourceError>()
+            .unwrap_or_else(|| panic!("a SourceError, not only its text: {err:#}"));
+        assert!(source.message.contains("no-repo-here"), "{source}");
+        assert!(
+            !data.join("ledger.redb").exists(),
+            "a repo that is not there leaves no ledger behind"
+        );
+    }
 }
