@@ -7,7 +7,7 @@ use super::super::codec::{PendingRow, RejectedRow};
 use super::super::redb_rows;
 use super::super::{NodeOutcome, RedbStore, StoreError, UsageRecord};
 use super::consumed::{Charge, Debit};
-use super::{Ledger, Provenance, Rows};
+use super::{Ledger, Provenance, Rows, take_one};
 
 impl<R: Rows> Ledger<R> {
     /// Holds a record of an unknown user, visible as an `unknown_user` rejection.
@@ -75,9 +75,9 @@ impl<R: Rows> Ledger<R> {
                 }
             };
             if self.rows.remove_rejected(held.rejected_id)? {
-                self.meta.counts.rejected_items -= 1;
+                take_one(&mut self.meta.counts.rejected_items, "rejected_items")?;
             }
-            self.meta.counts.pending_records -= 1;
+            take_one(&mut self.meta.counts.pending_records, "pending_records")?;
             let from = Provenance {
                 node: &held.node_name,
                 commit: &held.commit_sha,

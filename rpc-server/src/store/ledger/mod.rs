@@ -146,7 +146,7 @@ impl<R: Rows> Ledger<R> {
             let was_overdrawn = user.before.is_some_and(|b| b.balance_cents < 0);
             let is_overdrawn = user.row.balance_cents < 0;
             if was_overdrawn && !is_overdrawn {
-                self.meta.counts.overdrawn_users -= 1;
+                take_one(&mut self.meta.counts.overdrawn_users, "overdrawn_users")?;
             } else if !was_overdrawn && is_overdrawn {
                 self.meta.counts.overdrawn_users += 1;
             }
@@ -175,5 +175,38 @@ impl<R: Rows> Ledger<R> {
         }
         self.rows.put_meta(&self.meta)?;
         Ok(self.outcome)
+    }
+}
+
+/// Takes one from a stored counter. A counter already at zero while a row it
+/// counts goes away disagrees with the rows: the write fails instead of
+/// wrapping around.
+pub(super) fn take_one(counter: &mut u64, name: &str) -> Result<(), StoreError> {
+    *counter = counter.checked_sub(1).ok_or_else(|| {
+        StoreError::Storage(format!(
+            "the ledger's counter `{name}` is 0 while a row it counts is being removed: the \
+             counters disagree with the rows. Nothing was written; stop the server and run \
+             `rpc-server verify --repair` to recount them"
+        ))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod counter_tests {
+    use super::take_one;
+
+    #[test]
+    fn a_counter_at_zero_is_refused_by_name() {
+        let mut n = 2;
+        take_one(&mut n, "pending_records").unwrap();
+        assert_eq!(n, 1);
+        take_one(&mut n, "pending_records").unwrap();
+        let err = take_one(&mut n, "pending_records").unwrap_err().to_string();
+        assert_eq!(n, 0);
+        assert!(
+            err.contains("`pending_records`") && err.contains("verify --repair"),
+            "{err}"
+        );
     }
 }

@@ -155,7 +155,7 @@ impl<R: Rows> Ledger<R> {
             return Ok(());
         };
         if self.rows.remove_rejected(id)? {
-            self.meta.counts.rejected_items -= 1;
+            super::take_one(&mut self.meta.counts.rejected_items, "rejected_items")?;
         }
         Ok(())
     }
