@@ -1,7 +1,7 @@
 //! Connection settings shared by the dashboard and the CLI subcommands: where
 //! the server is, which admin secret to send, and the clients built from them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -136,11 +136,6 @@ impl Connection {
             .await
             .with_context(|| format!("cannot open a WebSocket to {url}"))
     }
-}
-
-/// Default `--secret-file`: the secret the server's `demo` writes.
-pub fn default_secret_file() -> PathBuf {
-    PathBuf::from("./demo-data/admin.secret")
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub enum FileBody {
     },
 }
 
-/// A failure to read from the source. `node` is set when only one node is affected.
+/// A failure to read from the source, with a message for the operator.
 #[derive(Debug, thiserror::Error)]
 pub struct SourceError {
     pub message: String,

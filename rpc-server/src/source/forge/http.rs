@@ -2,7 +2,6 @@
 //! exponential backoff and jitter on 429, 5xx, timeouts and connection
 //! errors, honouring `Retry-After`; the answer decoded as JSON.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rand::RngExt as _;
@@ -100,7 +99,6 @@ impl Inner {
     }
 
     pub(super) async fn attempt(&self, url: &Url, what: &str) -> Attempt {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         let mut request = self
             .client
             .get(url.clone())

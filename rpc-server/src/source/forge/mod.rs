@@ -18,7 +18,6 @@ mod http;
 pub(crate) mod wire;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reqwest::Url;
@@ -78,7 +77,6 @@ struct Inner {
     /// `token <t>`, marked sensitive so it is never printed by the HTTP stack.
     auth: Option<HeaderValue>,
     options: ForgeOptions,
-    requests: AtomicU64,
     /// The same requests by status class, and the retries among them.
     stats: crate::source::RequestStats,
     /// Whether the forge serves batch blob reads (Forgejo 12+), once asked.
@@ -176,7 +174,6 @@ impl ForgeSource {
                 branch: branch.to_string(),
                 auth,
                 options,
-                requests: AtomicU64::new(0),
                 stats: crate::source::RequestStats::default(),
                 blob_batches: std::sync::OnceLock::new(),
             }),
@@ -190,11 +187,6 @@ impl ForgeSource {
             "forge repo {}/{} at {} (branch {})",
             i.owner, i.name, i.shown, i.branch
         )
-    }
-
-    /// HTTP requests sent so far, retries included.
-    pub fn requests_sent(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
     }
 
     /// Requests by status class, and retries.
