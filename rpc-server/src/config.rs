@@ -201,7 +201,11 @@ impl SourceArgs {
                 let repo = pick(&self.forge_repo, &file.forge_repo).context(
                     "--forge-url needs --forge-repo OWNER/NAME (or BILLING_FORGE_REPO, or forge_repo in the config file)",
                 )?;
-                let token = forge_token(pick(&self.forge_token_file, &file.forge_token_file))?;
+                let token = pick_token(
+                    self.forge_token_file.clone(),
+                    std::env::var("BILLING_FORGE_TOKEN").ok(),
+                    file.forge_token_file.clone(),
+                )?;
                 SourceSpec::Forge {
                     url,
                     repo,
@@ -262,7 +266,11 @@ impl ServeArgs {
             format!("--listen {listen:?} is not an address like 127.0.0.1:8787")
         })?;
         let interval = pick(&self.interval, &file.interval).unwrap_or(DEFAULT_INTERVAL_SECS);
-        let secret = admin_secret(pick(&self.admin_secret_file, &file.admin_secret_file))?;
+        let secret = pick_secret(
+            self.admin_secret_file.clone(),
+            std::env::var("BILLING_ADMIN_SECRET").ok(),
+            file.admin_secret_file.clone(),
+        )?;
         let replica_name =
             pick(&self.replica_name, &file.replica_name).unwrap_or_else(default_replica_name);
         let metrics_listen = pick(&self.metrics_listen, &file.metrics_listen)
@@ -367,10 +375,23 @@ fn pick<T: Clone>(flag_or_env: &Option<T>, file: &Option<T>) -> Option<T> {
 
 /// The admin secret from `BILLING_ADMIN_SECRET`, else from the secret file.
 pub fn admin_secret(file: Option<PathBuf>) -> anyhow::Result<AdminSecret> {
-    if let Ok(secret) = std::env::var("BILLING_ADMIN_SECRET") {
+    pick_secret(file, std::env::var("BILLING_ADMIN_SECRET").ok(), None)
+}
+
+/// The admin secret, in the documented order: `--admin-secret-file`, then
+/// `BILLING_ADMIN_SECRET`, then the config file's `admin_secret_file`.
+fn pick_secret(
+    flag: Option<PathBuf>,
+    env: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<AdminSecret> {
+    if let Some(path) = flag {
+        return admin_secret_from_file(&path);
+    }
+    if let Some(secret) = env {
         return AdminSecret::new(&secret, "BILLING_ADMIN_SECRET").map_err(anyhow::Error::msg);
     }
-    let Some(path) = file else {
+    let Some(path) = config else {
         bail!(
             "no admin secret: pass --admin-secret-file FILE or set BILLING_ADMIN_SECRET \
              (at least 16 bytes; e.g. `head -c 32 /dev/urandom | base64 > admin.secret`)"
@@ -386,11 +407,21 @@ pub fn admin_secret_from_file(path: &Path) -> anyhow::Result<AdminSecret> {
     AdminSecret::new(&secret, &path.display().to_string()).map_err(anyhow::Error::msg)
 }
 
-fn forge_token(file: Option<PathBuf>) -> anyhow::Result<Option<String>> {
-    if let Ok(token) = std::env::var("BILLING_FORGE_TOKEN") {
-        return Ok(Some(token.trim().to_string()));
-    }
-    let Some(path) = file else { return Ok(None) };
+/// The forge token, in the same order: `--forge-token-file`, then
+/// `BILLING_FORGE_TOKEN`, then the config file's `forge_token_file`.
+fn pick_token(
+    flag: Option<PathBuf>,
+    env: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<Option<String>> {
+    let path = match (flag, env) {
+        (Some(path), _) => path,
+        (None, Some(token)) => return Ok(Some(token.trim().to_string())),
+        (None, None) => match config {
+            Some(path) => path,
+            None => return Ok(None),
+        },
+    };
     let token = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the forge token file {}", path.display()))?;
     Ok(Some(token.trim().to_string()))
@@ -406,6 +437,41 @@ mod tests {
         Cli::try_parse_from(std::iter::once("rpc-server").chain(args.iter().copied()))
             .unwrap()
             .command
+    }
+
+    /// The secret and the token follow the module's rule: the flag, then the
+    /// environment, then the config file.
+    #[test]
+    fn the_secret_and_token_flags_win_over_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("flag.secret");
+        let config = dir.path().join("config.secret");
+        std::fs::write(&flag, "from-the-flag-file-0123456789\n").unwrap();
+        std::fs::write(&config, "from-the-config-file-0123456789\n").unwrap();
+        let env = || Some("from-the-environment-0123456789".to_string());
+        let secret = |s: AdminSecret| s.authorization().to_str().unwrap().to_string();
+        let pick = |flag: Option<&Path>, env, config: Option<&Path>| {
+            secret(pick_secret(flag.map(Into::into), env, config.map(Into::into)).unwrap())
+        };
+        assert!(pick(Some(&flag), env(), Some(&config)).contains("from-the-flag-file"));
+        assert!(pick(None, env(), Some(&config)).contains("from-the-environment"));
+        assert!(pick(None, None, Some(&config)).contains("from-the-config-file"));
+        assert!(pick_secret(None, None, None).is_err());
+
+        let token = |flag: Option<&Path>, env, config: Option<&Path>| {
+            pick_token(flag.map(Into::into), env, config.map(Into::into)).unwrap()
+        };
+        let flagged = token(Some(&flag), env(), Some(&config)).unwrap();
+        assert_eq!(flagged, "from-the-flag-file-0123456789");
+        assert_eq!(
+            token(None, env(), Some(&config)).unwrap(),
+            "from-the-environment-0123456789"
+        );
+        assert_eq!(
+            token(None, None, Some(&config)).unwrap(),
+            "from-the-config-file-0123456789"
+        );
+        assert_eq!(token(None, None, None), None);
     }
 
     #[test]
