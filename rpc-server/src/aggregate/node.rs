@@ -1,0 +1,112 @@
+//! One node of a pass: its new files read and decoded while the ledger
+//! applies them, a chunk of records per write transaction.
+
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use super::{Aggregator, QUEUE_ITEMS};
+use crate::blocking::with_store;
+use crate::clock::now_ms;
+use crate::source::{FileEntry, NodeTree};
+use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome};
+
+impl Aggregator {
+    /// Reads the new files of one node and applies them, a chunk of records
+    /// per transaction, while the next chunk is read and decoded.
+    pub(super) async fn consume_node(
+        &self,
+        node: &NodeTree,
+        head: &str,
+    ) -> Result<NodeOutcome, String> {
+        let store = &self.inner.store;
+        let source = &self.inner.source;
+        let files = source
+            .files(node)
+            .await
+            .map_err(|e| format!("listing files failed: {e}"))?;
+        let name = node.node_name.clone();
+        let consumed = with_store(store, move |s| s.consumed_files(&name))
+            .await
+            .map_err(|e| e.to_string())?;
+        let new: Vec<FileEntry> = files
+            .into_iter()
+            .filter(|f| consumed.get(&f.path) != Some(&f.blob_id))
+            .collect();
+        let new = source
+            .fill_sizes(new)
+            .await
+            .map_err(|e| format!("listing files failed: {e}"))?;
+
+        let (tx, mut rx) = mpsc::channel(QUEUE_ITEMS);
+        let mut producer = Some(tokio::spawn({
+            let this = self.clone();
+            let node_name = node.node_name.clone();
+            let head = head.to_string();
+            async move { this.read_files(node_name, head, new, tx).await }
+        }));
+        let chunk_records = self
+            .inner
+            .chunk_records
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut outcome = NodeOutcome::default();
+        let mut items = Vec::new();
+        let mut records = 0;
+        let mut unread = false;
+        loop {
+            let next = rx.recv().await;
+            let done = next.is_none();
+            match next {
+                Some(item) => {
+                    records += item.records();
+                    unread |= matches!(
+                        item,
+                        ChunkItem::Whole {
+                            outcome: FileOutcome::TooLarge { .. }
+                                | FileOutcome::TooManyRecords { .. },
+                            ..
+                        }
+                    );
+                    items.push(item);
+                    if records < chunk_records {
+                        continue;
+                    }
+                }
+                None => {
+                    // The reader stopped: a failed read halts the node before its end is written.
+                    let reader = producer.take().expect("the reader ends once");
+                    reader
+                        .await
+                        .map_err(|e| format!("reading files failed: {e}"))??;
+                }
+            }
+            let chunk = NodeChunk {
+                node_name: node.node_name.clone(),
+                head_commit: head.to_string(),
+                items: std::mem::take(&mut items),
+                end: done.then(|| NodeEnd {
+                    tree_id: (!unread).then(|| node.tree_id.clone()),
+                }),
+            };
+            records = 0;
+            let applied = with_store(store, move |s| s.apply_chunk(&chunk, now_ms()))
+                .await
+                .map_err(|e| format!("applying to the ledger failed: {e}"))?;
+            // Balance events of this chunk are committed: deliver them now, not after the pass.
+            self.events_may_be_new();
+            for file in &applied.rejected_files {
+                warn!(
+                    node = %node.node_name,
+                    file = %file.path,
+                    reason = file.reason.as_str(),
+                    detail = %file.detail,
+                    commit = %head,
+                    "usage file rejected"
+                );
+            }
+            outcome.add(&applied);
+            if done {
+                return Ok(outcome);
+            }
+        }
+    }
+}
