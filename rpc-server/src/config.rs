@@ -18,7 +18,7 @@ mod cli;
 mod ledger;
 pub use cli::{
     AggregateArgs, BackupArgs, Cli, Command, DemoArgs, LedgerArgs, LogFormat, MigrateArgs,
-    RestoreArgs, ServeArgs, SimulateArgs, SourceArgs, VerifyArgs,
+    RestoreArgs, ServeArgs, SourceArgs, VerifyArgs,
 };
 pub use ledger::LedgerLocation;
 

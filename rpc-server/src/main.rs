@@ -48,15 +48,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Simulate(args) => {
-            let report = simulate::simulate(&simulate::SimulateOptions {
-                repo: args.repo,
-                nodes: args.nodes,
-                hours: args.hours,
-                records: args.records,
-                users: args.users,
-                seed: args.seed,
-                branch: args.branch,
-            })?;
+            let report = simulate::simulate(&args)?;
             println!(
                 "{} commits, {} files, {} records, {} cents, hours {}..{}, head {}",
                 report.commits,

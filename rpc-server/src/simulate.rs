@@ -23,20 +23,29 @@ use gix::objs::tree::{Entry, EntryKind};
 use gix::refs::transaction::{Change, LogChange, PreviousValue, RefEdit, RefLog};
 use gix::refs::{FullName, Target};
 
-/// What to simulate.
-#[derive(Debug, Clone)]
+/// What to simulate; also the options of `rpc-server simulate`.
+#[derive(Debug, Clone, clap::Args)]
 pub struct SimulateOptions {
-    /// Billing repo; created (bare) when the path does not exist or is an empty directory.
+    /// Repo to create (bare) or extend.
+    #[arg(long, value_name = "PATH")]
     pub repo: PathBuf,
-    /// Number of nodes (`node-000` ...).
+    /// Number of nodes (node-000, node-001, ...).
+    #[arg(long, default_value_t = 3)]
     pub nodes: u32,
-    /// Number of hours, one commit each.
+    /// Hours to add: one commit per hour, one file per node per hour.
+    #[arg(long, default_value_t = 24)]
     pub hours: u32,
-    /// Records per node and hour.
+    /// Records per file.
+    #[arg(long, default_value_t = 10)]
     pub records: u32,
-    /// Number of users charged (`u-0000` ...).
+    /// Number of distinct users charged (u-0000, u-0001, ...).
+    #[arg(long, default_value_t = 10)]
     pub users: u32,
+    /// Seed; the same seed and options give the same files.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Branch to commit to.
+    #[arg(long, default_value = crate::config::DEFAULT_BRANCH)]
     pub branch: String,
 }
 

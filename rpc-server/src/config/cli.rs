@@ -9,8 +9,8 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use serde::Deserialize;
 
 use super::{
-    ConfigFile, DEFAULT_BRANCH, DEFAULT_DATA_DIR, DEFAULT_DEMO_DATA_DIR, DEFAULT_LISTEN,
-    LEDGER_FILE, LedgerLocation, pick,
+    ConfigFile, DEFAULT_DATA_DIR, DEFAULT_DEMO_DATA_DIR, DEFAULT_LISTEN, LEDGER_FILE,
+    LedgerLocation, pick,
 };
 
 #[derive(Debug, Parser)]
@@ -75,7 +75,7 @@ pub enum Command {
     )]
     Aggregate(AggregateArgs),
     /// Play the node side: create or extend a git billing repo with simulated usage.
-    Simulate(SimulateArgs),
+    Simulate(crate::simulate::SimulateOptions),
     /// Run a self-contained demo: simulated repo, users, payments, a secret, then serve.
     Demo(DemoArgs),
     /// Check the ledger's counters against its rows (and repair the counters).
@@ -426,31 +426,6 @@ impl MigrateArgs {
             _ => Ok((from, to)),
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub struct SimulateArgs {
-    /// Repo to create (bare) or extend.
-    #[arg(long, value_name = "PATH")]
-    pub repo: PathBuf,
-    /// Number of nodes (node-000, node-001, ...).
-    #[arg(long, default_value_t = 3)]
-    pub nodes: u32,
-    /// Hours to add: one commit per hour, one file per node per hour.
-    #[arg(long, default_value_t = 24)]
-    pub hours: u32,
-    /// Records per file.
-    #[arg(long, default_value_t = 10)]
-    pub records: u32,
-    /// Number of distinct users charged (u-0000, u-0001, ...).
-    #[arg(long, default_value_t = 10)]
-    pub users: u32,
-    /// Seed; the same seed and options give the same files.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Branch to commit to.
-    #[arg(long, default_value = DEFAULT_BRANCH)]
-    pub branch: String,
 }
 
 #[derive(Debug, Args)]
