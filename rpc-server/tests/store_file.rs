@@ -89,7 +89,10 @@ fn second_open_in_the_same_process_is_locked() {
 #[ignore = "helper process of open_held_by_another_process_is_locked"]
 fn hold_store_open() {
     let Ok(path) = std::env::var(HOLDER_ENV) else {
-        return;
+        panic!(
+            "{HOLDER_ENV} is not set: this is the child half of \
+             open_held_by_another_process_is_locked, which runs it; run that test instead"
+        );
     };
     let _store = Store::open(std::path::Path::new(&path)).unwrap();
     println!("holding");
