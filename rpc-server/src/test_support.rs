@@ -5,7 +5,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::store::{Store, StoreOptions, UsageRecord};
+use crate::store::{
+    FileBatch, FileOutcome, InvalidRecord, NodeUpdate, Store, StoreOptions, UsageRecord,
+};
 
 /// A usage record with what the ledger reads: key, user, node and cost.
 pub fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
@@ -19,6 +21,25 @@ pub fn rec(key: &str, sid: &str, node: &str, cost: i64) -> UsageRecord {
         unit: None,
         period_start: None,
         period_end: None,
+    }
+}
+
+/// A node's update at `commit` (tree `tree-<commit>`) carrying `files`.
+pub fn update(node: &str, commit: &str, files: Vec<FileBatch>) -> NodeUpdate {
+    NodeUpdate {
+        node_name: node.into(),
+        head_commit: commit.into(),
+        tree_id: format!("tree-{commit}"),
+        files,
+    }
+}
+
+/// A decoded usage file of blob `blob` at `path`.
+pub fn file(path: &str, blob: &str, records: Vec<Result<UsageRecord, InvalidRecord>>) -> FileBatch {
+    FileBatch {
+        path: path.into(),
+        blob_id: blob.into(),
+        outcome: FileOutcome::Decoded(records),
     }
 }
 

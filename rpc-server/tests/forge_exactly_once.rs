@@ -1,6 +1,8 @@
 //! The aggregator over the forge source, against the emulator: every record is
 //! applied exactly once whatever the forge does between passes.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -64,13 +66,11 @@ async fn world(users: &[String]) -> World {
 type Record = (String, String, i64);
 
 fn batch(node: &str, records: &[Record]) -> Vec<u8> {
-    let mut out = String::from("version = 1\n");
-    for (key, user, cost) in records {
-        out += &format!(
-            "\n[[records]]\nidempotency_key = \"{key}\"\nuser_sid = \"{user}\"\nnode_name = \"{node}\"\ncost_cents = {cost}\n"
-        );
-    }
-    out.into_bytes()
+    let records: Vec<_> = records
+        .iter()
+        .map(|(key, user, cost)| (key.as_str(), user.as_str(), *cost, None))
+        .collect();
+    common::batch_of_resources(node, &records)
 }
 
 fn path(node: &str, hour: u32) -> String {

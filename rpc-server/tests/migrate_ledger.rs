@@ -18,10 +18,10 @@ use billing_server::store::alerts::outbox::{Attempted, NodeChange};
 use billing_server::store::alerts::parse_event_id;
 use billing_server::store::migrate;
 use billing_server::store::{
-    Depth, FileBatch, FileOutcome, InvalidRecord, LedgerCounts, NodeRecord, NodeUpdate, Page,
-    RunTotals, Store, StoreError, UsageRecord,
+    Depth, FileBatch, FileOutcome, InvalidRecord, LedgerCounts, NodeRecord, Page, RunTotals, Store,
+    StoreError,
 };
-use billing_server::test_support::{PgTestDb, rec};
+use billing_server::test_support::{PgTestDb, file, rec, update};
 
 /// Records of alice and of bob: with the rest, more than one batch (10,000)
 /// of applied records, and more than one rebuilt index group (4,096) per user.
@@ -41,23 +41,6 @@ fn invalid(index: usize, key: &str) -> InvalidRecord {
         user_sid: Some("alice".into()),
         reason: "cost_cents must be >= 0".into(),
         raw: "cost_cents = -1".into(),
-    }
-}
-
-fn decoded(path: &str, blob: &str, records: Vec<Result<UsageRecord, InvalidRecord>>) -> FileBatch {
-    FileBatch {
-        path: path.into(),
-        blob_id: blob.into(),
-        outcome: FileOutcome::Decoded(records),
-    }
-}
-
-fn update(node: &str, commit: &str, files: Vec<FileBatch>) -> NodeUpdate {
-    NodeUpdate {
-        node_name: node.into(),
-        head_commit: commit.into(),
-        tree_id: format!("tree-{commit}"),
-        files,
     }
 }
 
@@ -139,14 +122,14 @@ fn build_source(path: &Path) {
         .map(|i| Err(invalid(i, &format!("k-h-{i}"))))
         .collect();
     let files = vec![
-        decoded("nodes/n1/usage_2026-01-01-00.otoml", "blob-a", alice),
-        decoded("nodes/n1/usage_2026-01-01-01.otoml", "blob-b", bob),
+        file("nodes/n1/usage_2026-01-01-00.otoml", "blob-a", alice),
+        file("nodes/n1/usage_2026-01-01-01.otoml", "blob-b", bob),
         FileBatch {
             path: "nodes/n1/usage_2026-01-01-02.otoml".into(),
             blob_id: "blob-c".into(),
             outcome: FileOutcome::Unparseable("expected `=` at line 3".into()),
         },
-        decoded("nodes/n1/usage_2026-01-01-03.otoml", "blob-d", hostile),
+        file("nodes/n1/usage_2026-01-01-03.otoml", "blob-d", hostile),
     ];
     store.apply_node(update("n1", "c1", files), 10_000).unwrap();
     store.record_run(&run(1, &[]), Some("h1")).unwrap();
@@ -156,11 +139,7 @@ fn build_source(path: &Path) {
         .map(|i| Ok(rec(&format!("k-a-{i}"), "alice", "n2", 1)))
         .chain((0..5).map(|i| Ok(rec(&format!("k-c-{i}"), "carol", "n2", 4))))
         .collect();
-    let files = vec![decoded(
-        "nodes/n2/usage_2026-01-01-00.otoml",
-        "blob-e",
-        more,
-    )];
+    let files = vec![file("nodes/n2/usage_2026-01-01-00.otoml", "blob-e", more)];
     store.apply_node(update("n2", "c2", files), 20_000).unwrap();
     register(&store, "late", None, 25_000);
     store.node_failed("n2", "git said no", 30_000).unwrap();
@@ -193,7 +172,7 @@ fn add_outbox(store: &Store) {
         .unwrap();
     // carol: -20, then 2,980 (recovered), then 1,980 (low against her own 2,500).
     pay(store, "p4", "carol", 3_000);
-    let files = vec![decoded(
+    let files = vec![file(
         "nodes/n1/usage_2026-01-01-04.otoml",
         "blob-f",
         vec![Ok(rec("k-c-big", "carol", "n1", 1_000))],
@@ -359,7 +338,7 @@ fn later_writes_continue(store: &Store, before: &Listing) {
 
     pay(store, "p-next", "alice", 100);
     assert_eq!(newest(store.list_payments(None, None, 1)), payment_seq + 1);
-    let files = vec![decoded(
+    let files = vec![file(
         "nodes/n1/usage_2026-01-02-00.otoml",
         "blob-next",
         vec![

@@ -6,24 +6,17 @@ use billing_api::{RecordPayment, RegisterUser};
 use billing_server::store::{
     FileBatch, FileOutcome, InvalidRecord, NodeUpdate, Store, UsageRecord,
 };
-use billing_server::test_support::rec;
+use billing_server::test_support::{file, rec};
 
+/// One file of `node` at `commit`, its blob named after both.
 fn update(
     node: &str,
     commit: &str,
     path: &str,
     records: Vec<Result<UsageRecord, InvalidRecord>>,
 ) -> NodeUpdate {
-    NodeUpdate {
-        node_name: node.into(),
-        head_commit: commit.into(),
-        tree_id: format!("tree-{commit}"),
-        files: vec![FileBatch {
-            path: path.into(),
-            blob_id: format!("blob-{commit}-{path}"),
-            outcome: FileOutcome::Decoded(records),
-        }],
-    }
+    let blob = format!("blob-{commit}-{path}");
+    billing_server::test_support::update(node, commit, vec![file(path, &blob, records)])
 }
 
 fn register(store: &Store, sid: &str) {

@@ -7,23 +7,7 @@ use billing_api::{NodeStatus, RecordPayment, RegisterUser, RejectReason};
 use super::*;
 
 pub(super) use crate::test_support::rec;
-
-fn update(node: &str, commit: &str, files: Vec<FileBatch>) -> NodeUpdate {
-    NodeUpdate {
-        node_name: node.into(),
-        head_commit: commit.into(),
-        tree_id: format!("tree-{commit}"),
-        files,
-    }
-}
-
-fn file(path: &str, blob: &str, records: Vec<Result<UsageRecord, InvalidRecord>>) -> FileBatch {
-    FileBatch {
-        path: path.into(),
-        blob_id: blob.into(),
-        outcome: FileOutcome::Decoded(records),
-    }
-}
+use crate::test_support::{file, update};
 
 pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
     store
