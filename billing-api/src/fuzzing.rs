@@ -10,11 +10,17 @@ use crate::otoml::{
     self, DecodeLimits, InvalidRecord, MAX_KEY_BYTES, MAX_RAW_BYTES, UsageBatch, UsageRecord,
 };
 
+/// The `fuzz/` project at the workspace's root, whichever crate's test asks.
+pub fn fuzz_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"))
+}
+
 /// Replays the committed inputs of fuzz target `target` through `check`: the
-/// seeds in `<fuzz_dir>/corpus/<target>/` and the crash regressions in
-/// `<fuzz_dir>/regressions/<target>/`, in name order. Fails naming the input
+/// seeds in `fuzz/corpus/<target>/` and the crash regressions in
+/// `fuzz/regressions/<target>/`, in name order. Fails naming the input
 /// that breaks a property, or when the seed corpus is missing.
-pub fn replay_corpus(fuzz_dir: &Path, target: &str, check: &mut dyn FnMut(&[u8])) {
+pub fn replay_corpus(target: &str, check: &mut dyn FnMut(&[u8])) {
+    let fuzz_dir = fuzz_dir();
     let mut inputs = Vec::new();
     for dir in ["corpus", "regressions"] {
         let Ok(entries) = std::fs::read_dir(fuzz_dir.join(dir).join(target)) else {

@@ -1,20 +1,14 @@
 //! Replays the committed fuzz inputs of the billing-api targets through the
 //! properties the fuzz targets check, on stable, in the test command.
 
-use std::path::Path;
-
 use billing_api::fuzzing::{otoml_decode, replay_corpus, usage_path};
-
-fn fuzz_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz"))
-}
 
 #[test]
 fn otoml_decode_corpus() {
-    replay_corpus(fuzz_dir(), "otoml_decode", &mut |data| otoml_decode(data));
+    replay_corpus("otoml_decode", &mut |data| otoml_decode(data));
 }
 
 #[test]
 fn usage_path_corpus() {
-    replay_corpus(fuzz_dir(), "usage_path", &mut |data| usage_path(data));
+    replay_corpus("usage_path", &mut |data| usage_path(data));
 }
