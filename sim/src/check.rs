@@ -195,6 +195,15 @@ fn compare(
             (name.clone(), (status, model.consumed_from(name)))
         })
         .collect();
+    for (name, node) in model.nodes.iter().filter(|(_, n)| n.visited) {
+        let files: BTreeMap<String, String> = store.consumed_files(name)?.into_iter().collect();
+        differ(
+            diffs,
+            &format!("files of {name} read (path -> blob)"),
+            format!("{files:?}"),
+            format!("{:?}", node.seen),
+        );
+    }
     differ(
         diffs,
         "nodes (status, records consumed)",
@@ -218,7 +227,13 @@ pub fn counters(summary: &billing_api::AggregateSummary, want: &Counts) -> Resul
         Ok(())
     } else {
         Err(format!(
-            "the pass's counters:\n    ledger: {got:?}\n    model:  {want:?}"
+            "the pass's counters:\n    ledger: {got:?}\n    model:  {want:?}\n    (the pass \
+             at {:?}: {} nodes, {} skipped, {} files read, {} rejected)",
+            summary.head_commit,
+            summary.nodes_total,
+            summary.nodes_skipped,
+            summary.files_read,
+            summary.files_rejected
         ))
     }
 }

@@ -310,7 +310,9 @@ impl Sim {
                 summary.head_commit
             ));
         }
-        let want = self.model.pass(&self.world.tree, &failed, self.limits);
+        let want = self
+            .model
+            .pass(head.as_deref(), &self.world.tree, &failed, self.limits);
         self.report.records_applied += want.applied;
         if registers {
             // A registration beside the pass may come between the pass's
@@ -327,7 +329,9 @@ impl Sim {
             let (next, _) = self.process().pass_beside(&[], None, now);
             self.report.passes += 1;
             let next = next.map_err(|e| format!("the next pass failed: {e}"))?;
-            let stragglers = self.model.pass(&self.world.tree, &failed, self.limits);
+            let stragglers =
+                self.model
+                    .pass(head.as_deref(), &self.world.tree, &failed, self.limits);
             if stragglers != Counts::default() || !next.errors.is_empty() {
                 return Err(format!(
                     "the next pass over an unchanged repo: {next:?}; the model read {stragglers:?}"
@@ -384,9 +388,12 @@ impl Sim {
                 summary.errors
             ));
         }
-        let want = self
-            .model
-            .pass(&self.world.tree, &BTreeSet::new(), self.limits);
+        let want = self.model.pass(
+            self.world.head.as_deref(),
+            &self.world.tree,
+            &BTreeSet::new(),
+            self.limits,
+        );
         self.report.records_applied += want.applied;
         if toggle_limits {
             // The operator restarts with other limits (not during the

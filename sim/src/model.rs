@@ -68,6 +68,9 @@ pub struct Model {
     /// Files rejected whole: (reason, node, path, blob id).
     pub files: BTreeSet<(&'static str, String, String, String)>,
     pub nodes: BTreeMap<String, NodeModel>,
+    /// The head of the last pass that left nothing to check again (no node
+    /// failed, no file over a limit): a pass at that head has nothing to do.
+    pub clean_head: Option<String>,
 }
 
 impl Model {
@@ -123,8 +126,19 @@ impl Model {
     /// One pass over the repo at `head` (its files in `tree`), skipping the
     /// nodes in `failed` (their reads failed: nothing of theirs changes but
     /// their status).
-    pub fn pass(&mut self, tree: &Tree, failed: &BTreeSet<String>, limits: Limits) -> Counts {
+    pub fn pass(
+        &mut self,
+        head: Option<&str>,
+        tree: &Tree,
+        failed: &BTreeSet<String>,
+        limits: Limits,
+    ) -> Counts {
         let mut counts = Counts::default();
+        // No commit yet, or nothing new since a pass that left nothing behind.
+        let Some(head) = head.filter(|h| self.clean_head.as_deref() != Some(*h)) else {
+            return counts;
+        };
+        let mut unread = false;
         let mut by_node: BTreeMap<&str, Vec<(&str, &str, &FileSpec, usize)>> = BTreeMap::new();
         for (path, file) in tree {
             // Every directory `nodes/<valid name>` is a node, whatever it holds;
@@ -152,12 +166,17 @@ impl Model {
             }
             state.failed = false;
             for (path, blob, spec, len) in files {
-                self.file(node, path, blob, spec, len, limits, &mut counts);
+                unread |= !self.file(node, path, blob, spec, len, limits, &mut counts);
             }
+        }
+        if failed.is_empty() && !unread {
+            self.clean_head = Some(head.to_string());
         }
         counts
     }
 
+    /// Reads one file if it is new; `false` when it stays unread (over a
+    /// limit: checked again at every pass).
     #[allow(clippy::too_many_arguments)]
     fn file(
         &mut self,
@@ -168,10 +187,10 @@ impl Model {
         len: usize,
         limits: Limits,
         counts: &mut Counts,
-    ) {
+    ) -> bool {
         let seen = &self.nodes[node].seen;
         if seen.get(path).map(String::as_str) == Some(blob) {
-            return;
+            return true;
         }
         let name = path.rsplit('/').next().unwrap_or(path);
         let hour = usage_name(name).expect("only usage files are listed");
@@ -199,7 +218,7 @@ impl Model {
             if consumed {
                 self.mark_seen(node, path, blob);
             }
-            return;
+            return consumed;
         }
         let FileBody::Records(recs) = &spec.body else {
             unreachable!("whole-file outcomes handled above")
@@ -213,6 +232,7 @@ impl Model {
             self.files
                 .remove(&(reason, node.into(), path.into(), blob.into()));
         }
+        true
     }
 
     fn mark_seen(&mut self, node: &str, path: &str, blob: &str) {
