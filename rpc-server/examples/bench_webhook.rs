@@ -152,8 +152,10 @@ async fn main() {
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = billing_server::server::bind(settings.listen).unwrap();
     let server = tokio::spawn(billing_server::server::serve(
         settings,
+        listener,
         move |at| {
             let _ = tx.send(at.api);
         },

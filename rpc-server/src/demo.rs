@@ -79,8 +79,10 @@ pub async fn run(args: DemoArgs, shutdown: impl Future<Output = ()>) -> anyhow::
         webhooks: None,
     };
     let secret_shown = secret_path.display().to_string();
+    let listener = crate::server::bind(settings.listen)?;
     crate::server::serve(
         settings,
+        listener,
         move |at: crate::server::Listening| {
             let url = format!("http://{}", at.api);
             println!("listening on {url}");

@@ -33,7 +33,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
             let settings = args.resolve()?;
-            server::serve(settings, announce, server::shutdown_signal()).await?;
+            let listener = server::bind(settings.listen)?;
+            server::serve(settings, listener, announce, server::shutdown_signal()).await?;
         }
         Command::Aggregate(args) => {
             let (settings, _) = args.source.resolve()?;

@@ -79,10 +79,21 @@ pub struct Listening {
     pub metrics: Option<SocketAddr>,
 }
 
-/// Serves until `shutdown` resolves: a first pass, the scheduler, the API,
-/// and the metrics endpoint if configured. `on_listening` gets the bound addresses.
+/// Binds the JSON-RPC address (`--listen`), for [`serve`].
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    std::net::TcpListener::bind(addr).with_context(|| {
+        format!(
+            "cannot listen on {addr}; is another server running there? pick another --listen address"
+        )
+    })
+}
+
+/// Serves the JSON-RPC API on `listener` until `shutdown` resolves, with a
+/// first pass, the scheduler, and the metrics endpoint if configured.
+/// `on_listening` gets the addresses.
 pub async fn serve(
     settings: ServeSettings,
+    listener: std::net::TcpListener,
     on_listening: impl FnOnce(Listening),
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -123,12 +134,6 @@ pub async fn serve(
         }
         None => None,
     };
-    let listener = std::net::TcpListener::bind(settings.listen).with_context(|| {
-        format!(
-            "cannot listen on {}; is another server running there? pick another --listen address",
-            settings.listen
-        )
-    })?;
     let (addr, handle) =
         crate::rpc::start(listener, aggregator.clone(), settings.secret.clone()).await?;
     info!(%addr, source = ?settings.ledger.source, ledger = ?settings.ledger.ledger, replica = %settings.replica_name, "serving JSON-RPC");

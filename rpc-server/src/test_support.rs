@@ -1,9 +1,15 @@
-//! Test support shared by the unit and the integration tests: a fresh
-//! PostgreSQL database per test, in the throwaway cluster that
-//! `scripts/with-postgres.sh` starts, and the usage-record fixture. Not used
-//! by the server itself.
+//! Test support shared by the unit and the integration tests (of this crate,
+//! the dashboard's and the simulator's): a fresh PostgreSQL database per test,
+//! in the throwaway cluster that `scripts/with-postgres.sh` starts; a whole
+//! server on 127.0.0.1:0 ([`RunningServer`]); and the ledger fixtures. Not
+//! used by the server itself.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::config::{LedgerSettings, ServeSettings, SourceSpec};
+use crate::secret::AdminSecret;
 
 use crate::store::{
     FileBatch, FileOutcome, InvalidRecord, NodeUpdate, Store, StoreOptions, UsageRecord,
@@ -154,4 +160,90 @@ pub fn all_pages<T>(
     page: impl FnMut(Option<&str>) -> Result<crate::store::Page<T>, crate::store::StoreError>,
 ) -> Vec<T> {
     crate::store::all_pages(page).expect("a page of a listing")
+}
+
+/// A running server; `stop` ends it.
+pub struct RunningServer {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Serves the git billing repo `repo` (branch main) with its ledger in
+    /// `data`, no scheduler, and `secret` as the admin secret.
+    pub async fn start(repo: String, data: PathBuf, secret: &str) -> RunningServer {
+        Self::start_with(repo, data, secret, None).await
+    }
+
+    /// [`RunningServer::start`] with the scheduler running a pass every
+    /// `interval` when given.
+    pub async fn start_with(
+        repo: String,
+        data: PathBuf,
+        secret: &str,
+        interval: Option<Duration>,
+    ) -> RunningServer {
+        std::fs::create_dir_all(&data).unwrap();
+        let settings = ServeSettings {
+            ledger: LedgerSettings::new(
+                data,
+                SourceSpec::Git {
+                    repo,
+                    branch: "main".into(),
+                },
+            ),
+            replica_name: "test".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            interval,
+            secret: AdminSecret::new(secret, "test").unwrap(),
+            metrics_listen: None,
+            stale_after: crate::aggregate::freshness::DEFAULT_STALE_AFTER,
+            low_balance_cents: 500,
+            webhooks: None,
+        };
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel::<std::net::SocketAddr>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stop_rx.await;
+            };
+            let listener = crate::server::bind(settings.listen).unwrap();
+            crate::server::serve(
+                settings,
+                listener,
+                |at| addr_tx.send(at.api).unwrap(),
+                shutdown,
+            )
+            .await
+            .unwrap();
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
+            .await
+            .expect("server listens within 30 s")
+            .unwrap();
+        RunningServer {
+            url: format!("http://{addr}"),
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }

@@ -1,0 +1,58 @@
+//! The whole server, scheduler included (`server::serve` on a bound
+//! listener): what nodes commit after the server started is applied by a
+//! scheduled pass, with no call to `aggregate_now`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use billing_api::rpc::BillingApiClient;
+use billing_server::test_support::RunningServer;
+use common::{NodeRepo, SECRET, batch, client_with, usage_path};
+
+#[tokio::test]
+async fn scheduled_passes_apply_what_nodes_commit_after_start() {
+    let repo = NodeRepo::new();
+    repo.commit(
+        &[(&usage_path("n1", 1), &batch("n1", &[("k1", "u-1", 10)]))],
+        "hour 1",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = RunningServer::start_with(
+        repo.path().display().to_string(),
+        dir.path().join("data"),
+        SECRET,
+        Some(Duration::from_secs(1)),
+    )
+    .await;
+    let client = client_with(&server.url, Some(SECRET));
+    client
+        .register_user("u-1".into(), None, None)
+        .await
+        .unwrap();
+    repo.commit(
+        &[(&usage_path("n1", 2), &batch("n1", &[("k2", "u-1", 5)]))],
+        "hour 2",
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let consumed = loop {
+        let balance = client.get_balance("u-1".into()).await.unwrap();
+        if balance.total_consumed_cents == 15 || Instant::now() > deadline {
+            break balance.total_consumed_cents;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        consumed, 15,
+        "a scheduled pass applies the file committed after start"
+    );
+    let runs = client.list_runs(None, Some(100)).await.unwrap();
+    assert!(
+        runs.items.len() >= 2,
+        "the first pass and at least one scheduled pass ran: {:?}",
+        runs.items
+    );
+    assert!(runs.items.iter().all(|r| r.errors.is_empty()), "{runs:?}");
+    server.stop().await;
+}
