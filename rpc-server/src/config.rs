@@ -439,6 +439,45 @@ mod tests {
             .command
     }
 
+    /// The defaults the help texts name (written there because a flag's
+    /// default must not hide the config file's value) are the ones in force.
+    #[test]
+    fn the_help_texts_name_the_defaults_in_force() {
+        use clap::CommandFactory;
+        let help = |sub: &str| {
+            Cli::command()
+                .find_subcommand_mut(sub)
+                .unwrap_or_else(|| panic!("subcommand {sub}"))
+                .render_long_help()
+                .to_string()
+        };
+        let serve = help("serve");
+        let stale = humantime::format_duration(crate::aggregate::freshness::DEFAULT_STALE_AFTER);
+        for default in [
+            DEFAULT_LISTEN.to_string(),
+            DEFAULT_DATA_DIR.to_string(),
+            DEFAULT_BRANCH.to_string(),
+            DEFAULT_INTERVAL_SECS.to_string(),
+            billing_api::otoml::DEFAULT_MAX_FILE_BYTES.to_string(),
+            billing_api::otoml::DEFAULT_MAX_RECORDS_PER_FILE.to_string(),
+            billing_api::otoml::DEFAULT_MAX_RECORD_CENTS.to_string(),
+            crate::store::DEFAULT_KEEP_RUNS.to_string(),
+            crate::store::alerts::DEFAULT_LOW_BALANCE_CENTS.to_string(),
+            stale.to_string(),
+        ] {
+            let shown = format!("[default: {default}");
+            assert!(
+                serve.contains(&shown),
+                "serve --help lacks {shown}]:\n{serve}"
+            );
+        }
+        let demo = help("demo");
+        assert!(
+            demo.contains(&format!("[default: {DEFAULT_DEMO_DATA_DIR}]")),
+            "{demo}"
+        );
+    }
+
     /// The secret and the token follow the module's rule: the flag, then the
     /// environment, then the config file.
     #[test]

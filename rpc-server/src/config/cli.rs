@@ -430,7 +430,7 @@ impl MigrateArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Directory for the demo's repo, ledger and secret [default: ./demo-data].
+    /// Directory for the demo's repo, ledger and secret.
     #[arg(long, env = "BILLING_DEMO_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DEMO_DATA_DIR)]
     pub data_dir: PathBuf,
     /// Address to listen on.
