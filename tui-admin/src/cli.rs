@@ -53,6 +53,7 @@ pub enum Command {
         /// Run exactly one pass (required; the server schedules the others).
         #[arg(long)]
         once: bool,
+        /// Print the pass summary as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -74,6 +75,7 @@ pub enum Command {
     },
     /// Prints the aggregator's health, last pass and per-node state.
     State {
+        /// Print the state as JSON instead of text.
         #[arg(long)]
         json: bool,
     },

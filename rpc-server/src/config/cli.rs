@@ -66,6 +66,11 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the JSON-RPC API (HTTP and WebSocket on one port) and aggregate every --interval.
+    #[command(
+        after_help = "Needs a billing repo (--repo, or --forge-url with --forge-repo) and an admin \
+                      secret of at least 16 bytes (--admin-secret-file, or BILLING_ADMIN_SECRET). \
+                      `rpc-server demo` starts one with everything made up."
+    )]
     Serve(ServeArgs),
     /// Run one aggregation pass on the ledger, without a server.
     #[command(
