@@ -296,7 +296,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                             .map_err(|e| explain(conn, "list_users failed", e))
                     }
                 },
-                USERS_HEADER,
+                &users_header(),
                 again,
                 user_row,
             )
@@ -366,7 +366,13 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-const USERS_HEADER: &str = "SID          BALANCE          PAID      CONSUMED  NAME / EMAIL";
+/// The header of `tui-admin users`, laid out like [`user_row`].
+fn users_header() -> String {
+    format!(
+        "{:<10} {:>12} {:>13} {:>13}  {}",
+        "SID", "BALANCE", "PAID", "CONSUMED", "NAME / EMAIL"
+    )
+}
 
 fn user_row(u: &UserBilling) -> String {
     format!(

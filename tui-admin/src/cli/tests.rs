@@ -152,7 +152,7 @@ fn hostile_payment() -> Payment {
 
 #[tokio::test]
 async fn users_and_payments_tables_print_control_characters_visibly() {
-    let users = print_hostile(vec![hostile_user()], false, USERS_HEADER, user_row).await;
+    let users = print_hostile(vec![hostile_user()], false, &users_header(), user_row).await;
     let payments =
         print_hostile(vec![hostile_payment()], false, PAYMENTS_HEADER, payment_row).await;
     for out in [users, payments] {
@@ -168,7 +168,7 @@ async fn users_and_payments_tables_print_control_characters_visibly() {
 
 #[tokio::test]
 async fn json_output_keeps_the_real_values_without_raw_controls() {
-    let out = print_hostile(vec![hostile_user()], true, USERS_HEADER, user_row).await;
+    let out = print_hostile(vec![hostile_user()], true, &users_header(), user_row).await;
     assert_eq!(raw_controls(&out), Vec::<char>::new());
     let back: Vec<UserBilling> = serde_json::from_slice(&out).unwrap();
     assert_eq!(back, vec![hostile_user()]);
@@ -345,4 +345,42 @@ async fn event_rows_line_up_with_the_header_and_print_control_characters_visibly
     assert_eq!(raw_controls(&out), Vec::<char>::new());
     let back: Vec<Event> = serde_json::from_slice(&out).unwrap();
     assert_eq!(back, vec![hostile_event()]);
+}
+
+/// Each column's title ends where its values end (right-aligned amounts) or
+/// starts where they start.
+#[test]
+fn the_users_table_header_lines_up_with_its_rows() {
+    let user = UserBilling {
+        user_sid: "u-0001".into(),
+        display_name: Some("Ann".into()),
+        email: None,
+        created_at: "2026-11-27T09:00:00.000Z".into(),
+        credit_balance_cents: -1234,
+        total_paid_cents: 10_000,
+        total_consumed_cents: 11_234,
+    };
+    let (header, row) = (users_header(), user_row(&user));
+    let end = |text: &str, word: &str| text.find(word).expect(word) + word.len();
+    let start = |text: &str, word: &str| text.find(word).expect(word);
+    assert_eq!(
+        end(&header, "BALANCE"),
+        end(&row, &format::cents(-1234)),
+        "{header}\n{row}"
+    );
+    assert_eq!(
+        end(&header, "PAID"),
+        end(&row, &format::cents(10_000)),
+        "{header}\n{row}"
+    );
+    assert_eq!(
+        end(&header, "CONSUMED"),
+        end(&row, &format::cents(11_234)),
+        "{header}\n{row}"
+    );
+    assert_eq!(
+        start(&header, "NAME"),
+        start(&row, "Ann"),
+        "{header}\n{row}"
+    );
 }
