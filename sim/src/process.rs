@@ -47,6 +47,15 @@ impl SourceKind {
 const OWNER_REPO: &str = "sim/billing";
 const TOKEN: &str = "sim-token-0123456789";
 
+/// `/dev/shm` when it is a directory with at least 512 MiB free (a
+/// container's default 64 MiB one is left alone), else `None`.
+fn in_memory_dir() -> Option<&'static std::path::Path> {
+    let shm = std::path::Path::new("/dev/shm");
+    let stats = rustix::fs::statvfs(shm).ok()?;
+    let free = stats.f_bavail.saturating_mul(stats.f_frsize);
+    (free >= 512 << 20).then_some(shm)
+}
+
 /// What outlives a crash: the repo, the ledger's file or database, the forge.
 pub struct Setup {
     dir: tempfile::TempDir,
@@ -64,15 +73,13 @@ impl Setup {
         source: SourceKind,
         chunk: Option<usize>,
     ) -> Result<Setup, String> {
-        // In memory when the machine has a tmpfs: the same files and
+        // In memory when the machine has a roomy tmpfs: the same files and
         // syscalls, without waiting for the disk at every durable commit.
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            tempfile::Builder::new()
+        let dir = match in_memory_dir() {
+            Some(shm) => tempfile::Builder::new()
                 .prefix("billing-sim")
-                .tempdir_in(shm)
-        } else {
-            tempfile::tempdir()
+                .tempdir_in(shm),
+            None => tempfile::tempdir(),
         }
         .map_err(|e| format!("cannot make a temp dir: {e}"))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
