@@ -38,8 +38,8 @@ pub struct Cli {
     /// File holding the admin secret (the demo writes ./demo-data/admin.secret).
     #[arg(long, global = true, default_value = "./demo-data/admin.secret")]
     pub secret_file: PathBuf,
-    /// How often the dashboard polls (e.g. 2s, 500ms, 1m).
-    #[arg(long, global = true, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// How often the dashboard polls (e.g. 2s, 500ms, 1m); the subcommands do not poll.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     pub refresh: Duration,
     #[command(subcommand)]
     pub command: Option<Command>,

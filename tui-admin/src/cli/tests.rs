@@ -22,12 +22,14 @@ fn subcommands_and_global_flags_parse() {
         "--all",
         "--url",
         "http://h:1",
-        "--refresh",
-        "500ms",
     ])
     .unwrap();
     assert_eq!(cli.url, "http://h:1");
-    assert_eq!(cli.refresh, Duration::from_millis(500));
+    // --refresh is the dashboard's: a subcommand, which does not poll, refuses it.
+    let err = Cli::try_parse_from(["tui-admin", "payments", "--refresh", "500ms"]).unwrap_err();
+    assert!(err.to_string().contains("--refresh"), "{err}");
+    let cli_dashboard = Cli::try_parse_from(["tui-admin", "--refresh", "500ms"]).unwrap();
+    assert_eq!(cli_dashboard.refresh, Duration::from_millis(500));
     let Some(Command::Payments { user, list }) = cli.command else {
         panic!("payments expected");
     };
