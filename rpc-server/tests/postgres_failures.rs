@@ -1,6 +1,7 @@
 //! The PostgreSQL ledger in bad situations, against a real PostgreSQL: an
-//! unreachable database at start, a schema newer than the binary, and the
-//! database lost in the middle of a pass.
+//! unreachable database at start, a schema newer than the binary, the
+//! database lost in the middle of a pass, and every pooled connection dropped
+//! by the server at once.
 
 mod common;
 
@@ -241,4 +242,52 @@ async fn losing_the_database_mid_pass_fails_fast_and_the_next_pass_recovers() {
 fn consumed_now_after_restore(db: &PgTestDb) -> i64 {
     cut_off(db, true);
     consumed_now(db)
+}
+
+/// After the server closed every connection (a restart, a failover), all the
+/// idle connections of the pool are dead, and each is found out only when
+/// used: the first call afterwards still works, whatever the number of them.
+#[test]
+fn the_first_call_after_the_server_dropped_every_connection_works() {
+    let db = PgTestDb::create();
+    let store = db.store();
+    register(&store, &["u-1"]);
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let backends = || {
+        let admin = billing_server::test_support::pg_admin_url();
+        let name = name.clone();
+        on_thread(move || {
+            let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
+            let n: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    &[&name],
+                )
+                .unwrap()
+                .get(0);
+            n
+        })
+    };
+    // Calls at once open several pooled connections, idle afterwards.
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..20 {
+                    store.overview_counts().unwrap();
+                }
+            });
+        }
+    });
+    let idle = backends();
+    assert!(idle >= 3, "the pool holds several connections: {idle}");
+
+    cut_off(&db, false);
+    cut_off(&db, true);
+    assert_eq!(backends(), 0, "the server closed every connection");
+    store
+        .clean_head()
+        .expect("a read after the server dropped the pool's connections");
+    register(&store, &["u-2"]);
+    assert_eq!(store.overview_counts().unwrap().total_users, 2);
+    drop(store);
 }

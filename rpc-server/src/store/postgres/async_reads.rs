@@ -188,7 +188,7 @@ async fn within_timeout<T>(
 }
 
 /// Runs `query` once more when it failed for want of a working connection
-/// (as `Attempt::retry` decides for the pooled connections): the server
+/// (as `Attempt::retried` does for the pooled connections): the server
 /// closed it since (a restart, a failover), and `conn` replaces a closed one.
 /// A read changes nothing, so trying again is always safe.
 async fn retried<T, F>(query: impl Fn() -> F) -> Result<T, StoreError>

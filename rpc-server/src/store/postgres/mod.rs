@@ -219,10 +219,7 @@ impl PgStore {
         mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         self.check_writable(op)?;
-        let mut result = self.write_once(op, &mut f);
-        if Attempt::retry(&result) {
-            result = self.write_once(op, &mut f);
-        }
+        let result = Attempt::retried(|| self.write_once(op, &mut f));
         let result = result
             .map_err(Attempt::into_error)
             .map_err(|e| self.context(op, e));
@@ -236,16 +233,19 @@ impl PgStore {
         f: &mut impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, Attempt> {
         let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
-        failpoints::write_step!("begin", Attempt::BeforeCommit);
-        let mut txn = conn
-            .client
-            .transaction()
-            .map_err(|e| Attempt::BeforeCommit(db_err(e)))?;
-        let value = f(&mut txn).map_err(Attempt::BeforeCommit)?;
-        failpoints::write_step!("commit", Attempt::BeforeCommit);
-        txn.commit().map_err(|e| Attempt::AtCommit(db_err(e)))?;
-        failpoints::write_step!("committed", Attempt::AtCommit);
-        Ok(value)
+        let result: Result<T, Attempt> = (|| {
+            failpoints::write_step!("begin", Attempt::BeforeCommit);
+            let mut txn = conn
+                .client
+                .transaction()
+                .map_err(|e| Attempt::BeforeCommit(db_err(e)))?;
+            let value = f(&mut txn).map_err(Attempt::BeforeCommit)?;
+            failpoints::write_step!("commit", Attempt::BeforeCommit);
+            txn.commit().map_err(|e| Attempt::AtCommit(db_err(e)))?;
+            failpoints::write_step!("committed", Attempt::AtCommit);
+            Ok(value)
+        })();
+        result.map_err(|a| a.seen_on(&conn))
     }
 
     /// A write of the aggregation pass: on the pass's own connection, which
@@ -315,10 +315,7 @@ impl PgStore {
         op: &str,
         f: impl Fn(&mut postgres::Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut result = self.read_once(op, &f);
-        if Attempt::retry(&result) {
-            result = self.read_once(op, &f);
-        }
+        let result = Attempt::retried(|| self.read_once(op, &f));
         let result = result
             .map_err(Attempt::into_error)
             .map_err(|e| self.context(op, e));
@@ -333,16 +330,19 @@ impl PgStore {
     ) -> Result<T, Attempt> {
         let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
         let used = |e: StoreError| Attempt::BeforeCommit(e);
-        let mut txn = conn
-            .client
-            .build_transaction()
-            .isolation_level(postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .map_err(|e| used(db_err(e)))?;
-        let value = f(&mut txn).map_err(used)?;
-        txn.commit().map_err(|e| used(db_err(e)))?;
-        Ok(value)
+        let result: Result<T, Attempt> = (|| {
+            let mut txn = conn
+                .client
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .map_err(|e| used(db_err(e)))?;
+            let value = f(&mut txn).map_err(used)?;
+            txn.commit().map_err(|e| used(db_err(e)))?;
+            Ok(value)
+        })();
+        result.map_err(|a| a.seen_on(&conn))
     }
 
     /// Runs one statement (or a few that need no snapshot together) on a
@@ -354,12 +354,10 @@ impl PgStore {
     ) -> Result<T, StoreError> {
         let once = || {
             let mut conn = self.conn(op).map_err(Attempt::NoConnection)?;
-            f(&mut conn).map_err(|e| Attempt::BeforeCommit(db_err(e)))
+            let result = f(&mut conn).map_err(|e| Attempt::BeforeCommit(db_err(e)));
+            result.map_err(|a| a.seen_on(&conn))
         };
-        let mut result = once();
-        if Attempt::retry(&result) {
-            result = once();
-        }
+        let result = Attempt::retried(once);
         let result = result
             .map_err(Attempt::into_error)
             .map_err(|e| self.context(op, e));
@@ -447,6 +445,9 @@ const PASS_LOCK: i64 = 0x6269_6c6c_7061_7373;
 enum Attempt {
     /// No connection within the pool's timeout: the database is away.
     NoConnection(StoreError),
+    /// Before the commit, on a pooled connection the server had closed since
+    /// it was last used (a restart, a failover, an administrator).
+    Closed(StoreError),
     BeforeCommit(StoreError),
     AtCommit(StoreError),
 }
@@ -454,15 +455,37 @@ enum Attempt {
 impl Attempt {
     fn into_error(self) -> StoreError {
         match self {
-            Attempt::NoConnection(e) | Attempt::BeforeCommit(e) | Attempt::AtCommit(e) => e,
+            Attempt::NoConnection(e)
+            | Attempt::Closed(e)
+            | Attempt::BeforeCommit(e)
+            | Attempt::AtCommit(e) => e,
         }
     }
 
-    /// Whether a connection failed in use, before anything committed: the
-    /// pooled connection was closed by the server since (a restart, a
-    /// failover), and another one may work.
-    fn retry(result: &Result<impl Sized, Attempt>) -> bool {
-        matches!(result, Err(Attempt::BeforeCommit(StoreError::Io(_))))
+    /// A failure before the commit on a connection that is closed now is `Closed`.
+    fn seen_on(self, conn: &PgConn) -> Attempt {
+        match self {
+            Attempt::BeforeCommit(e) if conn.client.is_closed() => Attempt::Closed(e),
+            other => other,
+        }
+    }
+
+    /// Runs `attempt`, again on another connection while it fails on one the
+    /// server had closed: when the server drops its connections, every idle
+    /// one in the pool is dead, each is found out only by using it and is
+    /// then dropped from the pool, so at most [`POOL_SIZE`] such tries. Any
+    /// other loss of the connection before the commit is tried once more.
+    /// Nothing of a failed attempt committed, so trying again is safe.
+    fn retried<T>(mut attempt: impl FnMut() -> Result<T, Attempt>) -> Result<T, Attempt> {
+        let (mut closed, mut other) = (POOL_SIZE, 1);
+        loop {
+            let result = attempt();
+            match &result {
+                Err(Attempt::Closed(_)) if closed > 0 => closed -= 1,
+                Err(Attempt::BeforeCommit(StoreError::Io(_))) if other > 0 => other -= 1,
+                _ => return result,
+            }
+        }
     }
 }
 
