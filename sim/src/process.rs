@@ -68,10 +68,13 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// `batch_reads`: the forge reports version 12, which serves batch blob
+    /// reads, so that a pass reads several nodes' new files in one call.
     pub fn new(
         backend: Backend,
         source: SourceKind,
         chunk: Option<usize>,
+        batch_reads: bool,
     ) -> Result<Setup, String> {
         // In memory when the machine has a roomy tmpfs: the same files and
         // syscalls, without waiting for the disk at every durable commit.
@@ -92,8 +95,11 @@ impl Setup {
         let emulator = match source {
             SourceKind::Git => None,
             SourceKind::Forge => {
-                let config =
+                let mut config =
                     EmulatorConfig::new(OWNER_REPO, Some(TOKEN)).map_err(|e| format!("{e:#}"))?;
+                if batch_reads {
+                    config.version = "12.0.0".to_string();
+                }
                 let handle = runtime
                     .block_on(EmulatorHandle::start(config, repo))
                     .map_err(|e| format!("cannot start the forge emulator: {e}"))?;

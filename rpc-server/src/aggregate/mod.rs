@@ -17,7 +17,6 @@ use billing_api::{
     AggregateSummary, CheckKind, CheckOutcome, CheckResult, NodeError, millis_to_rfc3339,
 };
 use tokio::sync::{Mutex, Semaphore, broadcast};
-use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use crate::blocking::with_store;
@@ -32,6 +31,7 @@ pub mod freshness;
 mod health;
 mod node;
 mod read;
+mod schedule;
 
 pub use health::{health_of, overall_health};
 
@@ -457,31 +457,9 @@ impl Aggregator {
         let unchanged =
             |node: &NodeTree| consumed_trees.get(&node.node_name) == Some(&node.tree_id);
 
-        let mut all_consumed = true;
-        let permits = Arc::new(Semaphore::new(NODE_CONCURRENCY));
-        let mut tasks = JoinSet::new();
-        for node in nodes {
-            if unchanged(&node) {
-                summary.nodes_skipped += 1;
-                continue;
-            }
-            let this = self.clone();
-            let head = head.clone();
-            let permit = permits.clone().acquire_owned().await.expect("never closed");
-            tasks.spawn(async move {
-                let outcome = this.consume_node(&node, &head).await;
-                drop(permit);
-                (node.node_name, outcome)
-            });
-            // Fold finished nodes as we go so memory stays bounded.
-            while let Some(done) = tasks.try_join_next() {
-                all_consumed &= self.fold(summary, done).await;
-            }
-        }
-        while let Some(done) = tasks.join_next().await {
-            all_consumed &= self.fold(summary, done).await;
-        }
-        Ok(all_consumed)
+        let changed: Vec<NodeTree> = nodes.into_iter().filter(|n| !unchanged(n)).collect();
+        summary.nodes_skipped += summary.nodes_total - changed.len() as u64;
+        Ok(schedule::run_nodes(self, &head, changed, summary).await)
     }
 
     /// Adds a finished node to the summary; true when the node left nothing to check again.

@@ -1,27 +1,39 @@
-//! One node of a pass: its new files read and decoded while the ledger
-//! applies them, a chunk of records per write transaction.
+//! One node of a pass: its new files listed (the plan), then read and decoded
+//! while the ledger applies them, a chunk of records per write transaction.
 
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::warn;
 
 use super::{Aggregator, QUEUE_ITEMS};
 use crate::blocking::with_store;
 use crate::clock::now_ms;
-use crate::source::{FileEntry, NodeTree};
+use crate::source::{FileBody, FileEntry, NodeTree};
 use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome};
 
+/// A changed node and its files that are new since the last pass that read it.
+pub(super) struct NodePlan {
+    pub node: NodeTree,
+    /// Files whose blob id differs from the one consumed for their path, sorted by path.
+    pub new: Vec<FileEntry>,
+}
+
+/// Bodies already read for a node's well-named new files (see
+/// [`super::read::well_named`]), in order, with the share of the read budget
+/// they hold until decoded.
+pub(super) struct Prefetched {
+    pub bodies: Vec<FileBody>,
+    pub budget: Option<Arc<OwnedSemaphorePermit>>,
+}
+
 impl Aggregator {
-    /// Reads the new files of one node and applies them, a chunk of records
-    /// per transaction, while the next chunk is read and decoded.
-    pub(super) async fn consume_node(
-        &self,
-        node: &NodeTree,
-        head: &str,
-    ) -> Result<NodeOutcome, String> {
+    /// Lists a changed node's files and keeps those that are new.
+    pub(super) async fn plan_node(&self, node: NodeTree) -> Result<NodePlan, String> {
         let store = &self.inner.store;
         let source = &self.inner.source;
         let files = source
-            .files(node)
+            .files(&node)
             .await
             .map_err(|e| format!("listing files failed: {e}"))?;
         let name = node.node_name.clone();
@@ -36,13 +48,27 @@ impl Aggregator {
             .fill_sizes(new)
             .await
             .map_err(|e| format!("listing files failed: {e}"))?;
+        Ok(NodePlan { node, new })
+    }
 
+    /// Reads the new files of one node (unless `prefetched` holds their
+    /// bodies) and applies them, a chunk of records per transaction, while the
+    /// next chunk is read and decoded.
+    pub(super) async fn apply_node(
+        &self,
+        plan: NodePlan,
+        head: &str,
+        prefetched: Option<Prefetched>,
+    ) -> Result<NodeOutcome, String> {
+        let store = &self.inner.store;
+        let NodePlan { node, new } = plan;
+        let node = &node;
         let (tx, mut rx) = mpsc::channel(QUEUE_ITEMS);
         let mut producer = Some(tokio::spawn({
             let this = self.clone();
             let node_name = node.node_name.clone();
             let head = head.to_string();
-            async move { this.read_files(node_name, head, new, tx).await }
+            async move { this.read_files(node_name, head, new, prefetched, tx).await }
         }));
         let chunk_records = self
             .inner

@@ -1,6 +1,7 @@
 //! Reading a node's new files for a pass: from the source in batches within
-//! the pass's read budget, decoded on low-priority threads into the queue
-//! that the node's writer applies from.
+//! the pass's read budget (or as read already with other nodes' files),
+//! decoded on low-priority threads into the queue that the node's writer
+//! applies from.
 
 use std::ops::ControlFlow;
 
@@ -8,13 +9,14 @@ use billing_api::otoml::{BatchError, DecodeLimits, check_file, check_usage_hour,
 use tokio::sync::mpsc;
 use tracing::error;
 
+use super::node::Prefetched;
 use super::{Aggregator, READ_BUDGET_BYTES};
 use crate::blocking::background;
 use crate::source::{FileBody, FileEntry};
 use crate::store::{ChunkItem, FileOutcome};
 
 /// Most bytes and files asked of the source in one read.
-const READ_BATCH_BYTES: u64 = 8 << 20;
+pub(super) const READ_BATCH_BYTES: u64 = 8 << 20;
 const READ_BATCH_FILES: usize = 64;
 /// A file up to this size is decoded whole before any of it applies; a larger
 /// one is checked whole first (one more walk over it), then decoded group by group.
@@ -23,21 +25,18 @@ const SMALL_FILE_BYTES: usize = 1 << 20;
 impl Aggregator {
     /// Reads `files` (listed at commit `head`) in batches within the read
     /// budget and decodes them into `tx`, in order. Files whose name is not a
-    /// real hour are rejected unread.
+    /// real hour are rejected unread. `prefetched` holds the bodies of the
+    /// well-named files when they were read already, with other nodes' files.
     pub(super) async fn read_files(
         &self,
         node: String,
         head: String,
         files: Vec<FileEntry>,
+        prefetched: Option<Prefetched>,
         tx: mpsc::Sender<ChunkItem>,
     ) -> Result<(), String> {
         let max = self.inner.max_file_bytes;
-        let (files, misnamed): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| {
-            f.path
-                .rsplit('/')
-                .next()
-                .is_some_and(|name| check_usage_hour(name).is_ok())
-        });
+        let (files, misnamed): (Vec<_>, Vec<_>) = files.into_iter().partition(well_named);
         for file in misnamed {
             let name = file.path.rsplit('/').next().unwrap_or_default();
             let reason = check_usage_hour(name).err().unwrap_or_default();
@@ -49,6 +48,18 @@ impl Aggregator {
             if tx.send(item).await.is_err() {
                 return Ok(());
             }
+        }
+        if let Some(Prefetched { bodies, budget }) = prefetched {
+            if bodies.len() != files.len() {
+                return Err(format!(
+                    "reading files failed: {} bodies were read for {} files; the next pass reads them again",
+                    bodies.len(),
+                    files.len()
+                ));
+            }
+            self.decode(&node, files, bodies, &tx).await?;
+            drop(budget);
+            return Ok(());
         }
         let weight = |f: &FileEntry| f.size.filter(|&s| s <= max).unwrap_or(0);
         let mut rest = files.as_slice();
@@ -78,16 +89,7 @@ impl Aggregator {
                 .read(&head, batch, max)
                 .await
                 .map_err(|e| format!("reading files failed: {e}"))?;
-            let batch = batch.to_vec();
-            let (node, limits, tx) = (node.clone(), self.inner.limits, tx.clone());
-            let open = background("decode", move || {
-                batch
-                    .into_iter()
-                    .zip(bodies)
-                    .all(|(entry, body)| decode_into(entry, body, &node, max, &limits, &tx))
-            })
-            .await
-            .map_err(|e| format!("decoding failed: {e}"))?;
+            let open = self.decode(&node, batch.to_vec(), bodies, &tx).await?;
             drop(held);
             if !open {
                 return Ok(());
@@ -95,6 +97,35 @@ impl Aggregator {
         }
         Ok(())
     }
+
+    /// Decodes `files` with their `bodies` into `tx` on a low-priority thread;
+    /// false when the receiver is gone.
+    async fn decode(
+        &self,
+        node: &str,
+        files: Vec<FileEntry>,
+        bodies: Vec<FileBody>,
+        tx: &mpsc::Sender<ChunkItem>,
+    ) -> Result<bool, String> {
+        let max = self.inner.max_file_bytes;
+        let (node, limits, tx) = (node.to_string(), self.inner.limits, tx.clone());
+        background("decode", move || {
+            files
+                .into_iter()
+                .zip(bodies)
+                .all(|(entry, body)| decode_into(entry, body, &node, max, &limits, &tx))
+        })
+        .await
+        .map_err(|e| format!("decoding failed: {e}"))
+    }
+}
+
+/// Whether a file is named after a real hour; the others are rejected unread.
+pub(super) fn well_named(file: &FileEntry) -> bool {
+    file.path
+        .rsplit('/')
+        .next()
+        .is_some_and(|name| check_usage_hour(name).is_ok())
 }
 
 /// Decodes one file into `tx`: its records in groups, then its end; or its

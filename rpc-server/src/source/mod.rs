@@ -168,6 +168,16 @@ impl Source {
         }
     }
 
+    /// Whether one `read` of many files costs fewer requests than a `read` per
+    /// node: a forge that serves batch blob reads (asked once). A local git
+    /// repo sends no requests, so it answers no.
+    pub async fn reads_in_batches(&self) -> bool {
+        match self {
+            Source::Git(_) => false,
+            Source::Forge(s) => s.reads_in_batches().await,
+        }
+    }
+
     /// Reads the bodies of `files`, listed at commit `head`, in the same order.
     /// A file over `max_bytes` is returned as `TooLarge` without being read.
     pub async fn read(

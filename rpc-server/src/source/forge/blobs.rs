@@ -23,6 +23,12 @@ struct Version {
 }
 
 impl ForgeSource {
+    /// Whether the forge reads up to 50 blobs a call (Forgejo 12 and later);
+    /// asks `GET /version` the first time.
+    pub async fn reads_in_batches(&self) -> bool {
+        self.inner.serves_blob_batches().await
+    }
+
     /// Bodies of `files` in order; files over `max_bytes` are not downloaded.
     /// `head` is the commit the files were listed at: a blob the forge sends
     /// without content (over its size cap) is read as that commit's file.
