@@ -9,13 +9,7 @@ use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
 
 use crate::app::{App, ConnState, Popup, View};
 use crate::views;
-
-const SPINNER: [&str; 10] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
-
-/// The spinner's frame at `tick`.
-pub fn spinner(tick: u64) -> &'static str {
-    SPINNER[(tick % SPINNER.len() as u64) as usize]
-}
+use crate::views::layout::{popup_area, spinner};
 
 pub fn draw(frame: &mut Frame, app: &App) {
     let [header, tabs, body, footer] = Layout::vertical([
@@ -89,9 +83,8 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(format!(" · refreshed {at} UTC")));
     }
     if app.is_loading() {
-        let frame_index = (app.tick % SPINNER.len() as u64) as usize;
         spans.push(Span::styled(
-            format!(" {} loading", SPINNER[frame_index]),
+            format!(" {} loading", spinner(app.tick)),
             Style::new().fg(Color::Cyan),
         ));
     }
@@ -183,12 +176,4 @@ fn draw_unauthorized(frame: &mut Frame, body: Rect, app: &App) {
         ),
         area,
     );
-}
-
-/// A centered rectangle of at most `width` x `height` inside `area`.
-pub fn popup_area(area: Rect, width: u16, height: u16) -> Rect {
-    area.centered(
-        Constraint::Length(width.min(area.width)),
-        Constraint::Length(height.min(area.height)),
-    )
 }

@@ -227,7 +227,7 @@ pub fn draw_popup(frame: &mut Frame, body: Rect, popup: &Popup) {
         ),
         Popup::Help | Popup::Event(_) => return,
     };
-    let area = crate::ui::popup_area(body, 84, 12);
+    let area = super::layout::popup_area(body, 84, 12);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: true }).block(

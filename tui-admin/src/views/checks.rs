@@ -32,7 +32,7 @@ pub fn lines(app: &App, state: &AggregatorState) -> Vec<Line<'static>> {
         lines.push(Line::from(Span::styled(
             format!(
                 "{} {} running{steps} · {}",
-                crate::ui::spinner(app.tick),
+                super::layout::spinner(app.tick),
                 kind.name(),
                 format::short_duration(app.now_millis.saturating_sub(started))
             ),

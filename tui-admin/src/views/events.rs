@@ -146,7 +146,7 @@ pub fn draw_popup(frame: &mut Frame, body: Rect, detail: &EventDetail, now_milli
         .map(Line::from)
         .collect();
     let height = (lines.len() as u16).saturating_add(2);
-    let area = crate::ui::popup_area(body, 100, height);
+    let area = super::layout::popup_area(body, 100, height);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines)

@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, body: Rect) {
             ])
         })
         .collect();
-    let area = crate::ui::popup_area(body, 76, KEYS.len() as u16 + 2);
+    let area = super::layout::popup_area(body, 76, KEYS.len() as u16 + 2);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Keys (Esc closes) ")),

@@ -1,10 +1,12 @@
 //! One module per screen, each with its own `draw` function that reads the
-//! [`crate::app::App`] state and never awaits.
+//! [`crate::app::App`] state and never awaits. [`layout`] holds the popup and
+//! spinner helpers they share with the frame around them ([`crate::ui`]).
 
 pub mod aggregator;
 pub mod checks;
 pub mod events;
 pub mod help;
+pub mod layout;
 pub mod overview;
 pub mod payments;
 pub mod rejected;
