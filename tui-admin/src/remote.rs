@@ -1,43 +1,27 @@
 //! Request state of fetched data: [`Remote`] for a single value and [`Paged`]
-//! for one page of a server-side list with the cursors to move between pages;
-//! [`Data::scrubbed`] cleans every answer before it is stored.
+//! for one page of a server-side list with the cursors to move between pages,
+//! and [`FetchError`], why a fetch failed.
 
 use billing_api::types::Page;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
-use crate::app::{Data, Fetched};
-use crate::safe::scrub;
-
-impl Data {
-    /// The same answer with every string from the server made visible
-    /// ([`crate::safe::visible`]), so no view can show a raw control character.
-    /// Page cursors stay as the server sent them (they are only sent back, never
-    /// shown), and so does what the dashboard itself asked for (requests, sids).
-    /// No wildcard arm: a new variant does not compile until it is handled here.
-    pub(crate) fn scrubbed(self) -> Data {
-        fn page<T: Serialize + DeserializeOwned>(result: Fetched<Page<T>>) -> Fetched<Page<T>> {
-            result.map_err(scrub).map(|page| Page {
-                items: scrub(page.items),
-                next_cursor: page.next_cursor,
-            })
-        }
-        match self {
-            Data::Overview(result) => Data::Overview(scrub(result)),
-            Data::State(result) => Data::State(scrub(result)),
-            Data::Runs(result) => Data::Runs(scrub(result)),
-            Data::Users(req, query, result) => Data::Users(req, query, page(result)),
-            Data::Payments(req, result) => Data::Payments(req, page(result)),
-            Data::Rejected(req, result) => Data::Rejected(req, page(result)),
-            Data::Events(req, result) => Data::Events(req, page(result)),
-            Data::Detail(sid, result) => Data::Detail(sid, scrub(result)),
-            Data::Aggregated(result) => Data::Aggregated(scrub(result)),
-            Data::Checked(kind, result) => Data::Checked(kind, result.map_err(scrub)),
-            Data::RunNotified(summary) => Data::RunNotified(scrub(summary)),
-            Data::Live(live) => Data::Live(live),
-        }
-    }
+/// Why a fetch failed, as far as the operator needs to know.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ErrorKind {
+    /// HTTP 401: the admin secret is wrong.
+    Unauthorized,
+    /// The server could not be reached or did not answer in time.
+    Unreachable,
+    /// The server answered with a JSON-RPC error.
+    Server,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FetchError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Fetched<T> = Result<T, FetchError>;
 
 /// One value fetched from the server, with its request state. The last good
 /// value stays while a refresh is in flight or after it failed.
@@ -189,7 +173,6 @@ impl<T> Paged<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::{ErrorKind, FetchError};
 
     fn page(items: &[u32], next: Option<&str>) -> Fetched<Page<u32>> {
         Ok(Page {

@@ -1,32 +1,17 @@
 //! What moves the dashboard: the actions [`super::App::update`] takes, the
-//! fetch results they carry, and the commands (RPC calls) it returns.
+//! fetch results they carry, and the commands (RPC calls) it returns;
+//! [`Data::scrubbed`] cleans every answer before it is stored.
 
 use billing_api::types::{
     AggregateSummary, AggregatorState, Overview, Page, Payment, RejectedItem, UserBilling,
 };
 use billing_api::{CheckKind, Event};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::{PageRequest, UserQuery, View};
+use super::{Fetched, PageRequest, UserQuery, View};
 use crate::app::UserDetailData;
-
-/// Why a fetch failed, as far as the operator needs to know.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ErrorKind {
-    /// HTTP 401: the admin secret is wrong.
-    Unauthorized,
-    /// The server could not be reached or did not answer in time.
-    Unreachable,
-    /// The server answered with a JSON-RPC error.
-    Server,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FetchError {
-    pub kind: ErrorKind,
-    pub message: String,
-}
-
-pub type Fetched<T> = Result<T, FetchError>;
+use crate::safe::scrub;
 
 /// Everything that can change the state.
 // A few actions per second are moved by value; boxing the data variant would
@@ -108,4 +93,34 @@ pub enum Command {
     Detail(String),
     AggregateNow,
     Check(CheckKind),
+}
+
+impl Data {
+    /// The same answer with every string from the server made visible
+    /// ([`crate::safe::visible`]), so no view can show a raw control character.
+    /// Page cursors stay as the server sent them (they are only sent back, never
+    /// shown), and so does what the dashboard itself asked for (requests, sids).
+    /// No wildcard arm: a new variant does not compile until it is handled here.
+    pub(crate) fn scrubbed(self) -> Data {
+        fn page<T: Serialize + DeserializeOwned>(result: Fetched<Page<T>>) -> Fetched<Page<T>> {
+            result.map_err(scrub).map(|page| Page {
+                items: scrub(page.items),
+                next_cursor: page.next_cursor,
+            })
+        }
+        match self {
+            Data::Overview(result) => Data::Overview(scrub(result)),
+            Data::State(result) => Data::State(scrub(result)),
+            Data::Runs(result) => Data::Runs(scrub(result)),
+            Data::Users(req, query, result) => Data::Users(req, query, page(result)),
+            Data::Payments(req, result) => Data::Payments(req, page(result)),
+            Data::Rejected(req, result) => Data::Rejected(req, page(result)),
+            Data::Events(req, result) => Data::Events(req, page(result)),
+            Data::Detail(sid, result) => Data::Detail(sid, scrub(result)),
+            Data::Aggregated(result) => Data::Aggregated(scrub(result)),
+            Data::Checked(kind, result) => Data::Checked(kind, result.map_err(scrub)),
+            Data::RunNotified(summary) => Data::RunNotified(scrub(summary)),
+            Data::Live(live) => Data::Live(live),
+        }
+    }
 }

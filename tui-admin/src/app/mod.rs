@@ -2,7 +2,7 @@
 //! an [`Action`] and returns the [`Command`]s (RPC calls) to run. It never
 //! awaits, so key handling stays instant and tests can drive it directly.
 
-pub use crate::remote::{PageRequest, Paged, Remote};
+pub use crate::remote::{ErrorKind, FetchError, Fetched, PageRequest, Paged, Remote};
 use billing_api::Event;
 use billing_api::types::{
     AggregateSummary, AggregatorState, DEFAULT_PAGE_LIMIT, Overview, Payment, RejectedItem,
@@ -25,7 +25,7 @@ mod view;
 
 pub use checks::LocalCheck;
 pub use events::EventDetail;
-pub use message::{Action, Command, Data, ErrorKind, FetchError, Fetched};
+pub use message::{Action, Command, Data};
 pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserQuery, UserSort, View};
 
 /// The whole dashboard state.
