@@ -78,8 +78,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let (tx, rx) = mpsc::unbounded_channel();
     let fetcher = Fetcher::new(conn.http_client()?, tx.clone());
     let mut app = App::new(&url, &conn.secret.source, 2000);
-    for command in app.start(now_millis()) {
-        fetcher.execute(command);
+    for call in app.start(now_millis()) {
+        fetcher.execute(call);
     }
     spawn_run_subscription(conn, tx.clone());
     let mut h = Harness {
@@ -101,7 +101,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         View::Users,
     ] {
         h.step(Action::ShowView(view), move |a| match view {
-            View::Aggregator => a.state.data.is_some(),
+            View::Aggregator => a.aggregator_state.data.is_some(),
             View::Payments => a.payments.loaded,
             View::Rejected => a.rejected.loaded,
             View::Events => a.events.loaded,

@@ -13,7 +13,7 @@ use billing_api::types::Page;
 use common::*;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use tui_admin::app::{Action, App, Command, Data, View};
+use tui_admin::app::{Action, App, RpcAnswer, RpcCall, View};
 
 const ROUNDS: u32 = 300;
 const TARGET: Duration = Duration::from_millis(2);
@@ -21,10 +21,10 @@ const TARGET: Duration = Duration::from_millis(2);
 /// A view with full pages (100 rows) as the server returns them.
 fn full_page_app(view: View) -> App {
     let mut app = loaded(view);
-    let commands = app.update(Action::Refresh);
-    for command in commands {
-        let data = match command {
-            Command::Users(req, query) => Data::Users(
+    let calls = app.update(Action::Refresh);
+    for call in calls {
+        let data = match call {
+            RpcCall::Users(req, query) => RpcAnswer::Users(
                 req,
                 query,
                 Ok(Page {
@@ -34,28 +34,28 @@ fn full_page_app(view: View) -> App {
                     next_cursor: Some("u-0099".into()),
                 }),
             ),
-            Command::Payments(req, _) => Data::Payments(
+            RpcCall::Payments(req, _) => RpcAnswer::Payments(
                 req,
                 Ok(Page {
                     items: payments().into_iter().cycle().take(100).collect(),
                     next_cursor: Some("100".into()),
                 }),
             ),
-            Command::Rejected(req) => Data::Rejected(
+            RpcCall::Rejected(req) => RpcAnswer::Rejected(
                 req,
                 Ok(Page {
                     items: rejected().into_iter().cycle().take(100).collect(),
                     next_cursor: Some("100".into()),
                 }),
             ),
-            Command::Events(req) => Data::Events(
+            RpcCall::Events(req) => RpcAnswer::Events(
                 req,
                 Ok(Page {
                     items: events().into_iter().cycle().take(100).collect(),
                     next_cursor: Some("evt_000000000001".into()),
                 }),
             ),
-            Command::Runs => Data::Runs(Ok((1..=24)
+            RpcCall::Runs => RpcAnswer::Runs(Ok((1..=24)
                 .rev()
                 .map(|i| run(i, 1000 + i * 13, false))
                 .collect())),
@@ -64,7 +64,7 @@ fn full_page_app(view: View) -> App {
                 continue;
             }
         };
-        app.update(Action::Data(data));
+        app.update(Action::Answer(data));
     }
     app
 }
@@ -109,8 +109,8 @@ fn main() -> std::process::ExitCode {
             report(&view.title().to_lowercase(), width, height, &app, &mut over);
         }
         let mut app = full_page_app(View::Users);
-        let commands = app.update(Action::Open);
-        answer(&mut app, commands);
+        let calls = app.update(Action::Open);
+        answer(&mut app, calls);
         report("user_detail", width, height, &app, &mut over);
     }
     // Debug builds are several times slower; the target is for release.

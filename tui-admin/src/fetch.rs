@@ -11,7 +11,7 @@ use jsonrpsee::http_client::HttpClient;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::app::{
-    Action, Command, Data, ErrorKind, FetchError, PAGE_LIMIT, RECENT_RUNS, UserDetailData,
+    Action, ErrorKind, FetchError, PAGE_LIMIT, RECENT_RUNS, RpcAnswer, RpcCall, UserDetailData,
 };
 use crate::config::{Connection, REQUEST_TIMEOUT};
 use crate::event::Event;
@@ -56,7 +56,7 @@ pub fn classify(err: &ClientError) -> FetchError {
     }
 }
 
-/// Starts [`Command`]s on the runtime; results come back through `tx`.
+/// Starts [`RpcCall`]s on the runtime; results come back through `tx`.
 #[derive(Clone)]
 pub struct Fetcher {
     client: Arc<HttpClient>,
@@ -81,33 +81,35 @@ impl Fetcher {
         self
     }
 
-    pub fn execute(&self, command: Command) {
-        let client = match command {
-            Command::Check(_) => self.checks.clone(),
+    pub fn execute(&self, call: RpcCall) {
+        let client = match call {
+            RpcCall::Check(_) => self.checks.clone(),
             _ => self.client.clone(),
         };
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let data = call(&client, command).await;
+            let answer = run_call(&client, call).await;
             // The loop may have quit meanwhile; nothing to do then.
-            let _ = tx.send(Event::Action(Action::Data(data)));
+            let _ = tx.send(Event::Action(Action::Answer(answer)));
         });
     }
 }
 
-async fn call(client: &HttpClient, command: Command) -> Data {
+async fn run_call(client: &HttpClient, call: RpcCall) -> RpcAnswer {
     let err = |e: ClientError| classify(&e);
-    match command {
-        Command::Overview => Data::Overview(client.overview().await.map_err(err)),
-        Command::State => Data::State(client.aggregator_state().await.map_err(err)),
-        Command::Runs => Data::Runs(
+    match call {
+        RpcCall::Overview => RpcAnswer::Overview(client.overview().await.map_err(err)),
+        RpcCall::AggregatorState => {
+            RpcAnswer::AggregatorState(client.aggregator_state().await.map_err(err))
+        }
+        RpcCall::Runs => RpcAnswer::Runs(
             client
                 .list_runs(None, Some(RECENT_RUNS))
                 .await
                 .map(|p| p.items)
                 .map_err(err),
         ),
-        Command::Users(req, query) => {
+        RpcCall::Users(req, query) => {
             let result = client
                 .list_users(
                     req.cursor.clone(),
@@ -116,27 +118,27 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                     query.filter(),
                 )
                 .await;
-            Data::Users(req, query, result.map_err(err))
+            RpcAnswer::Users(req, query, result.map_err(err))
         }
-        Command::Payments(req, user) => {
+        RpcCall::Payments(req, user) => {
             let result = client
                 .list_payments(user, req.cursor.clone(), Some(PAGE_LIMIT))
                 .await;
-            Data::Payments(req, result.map_err(err))
+            RpcAnswer::Payments(req, result.map_err(err))
         }
-        Command::Rejected(req) => {
+        RpcCall::Rejected(req) => {
             let result = client
                 .list_rejected(req.cursor.clone(), Some(PAGE_LIMIT))
                 .await;
-            Data::Rejected(req, result.map_err(err))
+            RpcAnswer::Rejected(req, result.map_err(err))
         }
-        Command::Events(req) => {
+        RpcCall::Events(req) => {
             let result = client
                 .list_events(req.cursor.clone(), Some(PAGE_LIMIT), None)
                 .await;
-            Data::Events(req, result.map_err(err))
+            RpcAnswer::Events(req, result.map_err(err))
         }
-        Command::Detail(sid) => {
+        RpcCall::Detail(sid) => {
             let result = async {
                 let balance = client.get_balance(sid.clone()).await?;
                 let payments = client
@@ -152,10 +154,10 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                 })
             }
             .await;
-            Data::Detail(sid, result.map_err(err))
+            RpcAnswer::Detail(sid, result.map_err(err))
         }
-        Command::AggregateNow => Data::Aggregated(client.aggregate_now().await.map_err(err)),
-        Command::Check(kind) => {
+        RpcCall::AggregateNow => RpcAnswer::Aggregated(client.aggregate_now().await.map_err(err)),
+        RpcCall::Check(kind) => {
             let result = match kind {
                 CheckKind::Reconcile => client.reconcile().await.map(drop),
                 CheckKind::Verify => client.verify().await.map(drop),
@@ -170,7 +172,7 @@ async fn call(client: &HttpClient, command: Command) -> Data {
                 },
                 e => err(e),
             });
-            Data::Checked(kind, result)
+            RpcAnswer::Checked(kind, result)
         }
     }
 }
@@ -188,7 +190,7 @@ pub fn spawn_run_subscription(
                 && let Ok(mut sub) = client.subscribe_runs().await
             {
                 if tx
-                    .send(Event::Action(Action::Data(Data::Live(true))))
+                    .send(Event::Action(Action::Answer(RpcAnswer::Live(true))))
                     .is_err()
                 {
                     return;
@@ -196,7 +198,7 @@ pub fn spawn_run_subscription(
                 forward_runs(&mut sub, &tx).await;
             }
             if tx
-                .send(Event::Action(Action::Data(Data::Live(false))))
+                .send(Event::Action(Action::Answer(RpcAnswer::Live(false))))
                 .is_err()
             {
                 return;
@@ -212,7 +214,9 @@ async fn forward_runs(
 ) {
     while let Some(Ok(summary)) = sub.next().await {
         if tx
-            .send(Event::Action(Action::Data(Data::RunNotified(summary))))
+            .send(Event::Action(Action::Answer(RpcAnswer::RunNotified(
+                summary,
+            ))))
             .is_err()
         {
             return;

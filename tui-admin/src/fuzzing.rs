@@ -8,7 +8,7 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use serde::de::DeserializeOwned;
 
-use crate::app::{Action, App, Command, Data, ErrorKind, FetchError, View};
+use crate::app::{Action, App, ErrorKind, FetchError, RpcAnswer, RpcCall, View};
 
 /// Frame sizes the answers are drawn at: a small, an ordinary and a wide terminal.
 const SIZES: [(u16, u16); 3] = [(40, 12), (120, 40), (250, 70)];
@@ -26,63 +26,63 @@ pub fn server_response(data: &[u8]) -> usize {
     let view = View::ALL[usize::from(pick) % View::ALL.len()];
     let (width, height) = SIZES[usize::from(pick) / View::ALL.len() % SIZES.len()];
     let mut app = App::new("http://127.0.0.1:9", "fuzz", 1_000);
-    let mut commands = app.update(Action::Tick { now_millis: 1_000 });
-    commands.extend(app.update(Action::ShowView(view)));
-    let mut decoded = answer(&mut app, commands, body, 0);
+    let mut calls = app.update(Action::Tick { now_millis: 1_000 });
+    calls.extend(app.update(Action::ShowView(view)));
+    let mut decoded = answer(&mut app, calls, body, 0);
     draw(&app, width, height);
     // Move around what was loaded, and open what is selected.
     for action in [Action::Down, Action::Open, Action::Down, Action::Back] {
-        let commands = app.update(action);
-        decoded += answer(&mut app, commands, body, 0);
+        let calls = app.update(action);
+        decoded += answer(&mut app, calls, body, 0);
         draw(&app, width, height);
     }
     decoded
 }
 
-/// Answers `commands` with `body`, and the commands those answers cause, a
+/// Answers `calls` with `body`, and the calls those answers cause, a
 /// few levels deep; returns how many answers decoded.
-fn answer(app: &mut App, commands: Vec<Command>, body: &[u8], depth: u8) -> usize {
+fn answer(app: &mut App, calls: Vec<RpcCall>, body: &[u8], depth: u8) -> usize {
     if depth > 3 {
         return 0;
     }
     let mut decoded = 0;
-    for command in commands {
-        let data = match command {
-            Command::Overview => Data::Overview(decode::<Overview>(body)),
-            Command::State => Data::State(decode::<AggregatorState>(body)),
-            Command::Runs => Data::Runs(decode::<Vec<AggregateSummary>>(body)),
-            Command::Users(req, query) => Data::Users(req, query, decode::<Page<_>>(body)),
-            Command::Payments(req, _) => Data::Payments(req, decode::<Page<_>>(body)),
-            Command::Rejected(req) => Data::Rejected(req, decode::<Page<_>>(body)),
-            Command::Events(req) => Data::Events(req, decode::<Page<_>>(body)),
-            Command::Detail(sid) => Data::Detail(sid, decode(body)),
-            Command::AggregateNow => Data::Aggregated(decode(body)),
-            Command::Check(kind) => Data::Checked(kind, decode::<()>(body)),
+    for call in calls {
+        let reply = match call {
+            RpcCall::Overview => RpcAnswer::Overview(decode::<Overview>(body)),
+            RpcCall::AggregatorState => RpcAnswer::AggregatorState(decode::<AggregatorState>(body)),
+            RpcCall::Runs => RpcAnswer::Runs(decode::<Vec<AggregateSummary>>(body)),
+            RpcCall::Users(req, query) => RpcAnswer::Users(req, query, decode::<Page<_>>(body)),
+            RpcCall::Payments(req, _) => RpcAnswer::Payments(req, decode::<Page<_>>(body)),
+            RpcCall::Rejected(req) => RpcAnswer::Rejected(req, decode::<Page<_>>(body)),
+            RpcCall::Events(req) => RpcAnswer::Events(req, decode::<Page<_>>(body)),
+            RpcCall::Detail(sid) => RpcAnswer::Detail(sid, decode(body)),
+            RpcCall::AggregateNow => RpcAnswer::Aggregated(decode(body)),
+            RpcCall::Check(kind) => RpcAnswer::Checked(kind, decode::<()>(body)),
         };
-        decoded += usize::from(data_is_ok(&data));
-        let more = app.update(Action::Data(data));
+        decoded += usize::from(answer_is_ok(&reply));
+        let more = app.update(Action::Answer(reply));
         decoded += answer(app, more, body, depth + 1);
     }
     if let Ok(summary) = serde_json::from_slice::<AggregateSummary>(body) {
-        let more = app.update(Action::Data(Data::RunNotified(summary)));
+        let more = app.update(Action::Answer(RpcAnswer::RunNotified(summary)));
         decoded += 1 + answer(app, more, body, depth + 1);
     }
     decoded
 }
 
-fn data_is_ok(data: &Data) -> bool {
-    match data {
-        Data::Overview(r) => r.is_ok(),
-        Data::State(r) => r.is_ok(),
-        Data::Runs(r) => r.is_ok(),
-        Data::Users(_, _, r) => r.is_ok(),
-        Data::Payments(_, r) => r.is_ok(),
-        Data::Rejected(_, r) => r.is_ok(),
-        Data::Events(_, r) => r.is_ok(),
-        Data::Detail(_, r) => r.is_ok(),
-        Data::Aggregated(r) => r.is_ok(),
-        Data::Checked(_, r) => r.is_ok(),
-        Data::RunNotified(_) | Data::Live(_) => true,
+fn answer_is_ok(answer: &RpcAnswer) -> bool {
+    match answer {
+        RpcAnswer::Overview(r) => r.is_ok(),
+        RpcAnswer::AggregatorState(r) => r.is_ok(),
+        RpcAnswer::Runs(r) => r.is_ok(),
+        RpcAnswer::Users(_, _, r) => r.is_ok(),
+        RpcAnswer::Payments(_, r) => r.is_ok(),
+        RpcAnswer::Rejected(_, r) => r.is_ok(),
+        RpcAnswer::Events(_, r) => r.is_ok(),
+        RpcAnswer::Detail(_, r) => r.is_ok(),
+        RpcAnswer::Aggregated(r) => r.is_ok(),
+        RpcAnswer::Checked(_, r) => r.is_ok(),
+        RpcAnswer::RunNotified(_) | RpcAnswer::Live(_) => true,
     }
 }
 

@@ -38,8 +38,8 @@ async fn run(mut args: Cli) -> anyhow::Result<ExitCode> {
         &conn.secret.source,
         args.refresh.as_millis() as u64,
     );
-    for command in app.start(event::now_millis()) {
-        fetcher.execute(command);
+    for call in app.start(event::now_millis()) {
+        fetcher.execute(call);
     }
     event::spawn_input(tx.clone());
     event::spawn_ticker(tx.clone());

@@ -5,7 +5,7 @@ use ratatui::Terminal;
 use ratatui::backend::Backend;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::app::{App, Command};
+use crate::app::{App, RpcCall};
 use crate::event::{Event, key_action};
 use crate::ui;
 
@@ -17,7 +17,7 @@ pub async fn run<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
     events: &mut UnboundedReceiver<Event>,
-    mut execute: impl FnMut(Command),
+    mut execute: impl FnMut(RpcCall),
 ) -> Result<(), B::Error> {
     loop {
         terminal.draw(|frame| ui::draw(frame, app))?;
@@ -34,15 +34,15 @@ pub async fn run<B: Backend>(
     }
 }
 
-fn handle(app: &mut App, event: Event, execute: &mut impl FnMut(Command)) {
+fn handle(app: &mut App, event: Event, execute: &mut impl FnMut(RpcCall)) {
     let action = match event {
         Event::Key(key) => key_action(app, key),
         Event::Resize => Some(crate::app::Action::Resize),
         Event::Action(action) => Some(action),
     };
     if let Some(action) = action {
-        for command in app.update(action) {
-            execute(command);
+        for call in app.update(action) {
+            execute(call);
         }
     }
 }

@@ -6,7 +6,7 @@
 //! [`visible`] is the one rule: every character of Unicode category Cc and
 //! every bidi embedding, override and isolate (U+202A–U+202E, U+2066–U+2069) is
 //! written as a Rust-style escape, ESC as `\u{1b}`. The dashboard applies it to
-//! every answer as it enters the state ([`crate::app::Data::scrubbed`], through
+//! every answer as it enters the state ([`crate::app::RpcAnswer::scrubbed`], through
 //! [`scrub`]); the command line applies it to every line it prints
 //! ([`crate::cli`]); [`json`] keeps `--json` output valid JSON with the real
 //! values; [`guard`] is the last line of defence on every drawn frame.

@@ -8,7 +8,7 @@ mod common;
 use billing_api::types::*;
 use common::*;
 use tui_admin::app::{
-    Action, App, Command, Data, ErrorKind, FetchError, Popup, UserDetailData, View,
+    Action, App, ErrorKind, FetchError, Popup, RpcAnswer, RpcCall, UserDetailData, View,
 };
 
 /// Retitles the terminal, rings, returns, ends a C string, turns the line
@@ -17,43 +17,43 @@ const HOSTILE: &str = "\u{1b}]0;owned\u{7}\r\u{0}\u{202e}\u{9b}2J";
 /// `HOSTILE` as the dashboard must show it.
 const SHOWN: &str = "\\u{1b}]0;owned\\u{7}\\u{d}\\u{0}\\u{202e}\\u{9b}2J";
 
-/// Answers every command like the server would, with hostile text in it.
-fn answer_hostile(app: &mut App, commands: Vec<Command>) {
-    for command in commands {
-        let data = match command {
-            Command::Overview => Data::Overview(Ok(overview())),
-            Command::State => {
+/// Answers every call like the server would, with hostile text in it.
+fn answer_hostile(app: &mut App, calls: Vec<RpcCall>) {
+    for call in calls {
+        let data = match call {
+            RpcCall::Overview => RpcAnswer::Overview(Ok(overview())),
+            RpcCall::AggregatorState => {
                 let mut state = state();
                 state.nodes[2].last_error = Some(format!("bad file {HOSTILE}"));
                 state.last_run.as_mut().unwrap().errors[0].message =
                     format!("pass error {HOSTILE}");
                 state.last_reconcile.as_mut().unwrap().summary = format!("summary {HOSTILE}");
-                Data::State(Ok(state))
+                RpcAnswer::AggregatorState(Ok(state))
             }
-            Command::Runs => Data::Runs(Ok(runs())),
-            Command::Users(req, query) => {
+            RpcCall::Runs => RpcAnswer::Runs(Ok(runs())),
+            RpcCall::Users(req, query) => {
                 let mut users = users();
                 users[0].display_name = Some(format!("name {HOSTILE}"));
                 users[1].email = Some(format!("{HOSTILE}@example.org"));
                 users[2].user_sid = format!("u{HOSTILE}");
-                Data::Users(req, query, Ok(page(users, None)))
+                RpcAnswer::Users(req, query, Ok(page(users, None)))
             }
-            Command::Payments(req, _) => {
+            RpcCall::Payments(req, _) => {
                 let mut payments = payments();
                 payments[0].reference = Some(format!("ref {HOSTILE}"));
                 payments[1].kind = HOSTILE.into();
                 payments[2].payment_id = format!("pay{HOSTILE}");
-                Data::Payments(req, Ok(page(payments, None)))
+                RpcAnswer::Payments(req, Ok(page(payments, None)))
             }
-            Command::Rejected(req) => {
+            RpcCall::Rejected(req) => {
                 let mut rejected = rejected();
                 rejected[0].detail = format!("detail {HOSTILE}");
                 rejected[0].user_sid = Some(format!("u{HOSTILE}"));
                 rejected[0].idempotency_key = Some(format!("k{HOSTILE}"));
                 rejected[1].file_path = format!("nodes/node-a/{HOSTILE}");
-                Data::Rejected(req, Ok(page(rejected, None)))
+                RpcAnswer::Rejected(req, Ok(page(rejected, None)))
             }
-            Command::Events(req) => {
+            RpcCall::Events(req) => {
                 let mut events = events();
                 events[0].data["message"] = format!("pass error {HOSTILE}").into();
                 events[1].data["user_sid"] = format!("u{HOSTILE}").into();
@@ -61,12 +61,12 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                 events[1].deliveries[0].url = format!("https://hooks.example.org/{HOSTILE}");
                 events[3].data["node_name"] = format!("node{HOSTILE}").into();
                 events[3].deliveries[0].last_error = Some(format!("reset {HOSTILE}"));
-                Data::Events(req, Ok(page(events, None)))
+                RpcAnswer::Events(req, Ok(page(events, None)))
             }
-            Command::Detail(sid) => {
+            RpcCall::Detail(sid) => {
                 let mut consumed = consumed(&sid);
                 consumed[0].file_path = format!("nodes/node-a/{HOSTILE}");
-                Data::Detail(
+                RpcAnswer::Detail(
                     sid.clone(),
                     Ok(UserDetailData {
                         balance: Balance {
@@ -81,11 +81,11 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                     }),
                 )
             }
-            Command::AggregateNow => Data::Aggregated(Err(FetchError {
+            RpcCall::AggregateNow => RpcAnswer::Aggregated(Err(FetchError {
                 kind: ErrorKind::Server,
                 message: format!("server error -32003: {HOSTILE}"),
             })),
-            Command::Check(kind) => Data::Checked(
+            RpcCall::Check(kind) => RpcAnswer::Checked(
                 kind,
                 Err(FetchError {
                     kind: ErrorKind::Server,
@@ -93,14 +93,14 @@ fn answer_hostile(app: &mut App, commands: Vec<Command>) {
                 }),
             ),
         };
-        let more = app.update(Action::Data(data));
+        let more = app.update(Action::Answer(data));
         answer_hostile(app, more);
     }
 }
 
 fn act(app: &mut App, action: Action) {
-    let commands = app.update(action);
-    answer_hostile(app, commands);
+    let calls = app.update(action);
+    answer_hostile(app, calls);
 }
 
 /// Every cell of a frame: no raw control character; returns the frame as text.

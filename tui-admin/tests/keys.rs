@@ -6,14 +6,14 @@ mod common;
 
 use common::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use tui_admin::app::{Action, App, Command, Popup, View};
+use tui_admin::app::{Action, App, Popup, RpcCall, View};
 use tui_admin::event::key_action;
 
-fn press(app: &mut App, code: KeyCode) -> Vec<Command> {
+fn press(app: &mut App, code: KeyCode) -> Vec<RpcCall> {
     press_with(app, code, KeyModifiers::NONE)
 }
 
-fn press_with(app: &mut App, code: KeyCode, modifiers: KeyModifiers) -> Vec<Command> {
+fn press_with(app: &mut App, code: KeyCode, modifiers: KeyModifiers) -> Vec<RpcCall> {
     match key_action(app, KeyEvent::new(code, modifiers)) {
         Some(action) => app.update(action),
         None => vec![],
@@ -52,15 +52,15 @@ fn tab_number_keys_and_back_tab_switch_views() {
     let (mut app, first) = fresh();
     answer(&mut app, first);
     assert_eq!(app.view, View::Overview);
-    let commands = press(&mut app, KeyCode::Tab);
+    let calls = press(&mut app, KeyCode::Tab);
     assert_eq!(app.view, View::Users);
     assert!(
-        commands
+        calls
             .iter()
-            .any(|c| matches!(c, Command::Users(r, _) if r.cursor.is_none())),
-        "switching fetches the view's first page: {commands:?}"
+            .any(|c| matches!(c, RpcCall::Users(r, _) if r.cursor.is_none())),
+        "switching fetches the view's first page: {calls:?}"
     );
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     press(&mut app, KeyCode::Char('4'));
     assert_eq!(app.view, View::Aggregator);
     press(&mut app, KeyCode::Char('5'));
@@ -107,24 +107,24 @@ fn pages_follow_cursors_and_come_back() {
     let mut app = loaded(View::Users);
     assert_eq!(app.users.next_cursor.as_deref(), Some("u-0005"));
     press(&mut app, KeyCode::Char('j'));
-    let commands = press(&mut app, KeyCode::Char('n'));
-    let [Command::Users(req, _)] = commands.as_slice() else {
-        panic!("n asks for the next page: {commands:?}");
+    let calls = press(&mut app, KeyCode::Char('n'));
+    let [RpcCall::Users(req, _)] = calls.as_slice() else {
+        panic!("n asks for the next page: {calls:?}");
     };
     assert_eq!(req.cursor.as_deref(), Some("u-0005"));
     assert_eq!(req.page_index, 1);
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     assert_eq!(app.users.page_index(), 1);
     assert_eq!(app.users.selected, 0, "a new page starts at its first row");
     assert_eq!(app.users.items.len(), 6, "only one page is held");
 
-    let commands = press(&mut app, KeyCode::Char('p'));
-    let [Command::Users(req, _)] = commands.as_slice() else {
-        panic!("p asks for the previous page: {commands:?}");
+    let calls = press(&mut app, KeyCode::Char('p'));
+    let [RpcCall::Users(req, _)] = calls.as_slice() else {
+        panic!("p asks for the previous page: {calls:?}");
     };
     assert_eq!(req.cursor, None);
     assert_eq!(req.page_index, 0);
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     assert_eq!(app.users.page_index(), 0);
     assert!(
         press(&mut app, KeyCode::Char('p')).is_empty(),
@@ -149,16 +149,16 @@ fn payments_filter_by_user_runs_on_the_server() {
     let mut app = loaded(View::Payments);
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "u-0001");
-    let commands = press(&mut app, KeyCode::Enter);
+    let calls = press(&mut app, KeyCode::Enter);
     assert!(
-        matches!(commands.as_slice(), [Command::Payments(req, Some(user))] if user == "u-0001" && req.cursor.is_none()),
-        "{commands:?}"
+        matches!(calls.as_slice(), [RpcCall::Payments(req, Some(user))] if user == "u-0001" && req.cursor.is_none()),
+        "{calls:?}"
     );
-    answer(&mut app, commands);
-    let commands = press(&mut app, KeyCode::Esc);
+    answer(&mut app, calls);
+    let calls = press(&mut app, KeyCode::Esc);
     assert!(
-        matches!(commands.as_slice(), [Command::Payments(_, None)]),
-        "Esc drops the user filter: {commands:?}"
+        matches!(calls.as_slice(), [RpcCall::Payments(_, None)]),
+        "Esc drops the user filter: {calls:?}"
     );
     assert_eq!(app.payments_user, None);
 }
@@ -167,9 +167,9 @@ fn payments_filter_by_user_runs_on_the_server() {
 fn enter_opens_the_selected_user_and_esc_goes_back() {
     let mut app = loaded(View::Users);
     press(&mut app, KeyCode::Char('j'));
-    let commands = press(&mut app, KeyCode::Enter);
-    assert_eq!(commands, vec![Command::Detail("u-0001".into())]);
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Enter);
+    assert_eq!(calls, vec![RpcCall::Detail("u-0001".into())]);
+    answer(&mut app, calls);
     let detail = app.detail.as_ref().expect("detail open");
     assert!(detail.data.data.as_ref().unwrap().balance.overdrawn);
     // Movement does nothing under the detail; Esc returns to the same row.
@@ -184,8 +184,8 @@ fn enter_opens_the_selected_user_and_esc_goes_back() {
 fn enter_on_a_payment_opens_its_user() {
     let mut app = loaded(View::Payments);
     press(&mut app, KeyCode::Char('j'));
-    let commands = press(&mut app, KeyCode::Enter);
-    assert_eq!(commands, vec![Command::Detail("u-0000".into())]);
+    let calls = press(&mut app, KeyCode::Enter);
+    assert_eq!(calls, vec![RpcCall::Detail("u-0000".into())]);
 }
 
 #[test]
@@ -200,15 +200,15 @@ fn a_asks_first_then_runs_and_shows_the_summary() {
     assert_eq!(app.popup, None, "n cancels");
 
     press(&mut app, KeyCode::Char('a'));
-    let commands = press(&mut app, KeyCode::Char('y'));
-    assert_eq!(commands, vec![Command::AggregateNow]);
+    let calls = press(&mut app, KeyCode::Char('y'));
+    assert_eq!(calls, vec![RpcCall::AggregateNow]);
     assert_eq!(app.popup, Some(Popup::Aggregating));
     assert!(app.is_loading());
-    let more = app.update(Action::Data(tui_admin::app::Data::Aggregated(Ok(run(
-        49, 321, false,
-    )))));
+    let more = app.update(Action::Answer(tui_admin::app::RpcAnswer::Aggregated(Ok(
+        run(49, 321, false),
+    ))));
     assert!(
-        more.contains(&Command::Overview) && more.contains(&Command::State),
+        more.contains(&RpcCall::Overview) && more.contains(&RpcCall::AggregatorState),
         "a finished pass refreshes at once: {more:?}"
     );
     assert!(matches!(&app.popup, Some(Popup::Summary(s)) if s.run_id == 49));
@@ -219,10 +219,10 @@ fn a_asks_first_then_runs_and_shows_the_summary() {
 #[test]
 fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
     use billing_api::CheckKind;
-    use tui_admin::app::Data;
+    use tui_admin::app::RpcAnswer;
     let mut app = loaded(View::Aggregator);
-    let commands = press(&mut app, KeyCode::Char('R'));
-    assert_eq!(commands, vec![Command::Check(CheckKind::Reconcile)]);
+    let calls = press(&mut app, KeyCode::Char('R'));
+    assert_eq!(calls, vec![RpcCall::Check(CheckKind::Reconcile)]);
     assert!(app.check.is_some() && app.is_loading());
     // One check at a time from here: R and V do nothing while it runs.
     assert!(press(&mut app, KeyCode::Char('R')).is_empty());
@@ -239,7 +239,7 @@ fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
         app.update(Action::Tick {
             now_millis: t0 + 1_000
         }),
-        vec![Command::State]
+        vec![RpcCall::AggregatorState]
     );
     assert!(
         app.update(Action::Tick {
@@ -248,17 +248,20 @@ fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
         .is_empty(),
         "not while the last state request is in flight"
     );
-    answer(&mut app, vec![Command::State]);
+    answer(&mut app, vec![RpcCall::AggregatorState]);
     assert_eq!(
         app.update(Action::Tick {
             now_millis: t0 + 2_100
         }),
-        vec![Command::State]
+        vec![RpcCall::AggregatorState]
     );
-    answer(&mut app, vec![Command::State]);
+    answer(&mut app, vec![RpcCall::AggregatorState]);
     // Done: the view refreshes at once, the check is over.
-    let more = app.update(Action::Data(Data::Checked(CheckKind::Reconcile, Ok(()))));
-    assert!(more.contains(&Command::State), "{more:?}");
+    let more = app.update(Action::Answer(RpcAnswer::Checked(
+        CheckKind::Reconcile,
+        Ok(()),
+    )));
+    assert!(more.contains(&RpcCall::AggregatorState), "{more:?}");
     assert!(app.check.is_none() && app.check_error.is_none());
     answer(&mut app, more);
     assert!(
@@ -269,11 +272,11 @@ fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
     );
 
     // A failure is kept on the view until the next check.
-    let commands = press(&mut app, KeyCode::Char('V'));
-    assert_eq!(commands, vec![Command::Check(CheckKind::Verify)]);
+    let calls = press(&mut app, KeyCode::Char('V'));
+    assert_eq!(calls, vec![RpcCall::Check(CheckKind::Verify)]);
     fail(
         &mut app,
-        commands,
+        calls,
         tui_admin::app::ErrorKind::Unreachable,
         "no answer within 15s",
     );
@@ -289,10 +292,10 @@ fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
 fn a_failed_pass_is_shown() {
     let mut app = loaded(View::Overview);
     press(&mut app, KeyCode::Char('a'));
-    let commands = press(&mut app, KeyCode::Enter);
+    let calls = press(&mut app, KeyCode::Enter);
     fail(
         &mut app,
-        commands,
+        calls,
         tui_admin::app::ErrorKind::Server,
         "server error -32003: repo unreachable",
     );
@@ -313,12 +316,12 @@ fn question_mark_toggles_help_and_keys_under_it_do_nothing() {
 #[test]
 fn r_refreshes_the_current_view_but_never_doubles_a_request_in_flight() {
     let mut app = loaded(View::Users);
-    let commands = press(&mut app, KeyCode::Char('r'));
+    let calls = press(&mut app, KeyCode::Char('r'));
     assert!(
-        commands.iter().any(|c| matches!(c, Command::Users(..))),
-        "{commands:?}"
+        calls.iter().any(|c| matches!(c, RpcCall::Users(..))),
+        "{calls:?}"
     );
-    assert!(commands.contains(&Command::State));
+    assert!(calls.contains(&RpcCall::AggregatorState));
     let again = press(&mut app, KeyCode::Char('r'));
     assert!(again.is_empty(), "still in flight: {again:?}");
 }
@@ -333,11 +336,11 @@ fn ticks_poll_at_the_refresh_interval() {
         })
         .is_empty()
     );
-    let commands = app.update(Action::Tick {
+    let calls = app.update(Action::Tick {
         now_millis: t0 + 2_000,
     });
-    assert_eq!(commands, vec![Command::State]);
-    answer(&mut app, commands);
+    assert_eq!(calls, vec![RpcCall::AggregatorState]);
+    answer(&mut app, calls);
     assert!(
         app.update(Action::Tick {
             now_millis: t0 + 3_000
@@ -348,19 +351,19 @@ fn ticks_poll_at_the_refresh_interval() {
         app.update(Action::Tick {
             now_millis: t0 + 4_000
         }),
-        vec![Command::State]
+        vec![RpcCall::AggregatorState]
     );
 }
 
 #[test]
 fn a_run_notification_refreshes_at_once() {
     let mut app = loaded(View::Overview);
-    let commands = app.update(Action::Data(tui_admin::app::Data::RunNotified(run(
+    let calls = app.update(Action::Answer(tui_admin::app::RpcAnswer::RunNotified(run(
         50, 10, false,
     ))));
-    assert!(commands.contains(&Command::Overview), "{commands:?}");
-    assert!(commands.contains(&Command::Runs), "{commands:?}");
-    app.update(Action::Data(tui_admin::app::Data::Live(true)));
+    assert!(calls.contains(&RpcCall::Overview), "{calls:?}");
+    assert!(calls.contains(&RpcCall::Runs), "{calls:?}");
+    app.update(Action::Answer(tui_admin::app::RpcAnswer::Live(true)));
     assert!(app.live);
 }
 
@@ -381,15 +384,15 @@ fn unknown_keys_do_nothing() {
 fn six_shows_the_events_and_enter_and_esc_open_and_close_one() {
     let (mut app, first) = fresh();
     answer(&mut app, first);
-    let commands = press(&mut app, KeyCode::Char('6'));
+    let calls = press(&mut app, KeyCode::Char('6'));
     assert_eq!(app.view, View::Events);
     assert!(
-        commands
+        calls
             .iter()
-            .any(|c| matches!(c, Command::Events(r) if r.cursor.is_none())),
-        "showing the view fetches its first page: {commands:?}"
+            .any(|c| matches!(c, RpcCall::Events(r) if r.cursor.is_none())),
+        "showing the view fetches its first page: {calls:?}"
     );
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     assert_eq!(app.events.items.len(), 6);
 
     press(&mut app, KeyCode::Char('j'));
@@ -428,24 +431,27 @@ fn six_shows_the_events_and_enter_and_esc_open_and_close_one() {
 #[test]
 fn an_open_event_follows_its_delivery_state_as_the_page_refreshes() {
     use billing_api::DeliveryStatus;
-    use tui_admin::app::Data;
+    use tui_admin::app::RpcAnswer;
     let mut app = loaded(View::Events);
     press(&mut app, KeyCode::Char('j'));
     press(&mut app, KeyCode::Enter);
     // Polling goes on under the popup.
-    let commands = app.update(Action::Tick {
+    let calls = app.update(Action::Tick {
         now_millis: now_millis() + 2_000,
     });
-    let Some(Command::Events(req)) = commands
+    let Some(RpcCall::Events(req)) = calls
         .iter()
-        .find(|c| matches!(c, Command::Events(_)))
+        .find(|c| matches!(c, RpcCall::Events(_)))
         .cloned()
     else {
-        panic!("the events are polled: {commands:?}");
+        panic!("the events are polled: {calls:?}");
     };
     let mut fresh = events();
     fresh[1].deliveries[0].status = DeliveryStatus::Delivered;
-    app.update(Action::Data(Data::Events(req, Ok(page(fresh, None)))));
+    app.update(Action::Answer(RpcAnswer::Events(
+        req,
+        Ok(page(fresh, None)),
+    )));
     let Some(Popup::Event(detail)) = &app.popup else {
         panic!("the popup stays open");
     };
@@ -456,19 +462,19 @@ fn an_open_event_follows_its_delivery_state_as_the_page_refreshes() {
 #[test]
 fn events_page_and_filter_like_the_rejected_view() {
     let mut app = loaded(View::Events);
-    let commands = press(&mut app, KeyCode::Char('n'));
-    let [Command::Events(req)] = commands.as_slice() else {
-        panic!("n asks for the next page: {commands:?}");
+    let calls = press(&mut app, KeyCode::Char('n'));
+    let [RpcCall::Events(req)] = calls.as_slice() else {
+        panic!("n asks for the next page: {calls:?}");
     };
     assert_eq!(req.cursor.as_deref(), Some("evt_000000000001"));
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     assert_eq!(app.events.page_index(), 1);
-    let commands = press(&mut app, KeyCode::Char('p'));
+    let calls = press(&mut app, KeyCode::Char('p'));
     assert!(
-        matches!(commands.as_slice(), [Command::Events(r)] if r.cursor.is_none()),
-        "{commands:?}"
+        matches!(calls.as_slice(), [RpcCall::Events(r)] if r.cursor.is_none()),
+        "{calls:?}"
     );
-    answer(&mut app, commands);
+    answer(&mut app, calls);
 
     // `/` filters the page on screen by type, subject, details or delivery.
     press(&mut app, KeyCode::Char('/'));
@@ -493,11 +499,11 @@ fn events_page_and_filter_like_the_rejected_view() {
 #[test]
 fn a_run_notification_refreshes_the_events() {
     let mut app = loaded(View::Events);
-    let commands = app.update(Action::Data(tui_admin::app::Data::RunNotified(run(
+    let calls = app.update(Action::Answer(tui_admin::app::RpcAnswer::RunNotified(run(
         50, 10, false,
     ))));
     assert!(
-        commands.iter().any(|c| matches!(c, Command::Events(_))),
-        "{commands:?}"
+        calls.iter().any(|c| matches!(c, RpcCall::Events(_))),
+        "{calls:?}"
     );
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use tui_admin::app::{Action, Command, ErrorKind, View};
+use tui_admin::app::{Action, ErrorKind, RpcCall, View};
 
 fn snapshot(app: &tui_admin::app::App, width: u16, height: u16) -> String {
     render(app, width, height).backend().to_string()
@@ -61,8 +61,8 @@ fn users_sorted_and_filtered_on_the_server() {
     actions.extend("example.org".chars().map(Action::FilterChar));
     actions.push(Action::ApplyFilter);
     for action in actions {
-        let commands = app.update(action);
-        answer(&mut app, commands);
+        let calls = app.update(action);
+        answer(&mut app, calls);
     }
     let text = snapshot(&app, 120, 12);
     assert!(
@@ -81,13 +81,13 @@ fn users_sorted_and_filtered_on_the_server() {
 /// an empty page with more to read says so instead of "no users".
 #[test]
 fn users_filtered_page_with_no_match_yet() {
-    use tui_admin::app::Data;
+    use tui_admin::app::RpcAnswer;
     let mut app = loaded(View::Users);
-    let commands = app.update(Action::ToggleOverdrawn);
-    let [Command::Users(req, query)] = commands.as_slice() else {
-        panic!("o asks for the first page: {commands:?}");
+    let calls = app.update(Action::ToggleOverdrawn);
+    let [RpcCall::Users(req, query)] = calls.as_slice() else {
+        panic!("o asks for the first page: {calls:?}");
     };
-    app.update(Action::Data(Data::Users(
+    app.update(Action::Answer(RpcAnswer::Users(
         req.clone(),
         query.clone(),
         Ok(page(vec![], Some("opaque-cursor"))),
@@ -105,8 +105,8 @@ fn users_filtered_page_with_no_match_yet() {
 fn user_detail_with_data() {
     let mut app = loaded(View::Users);
     app.update(Action::Down);
-    let commands = app.update(Action::Open);
-    answer(&mut app, commands);
+    let calls = app.update(Action::Open);
+    answer(&mut app, calls);
     let text = snapshot(&app, 120, 24);
     assert!(text.contains("User u-0001"), "{text}");
     insta::assert_snapshot!(text);
@@ -129,10 +129,10 @@ fn aggregator_with_data() {
 #[test]
 fn aggregator_with_a_check_running() {
     use billing_api::{CheckKind, CheckProgress};
-    use tui_admin::app::Data;
+    use tui_admin::app::RpcAnswer;
     let mut app = loaded(View::Aggregator);
-    let commands = app.update(Action::RunCheck(CheckKind::Reconcile));
-    assert_eq!(commands, vec![Command::Check(CheckKind::Reconcile)]);
+    let calls = app.update(Action::RunCheck(CheckKind::Reconcile));
+    assert_eq!(calls, vec![RpcCall::Check(CheckKind::Reconcile)]);
     let mut state = state();
     state.check_running = Some(CheckProgress {
         kind: CheckKind::Reconcile,
@@ -140,7 +140,7 @@ fn aggregator_with_a_check_running() {
         done: 3,
         total: 10,
     });
-    app.update(Action::Data(Data::State(Ok(state))));
+    app.update(Action::Answer(RpcAnswer::AggregatorState(Ok(state))));
     insta::assert_snapshot!(snapshot(&app, 120, 18));
 }
 
@@ -220,8 +220,8 @@ fn aggregate_confirm_and_summary() {
     let mut app = loaded(View::Overview);
     app.update(Action::AskAggregate);
     insta::assert_snapshot!("aggregate_confirm", snapshot(&app, 100, 24));
-    let commands = app.update(Action::ConfirmAggregate);
-    answer(&mut app, commands);
+    let calls = app.update(Action::ConfirmAggregate);
+    answer(&mut app, calls);
     let text = snapshot(&app, 100, 24);
     assert!(text.contains("pass #49"), "{text}");
     insta::assert_snapshot!("aggregate_summary", text);
@@ -233,8 +233,8 @@ fn every_view_on_an_empty_server() {
     answer_empty(&mut app, first);
     let mut out = String::new();
     for view in View::ALL {
-        let commands = app.update(Action::ShowView(view));
-        answer_empty(&mut app, commands);
+        let calls = app.update(Action::ShowView(view));
+        answer_empty(&mut app, calls);
         out.push_str(&format!(
             "--- {}\n{}\n",
             view.title(),
@@ -256,10 +256,10 @@ fn loading_before_the_first_answer() {
 #[test]
 fn unreachable_server_keeps_the_last_good_data() {
     let mut app = loaded(View::Users);
-    let commands = app.update(Action::Refresh);
+    let calls = app.update(Action::Refresh);
     fail(
         &mut app,
-        commands,
+        calls,
         ErrorKind::Unreachable,
         "error sending request: connection refused",
     );
@@ -278,10 +278,10 @@ fn unreachable_server_from_the_start() {
         ErrorKind::Unreachable,
         "connection refused",
     );
-    let commands = app.update(Action::ShowView(View::Users));
+    let calls = app.update(Action::ShowView(View::Users));
     fail(
         &mut app,
-        commands,
+        calls,
         ErrorKind::Unreachable,
         "connection refused",
     );
@@ -329,12 +329,12 @@ fn tiny_terminals_do_not_panic() {
             app.update(Action::ToggleHelp);
             app.update(Action::AskAggregate);
             render(&app, w, h);
-            let commands = app.update(Action::ConfirmAggregate);
-            answer(&mut app, commands);
+            let calls = app.update(Action::ConfirmAggregate);
+            answer(&mut app, calls);
             render(&app, w, h);
             app.update(Action::Back);
-            let commands = app.update(Action::Open);
-            answer(&mut app, commands);
+            let calls = app.update(Action::Open);
+            answer(&mut app, calls);
             render(&app, w, h);
         }
     }
@@ -345,10 +345,10 @@ fn tiny_terminals_do_not_panic() {
 #[test]
 fn users_scrolled_to_the_selection() {
     let mut app = loaded(View::Users);
-    let commands = app.update(Action::Refresh);
-    for command in commands {
-        let data = match command {
-            tui_admin::app::Command::Users(req, query) => tui_admin::app::Data::Users(
+    let calls = app.update(Action::Refresh);
+    for call in calls {
+        let data = match call {
+            tui_admin::app::RpcCall::Users(req, query) => tui_admin::app::RpcAnswer::Users(
                 req,
                 query,
                 Ok(page(
@@ -361,7 +361,7 @@ fn users_scrolled_to_the_selection() {
                 continue;
             }
         };
-        app.update(Action::Data(data));
+        app.update(Action::Answer(data));
     }
     for _ in 0..5 {
         app.update(Action::PageDown);

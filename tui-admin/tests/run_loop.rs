@@ -85,8 +85,8 @@ impl Dashboard {
         let (tx, rx) = mpsc::unbounded_channel();
         let fetcher = Fetcher::new(conn.http_client().unwrap(), tx.clone());
         let mut app = App::new(url, "the test", 500);
-        for command in app.start(now_millis()) {
-            fetcher.execute(command);
+        for call in app.start(now_millis()) {
+            fetcher.execute(call);
         }
         if subscribe {
             spawn_run_subscription(conn, tx.clone());
@@ -293,7 +293,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     // A pass started elsewhere reaches the dashboard through the subscription.
     let before = dash
         .app
-        .state
+        .aggregator_state
         .data
         .as_ref()
         .and_then(|s| s.last_run.as_ref())
@@ -301,7 +301,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     let other = admin.aggregate_now().await.unwrap();
     assert!(before < Some(other.run_id));
     dash.drive(&[KeyCode::Enter], |app| {
-        app.state
+        app.aggregator_state
             .data
             .as_ref()
             .and_then(|s| s.last_run.as_ref())
@@ -311,7 +311,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     .await;
     assert_eq!(
         dash.app
-            .state
+            .aggregator_state
             .data
             .as_ref()
             .and_then(|s| s.last_run.as_ref())
@@ -324,7 +324,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
         .drive(&[KeyCode::Char('4'), KeyCode::Char('R')], |app| {
             app.check.is_none()
                 && app
-                    .state
+                    .aggregator_state
                     .data
                     .as_ref()
                     .is_some_and(|s| s.last_reconcile.is_some())
@@ -332,7 +332,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
         .await;
     let outcome = dash
         .app
-        .state
+        .aggregator_state
         .data
         .as_ref()
         .and_then(|s| s.last_reconcile.clone())

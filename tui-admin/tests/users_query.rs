@@ -8,10 +8,10 @@ mod common;
 use billing_api::types::UserBilling;
 use common::*;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use tui_admin::app::{Action, App, Command, Data, PageRequest, UserQuery, UserSort, View};
+use tui_admin::app::{Action, App, PageRequest, RpcAnswer, RpcCall, UserQuery, UserSort, View};
 use tui_admin::event::key_action;
 
-fn press(app: &mut App, code: KeyCode) -> Vec<Command> {
+fn press(app: &mut App, code: KeyCode) -> Vec<RpcCall> {
     match key_action(app, KeyEvent::new(code, KeyModifiers::NONE)) {
         Some(action) => app.update(action),
         None => vec![],
@@ -24,32 +24,32 @@ fn typed(app: &mut App, text: &str) {
     }
 }
 
-/// The one users request among `commands` (with the state fetch beside it).
-fn users_request(commands: &[Command]) -> (PageRequest, UserQuery) {
-    let found: Vec<_> = commands
+/// The one users request among `calls` (with the state fetch beside it).
+fn users_request(calls: &[RpcCall]) -> (PageRequest, UserQuery) {
+    let found: Vec<_> = calls
         .iter()
         .filter_map(|c| match c {
-            Command::Users(req, query) => Some((req.clone(), query.clone())),
+            RpcCall::Users(req, query) => Some((req.clone(), query.clone())),
             _ => None,
         })
         .collect();
     match found.as_slice() {
         [one] => one.clone(),
-        _ => panic!("one users request expected: {commands:?}"),
+        _ => panic!("one users request expected: {calls:?}"),
     }
 }
 
 #[test]
 fn s_asks_the_server_for_the_next_order_from_the_first_page() {
     let mut app = loaded(View::Users);
-    let commands = press(&mut app, KeyCode::Char('n'));
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Char('n'));
+    answer(&mut app, calls);
     assert_eq!(app.users.page_index(), 1);
     let mut seen = Vec::new();
     for _ in 0..4 {
-        let commands = press(&mut app, KeyCode::Char('s'));
-        let (req, query) = users_request(&commands);
-        assert_eq!(commands.len(), 1, "{commands:?}");
+        let calls = press(&mut app, KeyCode::Char('s'));
+        let (req, query) = users_request(&calls);
+        assert_eq!(calls.len(), 1, "{calls:?}");
         assert_eq!(
             (req.cursor, req.page_index),
             (None, 0),
@@ -57,7 +57,7 @@ fn s_asks_the_server_for_the_next_order_from_the_first_page() {
         );
         assert_eq!(query, app.users_query);
         assert!(app.users.items.is_empty(), "rows of the old order are gone");
-        answer(&mut app, commands);
+        answer(&mut app, calls);
         assert_eq!(app.users.page_index(), 0);
         seen.push(query.sort);
     }
@@ -80,9 +80,9 @@ fn s_asks_the_server_for_the_next_order_from_the_first_page() {
 #[test]
 fn the_lowest_balance_is_one_keypress() {
     let mut app = loaded(View::Users);
-    let commands = press(&mut app, KeyCode::Char('s'));
-    assert_eq!(users_request(&commands).1.sort, UserSort::BalanceAsc);
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Char('s'));
+    assert_eq!(users_request(&calls).1.sort, UserSort::BalanceAsc);
+    answer(&mut app, calls);
     let order: Vec<&str> = app
         .visible_users()
         .iter()
@@ -109,9 +109,9 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
         6,
         "the page is not filtered locally"
     );
-    let commands = press(&mut app, KeyCode::Enter);
-    let (req, query) = users_request(&commands);
-    assert_eq!(commands.len(), 1, "{commands:?}");
+    let calls = press(&mut app, KeyCode::Enter);
+    let (req, query) = users_request(&calls);
+    assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(req.cursor, None);
     assert_eq!(query.text.as_deref(), Some("u0004"), "trimmed");
     assert_eq!(query.sort, UserSort::Sid);
@@ -121,17 +121,17 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
         "the server's filter.text"
     );
     assert_eq!(app.filter_input, None);
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     assert_eq!(app.visible_users().len(), 1);
     assert!(app.detail.is_none());
 
     // `/` again starts from the search; Esc while typing clears it too.
     press(&mut app, KeyCode::Char('/'));
     assert_eq!(app.filter_input.as_deref(), Some("u0004"));
-    let commands = press(&mut app, KeyCode::Esc);
-    let (req, query) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Esc);
+    let (req, query) = users_request(&calls);
     assert_eq!((req.cursor, query), (None, UserQuery::default()));
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     assert_eq!(app.visible_users().len(), 6);
     assert!(
         press(&mut app, KeyCode::Esc).is_empty(),
@@ -141,35 +141,35 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
     // Esc on the list clears a search kept with Enter.
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "User 0002");
-    let commands = press(&mut app, KeyCode::Enter);
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Enter);
+    answer(&mut app, calls);
     assert_eq!(app.users_query.text.as_deref(), Some("User 0002"));
-    let commands = press(&mut app, KeyCode::Esc);
-    assert_eq!(users_request(&commands).1.text, None);
+    let calls = press(&mut app, KeyCode::Esc);
+    assert_eq!(users_request(&calls).1.text, None);
 
     // An empty search is no search.
     press(&mut app, KeyCode::Char('/'));
-    let commands = press(&mut app, KeyCode::Enter);
-    assert_eq!(users_request(&commands).1.filter(), None);
+    let calls = press(&mut app, KeyCode::Enter);
+    assert_eq!(users_request(&calls).1.filter(), None);
 }
 
 #[test]
 fn o_toggles_overdrawn_users_only() {
     let mut app = loaded(View::Users);
-    let commands = press(&mut app, KeyCode::Char('o'));
-    let (req, query) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Char('o'));
+    let (req, query) = users_request(&calls);
     assert_eq!(req.cursor, None);
     assert!(query.overdrawn);
     assert_eq!(query.filter().and_then(|f| f.overdrawn), Some(true));
-    answer(&mut app, commands);
+    answer(&mut app, calls);
     let sids: Vec<&str> = app
         .visible_users()
         .iter()
         .map(|u| u.user_sid.as_str())
         .collect();
     assert_eq!(sids, ["u-0001", "u-0005"]);
-    let commands = press(&mut app, KeyCode::Char('o'));
-    let (_, query) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Char('o'));
+    let (_, query) = users_request(&calls);
     assert_eq!((query.overdrawn, query.filter()), (false, None));
 }
 
@@ -182,40 +182,40 @@ fn paging_polling_and_refresh_keep_the_query() {
         &[KeyCode::Char('/')],
     ] {
         for key in keys {
-            let commands = press(&mut app, *key);
-            answer(&mut app, commands);
+            let calls = press(&mut app, *key);
+            answer(&mut app, calls);
         }
     }
     typed(&mut app, "example");
-    let commands = press(&mut app, KeyCode::Enter);
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Enter);
+    answer(&mut app, calls);
     let query = app.users_query.clone();
     assert_eq!(
         (query.sort, query.text.as_deref(), query.overdrawn),
         (UserSort::BalanceAsc, Some("example"), true)
     );
 
-    let commands = press(&mut app, KeyCode::Char('n'));
-    let (req, sent) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Char('n'));
+    let (req, sent) = users_request(&calls);
     assert_eq!((req.cursor.as_deref(), req.page_index), (Some("u-0005"), 1));
     assert_eq!(sent, query, "the cursor goes with the query it came from");
-    answer(&mut app, commands);
+    answer(&mut app, calls);
 
-    let commands = app.update(Action::Tick {
+    let calls = app.update(Action::Tick {
         now_millis: now_millis() + 5_000,
     });
-    let (req, sent) = users_request(&commands);
+    let (req, sent) = users_request(&calls);
     assert_eq!((req.cursor.as_deref(), req.page_index), (Some("u-0005"), 1));
     assert_eq!(sent, query, "polling re-fetches the page on screen");
-    answer(&mut app, commands);
+    answer(&mut app, calls);
 
-    let commands = press(&mut app, KeyCode::Char('p'));
-    let (req, sent) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Char('p'));
+    let (req, sent) = users_request(&calls);
     assert_eq!((req.cursor, sent), (None, query.clone()));
-    answer(&mut app, commands);
+    answer(&mut app, calls);
 
-    let commands = app.update(Action::Data(Data::RunNotified(run(50, 10, false))));
-    assert_eq!(users_request(&commands).1, query, "a finished pass too");
+    let calls = app.update(Action::Answer(RpcAnswer::RunNotified(run(50, 10, false))));
+    assert_eq!(users_request(&calls).1, query, "a finished pass too");
 }
 
 #[test]
@@ -234,9 +234,9 @@ fn an_answer_to_an_older_query_is_dropped() {
 
     // Even an answer that claims the newest request is dropped when it was
     // asked for another query.
-    let commands = press(&mut app, KeyCode::Char('r'));
-    let (req, _) = users_request(&commands);
-    app.update(Action::Data(Data::Users(
+    let calls = press(&mut app, KeyCode::Char('r'));
+    let (req, _) = users_request(&calls);
+    app.update(Action::Answer(RpcAnswer::Users(
         req,
         UserQuery::default(),
         Ok(page(vec![user(9, 1, 0)], None)),
@@ -247,20 +247,24 @@ fn an_answer_to_an_older_query_is_dropped() {
 #[test]
 fn a_refresh_keeps_the_selected_user_when_the_order_moves_it() {
     let mut app = loaded(View::Users);
-    let commands = press(&mut app, KeyCode::Char('s'));
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Char('s'));
+    answer(&mut app, calls);
     press(&mut app, KeyCode::Char('j'));
     assert_eq!(app.visible_users()[app.users.selected].user_sid, "u-0001");
     // u-0001 paid meanwhile: it moves to the end of the page.
-    let commands = press(&mut app, KeyCode::Char('r'));
-    let (req, query) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Char('r'));
+    let (req, query) = users_request(&calls);
     let mut rows = users_for(&query);
     let moved = rows.remove(1);
     rows.push(UserBilling {
         credit_balance_cents: 99_999_999,
         ..moved
     });
-    app.update(Action::Data(Data::Users(req, query, Ok(page(rows, None)))));
+    app.update(Action::Answer(RpcAnswer::Users(
+        req,
+        query,
+        Ok(page(rows, None)),
+    )));
     assert_eq!(app.users.selected, 5);
     assert_eq!(app.visible_users()[5].user_sid, "u-0001");
 }
@@ -286,16 +290,16 @@ fn a_search_that_finds_nobody_opens_the_sid() {
     let mut app = loaded(View::Users);
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "u-0777123");
-    let commands = press(&mut app, KeyCode::Enter);
-    let (req, query) = users_request(&commands);
+    let calls = press(&mut app, KeyCode::Enter);
+    let (req, query) = users_request(&calls);
     assert_eq!(query.text.as_deref(), Some("u-0777123"));
     assert!(app.detail.is_none(), "the search answers first");
-    let more = app.update(Action::Data(Data::Users(
+    let more = app.update(Action::Answer(RpcAnswer::Users(
         req,
         query.clone(),
         Ok(page(vec![], Some("opaque"))),
     )));
-    assert_eq!(more, vec![Command::Detail("u-0777123".into())]);
+    assert_eq!(more, vec![RpcCall::Detail("u-0777123".into())]);
     assert_eq!(
         app.detail.as_ref().map(|d| d.user_sid.as_str()),
         Some("u-0777123")
@@ -310,16 +314,16 @@ fn a_search_that_finds_nobody_opens_the_sid() {
     let mut app = loaded(View::Users);
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "u-4242");
-    let commands = press(&mut app, KeyCode::Enter);
-    let (req, query) = users_request(&commands);
-    let more = app.update(Action::Data(Data::Users(
+    let calls = press(&mut app, KeyCode::Enter);
+    let (req, query) = users_request(&calls);
+    let more = app.update(Action::Answer(RpcAnswer::Users(
         req,
         query,
         Ok(page(vec![], None)),
     )));
     let (req, query) = users_request(&more);
     assert_eq!((req.cursor, query), (None, UserQuery::default()));
-    assert!(more.contains(&Command::Detail("u-4242".into())), "{more:?}");
+    assert!(more.contains(&RpcCall::Detail("u-4242".into())), "{more:?}");
     assert_eq!(app.users_query.text, None);
 }
 
@@ -328,14 +332,14 @@ fn a_search_that_finds_users_opens_nothing() {
     let mut app = loaded(View::Users);
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "User 0002");
-    let commands = press(&mut app, KeyCode::Enter);
-    answer(&mut app, commands);
+    let calls = press(&mut app, KeyCode::Enter);
+    answer(&mut app, calls);
     assert!(app.detail.is_none());
     assert_eq!(app.visible_users().len(), 1);
     // Nor does a later empty page of the same search (only its first answer counts).
-    let commands = press(&mut app, KeyCode::Char('r'));
-    let (req, query) = users_request(&commands);
-    let more = app.update(Action::Data(Data::Users(
+    let calls = press(&mut app, KeyCode::Char('r'));
+    let (req, query) = users_request(&calls);
+    let more = app.update(Action::Answer(RpcAnswer::Users(
         req,
         query,
         Ok(page(vec![], None)),

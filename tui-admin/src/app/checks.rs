@@ -1,12 +1,13 @@
 //! `R` and `V`: a ledger check (`reconcile`, `verify`) run on the server from
-//! the dashboard. The call returns when the check ends; meanwhile the state is
-//! polled every second, so the Aggregator view shows the server's progress.
+//! the dashboard. The call returns when the check ends; meanwhile the
+//! aggregator state is polled every second, so the Aggregator view shows the
+//! server's progress.
 
 use billing_api::CheckKind;
 
-use super::{App, Command, Fetched, Popup};
+use super::{App, Fetched, Popup, RpcCall};
 
-/// How often the state is fetched while a check runs, for its progress.
+/// How often the aggregator state is fetched while a check runs, for its progress.
 pub const CHECK_POLL_MILLIS: u64 = 1_000;
 
 /// A check this dashboard asked for.
@@ -18,7 +19,7 @@ pub struct LocalCheck {
 
 impl App {
     /// Asks the server for a check, unless one asked for here still runs.
-    pub(super) fn run_check(&mut self, kind: CheckKind) -> Vec<Command> {
+    pub(super) fn run_check(&mut self, kind: CheckKind) -> Vec<RpcCall> {
         if self.check.is_some() || self.popup.is_some() {
             return vec![];
         }
@@ -28,29 +29,29 @@ impl App {
         });
         self.check_error = None;
         self.last_check_poll_millis = self.now_millis;
-        vec![Command::Check(kind)]
+        vec![RpcCall::Check(kind)]
     }
 
-    /// While a check runs: the state every second, for its progress.
-    pub(super) fn poll_check_progress(&mut self) -> Vec<Command> {
+    /// While a check runs: the aggregator state every second, for its progress.
+    pub(super) fn poll_check_progress(&mut self) -> Vec<RpcCall> {
         let running = self.check.is_some()
             || self
-                .state
+                .aggregator_state
                 .data
                 .as_ref()
                 .is_some_and(|s| s.check_running.is_some());
         if !running
-            || self.state.loading
+            || self.aggregator_state.loading
             || self.now_millis.saturating_sub(self.last_check_poll_millis) < CHECK_POLL_MILLIS
         {
             return vec![];
         }
         self.last_check_poll_millis = self.now_millis;
-        self.state.loading = true;
-        vec![Command::State]
+        self.aggregator_state.loading = true;
+        vec![RpcCall::AggregatorState]
     }
 
-    pub(super) fn check_returned(&mut self, kind: CheckKind, result: Fetched<()>) -> Vec<Command> {
+    pub(super) fn check_returned(&mut self, kind: CheckKind, result: Fetched<()>) -> Vec<RpcCall> {
         self.note_result(&result);
         if self.check.is_some_and(|c| c.kind == kind) {
             self.check = None;
@@ -60,7 +61,7 @@ impl App {
             // still shows here when it ends.
             self.check_error = Some(format!("{}: {}", kind.name(), err.message));
         }
-        // The outcome is in the state: fetch it now (and the rest of the view).
+        // The outcome is in the aggregator state: fetch it now (and the rest of the view).
         if self.popup == Some(Popup::Help) {
             return vec![];
         }

@@ -5,7 +5,7 @@
 use billing_api::Event;
 use billing_api::types::Page;
 
-use super::{App, Command, Fetched, PageRequest, Popup};
+use super::{App, Fetched, PageRequest, Popup, RpcCall};
 use crate::event_text;
 
 /// The event shown in the detail popup, and how far it is scrolled.
@@ -29,17 +29,17 @@ impl App {
     }
 
     /// The fetch of the page on screen, unless one is in flight.
-    pub(super) fn refresh_events(&mut self) -> Option<Command> {
-        (!self.events.loading).then(|| Command::Events(self.events.current()))
+    pub(super) fn refresh_events(&mut self) -> Option<RpcCall> {
+        (!self.events.loading).then(|| RpcCall::Events(self.events.current()))
     }
 
-    pub(super) fn turn_events_page(&mut self, forward: bool) -> Vec<Command> {
+    pub(super) fn turn_events_page(&mut self, forward: bool) -> Vec<RpcCall> {
         let req = if forward {
             self.events.next()
         } else {
             self.events.prev()
         };
-        req.map(Command::Events).into_iter().collect()
+        req.map(RpcCall::Events).into_iter().collect()
     }
 
     pub(super) fn set_events_filter(&mut self, text: String) {
@@ -48,7 +48,7 @@ impl App {
     }
 
     /// Opens the selected event in the detail popup; it is already loaded.
-    pub(super) fn open_event(&mut self) -> Vec<Command> {
+    pub(super) fn open_event(&mut self) -> Vec<RpcCall> {
         if let Some(event) = self.visible_events().get(self.events.selected) {
             self.popup = Some(Popup::Event(EventDetail {
                 event: (*event).clone(),

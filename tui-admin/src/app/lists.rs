@@ -36,7 +36,7 @@ impl App {
 
     pub fn visible_nodes(&self) -> Vec<&NodeState> {
         let needle = self.nodes_filter.to_lowercase();
-        self.state
+        self.aggregator_state
             .data
             .as_ref()
             .map(|s| {

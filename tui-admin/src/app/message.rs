@@ -1,6 +1,6 @@
 //! What moves the dashboard: the actions [`super::App::update`] takes, the
-//! fetch results they carry, and the commands (RPC calls) it returns;
-//! [`Data::scrubbed`] cleans every answer before it is stored.
+//! answers from the server they carry, and the RPC calls it returns;
+//! [`RpcAnswer::scrubbed`] cleans every answer before it is stored.
 
 use billing_api::types::{
     AggregateSummary, AggregatorState, Overview, Page, Payment, RejectedItem, UserBilling,
@@ -52,17 +52,18 @@ pub enum Action {
         now_millis: u64,
     },
     Resize,
-    Data(Data),
+    Answer(RpcAnswer),
 }
 
-/// Results of finished fetches and subscription events.
+/// What comes back from the server: the result of a finished [`RpcCall`], or
+/// news from the run subscription.
 // As for `Action`: a few per second, moved by value; the state (with its check
 // outcomes) is the large one and the most frequent.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
-pub enum Data {
+pub enum RpcAnswer {
     Overview(Fetched<Overview>),
-    State(Fetched<AggregatorState>),
+    AggregatorState(Fetched<AggregatorState>),
     Runs(Fetched<Vec<AggregateSummary>>),
     /// A page of users, with the query it was asked for.
     Users(PageRequest, UserQuery, Fetched<Page<UserBilling>>),
@@ -79,11 +80,12 @@ pub enum Data {
     Live(bool),
 }
 
-/// RPC calls the run loop hands to the fetcher.
+/// An RPC call [`super::App::update`] asks for; the run loop hands it to the
+/// fetcher, which sends its [`RpcAnswer`] back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub enum RpcCall {
     Overview,
-    State,
+    AggregatorState,
     Runs,
     /// A page of `list_users` in the query's order and through its filter.
     Users(PageRequest, UserQuery),
@@ -95,13 +97,13 @@ pub enum Command {
     Check(CheckKind),
 }
 
-impl Data {
+impl RpcAnswer {
     /// The same answer with every string from the server made visible
     /// ([`crate::safe::visible`]), so no view can show a raw control character.
     /// Page cursors stay as the server sent them (they are only sent back, never
     /// shown), and so does what the dashboard itself asked for (requests, sids).
     /// No wildcard arm: a new variant does not compile until it is handled here.
-    pub(crate) fn scrubbed(self) -> Data {
+    pub(crate) fn scrubbed(self) -> RpcAnswer {
         fn page<T: Serialize + DeserializeOwned>(result: Fetched<Page<T>>) -> Fetched<Page<T>> {
             result.map_err(scrub).map(|page| Page {
                 items: scrub(page.items),
@@ -109,18 +111,18 @@ impl Data {
             })
         }
         match self {
-            Data::Overview(result) => Data::Overview(scrub(result)),
-            Data::State(result) => Data::State(scrub(result)),
-            Data::Runs(result) => Data::Runs(scrub(result)),
-            Data::Users(req, query, result) => Data::Users(req, query, page(result)),
-            Data::Payments(req, result) => Data::Payments(req, page(result)),
-            Data::Rejected(req, result) => Data::Rejected(req, page(result)),
-            Data::Events(req, result) => Data::Events(req, page(result)),
-            Data::Detail(sid, result) => Data::Detail(sid, scrub(result)),
-            Data::Aggregated(result) => Data::Aggregated(scrub(result)),
-            Data::Checked(kind, result) => Data::Checked(kind, result.map_err(scrub)),
-            Data::RunNotified(summary) => Data::RunNotified(scrub(summary)),
-            Data::Live(live) => Data::Live(live),
+            RpcAnswer::Overview(result) => RpcAnswer::Overview(scrub(result)),
+            RpcAnswer::AggregatorState(result) => RpcAnswer::AggregatorState(scrub(result)),
+            RpcAnswer::Runs(result) => RpcAnswer::Runs(scrub(result)),
+            RpcAnswer::Users(req, query, result) => RpcAnswer::Users(req, query, page(result)),
+            RpcAnswer::Payments(req, result) => RpcAnswer::Payments(req, page(result)),
+            RpcAnswer::Rejected(req, result) => RpcAnswer::Rejected(req, page(result)),
+            RpcAnswer::Events(req, result) => RpcAnswer::Events(req, page(result)),
+            RpcAnswer::Detail(sid, result) => RpcAnswer::Detail(sid, scrub(result)),
+            RpcAnswer::Aggregated(result) => RpcAnswer::Aggregated(scrub(result)),
+            RpcAnswer::Checked(kind, result) => RpcAnswer::Checked(kind, result.map_err(scrub)),
+            RpcAnswer::RunNotified(summary) => RpcAnswer::RunNotified(scrub(summary)),
+            RpcAnswer::Live(live) => RpcAnswer::Live(live),
         }
     }
 }

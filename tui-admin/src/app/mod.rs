@@ -1,5 +1,5 @@
 //! The dashboard's state and the only place it changes: [`App::update`] takes
-//! an [`Action`] and returns the [`Command`]s (RPC calls) to run. It never
+//! an [`Action`] and returns the [`RpcCall`]s to start. It never
 //! awaits, so key handling stays instant and tests can drive it directly.
 
 pub use crate::remote::{ErrorKind, FetchError, Fetched, PageRequest, Paged, Remote};
@@ -25,7 +25,7 @@ mod view;
 
 pub use checks::LocalCheck;
 pub use events::EventDetail;
-pub use message::{Action, Command, Data};
+pub use message::{Action, RpcAnswer, RpcCall};
 pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserQuery, UserSort, View};
 
 /// The whole dashboard state.
@@ -50,7 +50,7 @@ pub struct App {
     pub filter_input: Option<String>,
 
     pub overview: Remote<Overview>,
-    pub state: Remote<AggregatorState>,
+    pub aggregator_state: Remote<AggregatorState>,
     pub runs: Remote<Vec<AggregateSummary>>,
     pub users: Paged<UserBilling>,
     /// The order and filter the server lists the users in.
@@ -93,7 +93,7 @@ impl App {
             popup: None,
             filter_input: None,
             overview: Remote::default(),
-            state: Remote::default(),
+            aggregator_state: Remote::default(),
             runs: Remote::default(),
             users: Paged::default(),
             users_query: UserQuery::default(),
@@ -114,7 +114,7 @@ impl App {
     }
 
     /// The first fetches, issued when the dashboard opens.
-    pub fn start(&mut self, now_millis: u64) -> Vec<Command> {
+    pub fn start(&mut self, now_millis: u64) -> Vec<RpcCall> {
         self.now_millis = now_millis;
         self.refresh()
     }
@@ -122,7 +122,7 @@ impl App {
     /// Whether any request is in flight (drives the spinner).
     pub fn is_loading(&self) -> bool {
         self.overview.loading
-            || self.state.loading
+            || self.aggregator_state.loading
             || self.runs.loading
             || self.users.loading
             || self.payments.loading
@@ -146,7 +146,7 @@ impl App {
     }
 
     /// Applies one action; returns the RPC calls to start.
-    pub fn update(&mut self, action: Action) -> Vec<Command> {
+    pub fn update(&mut self, action: Action) -> Vec<RpcCall> {
         match action {
             Action::Quit => {
                 self.should_quit = true;
@@ -197,7 +197,7 @@ impl App {
                     self.payments_user = (!text.is_empty()).then_some(text);
                     self.payments.selected = 0;
                     let req = self.payments.first();
-                    return vec![Command::Payments(req, self.payments_user.clone())];
+                    return vec![RpcCall::Payments(req, self.payments_user.clone())];
                 }
                 self.set_local_filter(text);
                 vec![]
@@ -216,7 +216,7 @@ impl App {
             Action::ConfirmAggregate => {
                 if self.popup == Some(Popup::ConfirmAggregate) {
                     self.popup = Some(Popup::Aggregating);
-                    vec![Command::AggregateNow]
+                    vec![RpcCall::AggregateNow]
                 } else {
                     vec![]
                 }
@@ -243,11 +243,11 @@ impl App {
                 }
             }
             Action::Resize => vec![],
-            Action::Data(data) => self.receive(data),
+            Action::Answer(answer) => self.receive(answer),
         }
     }
 
-    fn show(&mut self, view: View) -> Vec<Command> {
+    fn show(&mut self, view: View) -> Vec<RpcCall> {
         if self.view == view && self.detail.is_none() {
             return vec![];
         }
@@ -257,30 +257,30 @@ impl App {
         self.refresh()
     }
 
-    /// Fetches what the current view shows (plus the header state and an open detail).
-    fn refresh(&mut self) -> Vec<Command> {
+    /// Fetches what the current view shows (plus the aggregator state and an open detail).
+    fn refresh(&mut self) -> Vec<RpcCall> {
         self.last_poll_millis = Some(self.now_millis);
-        let mut commands = Vec::new();
+        let mut calls = Vec::new();
         // Skip what is still in flight: a slow server must not pile up requests.
-        if !self.state.loading {
-            self.state.loading = true;
-            commands.push(Command::State);
+        if !self.aggregator_state.loading {
+            self.aggregator_state.loading = true;
+            calls.push(RpcCall::AggregatorState);
         }
         match self.view {
             View::Overview => {
                 if !self.overview.loading {
                     self.overview.loading = true;
-                    commands.push(Command::Overview);
+                    calls.push(RpcCall::Overview);
                 }
                 if !self.runs.loading {
                     self.runs.loading = true;
-                    commands.push(Command::Runs);
+                    calls.push(RpcCall::Runs);
                 }
             }
-            View::Users => commands.extend(self.refresh_users()),
+            View::Users => calls.extend(self.refresh_users()),
             View::Payments => {
                 if !self.payments.loading {
-                    commands.push(Command::Payments(
+                    calls.push(RpcCall::Payments(
                         self.payments.current(),
                         self.payments_user.clone(),
                     ));
@@ -289,18 +289,18 @@ impl App {
             View::Aggregator => {}
             View::Rejected => {
                 if !self.rejected.loading {
-                    commands.push(Command::Rejected(self.rejected.current()));
+                    calls.push(RpcCall::Rejected(self.rejected.current()));
                 }
             }
-            View::Events => commands.extend(self.refresh_events()),
+            View::Events => calls.extend(self.refresh_events()),
         }
         if let Some(detail) = self.detail.as_mut()
             && !detail.data.loading
         {
             detail.data.loading = true;
-            commands.push(Command::Detail(detail.user_sid.clone()));
+            calls.push(RpcCall::Detail(detail.user_sid.clone()));
         }
-        commands
+        calls
     }
 
     fn list_len(&self) -> usize {
@@ -314,7 +314,7 @@ impl App {
         }
     }
 
-    fn move_selection(&mut self, delta: isize) -> Vec<Command> {
+    fn move_selection(&mut self, delta: isize) -> Vec<RpcCall> {
         if self.scroll_event(delta) || self.detail.is_some() || self.popup.is_some() {
             return vec![];
         }
@@ -337,7 +337,7 @@ impl App {
         vec![]
     }
 
-    fn turn_page(&mut self, forward: bool) -> Vec<Command> {
+    fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
         if self.detail.is_some() || self.popup.is_some() {
             return vec![];
         }
@@ -349,7 +349,7 @@ impl App {
                 } else {
                     self.payments.prev()
                 };
-                req.map(|r| Command::Payments(r, self.payments_user.clone()))
+                req.map(|r| RpcCall::Payments(r, self.payments_user.clone()))
                     .into_iter()
                     .collect()
             }
@@ -359,7 +359,7 @@ impl App {
                 } else {
                     self.rejected.prev()
                 };
-                req.map(Command::Rejected).into_iter().collect()
+                req.map(RpcCall::Rejected).into_iter().collect()
             }
             View::Events => self.turn_events_page(forward),
             View::Overview | View::Aggregator => vec![],
@@ -383,7 +383,7 @@ impl App {
         }
     }
 
-    fn open(&mut self) -> Vec<Command> {
+    fn open(&mut self) -> Vec<RpcCall> {
         if self.popup.is_some() || self.detail.is_some() {
             return vec![];
         }
@@ -408,7 +408,7 @@ impl App {
         self.open_user(sid)
     }
 
-    fn open_user(&mut self, sid: String) -> Vec<Command> {
+    fn open_user(&mut self, sid: String) -> Vec<RpcCall> {
         self.detail = Some(UserDetail {
             user_sid: sid.clone(),
             data: Remote {
@@ -416,10 +416,10 @@ impl App {
                 ..Remote::default()
             },
         });
-        vec![Command::Detail(sid)]
+        vec![RpcCall::Detail(sid)]
     }
 
-    fn back(&mut self) -> Vec<Command> {
+    fn back(&mut self) -> Vec<RpcCall> {
         if self.filter_input.take().is_some() {
             if self.view == View::Users {
                 return self.clear_users_search();
@@ -438,7 +438,7 @@ impl App {
                 self.payments_user = None;
                 self.payments.selected = 0;
                 let req = self.payments.first();
-                vec![Command::Payments(req, None)]
+                vec![RpcCall::Payments(req, None)]
             }
             View::Users => self.clear_users_search(),
             _ => {
@@ -465,38 +465,38 @@ impl App {
         }
     }
 
-    fn receive(&mut self, data: Data) -> Vec<Command> {
+    fn receive(&mut self, answer: RpcAnswer) -> Vec<RpcCall> {
         // Remote text becomes visible here, before any view can read it.
-        match data.scrubbed() {
-            Data::Overview(result) => {
+        match answer.scrubbed() {
+            RpcAnswer::Overview(result) => {
                 self.note_result(&result);
                 self.overview.accept(result);
             }
-            Data::State(result) => {
+            RpcAnswer::AggregatorState(result) => {
                 self.note_result(&result);
-                self.state.accept(result);
+                self.aggregator_state.accept(result);
                 let len = self.visible_nodes().len();
                 self.nodes_selected = self.nodes_selected.min(len.saturating_sub(1));
             }
-            Data::Runs(result) => {
+            RpcAnswer::Runs(result) => {
                 self.note_result(&result);
                 self.runs.accept(result);
             }
-            Data::Users(req, query, result) => return self.accept_users(req, query, result),
-            Data::Payments(req, result) => {
+            RpcAnswer::Users(req, query, result) => return self.accept_users(req, query, result),
+            RpcAnswer::Payments(req, result) => {
                 self.note_result(&result);
                 self.payments.accept(req, result);
                 let len = self.payments.items.len();
                 self.payments.selected = self.payments.selected.min(len.saturating_sub(1));
             }
-            Data::Rejected(req, result) => {
+            RpcAnswer::Rejected(req, result) => {
                 self.note_result(&result);
                 self.rejected.accept(req, result);
                 let len = self.visible_rejected().len();
                 self.rejected.selected = self.rejected.selected.min(len.saturating_sub(1));
             }
-            Data::Events(req, result) => self.accept_events(req, result),
-            Data::Detail(sid, result) => {
+            RpcAnswer::Events(req, result) => self.accept_events(req, result),
+            RpcAnswer::Detail(sid, result) => {
                 self.note_result(&result);
                 if let Some(detail) = self.detail.as_mut()
                     && detail.user_sid == sid
@@ -504,7 +504,7 @@ impl App {
                     detail.data.accept(result);
                 }
             }
-            Data::Aggregated(result) => {
+            RpcAnswer::Aggregated(result) => {
                 self.note_result(&result);
                 let open = matches!(self.popup, Some(Popup::Aggregating));
                 match result {
@@ -521,9 +521,9 @@ impl App {
                     }
                 }
             }
-            Data::Checked(kind, result) => return self.check_returned(kind, result),
-            Data::RunNotified(_) => return self.refresh(),
-            Data::Live(live) => self.live = live,
+            RpcAnswer::Checked(kind, result) => return self.check_returned(kind, result),
+            RpcAnswer::RunNotified(_) => return self.refresh(),
+            RpcAnswer::Live(live) => self.live = live,
         }
         vec![]
     }

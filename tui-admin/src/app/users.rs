@@ -6,22 +6,22 @@
 
 use billing_api::types::{Page, UserBilling};
 
-use super::{App, Command, Fetched, PageRequest, UserQuery, View};
+use super::{App, Fetched, PageRequest, RpcCall, UserQuery, View};
 
 impl App {
     /// The fetch of the users page on screen, unless one is in flight.
-    pub(super) fn refresh_users(&mut self) -> Option<Command> {
+    pub(super) fn refresh_users(&mut self) -> Option<RpcCall> {
         (!self.users.loading)
-            .then(|| Command::Users(self.users.current(), self.users_query.clone()))
+            .then(|| RpcCall::Users(self.users.current(), self.users_query.clone()))
     }
 
-    pub(super) fn turn_users_page(&mut self, forward: bool) -> Vec<Command> {
+    pub(super) fn turn_users_page(&mut self, forward: bool) -> Vec<RpcCall> {
         let req = if forward {
             self.users.next()
         } else {
             self.users.prev()
         };
-        req.map(|r| Command::Users(r, self.users_query.clone()))
+        req.map(|r| RpcCall::Users(r, self.users_query.clone()))
             .into_iter()
             .collect()
     }
@@ -34,17 +34,17 @@ impl App {
 
     /// Runs `query` from its first page; the cursors of the last one are
     /// only valid for it.
-    fn run_users_query(&mut self, query: UserQuery) -> Vec<Command> {
+    fn run_users_query(&mut self, query: UserQuery) -> Vec<RpcCall> {
         self.users_query = query;
         self.users_lookup = None;
-        vec![Command::Users(
+        vec![RpcCall::Users(
             self.users.restart(),
             self.users_query.clone(),
         )]
     }
 
     /// `s`: the next order, from the first page.
-    pub(super) fn cycle_users_sort(&mut self) -> Vec<Command> {
+    pub(super) fn cycle_users_sort(&mut self) -> Vec<RpcCall> {
         if !self.on_users_list() {
             return vec![];
         }
@@ -56,7 +56,7 @@ impl App {
     }
 
     /// `o`: overdrawn users only, or all again.
-    pub(super) fn toggle_overdrawn(&mut self) -> Vec<Command> {
+    pub(super) fn toggle_overdrawn(&mut self) -> Vec<RpcCall> {
         if !self.on_users_list() {
             return vec![];
         }
@@ -70,23 +70,23 @@ impl App {
     /// Enter after `/`: searches all users for `text` (none if it is blank).
     /// If its first page finds nobody, `text` is opened as a sid
     /// ([`Self::accept_users`]).
-    pub(super) fn search_users(&mut self, text: &str) -> Vec<Command> {
+    pub(super) fn search_users(&mut self, text: &str) -> Vec<RpcCall> {
         let text = text.trim();
         let query = UserQuery {
             text: (!text.is_empty()).then(|| text.to_string()),
             ..self.users_query.clone()
         };
-        let commands = self.run_users_query(query);
-        if let Some(Command::Users(req, _)) = commands.first()
+        let calls = self.run_users_query(query);
+        if let Some(RpcCall::Users(req, _)) = calls.first()
             && !text.is_empty()
         {
             self.users_lookup = Some((req.seq, text.to_string()));
         }
-        commands
+        calls
     }
 
     /// Esc: drops the search, if there is one.
-    pub(super) fn clear_users_search(&mut self) -> Vec<Command> {
+    pub(super) fn clear_users_search(&mut self) -> Vec<RpcCall> {
         if self.users_query.text.is_none() {
             return vec![];
         }
@@ -109,7 +109,7 @@ impl App {
         req: PageRequest,
         query: UserQuery,
         result: Fetched<Page<UserBilling>>,
-    ) -> Vec<Command> {
+    ) -> Vec<RpcCall> {
         self.note_result(&result);
         if query != self.users_query {
             return vec![];
@@ -139,13 +139,13 @@ impl App {
             Some((_, sid))
                 if found_nobody && self.on_users_list() && self.filter_input.is_none() =>
             {
-                let mut commands = if self.users.next_cursor.is_none() {
+                let mut calls = if self.users.next_cursor.is_none() {
                     self.clear_users_search()
                 } else {
                     vec![]
                 };
-                commands.extend(self.open_user(sid));
-                commands
+                calls.extend(self.open_user(sid));
+                calls
             }
             _ => vec![],
         }

@@ -13,7 +13,7 @@ use crate::app::{App, Popup};
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let remote = &app.state;
+    let remote = &app.aggregator_state;
     let checks = remote
         .data
         .as_ref()

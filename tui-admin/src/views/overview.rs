@@ -137,7 +137,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         detail,
         health_color,
     );
-    let last = app.state.data.as_ref().and_then(|s| s.last_run.as_ref());
+    let last = app
+        .aggregator_state
+        .data
+        .as_ref()
+        .and_then(|s| s.last_run.as_ref());
     let (value, detail) = match (ov.last_run_at.as_deref(), last) {
         (Some(at), Some(run)) => (
             format::age(app.now_millis, at),

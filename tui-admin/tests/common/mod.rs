@@ -11,7 +11,7 @@ use billing_api::{
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use tui_admin::app::{
-    Action, App, Command, Data, ErrorKind, FetchError, UserDetailData, UserQuery,
+    Action, App, ErrorKind, FetchError, RpcAnswer, RpcCall, UserDetailData, UserQuery,
 };
 
 /// The dashboard clock in every test: 2026-11-27T10:00:00Z.
@@ -22,14 +22,14 @@ pub fn now_millis() -> u64 {
 }
 
 /// A dashboard that just opened, with the fetches it started.
-pub fn fresh() -> (App, Vec<Command>) {
+pub fn fresh() -> (App, Vec<RpcCall>) {
     let mut app = App::new(
         "http://127.0.0.1:8787",
         "file ./demo-data/admin.secret",
         2000,
     );
-    let commands = app.start(now_millis());
-    (app, commands)
+    let calls = app.start(now_millis());
+    (app, calls)
 }
 
 pub fn user(i: u32, paid: i64, consumed: i64) -> UserBilling {
@@ -422,21 +422,23 @@ pub fn users_for(query: &UserQuery) -> Vec<UserBilling> {
     rows
 }
 
-/// Feeds every command's realistic answer back into the app, like the fetcher would.
-pub fn answer(app: &mut App, commands: Vec<Command>) {
-    for command in commands {
-        let data = match command {
-            Command::Overview => Data::Overview(Ok(overview())),
-            Command::State => Data::State(Ok(state())),
-            Command::Runs => Data::Runs(Ok(runs())),
-            Command::Users(req, query) => {
+/// Feeds every call's realistic answer back into the app, like the fetcher would.
+pub fn answer(app: &mut App, calls: Vec<RpcCall>) {
+    for call in calls {
+        let data = match call {
+            RpcCall::Overview => RpcAnswer::Overview(Ok(overview())),
+            RpcCall::AggregatorState => RpcAnswer::AggregatorState(Ok(state())),
+            RpcCall::Runs => RpcAnswer::Runs(Ok(runs())),
+            RpcCall::Users(req, query) => {
                 let rows = users_for(&query);
-                Data::Users(req, query, Ok(page(rows, Some("u-0005"))))
+                RpcAnswer::Users(req, query, Ok(page(rows, Some("u-0005"))))
             }
-            Command::Payments(req, _) => Data::Payments(req, Ok(page(payments(), None))),
-            Command::Rejected(req) => Data::Rejected(req, Ok(page(rejected(), None))),
-            Command::Events(req) => Data::Events(req, Ok(page(events(), Some("evt_000000000001")))),
-            Command::Detail(sid) => Data::Detail(
+            RpcCall::Payments(req, _) => RpcAnswer::Payments(req, Ok(page(payments(), None))),
+            RpcCall::Rejected(req) => RpcAnswer::Rejected(req, Ok(page(rejected(), None))),
+            RpcCall::Events(req) => {
+                RpcAnswer::Events(req, Ok(page(events(), Some("evt_000000000001"))))
+            }
+            RpcCall::Detail(sid) => RpcAnswer::Detail(
                 sid.clone(),
                 Ok(UserDetailData {
                     balance: Balance {
@@ -450,42 +452,42 @@ pub fn answer(app: &mut App, commands: Vec<Command>) {
                     consumed: consumed(&sid),
                 }),
             ),
-            Command::AggregateNow => Data::Aggregated(Ok(run(49, 321, false))),
-            Command::Check(kind) => Data::Checked(kind, Ok(())),
+            RpcCall::AggregateNow => RpcAnswer::Aggregated(Ok(run(49, 321, false))),
+            RpcCall::Check(kind) => RpcAnswer::Checked(kind, Ok(())),
         };
-        let more = app.update(Action::Data(data));
+        let more = app.update(Action::Answer(data));
         answer(app, more);
     }
 }
 
-/// Answers every command with the same error.
-pub fn fail(app: &mut App, commands: Vec<Command>, kind: ErrorKind, message: &str) {
-    for command in commands {
+/// Answers every call with the same error.
+pub fn fail(app: &mut App, calls: Vec<RpcCall>, kind: ErrorKind, message: &str) {
+    for call in calls {
         let err = FetchError {
             kind: kind.clone(),
             message: message.into(),
         };
-        let data = match command {
-            Command::Overview => Data::Overview(Err(err)),
-            Command::State => Data::State(Err(err)),
-            Command::Runs => Data::Runs(Err(err)),
-            Command::Users(req, query) => Data::Users(req, query, Err(err)),
-            Command::Payments(req, _) => Data::Payments(req, Err(err)),
-            Command::Rejected(req) => Data::Rejected(req, Err(err)),
-            Command::Events(req) => Data::Events(req, Err(err)),
-            Command::Detail(sid) => Data::Detail(sid, Err(err)),
-            Command::AggregateNow => Data::Aggregated(Err(err)),
-            Command::Check(kind) => Data::Checked(kind, Err(err)),
+        let data = match call {
+            RpcCall::Overview => RpcAnswer::Overview(Err(err)),
+            RpcCall::AggregatorState => RpcAnswer::AggregatorState(Err(err)),
+            RpcCall::Runs => RpcAnswer::Runs(Err(err)),
+            RpcCall::Users(req, query) => RpcAnswer::Users(req, query, Err(err)),
+            RpcCall::Payments(req, _) => RpcAnswer::Payments(req, Err(err)),
+            RpcCall::Rejected(req) => RpcAnswer::Rejected(req, Err(err)),
+            RpcCall::Events(req) => RpcAnswer::Events(req, Err(err)),
+            RpcCall::Detail(sid) => RpcAnswer::Detail(sid, Err(err)),
+            RpcCall::AggregateNow => RpcAnswer::Aggregated(Err(err)),
+            RpcCall::Check(kind) => RpcAnswer::Checked(kind, Err(err)),
         };
-        app.update(Action::Data(data));
+        app.update(Action::Answer(data));
     }
 }
 
 /// Answers with an empty ledger (a fresh server).
-pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
-    for command in commands {
-        let data = match command {
-            Command::Overview => Data::Overview(Ok(Overview {
+pub fn answer_empty(app: &mut App, calls: Vec<RpcCall>) {
+    for call in calls {
+        let data = match call {
+            RpcCall::Overview => RpcAnswer::Overview(Ok(Overview {
                 total_users: 0,
                 total_balance_cents: 0,
                 overdrawn_users: 0,
@@ -496,7 +498,7 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
                 last_run_at: None,
                 stale_nodes: 0,
             })),
-            Command::State => Data::State(Ok(AggregatorState {
+            RpcCall::AggregatorState => RpcAnswer::AggregatorState(Ok(AggregatorState {
                 health: Health::Idle,
                 last_run: None,
                 last_run_replica: None,
@@ -506,22 +508,22 @@ pub fn answer_empty(app: &mut App, commands: Vec<Command>) {
                 last_reconcile: None,
                 check_running: None,
             })),
-            Command::Runs => Data::Runs(Ok(vec![])),
-            Command::Users(req, query) => Data::Users(req, query, Ok(page(vec![], None))),
-            Command::Payments(req, _) => Data::Payments(req, Ok(page(vec![], None))),
-            Command::Rejected(req) => Data::Rejected(req, Ok(page(vec![], None))),
-            Command::Events(req) => Data::Events(req, Ok(page(vec![], None))),
-            Command::Detail(sid) => Data::Detail(
+            RpcCall::Runs => RpcAnswer::Runs(Ok(vec![])),
+            RpcCall::Users(req, query) => RpcAnswer::Users(req, query, Ok(page(vec![], None))),
+            RpcCall::Payments(req, _) => RpcAnswer::Payments(req, Ok(page(vec![], None))),
+            RpcCall::Rejected(req) => RpcAnswer::Rejected(req, Ok(page(vec![], None))),
+            RpcCall::Events(req) => RpcAnswer::Events(req, Ok(page(vec![], None))),
+            RpcCall::Detail(sid) => RpcAnswer::Detail(
                 sid,
                 Err(FetchError {
                     kind: ErrorKind::Server,
                     message: "not found".into(),
                 }),
             ),
-            Command::AggregateNow => Data::Aggregated(Ok(AggregateSummary::default())),
-            Command::Check(kind) => Data::Checked(kind, Ok(())),
+            RpcCall::AggregateNow => RpcAnswer::Aggregated(Ok(AggregateSummary::default())),
+            RpcCall::Check(kind) => RpcAnswer::Checked(kind, Ok(())),
         };
-        app.update(Action::Data(data));
+        app.update(Action::Answer(data));
     }
 }
 
@@ -535,7 +537,7 @@ pub fn render(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
 pub fn loaded(view: tui_admin::app::View) -> App {
     let (mut app, first) = fresh();
     answer(&mut app, first);
-    let commands = app.update(Action::ShowView(view));
-    answer(&mut app, commands);
+    let calls = app.update(Action::ShowView(view));
+    answer(&mut app, calls);
     app
 }
