@@ -90,7 +90,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         fetcher,
     };
     h.step(Action::Refresh, |a| {
-        a.overview.data.is_some() && a.runs.data.is_some()
+        a.overview.totals.data.is_some() && a.overview.runs.data.is_some()
     })
     .await?;
     for view in [
@@ -102,19 +102,19 @@ async fn main() -> anyhow::Result<ExitCode> {
     ] {
         h.step(Action::ShowView(view), move |a| match view {
             View::Aggregator => a.aggregator_state.data.is_some(),
-            View::Payments => a.payments.loaded,
-            View::Rejected => a.rejected.loaded,
-            View::Events => a.events.loaded,
-            _ => a.users.loaded,
+            View::Payments => a.payments.list.loaded,
+            View::Rejected => a.rejected.list.loaded,
+            View::Events => a.events.list.loaded,
+            _ => a.users.list.loaded,
         })
         .await?;
     }
     for page in 1..=PAGES {
-        if h.app.users.next_cursor.is_none() {
+        if h.app.users.list.next_cursor.is_none() {
             break;
         }
         h.step(Action::NextPage, move |a| {
-            a.users.page_index() == page && !a.users.loading
+            a.users.list.page_index() == page && !a.users.list.loading
         })
         .await?;
     }
@@ -125,6 +125,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let total = h
         .app
         .overview
+        .totals
         .data
         .as_ref()
         .map(|o| o.total_users)
@@ -132,8 +133,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let rss_mb = peak_rss_kb() / 1024;
     println!(
         "FIGURE tui_rss server_users={total} pages_visited={} rows_held={} peak_rss_mb={rss_mb} (target: <= {TARGET_MB} MB)",
-        h.app.users.page_index() + 1,
-        h.app.users.items.len(),
+        h.app.users.list.page_index() + 1,
+        h.app.users.list.items.len(),
     );
     Ok(if rss_mb <= TARGET_MB {
         ExitCode::SUCCESS

@@ -82,30 +82,30 @@ fn tab_number_keys_and_back_tab_switch_views() {
 #[test]
 fn movement_keys_stay_inside_the_page() {
     let mut app = loaded(View::Users);
-    assert_eq!(app.users.selected, 0);
+    assert_eq!(app.users.list.selected, 0);
     press(&mut app, KeyCode::Char('k'));
-    assert_eq!(app.users.selected, 0, "no wrap above the first row");
+    assert_eq!(app.users.list.selected, 0, "no wrap above the first row");
     press(&mut app, KeyCode::Char('j'));
     press(&mut app, KeyCode::Down);
-    assert_eq!(app.users.selected, 2);
+    assert_eq!(app.users.list.selected, 2);
     press(&mut app, KeyCode::Up);
-    assert_eq!(app.users.selected, 1);
+    assert_eq!(app.users.list.selected, 1);
     press(&mut app, KeyCode::Char('G'));
-    assert_eq!(app.users.selected, 5);
+    assert_eq!(app.users.list.selected, 5);
     press(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.users.selected, 5, "no wrap below the last row");
+    assert_eq!(app.users.list.selected, 5, "no wrap below the last row");
     press(&mut app, KeyCode::Char('g'));
-    assert_eq!(app.users.selected, 0);
+    assert_eq!(app.users.list.selected, 0);
     press(&mut app, KeyCode::PageDown);
-    assert_eq!(app.users.selected, 5, "PgDn clamps to the last row");
+    assert_eq!(app.users.list.selected, 5, "PgDn clamps to the last row");
     press(&mut app, KeyCode::PageUp);
-    assert_eq!(app.users.selected, 0);
+    assert_eq!(app.users.list.selected, 0);
 }
 
 #[test]
 fn pages_follow_cursors_and_come_back() {
     let mut app = loaded(View::Users);
-    assert_eq!(app.users.next_cursor.as_deref(), Some("u-0005"));
+    assert_eq!(app.users.list.next_cursor.as_deref(), Some("u-0005"));
     press(&mut app, KeyCode::Char('j'));
     let calls = press(&mut app, KeyCode::Char('n'));
     let [RpcCall::Users(req, _)] = calls.as_slice() else {
@@ -114,9 +114,12 @@ fn pages_follow_cursors_and_come_back() {
     assert_eq!(req.cursor.as_deref(), Some("u-0005"));
     assert_eq!(req.page_index, 1);
     answer(&mut app, calls);
-    assert_eq!(app.users.page_index(), 1);
-    assert_eq!(app.users.selected, 0, "a new page starts at its first row");
-    assert_eq!(app.users.items.len(), 6, "only one page is held");
+    assert_eq!(app.users.list.page_index(), 1);
+    assert_eq!(
+        app.users.list.selected, 0,
+        "a new page starts at its first row"
+    );
+    assert_eq!(app.users.list.items.len(), 6, "only one page is held");
 
     let calls = press(&mut app, KeyCode::Char('p'));
     let [RpcCall::Users(req, _)] = calls.as_slice() else {
@@ -125,7 +128,7 @@ fn pages_follow_cursors_and_come_back() {
     assert_eq!(req.cursor, None);
     assert_eq!(req.page_index, 0);
     answer(&mut app, calls);
-    assert_eq!(app.users.page_index(), 0);
+    assert_eq!(app.users.list.page_index(), 0);
     assert!(
         press(&mut app, KeyCode::Char('p')).is_empty(),
         "no page before the first"
@@ -138,10 +141,10 @@ fn a_stale_page_answer_is_dropped() {
     let slow = press(&mut app, KeyCode::Char('r'));
     let fast = press(&mut app, KeyCode::Char('n'));
     answer(&mut app, fast);
-    assert_eq!(app.users.page_index(), 1);
+    assert_eq!(app.users.list.page_index(), 1);
     // The refresh of page 1 answers after the move to page 2: ignored.
     answer(&mut app, slow);
-    assert_eq!(app.users.page_index(), 1);
+    assert_eq!(app.users.list.page_index(), 1);
 }
 
 #[test]
@@ -160,7 +163,7 @@ fn payments_filter_by_user_runs_on_the_server() {
         matches!(calls.as_slice(), [RpcCall::Payments(_, None)]),
         "Esc drops the user filter: {calls:?}"
     );
-    assert_eq!(app.payments_user, None);
+    assert_eq!(app.payments.user, None);
 }
 
 #[test]
@@ -177,7 +180,7 @@ fn enter_opens_the_selected_user_and_esc_goes_back() {
     press(&mut app, KeyCode::Esc);
     assert!(app.detail.is_none());
     assert_eq!(app.view, View::Users);
-    assert_eq!(app.users.selected, 1);
+    assert_eq!(app.users.list.selected, 1);
 }
 
 #[test]
@@ -308,7 +311,7 @@ fn question_mark_toggles_help_and_keys_under_it_do_nothing() {
     press(&mut app, KeyCode::Char('?'));
     assert_eq!(app.popup, Some(Popup::Help));
     press(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.users.selected, 0);
+    assert_eq!(app.users.list.selected, 0);
     press(&mut app, KeyCode::Char('?'));
     assert_eq!(app.popup, None);
 }
@@ -393,7 +396,7 @@ fn six_shows_the_events_and_enter_and_esc_open_and_close_one() {
         "showing the view fetches its first page: {calls:?}"
     );
     answer(&mut app, calls);
-    assert_eq!(app.events.items.len(), 6);
+    assert_eq!(app.events.list.items.len(), 6);
 
     press(&mut app, KeyCode::Char('j'));
     assert!(
@@ -415,12 +418,12 @@ fn six_shows_the_events_and_enter_and_esc_open_and_close_one() {
     assert!(matches!(&app.popup, Some(Popup::Event(d)) if d.scroll == lines - 1));
     press(&mut app, KeyCode::Char('g'));
     assert!(matches!(&app.popup, Some(Popup::Event(d)) if d.scroll == 0));
-    assert_eq!(app.events.selected, 1);
+    assert_eq!(app.events.list.selected, 1);
 
     press(&mut app, KeyCode::Esc);
     assert_eq!(app.popup, None);
     assert_eq!(app.view, View::Events);
-    assert_eq!(app.events.selected, 1, "Esc returns to the same row");
+    assert_eq!(app.events.list.selected, 1, "Esc returns to the same row");
     // Enter closes it too.
     press(&mut app, KeyCode::Enter);
     assert!(app.popup.is_some());
@@ -468,7 +471,7 @@ fn events_page_and_filter_like_the_rejected_view() {
     };
     assert_eq!(req.cursor.as_deref(), Some("evt_000000000001"));
     answer(&mut app, calls);
-    assert_eq!(app.events.page_index(), 1);
+    assert_eq!(app.events.list.page_index(), 1);
     let calls = press(&mut app, KeyCode::Char('p'));
     assert!(
         matches!(calls.as_slice(), [RpcCall::Events(r)] if r.cursor.is_none()),
@@ -479,21 +482,21 @@ fn events_page_and_filter_like_the_rejected_view() {
     // `/` filters the page on screen by type, subject, details or delivery.
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "u-0001");
-    let ids: Vec<&str> = app.visible_events().iter().map(|e| e.id.as_str()).collect();
+    let ids: Vec<&str> = app.events.visible().iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["evt_000000000005", "evt_000000000004"]);
     press(&mut app, KeyCode::Enter);
-    assert_eq!(app.events_filter, "u-0001");
+    assert_eq!(app.events.filter, "u-0001");
     press(&mut app, KeyCode::Esc);
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "node.");
-    assert_eq!(app.visible_events().len(), 2);
+    assert_eq!(app.events.visible().len(), 2);
     press(&mut app, KeyCode::Esc);
     press(&mut app, KeyCode::Char('/'));
     typed(&mut app, "no webhook");
-    let ids: Vec<&str> = app.visible_events().iter().map(|e| e.id.as_str()).collect();
+    let ids: Vec<&str> = app.events.visible().iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["evt_000000000001"]);
     press(&mut app, KeyCode::Esc);
-    assert_eq!(app.visible_events().len(), 6);
+    assert_eq!(app.events.visible().len(), 6);
 }
 
 #[test]

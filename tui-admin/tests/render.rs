@@ -366,7 +366,7 @@ fn users_scrolled_to_the_selection() {
     for _ in 0..5 {
         app.update(Action::PageDown);
     }
-    assert_eq!(app.users.selected, 50);
+    assert_eq!(app.users.list.selected, 50);
     let text = snapshot(&app, 100, 14);
     assert!(text.contains("▶ u-0050"), "{text}");
     assert!(!text.contains("u-0000"), "{text}");

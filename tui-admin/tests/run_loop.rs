@@ -177,7 +177,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     let mut dash = Dashboard::open(&server.url, SECRET, true);
     let screen = dash
         .drive(&[KeyCode::Char('2')], |app| {
-            app.users.loaded && app.users.items.len() == 3 && app.live
+            app.users.list.loaded && app.users.list.items.len() == 3 && app.live
         })
         .await;
     assert_eq!(dash.app.view, View::Users);
@@ -193,10 +193,10 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     // s: the server lists the lowest balance first; the user who has not
     // paid is below zero, first on screen.
     let low_shown = tui_admin::format::cents(-low_cost);
-    let settled = |app: &App| app.users.loaded && !app.users.loading;
+    let settled = |app: &App| app.users.list.loaded && !app.users.list.loading;
     let screen = dash
         .drive(&[KeyCode::Char('s')], |app| {
-            app.users_query.sort == UserSort::BalanceAsc && settled(app)
+            app.users.query.sort == UserSort::BalanceAsc && settled(app)
         })
         .await;
     assert!(screen.contains("Users · lowest balance first"), "{screen}");
@@ -212,6 +212,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     let balances: Vec<i64> = dash
         .app
         .users
+        .list
         .items
         .iter()
         .map(|u| u.credit_balance_cents)
@@ -219,12 +220,13 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     assert!(balances.is_sorted(), "{balances:?}");
     // o: overdrawn users only, the same user.
     dash.drive(&[KeyCode::Char('o')], |app| {
-        app.users_query.overdrawn && settled(app)
+        app.users.query.overdrawn && settled(app)
     })
     .await;
     let sids: Vec<&str> = dash
         .app
         .users
+        .list
         .items
         .iter()
         .map(|u| u.user_sid.as_str())
@@ -236,12 +238,13 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     keys.push(KeyCode::Enter);
     let screen = dash
         .drive(&keys, |app| {
-            app.users_query.text.as_deref() == Some("person 1") && settled(app)
+            app.users.query.text.as_deref() == Some("person 1") && settled(app)
         })
         .await;
     let names: Vec<Option<&str>> = dash
         .app
         .users
+        .list
         .items
         .iter()
         .map(|u| u.display_name.as_deref())
@@ -353,7 +356,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     };
     let screen = dash
         .drive(&[KeyCode::Char('6')], |app| {
-            app.events.items.iter().any(is_low)
+            app.events.list.items.iter().any(is_low)
         })
         .await;
     assert_eq!(dash.app.view, View::Events);
@@ -371,12 +374,13 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     // Enter shows it in full; Esc closes it.
     let selected = dash
         .app
-        .visible_events()
+        .events
+        .visible()
         .iter()
         .position(|e| is_low(e))
         .unwrap();
     let moves = vec![KeyCode::Char('j'); selected];
-    dash.drive(&moves, |app| app.events.selected == selected)
+    dash.drive(&moves, |app| app.events.list.selected == selected)
         .await;
     let screen = dash
         .drive(
@@ -409,7 +413,7 @@ async fn users_view_shows_server_balances_and_a_pass_runs_from_the_keyboard() {
     );
     let screen = dash
         .drive(&[], |app| {
-            app.events.items.iter().any(|e| {
+            app.events.list.items.iter().any(|e| {
                 e.kind == EventType::BalanceRecovered && e.data["user_sid"] == low_sid.as_str()
             })
         })
@@ -481,7 +485,7 @@ async fn a_server_that_is_down_shows_unreachable() {
     let mut dash = Dashboard::open(&url, SECRET, false);
     let screen = dash
         .drive(&[KeyCode::Char('2')], |app| {
-            matches!(app.conn, ConnState::Unreachable(_)) && app.users.error.is_some()
+            matches!(app.conn, ConnState::Unreachable(_)) && app.users.list.error.is_some()
         })
         .await;
     assert!(matches!(dash.app.conn, ConnState::Unreachable(_)));

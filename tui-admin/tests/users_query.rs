@@ -44,7 +44,7 @@ fn s_asks_the_server_for_the_next_order_from_the_first_page() {
     let mut app = loaded(View::Users);
     let calls = press(&mut app, KeyCode::Char('n'));
     answer(&mut app, calls);
-    assert_eq!(app.users.page_index(), 1);
+    assert_eq!(app.users.list.page_index(), 1);
     let mut seen = Vec::new();
     for _ in 0..4 {
         let calls = press(&mut app, KeyCode::Char('s'));
@@ -55,10 +55,13 @@ fn s_asks_the_server_for_the_next_order_from_the_first_page() {
             (None, 0),
             "paging starts again"
         );
-        assert_eq!(query, app.users_query);
-        assert!(app.users.items.is_empty(), "rows of the old order are gone");
+        assert_eq!(query, app.users.query);
+        assert!(
+            app.users.list.items.is_empty(),
+            "rows of the old order are gone"
+        );
         answer(&mut app, calls);
-        assert_eq!(app.users.page_index(), 0);
+        assert_eq!(app.users.list.page_index(), 0);
         seen.push(query.sort);
     }
     assert_eq!(
@@ -84,7 +87,8 @@ fn the_lowest_balance_is_one_keypress() {
     assert_eq!(users_request(&calls).1.sort, UserSort::BalanceAsc);
     answer(&mut app, calls);
     let order: Vec<&str> = app
-        .visible_users()
+        .users
+        .visible()
         .iter()
         .map(|u| u.user_sid.as_str())
         .collect();
@@ -105,7 +109,7 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
     );
     typed(&mut app, "0004 ");
     assert_eq!(
-        app.visible_users().len(),
+        app.users.visible().len(),
         6,
         "the page is not filtered locally"
     );
@@ -122,7 +126,7 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
     );
     assert_eq!(app.filter_input, None);
     answer(&mut app, calls);
-    assert_eq!(app.visible_users().len(), 1);
+    assert_eq!(app.users.visible().len(), 1);
     assert!(app.detail.is_none());
 
     // `/` again starts from the search; Esc while typing clears it too.
@@ -132,7 +136,7 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
     let (req, query) = users_request(&calls);
     assert_eq!((req.cursor, query), (None, UserQuery::default()));
     answer(&mut app, calls);
-    assert_eq!(app.visible_users().len(), 6);
+    assert_eq!(app.users.visible().len(), 6);
     assert!(
         press(&mut app, KeyCode::Esc).is_empty(),
         "nothing to clear, nothing to fetch"
@@ -143,7 +147,7 @@ fn slash_searches_all_users_on_enter_and_esc_clears() {
     typed(&mut app, "User 0002");
     let calls = press(&mut app, KeyCode::Enter);
     answer(&mut app, calls);
-    assert_eq!(app.users_query.text.as_deref(), Some("User 0002"));
+    assert_eq!(app.users.query.text.as_deref(), Some("User 0002"));
     let calls = press(&mut app, KeyCode::Esc);
     assert_eq!(users_request(&calls).1.text, None);
 
@@ -163,7 +167,8 @@ fn o_toggles_overdrawn_users_only() {
     assert_eq!(query.filter().and_then(|f| f.overdrawn), Some(true));
     answer(&mut app, calls);
     let sids: Vec<&str> = app
-        .visible_users()
+        .users
+        .visible()
         .iter()
         .map(|u| u.user_sid.as_str())
         .collect();
@@ -189,7 +194,7 @@ fn paging_polling_and_refresh_keep_the_query() {
     typed(&mut app, "example");
     let calls = press(&mut app, KeyCode::Enter);
     answer(&mut app, calls);
-    let query = app.users_query.clone();
+    let query = app.users.query.clone();
     assert_eq!(
         (query.sort, query.text.as_deref(), query.overdrawn),
         (UserSort::BalanceAsc, Some("example"), true)
@@ -225,12 +230,12 @@ fn an_answer_to_an_older_query_is_dropped() {
     let highest_first = press(&mut app, KeyCode::Char('s'));
     answer(&mut app, by_balance);
     assert!(
-        !app.users.loaded && app.users.items.is_empty(),
+        !app.users.list.loaded && app.users.list.items.is_empty(),
         "the late answer of the order before is not shown"
     );
     answer(&mut app, highest_first);
-    assert_eq!(app.users_query.sort, UserSort::BalanceDesc);
-    assert_eq!(app.visible_users()[0].user_sid, "u-0002");
+    assert_eq!(app.users.query.sort, UserSort::BalanceDesc);
+    assert_eq!(app.users.visible()[0].user_sid, "u-0002");
 
     // Even an answer that claims the newest request is dropped when it was
     // asked for another query.
@@ -241,7 +246,7 @@ fn an_answer_to_an_older_query_is_dropped() {
         UserQuery::default(),
         Ok(page(vec![user(9, 1, 0)], None)),
     )));
-    assert_eq!(app.visible_users()[0].user_sid, "u-0002");
+    assert_eq!(app.users.visible()[0].user_sid, "u-0002");
 }
 
 #[test]
@@ -250,7 +255,10 @@ fn a_refresh_keeps_the_selected_user_when_the_order_moves_it() {
     let calls = press(&mut app, KeyCode::Char('s'));
     answer(&mut app, calls);
     press(&mut app, KeyCode::Char('j'));
-    assert_eq!(app.visible_users()[app.users.selected].user_sid, "u-0001");
+    assert_eq!(
+        app.users.visible()[app.users.list.selected].user_sid,
+        "u-0001"
+    );
     // u-0001 paid meanwhile: it moves to the end of the page.
     let calls = press(&mut app, KeyCode::Char('r'));
     let (req, query) = users_request(&calls);
@@ -265,8 +273,8 @@ fn a_refresh_keeps_the_selected_user_when_the_order_moves_it() {
         query,
         Ok(page(rows, None)),
     )));
-    assert_eq!(app.users.selected, 5);
-    assert_eq!(app.visible_users()[5].user_sid, "u-0001");
+    assert_eq!(app.users.list.selected, 5);
+    assert_eq!(app.users.visible()[5].user_sid, "u-0001");
 }
 
 #[test]
@@ -279,7 +287,7 @@ fn s_and_o_act_on_the_users_list_only() {
     assert!(app.detail.is_some());
     assert!(press(&mut app, KeyCode::Char('s')).is_empty());
     assert!(press(&mut app, KeyCode::Char('o')).is_empty());
-    assert_eq!(app.users_query, UserQuery::default());
+    assert_eq!(app.users.query, UserQuery::default());
 }
 
 /// A search reads at most 10,000 users a page; a sid it does not find on
@@ -304,11 +312,11 @@ fn a_search_that_finds_nobody_opens_the_sid() {
         app.detail.as_ref().map(|d| d.user_sid.as_str()),
         Some("u-0777123")
     );
-    assert_eq!(app.users_query, query, "the search stays: n reads on");
+    assert_eq!(app.users.query, query, "the search stays: n reads on");
     answer(&mut app, more);
     press(&mut app, KeyCode::Esc);
     assert!(app.detail.is_none());
-    assert_eq!(app.users.next_cursor.as_deref(), Some("opaque"));
+    assert_eq!(app.users.list.next_cursor.as_deref(), Some("opaque"));
 
     // Nobody matches anywhere: the sid opens and the search is not kept.
     let mut app = loaded(View::Users);
@@ -324,7 +332,7 @@ fn a_search_that_finds_nobody_opens_the_sid() {
     let (req, query) = users_request(&more);
     assert_eq!((req.cursor, query), (None, UserQuery::default()));
     assert!(more.contains(&RpcCall::Detail("u-4242".into())), "{more:?}");
-    assert_eq!(app.users_query.text, None);
+    assert_eq!(app.users.query.text, None);
 }
 
 #[test]
@@ -335,7 +343,7 @@ fn a_search_that_finds_users_opens_nothing() {
     let calls = press(&mut app, KeyCode::Enter);
     answer(&mut app, calls);
     assert!(app.detail.is_none());
-    assert_eq!(app.visible_users().len(), 1);
+    assert_eq!(app.users.visible().len(), 1);
     // Nor does a later empty page of the same search (only its first answer counts).
     let calls = press(&mut app, KeyCode::Char('r'));
     let (req, query) = users_request(&calls);

@@ -3,11 +3,7 @@
 //! awaits, so key handling stays instant and tests can drive it directly.
 
 pub use crate::remote::{ErrorKind, FetchError, Fetched, PageRequest, Paged, Remote};
-use billing_api::Event;
-use billing_api::types::{
-    AggregateSummary, AggregatorState, DEFAULT_PAGE_LIMIT, Overview, Payment, RejectedItem,
-    UserBilling, millis_to_rfc3339,
-};
+use billing_api::types::{AggregatorState, DEFAULT_PAGE_LIMIT, millis_to_rfc3339};
 
 /// Rows a PgUp/PgDn moves.
 const PAGE_STEP: usize = 10;
@@ -18,15 +14,18 @@ pub const PAGE_LIMIT: u32 = DEFAULT_PAGE_LIMIT;
 
 mod checks;
 mod events;
-mod lists;
 mod message;
 mod users;
 mod view;
+mod view_state;
 
 pub use checks::LocalCheck;
-pub use events::EventDetail;
+pub use events::{EventDetail, EventsView};
 pub use message::{Action, RpcAnswer, RpcCall};
+pub use users::UsersView;
 pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserQuery, UserSort, View};
+pub use view_state::{AggregatorView, OverviewView, PaymentsView, RejectedView};
+use view_state::{Opened, ViewState};
 
 /// The whole dashboard state.
 #[derive(Debug)]
@@ -49,25 +48,17 @@ pub struct App {
     /// Text being typed after `/`, if the filter prompt is open.
     pub filter_input: Option<String>,
 
-    pub overview: Remote<Overview>,
+    /// Health, nodes, last pass and checks: fetched on every refresh, shown
+    /// by the Aggregator view and used by the Overview.
     pub aggregator_state: Remote<AggregatorState>,
-    pub runs: Remote<Vec<AggregateSummary>>,
-    pub users: Paged<UserBilling>,
-    /// The order and filter the server lists the users in.
-    pub users_query: UserQuery,
-    /// A search's text and the request of its first page: opened as a sid if
-    /// that page finds nobody.
-    users_lookup: Option<(u64, String)>,
-    pub payments: Paged<Payment>,
-    /// Server-side filter of the payments list.
-    pub payments_user: Option<String>,
-    pub rejected: Paged<RejectedItem>,
-    pub rejected_filter: String,
+    /// Each view's own state, kept while another view is shown.
+    pub overview: OverviewView,
+    pub users: UsersView,
+    pub payments: PaymentsView,
+    pub aggregator: AggregatorView,
+    pub rejected: RejectedView,
     /// Events (balance alerts, failed passes, stale nodes), newest first.
-    pub events: Paged<Event>,
-    pub events_filter: String,
-    pub nodes_selected: usize,
-    pub nodes_filter: String,
+    pub events: EventsView,
     pub detail: Option<UserDetail>,
     /// A check this dashboard asked for, until its call returns.
     pub check: Option<LocalCheck>,
@@ -92,20 +83,13 @@ impl App {
             should_quit: false,
             popup: None,
             filter_input: None,
-            overview: Remote::default(),
             aggregator_state: Remote::default(),
-            runs: Remote::default(),
-            users: Paged::default(),
-            users_query: UserQuery::default(),
-            users_lookup: None,
-            payments: Paged::default(),
-            payments_user: None,
-            rejected: Paged::default(),
-            rejected_filter: String::new(),
-            events: Paged::default(),
-            events_filter: String::new(),
-            nodes_selected: 0,
-            nodes_filter: String::new(),
+            overview: OverviewView::default(),
+            users: UsersView::default(),
+            payments: PaymentsView::default(),
+            aggregator: AggregatorView::default(),
+            rejected: RejectedView::default(),
+            events: EventsView::default(),
             detail: None,
             check: None,
             check_error: None,
@@ -121,27 +105,38 @@ impl App {
 
     /// Whether any request is in flight (drives the spinner).
     pub fn is_loading(&self) -> bool {
-        self.overview.loading
+        self.overview.totals.loading
             || self.aggregator_state.loading
-            || self.runs.loading
-            || self.users.loading
-            || self.payments.loading
-            || self.rejected.loading
-            || self.events.loading
+            || self.overview.runs.loading
+            || self.users.list.loading
+            || self.payments.list.loading
+            || self.rejected.list.loading
+            || self.events.list.loading
             || self.detail.as_ref().is_some_and(|d| d.data.loading)
             || self.popup == Some(Popup::Aggregating)
             || self.check.is_some()
     }
 
-    /// The filter text of the current view, as shown in titles.
-    pub fn current_filter(&self) -> String {
+    /// The state of the view on screen.
+    fn view_state(&self) -> &dyn ViewState {
         match self.view {
-            View::Overview => String::new(),
-            View::Users => self.users_query.text.clone().unwrap_or_default(),
-            View::Payments => self.payments_user.clone().unwrap_or_default(),
-            View::Aggregator => self.nodes_filter.clone(),
-            View::Rejected => self.rejected_filter.clone(),
-            View::Events => self.events_filter.clone(),
+            View::Overview => &self.overview,
+            View::Users => &self.users,
+            View::Payments => &self.payments,
+            View::Aggregator => &self.aggregator,
+            View::Rejected => &self.rejected,
+            View::Events => &self.events,
+        }
+    }
+
+    fn view_state_mut(&mut self) -> &mut dyn ViewState {
+        match self.view {
+            View::Overview => &mut self.overview,
+            View::Users => &mut self.users,
+            View::Payments => &mut self.payments,
+            View::Aggregator => &mut self.aggregator,
+            View::Rejected => &mut self.rejected,
+            View::Events => &mut self.events,
         }
     }
 
@@ -164,8 +159,8 @@ impl App {
             Action::NextPage => self.turn_page(true),
             Action::PrevPage => self.turn_page(false),
             Action::StartFilter => {
-                if self.view != View::Overview && self.detail.is_none() {
-                    self.filter_input = Some(self.current_filter());
+                if self.view_state().has_filter() && self.detail.is_none() {
+                    self.filter_input = Some(self.view_state().filter_text());
                 }
                 vec![]
             }
@@ -173,7 +168,7 @@ impl App {
                 if let Some(input) = self.filter_input.as_mut() {
                     input.push(ch);
                     let text = input.clone();
-                    self.set_local_filter(text);
+                    self.view_state_mut().type_filter(text);
                 }
                 vec![]
             }
@@ -181,7 +176,7 @@ impl App {
                 if let Some(input) = self.filter_input.as_mut() {
                     input.pop();
                     let text = input.clone();
-                    self.set_local_filter(text);
+                    self.view_state_mut().type_filter(text);
                 }
                 vec![]
             }
@@ -189,18 +184,7 @@ impl App {
                 let Some(text) = self.filter_input.take() else {
                     return vec![];
                 };
-                if self.view == View::Users {
-                    return self.search_users(&text);
-                }
-                if self.view == View::Payments {
-                    let text = text.trim().to_string();
-                    self.payments_user = (!text.is_empty()).then_some(text);
-                    self.payments.selected = 0;
-                    let req = self.payments.first();
-                    return vec![RpcCall::Payments(req, self.payments_user.clone())];
-                }
-                self.set_local_filter(text);
-                vec![]
+                self.view_state_mut().apply_filter(text)
             }
             Action::CycleSort => self.cycle_users_sort(),
             Action::ToggleOverdrawn => self.toggle_overdrawn(),
@@ -266,34 +250,7 @@ impl App {
             self.aggregator_state.loading = true;
             calls.push(RpcCall::AggregatorState);
         }
-        match self.view {
-            View::Overview => {
-                if !self.overview.loading {
-                    self.overview.loading = true;
-                    calls.push(RpcCall::Overview);
-                }
-                if !self.runs.loading {
-                    self.runs.loading = true;
-                    calls.push(RpcCall::Runs);
-                }
-            }
-            View::Users => calls.extend(self.refresh_users()),
-            View::Payments => {
-                if !self.payments.loading {
-                    calls.push(RpcCall::Payments(
-                        self.payments.current(),
-                        self.payments_user.clone(),
-                    ));
-                }
-            }
-            View::Aggregator => {}
-            View::Rejected => {
-                if !self.rejected.loading {
-                    calls.push(RpcCall::Rejected(self.rejected.current()));
-                }
-            }
-            View::Events => calls.extend(self.refresh_events()),
-        }
+        calls.extend(self.view_state_mut().refresh());
         if let Some(detail) = self.detail.as_mut()
             && !detail.data.loading
         {
@@ -303,37 +260,14 @@ impl App {
         calls
     }
 
-    fn list_len(&self) -> usize {
-        match self.view {
-            View::Overview => 0,
-            View::Users => self.visible_users().len(),
-            View::Payments => self.payments.items.len(),
-            View::Aggregator => self.visible_nodes().len(),
-            View::Rejected => self.visible_rejected().len(),
-            View::Events => self.visible_events().len(),
-        }
-    }
-
     fn move_selection(&mut self, delta: isize) -> Vec<RpcCall> {
         if self.scroll_event(delta) || self.detail.is_some() || self.popup.is_some() {
             return vec![];
         }
-        let len = self.list_len();
-        let selected = match self.view {
-            View::Overview => return vec![],
-            View::Users => &mut self.users.selected,
-            View::Payments => &mut self.payments.selected,
-            View::Aggregator => &mut self.nodes_selected,
-            View::Rejected => &mut self.rejected.selected,
-            View::Events => &mut self.events.selected,
-        };
-        let max = len.saturating_sub(1);
-        *selected = match delta {
-            isize::MIN => 0,
-            isize::MAX => max,
-            d if d < 0 => selected.saturating_sub(d.unsigned_abs()),
-            d => selected.saturating_add(d as usize).min(max),
-        };
+        let len = self.view_state().rows(self.aggregator_state.data.as_ref());
+        if let Some(selected) = self.view_state_mut().selected_mut() {
+            *selected = view_state::step(*selected, delta, len);
+        }
         vec![]
     }
 
@@ -341,71 +275,21 @@ impl App {
         if self.detail.is_some() || self.popup.is_some() {
             return vec![];
         }
-        match self.view {
-            View::Users => self.turn_users_page(forward),
-            View::Payments => {
-                let req = if forward {
-                    self.payments.next()
-                } else {
-                    self.payments.prev()
-                };
-                req.map(|r| RpcCall::Payments(r, self.payments_user.clone()))
-                    .into_iter()
-                    .collect()
-            }
-            View::Rejected => {
-                let req = if forward {
-                    self.rejected.next()
-                } else {
-                    self.rejected.prev()
-                };
-                req.map(RpcCall::Rejected).into_iter().collect()
-            }
-            View::Events => self.turn_events_page(forward),
-            View::Overview | View::Aggregator => vec![],
-        }
-    }
-
-    fn set_local_filter(&mut self, text: String) {
-        match self.view {
-            View::Aggregator => {
-                self.nodes_filter = text;
-                self.nodes_selected = 0;
-            }
-            View::Rejected => {
-                self.rejected_filter = text;
-                self.rejected.selected = 0;
-            }
-            View::Events => self.set_events_filter(text),
-            // The users search and the payments filter are run by the
-            // server on Enter.
-            View::Users | View::Payments | View::Overview => {}
-        }
+        self.view_state_mut().turn_page(forward)
     }
 
     fn open(&mut self) -> Vec<RpcCall> {
         if self.popup.is_some() || self.detail.is_some() {
             return vec![];
         }
-        let sid = match self.view {
-            View::Users => self
-                .visible_users()
-                .get(self.users.selected)
-                .map(|u| u.user_sid.clone()),
-            View::Payments => self
-                .payments
-                .items
-                .get(self.payments.selected)
-                .map(|p| p.user_sid.clone()),
-            View::Rejected => self
-                .visible_rejected()
-                .get(self.rejected.selected)
-                .and_then(|r| r.user_sid.clone()),
-            View::Events => return self.open_event(),
-            View::Overview | View::Aggregator => None,
-        };
-        let Some(sid) = sid else { return vec![] };
-        self.open_user(sid)
+        match self.view_state().open() {
+            Some(Opened::User(sid)) => self.open_user(sid),
+            Some(Opened::Event(event)) => {
+                self.popup = Some(Popup::Event(EventDetail { event, scroll: 0 }));
+                vec![]
+            }
+            None => vec![],
+        }
     }
 
     fn open_user(&mut self, sid: String) -> Vec<RpcCall> {
@@ -419,13 +303,11 @@ impl App {
         vec![RpcCall::Detail(sid)]
     }
 
+    /// Esc: closes the prompt, a popup or the detail, else clears the
+    /// view's filter.
     fn back(&mut self) -> Vec<RpcCall> {
         if self.filter_input.take().is_some() {
-            if self.view == View::Users {
-                return self.clear_users_search();
-            }
-            self.set_local_filter(String::new());
-            return vec![];
+            return self.view_state_mut().cancel_filter();
         }
         if self.popup.take().is_some() {
             return vec![];
@@ -433,19 +315,7 @@ impl App {
         if self.detail.take().is_some() {
             return vec![];
         }
-        match self.view {
-            View::Payments if self.payments_user.is_some() => {
-                self.payments_user = None;
-                self.payments.selected = 0;
-                let req = self.payments.first();
-                vec![RpcCall::Payments(req, None)]
-            }
-            View::Users => self.clear_users_search(),
-            _ => {
-                self.set_local_filter(String::new());
-                vec![]
-            }
-        }
+        self.view_state_mut().clear_filter()
     }
 
     fn note_result<T>(&mut self, result: &Fetched<T>) {
@@ -470,30 +340,25 @@ impl App {
         match answer.scrubbed() {
             RpcAnswer::Overview(result) => {
                 self.note_result(&result);
-                self.overview.accept(result);
+                self.overview.totals.accept(result);
             }
             RpcAnswer::AggregatorState(result) => {
                 self.note_result(&result);
                 self.aggregator_state.accept(result);
-                let len = self.visible_nodes().len();
-                self.nodes_selected = self.nodes_selected.min(len.saturating_sub(1));
+                self.aggregator.clamp(self.aggregator_state.data.as_ref());
             }
             RpcAnswer::Runs(result) => {
                 self.note_result(&result);
-                self.runs.accept(result);
+                self.overview.runs.accept(result);
             }
             RpcAnswer::Users(req, query, result) => return self.accept_users(req, query, result),
             RpcAnswer::Payments(req, result) => {
                 self.note_result(&result);
                 self.payments.accept(req, result);
-                let len = self.payments.items.len();
-                self.payments.selected = self.payments.selected.min(len.saturating_sub(1));
             }
             RpcAnswer::Rejected(req, result) => {
                 self.note_result(&result);
                 self.rejected.accept(req, result);
-                let len = self.visible_rejected().len();
-                self.rejected.selected = self.rejected.selected.min(len.saturating_sub(1));
             }
             RpcAnswer::Events(req, result) => self.accept_events(req, result),
             RpcAnswer::Detail(sid, result) => {

@@ -60,10 +60,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     lines.extend(checks);
     frame.render_widget(Paragraph::new(lines).block(block), top);
 
-    let nodes = app.visible_nodes();
+    let nodes = app.aggregator.visible(app.aggregator_state.data.as_ref());
     let mut title = "Nodes".to_string();
-    if !app.nodes_filter.is_empty() {
-        title.push_str(&format!(" · filter \"{}\"", app.nodes_filter));
+    if !app.aggregator.filter.is_empty() {
+        title.push_str(&format!(" · filter \"{}\"", app.aggregator.filter));
     }
     let block = super::titled(title, None);
     if nodes.is_empty() {
@@ -95,9 +95,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .map(String::from),
     ))
     .style(super::header());
-    let (start, end) = super::window(nodes.len(), app.nodes_selected, nodes_area.height);
+    let (start, end) = super::window(nodes.len(), app.aggregator.selected, nodes_area.height);
     let rows = nodes[start..end].iter().map(|n| {
-        let stale = app.node_is_stale(n);
+        // Stale: its newest usage hour is older than the server's --stale-after.
+        let stale = n.stale;
         let status = match (n.status, stale) {
             (NodeStatus::Error, _) => "error",
             (NodeStatus::Ok, true) => "stale",
@@ -138,7 +139,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(super::selected())
         .highlight_symbol(super::MARKER);
-    let mut table_state = TableState::default().with_selected(Some(app.nodes_selected - start));
+    let mut table_state =
+        TableState::default().with_selected(Some(app.aggregator.selected - start));
     frame.render_stateful_widget(table, nodes_area, &mut table_state);
 }
 

@@ -25,14 +25,14 @@ pub fn type_style(kind: EventType) -> Style {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let list = &app.events;
-    let rows = app.visible_events();
+    let list = &app.events.list;
+    let rows = app.events.visible();
     let mut title = format!("Events · newest first · page {}", list.page_index() + 1);
     if list.next_cursor.is_some() {
         title.push_str(" · more: n");
     }
-    if !app.events_filter.is_empty() {
-        title.push_str(&format!(" · filter \"{}\"", app.events_filter));
+    if !app.events.filter.is_empty() {
+        title.push_str(&format!(" · filter \"{}\"", app.events.filter));
     }
     let block = super::titled(title, list.error.as_deref());
     if rows.is_empty() {

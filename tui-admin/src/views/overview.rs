@@ -31,12 +31,13 @@ fn tile(frame: &mut Frame, area: Rect, name: &str, value: String, detail: String
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let error = app.overview.error.as_deref().or(app.runs.error.as_deref());
+    let (totals, runs) = (&app.overview.totals, &app.overview.runs);
+    let error = totals.error.as_deref().or(runs.error.as_deref());
     let outer = super::titled("Overview".to_string(), error);
     let inner = outer.inner(area);
     frame.render_widget(outer, area);
-    let Some(ov) = app.overview.data.as_ref() else {
-        let text = super::empty_text(false, app.overview.loading, error, "");
+    let Some(ov) = totals.data.as_ref() else {
+        let text = super::empty_text(false, totals.loading, error, "");
         frame.render_widget(
             Paragraph::new(text).style(Style::new().fg(Color::DarkGray)),
             inner,
@@ -155,7 +156,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         (None, _) => ("never".to_string(), "press a to run a pass".into()),
     };
     tile(frame, r2[3], "Last run", value, detail, Color::Reset);
-    draw_chart(frame, chart, app.runs.data.as_deref().unwrap_or(&[]));
+    draw_chart(frame, chart, runs.data.as_deref().unwrap_or(&[]));
 }
 
 fn draw_chart(frame: &mut Frame, area: Rect, runs: &[AggregateSummary]) {

@@ -8,17 +8,17 @@ use crate::app::App;
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let list = &app.payments;
+    let list = &app.payments.list;
     let mut title = format!("Payments · newest first · page {}", list.page_index() + 1);
     if list.next_cursor.is_some() {
         title.push_str(" · more: n");
     }
-    if let Some(user) = &app.payments_user {
+    if let Some(user) = &app.payments.user {
         title.push_str(&format!(" · user {user} (Esc clears)"));
     }
     let block = super::titled(title, list.error.as_deref());
     if list.items.is_empty() {
-        let empty = match &app.payments_user {
+        let empty = match &app.payments.user {
             Some(user) => format!("no payments for user {user}; Esc shows all"),
             None => "no payments recorded yet".to_string(),
         };

@@ -10,8 +10,8 @@ use crate::app::App;
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let list = &app.rejected;
-    let rows = app.visible_rejected();
+    let list = &app.rejected.list;
+    let rows = app.rejected.visible();
     let mut title = format!(
         "Rejected and held · newest first · page {}",
         list.page_index() + 1
@@ -19,8 +19,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if list.next_cursor.is_some() {
         title.push_str(" · more: n");
     }
-    if !app.rejected_filter.is_empty() {
-        title.push_str(&format!(" · filter \"{}\"", app.rejected_filter));
+    if !app.rejected.filter.is_empty() {
+        title.push_str(&format!(" · filter \"{}\"", app.rejected.filter));
     }
     let block = super::titled(title, list.error.as_deref());
     if rows.is_empty() {

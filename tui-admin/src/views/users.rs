@@ -9,8 +9,8 @@ use crate::app::{App, UserQuery};
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let list = &app.users;
-    let rows = app.visible_users();
+    let list = &app.users.list;
+    let rows = app.users.visible();
     let block = super::titled(title(app), list.error.as_deref());
     if rows.is_empty() {
         let empty = empty_text(app);
@@ -80,8 +80,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 /// The order, the search, "overdrawn only" and where the page is. A filtered
 /// page may hold fewer rows than asked for, so it has no row number.
 fn title(app: &App) -> String {
-    let list = &app.users;
-    let query = &app.users_query;
+    let list = &app.users.list;
+    let query = &app.users.query;
     let mut title = format!("Users · {}", UserQuery::sort_label(query.sort));
     if let Some(text) = &query.text {
         title.push_str(&format!(" · filter \"{text}\""));
@@ -102,8 +102,8 @@ fn title(app: &App) -> String {
 
 /// What an answered page without rows says.
 fn empty_text(app: &App) -> String {
-    let query = &app.users_query;
-    if app.users.next_cursor.is_some() {
+    let query = &app.users.query;
+    if app.users.list.next_cursor.is_some() {
         // The server reads at most 10,000 users a page for a filter its
         // index cannot skip to; the walk goes on from the cursor.
         return "no match in the users read so far — n reads on".into();
@@ -114,7 +114,7 @@ fn empty_text(app: &App) -> String {
             if overdrawn { "overdrawn " } else { "" }
         ),
         (None, true) => "no user is overdrawn; o shows every user".into(),
-        (None, false) if app.users.page_index() > 0 => "no more users; p goes back".into(),
+        (None, false) if app.users.list.page_index() > 0 => "no more users; p goes back".into(),
         (None, false) => "no users on the server yet".into(),
     }
 }
