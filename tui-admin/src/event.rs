@@ -1,17 +1,15 @@
-//! Turns terminal input, ticks and finished fetches into [`Action`]s. Input and
-//! ticks are read by spawned tasks that feed the same channel as the fetcher.
+//! Turns terminal input, ticks and finished fetches into [`Action`]s (keys
+//! through [`key_action`], from [`crate::keys`]). Input and ticks are read by
+//! spawned tasks that feed the same channel as the fetcher.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crossterm::event::{
-    Event as TermEvent, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers,
-};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEvent};
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 
-use billing_api::CheckKind;
-
-use crate::app::{Action, App, Popup, View};
+use crate::app::Action;
+pub use crate::keys::key_action;
 
 /// How often the spinner and ages advance and the poll timer is checked.
 pub const TICK: Duration = Duration::from_millis(250);
@@ -31,94 +29,6 @@ pub enum Event {
     Key(KeyEvent),
     Resize,
     Action(Action),
-}
-
-/// The action a key press means in the current state, if any.
-pub fn key_action(app: &App, key: KeyEvent) -> Option<Action> {
-    if key.kind == KeyEventKind::Release {
-        return None;
-    }
-    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-    if ctrl && matches!(key.code, KeyCode::Char('c')) {
-        return Some(Action::Quit);
-    }
-    if app.filter_input.is_some() {
-        return match key.code {
-            KeyCode::Esc => Some(Action::Back),
-            KeyCode::Enter => Some(Action::ApplyFilter),
-            KeyCode::Backspace => Some(Action::FilterBackspace),
-            KeyCode::Char(ch) if !ctrl => Some(Action::FilterChar(ch)),
-            _ => None,
-        };
-    }
-    match &app.popup {
-        Some(Popup::Help) => {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Enter => Some(Action::ToggleHelp),
-                KeyCode::Char('q') => Some(Action::Quit),
-                _ => None,
-            };
-        }
-        Some(Popup::ConfirmAggregate) => {
-            return match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter => {
-                    Some(Action::ConfirmAggregate)
-                }
-                KeyCode::Char('n') | KeyCode::Esc => Some(Action::Back),
-                _ => None,
-            };
-        }
-        Some(Popup::Event(_)) => {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Enter => Some(Action::Back),
-                KeyCode::Char('q') => Some(Action::Quit),
-                KeyCode::Char('j') | KeyCode::Down => Some(Action::Down),
-                KeyCode::Char('k') | KeyCode::Up => Some(Action::Up),
-                KeyCode::PageDown => Some(Action::PageDown),
-                KeyCode::PageUp => Some(Action::PageUp),
-                KeyCode::Char('g') | KeyCode::Home => Some(Action::Top),
-                KeyCode::Char('G') | KeyCode::End => Some(Action::Bottom),
-                KeyCode::Char('r') => Some(Action::Refresh),
-                _ => None,
-            };
-        }
-        Some(Popup::Aggregating) | Some(Popup::Summary(_)) | Some(Popup::AggregateFailed(_)) => {
-            return match key.code {
-                KeyCode::Esc | KeyCode::Enter => Some(Action::Back),
-                KeyCode::Char('q') => Some(Action::Quit),
-                _ => None,
-            };
-        }
-        None => {}
-    }
-    let action = match key.code {
-        KeyCode::Char('q') => Action::Quit,
-        KeyCode::Tab => Action::NextView,
-        KeyCode::BackTab => Action::PrevView,
-        KeyCode::Char(ch @ '1'..='9') => {
-            Action::ShowView(*View::ALL.get((ch as u8 - b'1') as usize)?)
-        }
-        KeyCode::Char('j') | KeyCode::Down => Action::Down,
-        KeyCode::Char('k') | KeyCode::Up => Action::Up,
-        KeyCode::PageDown => Action::PageDown,
-        KeyCode::PageUp => Action::PageUp,
-        KeyCode::Char('g') | KeyCode::Home => Action::Top,
-        KeyCode::Char('G') | KeyCode::End => Action::Bottom,
-        KeyCode::Char('n') | KeyCode::Char(']') => Action::NextPage,
-        KeyCode::Char('p') | KeyCode::Char('[') => Action::PrevPage,
-        KeyCode::Char('/') => Action::StartFilter,
-        KeyCode::Char('s') => Action::CycleSort,
-        KeyCode::Char('o') => Action::ToggleOverdrawn,
-        KeyCode::Enter => Action::Open,
-        KeyCode::Esc => Action::Back,
-        KeyCode::Char('r') => Action::Refresh,
-        KeyCode::Char('a') => Action::AskAggregate,
-        KeyCode::Char('R') => Action::RunCheck(CheckKind::Reconcile),
-        KeyCode::Char('V') => Action::RunCheck(CheckKind::Verify),
-        KeyCode::Char('?') => Action::ToggleHelp,
-        _ => return None,
-    };
-    Some(action)
 }
 
 /// Reads terminal events until the channel closes.

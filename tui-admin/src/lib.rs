@@ -2,10 +2,10 @@
 //! aggregator's JSON-RPC API with the admin secret; the database is never opened.
 //!
 //! Shape: one [`app::App`] state changed only by [`app::App::update`] from
-//! [`app::Action`]s; [`event`] turns key presses, ticks and finished fetches into
-//! actions; [`fetch`] runs RPC calls in spawned tasks; [`ui`] and [`views`] only
-//! read the state. [`run::run`] is generic over the ratatui backend so tests
-//! drive it with `TestBackend`.
+//! [`app::Action`]s; [`event`] turns key presses (by the [`keys`] table), ticks
+//! and finished fetches into actions; [`fetch`] runs RPC calls in spawned
+//! tasks; [`ui`] and [`views`] only read the state. [`run::run`] is generic
+//! over the ratatui backend so tests drive it with `TestBackend`.
 
 pub mod app;
 pub mod cli;
@@ -16,6 +16,7 @@ pub mod fetch;
 pub mod format;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod keys;
 pub mod remote;
 pub mod run;
 pub mod safe;

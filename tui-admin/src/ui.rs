@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
 
 use crate::app::{App, ConnState, Popup, View};
+use crate::keys;
 use crate::views;
 use crate::views::layout::{popup_area, spinner};
 
@@ -103,56 +104,17 @@ fn draw_tabs(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(tabs, area);
 }
 
-/// Keys that work in the current state, for the footer.
-pub fn hints(app: &App) -> &'static str {
-    if app.filter_input.is_some() {
-        return match app.view {
-            View::Payments => "type a user sid · Enter apply · Esc clear",
-            View::Users => "search all users by sid, name or email · Enter search · Esc clear",
-            _ => "type to filter · Enter keep · Esc clear",
-        };
-    }
-    match app.popup {
-        Some(Popup::Help) => return "Esc/? close · q quit",
-        Some(Popup::ConfirmAggregate) => return "y/Enter run the pass · n/Esc cancel",
-        Some(Popup::Aggregating) => return "running… · Esc hide",
-        Some(Popup::Event(_)) => return "j/k scroll · Enter/Esc close · r refresh · q quit",
-        Some(_) => return "Enter/Esc close",
-        None => {}
-    }
-    if app.detail.is_some() {
-        return "Esc back · r refresh · a aggregate · ? help · q quit";
-    }
-    match app.view {
-        View::Overview => "Tab/1-6 views · r refresh · a aggregate · ? help · q quit",
-        View::Users => {
-            "j/k move · n/p page · / search · s sort · o overdrawn · Enter detail · r refresh · a aggregate · ? help · q quit"
-        }
-        View::Payments => {
-            "j/k move · n/p page · / user filter · Enter user · Esc clear · r refresh · a aggregate · ? help · q quit"
-        }
-        View::Aggregator => {
-            "j/k move · / filter · r refresh · a aggregate · R reconcile · V verify · ? help · q quit"
-        }
-        View::Rejected => {
-            "j/k move · n/p page · / filter · Enter user · r refresh · a aggregate · ? help · q quit"
-        }
-        View::Events => {
-            "j/k move · n/p page · / filter · Enter event · r refresh · a aggregate · ? help · q quit"
-        }
-    }
-}
-
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
+    let hints = keys::footer(keys::context(app));
     let line = match &app.filter_input {
         Some(input) => Line::from(vec![
             Span::styled("/", Style::new().fg(Color::Yellow)),
             Span::raw(input.clone()),
             Span::styled("█", Style::new().fg(Color::Yellow)),
             Span::raw("  "),
-            Span::styled(hints(app), Style::new().fg(Color::DarkGray)),
+            Span::styled(hints, Style::new().fg(Color::DarkGray)),
         ]),
-        None => Line::from(Span::styled(hints(app), Style::new().fg(Color::DarkGray))),
+        None => Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray))),
     };
     frame.render_widget(line, area);
 }

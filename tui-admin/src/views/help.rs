@@ -1,4 +1,4 @@
-//! The `?` popup listing every key.
+//! The `?` popup listing every key binding ([`crate::keys::bindings`]).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -6,46 +6,22 @@ use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
-pub const KEYS: &[(&str, &str)] = &[
-    ("q, Ctrl-C", "quit"),
-    ("Tab, Shift-Tab", "next / previous view"),
-    (
-        "1 … 6",
-        "Overview, Users, Payments, Aggregator, Rejected, Events",
-    ),
-    ("j/k, ↓/↑", "move the selection; scroll an open event"),
-    ("PgDn/PgUp", "move 10 rows"),
-    ("g/G, Home/End", "first / last row of the page"),
-    ("n/p, ]/[", "next / previous page from the server"),
-    ("/", "filter the page; Users: search all; Payments: by sid"),
-    (
-        "/ sid Enter",
-        "Users: if the search finds nobody, that sid opens",
-    ),
-    ("s", "Users: sid, lowest/highest balance, most consumed"),
-    ("o", "Users: overdrawn users only / every user"),
-    (
-        "Enter",
-        "open the user's detail; on Events, the event in full",
-    ),
-    ("Esc", "back, close, clear the filter or search"),
-    ("r", "refresh now"),
-    ("a", "run an aggregation pass (asks first)"),
-    ("R, V", "reconcile with the repo / verify the ledger"),
-    ("?", "this help"),
-];
+use crate::keys;
 
 pub fn draw(frame: &mut Frame, body: Rect) {
-    let lines: Vec<Line> = KEYS
+    let lines: Vec<Line> = keys::bindings()
         .iter()
-        .map(|(key, what)| {
+        .map(|binding| {
             Line::from(vec![
-                Span::styled(format!("{key:>15}  "), Style::new().fg(Color::Cyan)),
-                Span::raw(*what),
+                Span::styled(
+                    format!("{:>15}  ", binding.label),
+                    Style::new().fg(Color::Cyan),
+                ),
+                Span::raw(binding.help.as_str()),
             ])
         })
         .collect();
-    let area = super::layout::popup_area(body, 76, KEYS.len() as u16 + 2);
+    let area = super::layout::popup_area(body, 76, lines.len() as u16 + 2);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines).block(Block::bordered().title(" Keys (Esc closes) ")),
