@@ -19,7 +19,7 @@ use jsonrpsee::core::client::Error as ClientError;
 use serde::Serialize;
 
 use crate::app::ErrorKind;
-use crate::config::{Connection, SECRET_ENV, Secret};
+use crate::config::{Connection, SECRET_ENV, Secret, UNREACHABLE_ADVICE};
 use crate::fetch::classify;
 use crate::safe;
 use crate::{event_text, format};
@@ -192,7 +192,7 @@ pub fn explain(conn: &Connection, what: &str, err: ClientError) -> anyhow::Error
             conn.secret.source
         ),
         ErrorKind::Unreachable => anyhow!(
-            "{what}: cannot reach the server at {} ({}); check that rpc-server is running and --url is right",
+            "{what}: cannot reach the server at {} ({}); {UNREACHABLE_ADVICE}",
             conn.url,
             fetch.message
         ),

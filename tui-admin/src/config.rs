@@ -19,6 +19,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// records, after a running pass, takes far longer than a read.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// What to check when the server cannot be reached, said by the CLI's error
+/// and by the dashboard while it lasts.
+pub const UNREACHABLE_ADVICE: &str = "check that rpc-server is running and --url is right";
+
 /// The admin secret and where it came from (for error messages).
 #[derive(Clone)]
 pub struct Secret {

@@ -1,5 +1,6 @@
-//! Frame layout: header (server, connection, last refresh), tabs, the current
-//! view, the footer hint bar, and popups on top. Reads the state only.
+//! Frame layout: header (server, connection, last refresh), tabs, what to
+//! check while the server cannot be reached, the current view, the footer
+//! hint bar, and popups on top. Reads the state only.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -8,20 +9,26 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Tabs, Wrap};
 
 use crate::app::{App, ConnState, Popup, View};
+use crate::config::UNREACHABLE_ADVICE;
 use crate::keys;
 use crate::views;
 use crate::views::layout::{popup_area, spinner};
 
 pub fn draw(frame: &mut Frame, app: &App) {
-    let [header, tabs, body, footer] = Layout::vertical([
+    let unreachable = matches!(app.conn, ConnState::Unreachable(_));
+    let [header, tabs, notice, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Length(1),
+        Constraint::Length(u16::from(unreachable)),
         Constraint::Min(0),
         Constraint::Length(1),
     ])
     .areas(frame.area());
     draw_header(frame, header, app);
     draw_tabs(frame, tabs, app);
+    if unreachable {
+        draw_unreachable(frame, notice, app);
+    }
     if app.detail.is_some() {
         views::user_detail::draw(frame, body, app);
     } else {
@@ -117,6 +124,13 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
         None => Line::from(Span::styled(hints, Style::new().fg(Color::DarkGray))),
     };
     frame.render_widget(line, area);
+}
+
+/// What to check, as the CLI says it; the header has the error, and the
+/// last good data stays below.
+fn draw_unreachable(frame: &mut Frame, area: Rect, app: &App) {
+    let text = format!("cannot reach {}: {UNREACHABLE_ADVICE}", app.url);
+    frame.render_widget(Line::styled(text, Style::new().fg(Color::Red)), area);
 }
 
 fn draw_unauthorized(frame: &mut Frame, body: Rect, app: &App) {

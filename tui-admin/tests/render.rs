@@ -266,8 +266,20 @@ fn unreachable_server_keeps_the_last_good_data() {
     let text = snapshot(&app, 120, 16);
     assert!(text.contains("unreachable"), "{text}");
     assert!(text.contains("u-0004"), "last good rows stay: {text}");
+    assert!(
+        text.contains(ADVICE),
+        "what to check, as the CLI says it: {text}"
+    );
     insta::assert_snapshot!(text);
+    // The server is back: the advice goes.
+    let calls = app.update(Action::Refresh);
+    answer(&mut app, calls);
+    let text = snapshot(&app, 120, 16);
+    assert!(!text.contains(ADVICE), "{text}");
 }
+
+/// What the CLI advises when it cannot reach the server.
+const ADVICE: &str = "check that rpc-server is running and --url is right";
 
 #[test]
 fn unreachable_server_from_the_start() {
@@ -285,7 +297,18 @@ fn unreachable_server_from_the_start() {
         ErrorKind::Unreachable,
         "connection refused",
     );
-    insta::assert_snapshot!(snapshot(&app, 100, 12));
+    let text = snapshot(&app, 100, 12);
+    assert!(
+        text.contains(&format!("cannot reach http://127.0.0.1:8787: {ADVICE}")),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}
+
+/// The CLI's advice is the dashboard's.
+#[test]
+fn the_cli_gives_the_same_advice() {
+    assert_eq!(tui_admin::config::UNREACHABLE_ADVICE, ADVICE);
 }
 
 #[test]

@@ -491,4 +491,8 @@ async fn a_server_that_is_down_shows_unreachable() {
     assert!(matches!(dash.app.conn, ConnState::Unreachable(_)));
     assert!(screen.contains("unreachable"), "{screen}");
     assert!(screen.contains("could not load"), "{screen}");
+    assert!(
+        screen.contains("check that rpc-server is running and --url is right"),
+        "{screen}"
+    );
 }

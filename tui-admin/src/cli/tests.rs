@@ -79,7 +79,9 @@ async fn an_unreachable_server_is_named_with_its_url() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains(&conn.url) && text.contains("cannot reach"),
+        text.contains(&conn.url)
+            && text.contains("cannot reach")
+            && text.contains(crate::config::UNREACHABLE_ADVICE),
         "{text}"
     );
 }
