@@ -40,10 +40,11 @@ pub fn open_store(settings: &LedgerSettings) -> anyhow::Result<Store> {
     settings.ledger.open(settings.store)
 }
 
-/// Opens the ledger and the source and builds the aggregator.
+/// Opens the source, then the ledger, and builds the aggregator: a mistyped
+/// repo fails before any ledger is created.
 pub fn open_aggregator(settings: &LedgerSettings) -> anyhow::Result<Aggregator> {
-    let store = open_store(settings)?;
     let source = open_source(settings)?;
+    let store = open_store(settings)?;
     Ok(Aggregator::with_limits(
         store,
         source,
@@ -311,20 +312,18 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::config::{Cli, Command};
+    use crate::config::Command;
     use crate::source::SourceError;
 
     /// The error itself reaches the caller, not only its text, so that `{:#}`
     /// and callers that look for a kind of error still find it.
     #[tokio::test]
-    async fn a_missing_repo_fails_with_its_own_error() {
+    async fn a_missing_repo_fails_with_its_own_error_before_any_ledger_is_made() {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let repo = dir.path().join("no-repo-here");
         let args = ["rpc-server", "aggregate", "--once", "--data-dir"];
-        let cli = Cli::try_parse_from(args.iter().copied().chain([
+        let cli = crate::config::parse_without_env(args.iter().copied().chain([
             data.to_str().unwrap(),
             "--repo",
             repo.to_str().unwrap(),
@@ -339,5 +338,9 @@ mod tests {
             .downcast_ref::<SourceError>()
             .unwrap_or_else(|| panic!("a SourceError, not only its text: {err:#}"));
         assert!(source.message.contains("no-repo-here"), "{source}");
+        assert!(
+            !data.join("ledger.redb").exists(),
+            "a mistyped repo creates no ledger"
+        );
     }
 }

@@ -19,14 +19,11 @@ const BIN: &str = env!("CARGO_BIN_EXE_rpc-server");
 #[test]
 fn an_unreachable_database_is_one_clear_line_without_the_password() {
     let dir = tempfile::tempdir().unwrap();
+    let repo = NodeRepo::new();
     let out = Command::new(BIN)
-        .args([
-            "aggregate",
-            "--once",
-            "--repo",
-            "/nonexistent",
-            "--data-dir",
-        ])
+        .args(["aggregate", "--once", "--repo"])
+        .arg(repo.path())
+        .arg("--data-dir")
         .arg(dir.path())
         .args([
             "--ledger-url",
