@@ -427,16 +427,67 @@ fn pick_token(
     Ok(Some(token.trim().to_string()))
 }
 
+/// Parses `args` as the command line, reading no environment variable.
+#[cfg(test)]
+pub(crate) fn parse_without_env<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{CommandFactory, FromArgMatches};
+    fn strip(command: clap::Command) -> clap::Command {
+        command
+            .mut_args(|arg| arg.env(None::<&str>))
+            .mut_subcommands(strip)
+    }
+    let matches = strip(Cli::command()).try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}
+
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
     fn parse(args: &[&str]) -> Command {
-        Cli::try_parse_from(std::iter::once("rpc-server").chain(args.iter().copied()))
+        parse_without_env(std::iter::once("rpc-server").chain(args.iter().copied()))
             .unwrap()
             .command
+    }
+
+    /// These tests read no `BILLING_*` variable: an operator's exported
+    /// settings must not change what they check. The same tests run again in a
+    /// child process with every such variable set, and must still pass.
+    #[test]
+    fn the_config_tests_pass_with_billing_variables_exported() {
+        if std::env::var_os("BILLING_CONFIG_TESTS_CHILD").is_some() {
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args(["config::tests::", "--test-threads", "1"])
+            .env("BILLING_CONFIG_TESTS_CHILD", "1")
+            .env("BILLING_CONFIG", "/nonexistent/billing.toml")
+            .env("BILLING_REPO", "/from/the/environment.git")
+            .env("BILLING_DATA_DIR", "/from/the/environment")
+            .env("BILLING_BRANCH", "from-env")
+            .env("BILLING_INTERVAL", "7")
+            .env("BILLING_LISTEN", "127.0.0.1:1")
+            .env("BILLING_FORGE_URL", "http://127.0.0.1:1")
+            .env("BILLING_ADMIN_SECRET_FILE", "/nonexistent/secret")
+            .env("BILLING_LEDGER_URL", "postgres://nobody@127.0.0.1:1/none")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "with BILLING_* exported:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let passed = stdout
+            .lines()
+            .filter(|l| l.starts_with("test config::tests::") && l.ends_with(" ok"))
+            .count();
+        assert!(passed >= 5, "the child ran the config tests:\n{stdout}");
     }
 
     /// The defaults the help texts name (written there because a flag's
