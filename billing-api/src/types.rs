@@ -299,7 +299,10 @@ pub struct Overview {
     pub total_balance_cents: i128,
     pub overdrawn_users: u64,
     pub consumed_records: u64,
+    /// Records held because their user is not registered yet; they apply when it is.
     pub pending_records: u64,
+    /// Every item `list_rejected` lists: the held records (`pending_records`)
+    /// and the ones rejected for good (conflicts, invalid records, whole files).
     pub rejected_items: u64,
     pub health: Health,
     pub last_run_at: Option<String>,

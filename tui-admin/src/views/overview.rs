@@ -108,7 +108,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         "held for unknown users".into(),
         pending_color,
     );
-    let rejected_color = if ov.rejected_items > 0 {
+    // `rejected_items` counts the held records too: they show once, as pending.
+    let rejected = ov.rejected_items.saturating_sub(ov.pending_records);
+    let rejected_color = if rejected > 0 {
         Color::Red
     } else {
         Color::Reset
@@ -117,8 +119,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame,
         r2[1],
         "Rejected",
-        format::count(ov.rejected_items),
-        "records and files".into(),
+        format::count(rejected),
+        "rejected for good".into(),
         rejected_color,
     );
     let (health, mut health_color) = health_text(ov.health);

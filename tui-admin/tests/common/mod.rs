@@ -62,7 +62,7 @@ pub fn overview() -> Overview {
         overdrawn_users: 2,
         consumed_records: 48_213,
         pending_records: 3,
-        rejected_items: 2,
+        rejected_items: 5, // the 3 held records and 2 rejected for good
         health: Health::Degraded,
         last_run_at: Some("2026-11-27T09:58:00.000Z".into()),
         stale_nodes: 1,
