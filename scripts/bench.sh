@@ -61,8 +61,14 @@ head -c 32 /dev/urandom | base64 > "$work/secret"
 "$bin" serve --data-dir "$work/d3" --repo "$work/repo2" --interval 0 --listen 127.0.0.1:0 \
   --admin-secret-file "$work/secret" > "$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+# Up to 60 s for the server to listen; stop at once if it exited.
+for _ in $(seq 600); do
+  grep -q "listening on" "$work/serve.out" 2>/dev/null && break
+  kill -0 "$server_pid" 2>/dev/null || { echo "bench: rpc-server serve exited before listening:" >&2; cat "$work/serve.err" >&2; exit 1; }
+  sleep 0.1
+done
 url=$(grep -o 'http://[0-9.:]*' "$work/serve.out" | head -1)
+[ -n "$url" ] || { echo "bench: rpc-server serve did not listen within 60 s; its log:" >&2; cat "$work/serve.err" >&2; exit 1; }
 secret=$(cat "$work/secret")
 echo "get_balance (64 connections, $DURATION, random users):"
 BENCH_SECRET="$secret" BENCH_METHOD=get_balance BENCH_SIDS="$BIG_USERS" \
@@ -197,7 +203,8 @@ fi
 
 if want 7; then
 for extra in scripts/bench_forge.sh; do
-  if [ -x "$extra" ]; then echo "== $extra"; "$extra"; fi
+  [ -x "$extra" ] || { echo "bench: $extra is missing or not executable" >&2; exit 1; }
+  echo "== $extra"; "$extra"
 done
 echo "== dashboard redraw"
 "$root/target/release/examples/redraw_bench"
