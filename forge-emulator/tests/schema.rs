@@ -495,3 +495,83 @@ async fn stats_and_faults_are_controllable_over_http() {
         .unwrap();
     assert_eq!(bad.status().as_u16(), 422);
 }
+
+/// A submodule is a commit entry in a tree; Forgejo lists it with `url: ""`
+/// (it has no object in this repository to point at).
+#[tokio::test]
+async fn a_submodule_entry_has_an_empty_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("billing.git");
+    let git = |args: &[&str], input: Option<&str>| -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&path)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@localhost")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@localhost")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("git runs");
+        if let Some(input) = input {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "git {args:?} failed");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    std::fs::create_dir_all(&path).unwrap();
+    git(&["init", "-q", "--bare", "-b", "main"], None);
+    let blob = git(&["hash-object", "-w", "--stdin"], Some("billing"));
+    let elsewhere = "1234567890abcdef1234567890abcdef12345678";
+    let tree = git(
+        &["mktree"],
+        Some(&format!(
+            "100644 blob {blob}\tREADME.md\n160000 commit {elsewhere}\tvendored\n"
+        )),
+    );
+    let commit = git(&["commit-tree", &tree, "-m", "with a submodule"], None);
+    git(&["update-ref", "refs/heads/main", &commit], None);
+
+    let repo = ForgeRepo::open(&path).unwrap();
+    let config = EmulatorConfig::new("lhumina_code/hero_onboarding_billing", Some(TOKEN)).unwrap();
+    let handle = EmulatorHandle::start(config, repo).await.unwrap();
+    let client = Client {
+        http: reqwest::Client::new(),
+        api: format!(
+            "{}/api/v1/repos/lhumina_code/hero_onboarding_billing",
+            handle.base_url()
+        ),
+    };
+    let (status, _, body) = client.get(&format!("/git/trees/{tree}")).await;
+    assert_eq!(status, 200, "{body}");
+    let doc = swagger();
+    check(
+        &doc,
+        "/repos/{owner}/{repo}/git/trees/{sha}",
+        "get",
+        200,
+        &body,
+    );
+    let entries = body["tree"].as_array().unwrap();
+    let sub = entries.iter().find(|e| e["path"] == "vendored").unwrap();
+    assert_eq!(sub["type"], "commit");
+    assert_eq!(sub["sha"], elsewhere);
+    assert_eq!(sub["url"], "", "{sub}");
+    let file = entries.iter().find(|e| e["path"] == "README.md").unwrap();
+    assert!(
+        file["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/git/blobs/{blob}")),
+        "{file}"
+    );
+}

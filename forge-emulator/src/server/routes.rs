@@ -228,14 +228,19 @@ fn git_tree(ctx: &Ctx<'_>, sha: &str) -> anyhow::Result<Reply> {
     let tree: Vec<Value> = slice
         .iter()
         .map(|e| {
-            let kind = if e.kind == "tree" { "trees" } else { "blobs" };
+            // Forgejo gives a submodule (a commit entry) an empty url.
+            let url = match e.kind {
+                "commit" => String::new(),
+                "tree" => format!("{}/git/trees/{}", ctx.repo_url(), e.id),
+                _ => format!("{}/git/blobs/{}", ctx.repo_url(), e.id),
+            };
             json!({
                 "path": e.path,
                 "mode": e.mode,
                 "type": e.kind,
                 "size": e.size.unwrap_or(0),
                 "sha": e.id.to_string(),
-                "url": format!("{}/git/{kind}/{}", ctx.repo_url(), e.id),
+                "url": url,
             })
         })
         .collect();
