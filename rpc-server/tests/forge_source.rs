@@ -778,3 +778,42 @@ async fn new_blobs_are_read_in_batches_where_the_forge_serves_them() {
         }
     }
 }
+
+/// A forge whose version claims batch reads but that has no batch endpoint
+/// (404 or 405 on `git/blobs?shas=`): the files are read one by one, and the
+/// endpoint is not tried again by that source.
+#[tokio::test]
+async fn a_missing_batch_endpoint_is_tried_once() {
+    for status in [404, 405] {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = ForgeRepo::open_or_init(&dir.path().join("billing.git")).unwrap();
+        let mut config = EmulatorConfig::new(REPO, Some(TOKEN)).unwrap();
+        config.version = "12.0.0".into();
+        let f = Forge {
+            emu: EmulatorHandle::start(config, repo).await.unwrap(),
+            _dir: dir,
+        };
+        f.emu.add_fault(Fault {
+            times: None,
+            ..Fault::new("blobs_batch", FaultKind::Status { status }, 0)
+        });
+        let head = seed(&f);
+        let s = source(&f);
+        let nodes = s.nodes(&head).await.unwrap();
+        let files = s.files(&nodes[0]).await.unwrap();
+        assert!(files.len() > 1);
+        for round in 0..2 {
+            f.emu.reset_stats();
+            let bodies = s.read(&head, &files, 1 << 20).await.unwrap();
+            assert_eq!(bodies.len(), files.len());
+            let stats = f.emu.stats();
+            let count = |e: &str| stats.requests.get(e).copied().unwrap_or(0);
+            let tried = if round == 0 { 1 } else { 0 };
+            assert_eq!(
+                (count("blobs_batch"), count("blobs")),
+                (tried, files.len() as u64),
+                "{status}, round {round}: {stats:?}"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use serde::Deserialize;
 use tokio::sync::Semaphore;
@@ -140,6 +141,9 @@ impl Inner {
     /// Whether the forge serves `git/blobs?shas=` (Forgejo 12 and later),
     /// from `GET /version`, asked once per source; no answer means no.
     async fn serves_blob_batches(&self) -> bool {
+        if self.batches_refused.load(Ordering::Relaxed) {
+            return false;
+        }
         if let Some(known) = self.blob_batches.get() {
             return *known;
         }
@@ -196,7 +200,19 @@ impl Inner {
                 .into_iter()
                 .filter_map(|b| Some((b.sha.clone()?.to_ascii_lowercase(), b)))
                 .collect(),
-            Ok(None) | Err(_) => HashMap::new(),
+            Ok(None) => {
+                // Forgejo answers unknown shas with 400: a 404 (or 405) is the
+                // endpoint itself missing, whatever the version said.
+                if !self.batches_refused.swap(true, Ordering::Relaxed) {
+                    tracing::info!(
+                        forge = %self.shown,
+                        repo = %format!("{}/{}", self.owner, self.name),
+                        "the forge has no batch blob endpoint (git/blobs?shas= answered 404 or 405); reading blobs one by one"
+                    );
+                }
+                HashMap::new()
+            }
+            Err(_) => HashMap::new(),
         };
         let mut out = Vec::with_capacity(chunk.len());
         for &i in chunk {

@@ -137,6 +137,8 @@ impl Inner {
         let path = url.path();
         match status {
             StatusCode::NOT_FOUND => Attempt::NotFound,
+            // A forge without the batch blob endpoint may refuse the method there.
+            StatusCode::METHOD_NOT_ALLOWED if path.ends_with("/git/blobs") => Attempt::NotFound,
             // Forgejo answers an unknown tree or blob sha with 400 ("sha not found").
             StatusCode::BAD_REQUEST if path.contains("/git/trees/") || path.contains("/git/blobs/") => {
                 Attempt::NotFound

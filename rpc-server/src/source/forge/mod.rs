@@ -81,6 +81,9 @@ struct Inner {
     stats: crate::source::RequestStats,
     /// Whether the forge serves batch blob reads (Forgejo 12+), once asked.
     blob_batches: std::sync::OnceLock<bool>,
+    /// Set when the batch endpoint answered 404 or 405 although the version
+    /// claims it: batch reads are then off for good on this source.
+    batches_refused: std::sync::atomic::AtomicBool,
 }
 
 impl ForgeSource {
@@ -176,6 +179,7 @@ impl ForgeSource {
                 options,
                 stats: crate::source::RequestStats::default(),
                 blob_batches: std::sync::OnceLock::new(),
+                batches_refused: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
