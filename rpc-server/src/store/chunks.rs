@@ -14,7 +14,7 @@ use billing_api::RejectReason;
 use billing_api::otoml::{DecodedGroup, MAX_NODE_NAME_BYTES};
 
 use super::gate::PASS_MIN_WORK;
-use super::ledger::{Ledger, Provenance, Rows};
+use super::ledger::{LedgerTxn, Provenance, Rows};
 use super::{FileOutcome, NodeOutcome, NodeUpdate, RedbStore, StoreError, check_id, redb_rows};
 
 pub use super::tally::REJECTION_SAMPLE;
@@ -174,7 +174,7 @@ impl RedbStore {
 /// node's state if the chunk's end was reached. Returns the outcome, where the
 /// next part starts and whether the node's state was written.
 pub(crate) fn apply_items<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     chunk: &NodeChunk,
     from: usize,
     now_ms: u64,
@@ -205,7 +205,7 @@ pub(crate) fn apply_items<R: Rows>(
 
 /// Applies one item of a chunk.
 fn apply_item<R: Rows>(
-    ledger: &mut Ledger<R>,
+    ledger: &mut LedgerTxn<R>,
     node: &str,
     commit: &str,
     item: &ChunkItem,
@@ -259,7 +259,7 @@ fn consumed_whole(outcome: &FileOutcome) -> bool {
 }
 
 fn whole_file<R: Rows>(
-    ledger: &mut Ledger<R>,
+    ledger: &mut LedgerTxn<R>,
     from: Provenance<'_>,
     outcome: &FileOutcome,
 ) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@ use billing_api::NodeStatus;
 use redb::ReadableTable;
 
 use super::codec::{self, NodeRow};
-use super::ledger::{Ledger, Rows};
+use super::ledger::{LedgerTxn, Rows};
 use super::{RedbStore, StoreError, tables};
 
 /// Consumed files looked at, newest name first, for a node's newest real
@@ -62,7 +62,7 @@ impl NodeRecord {
     }
 }
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     /// Writes the node's state after a pass (its total is added in `finish`).
     pub fn set_node_state(
         &mut self,

@@ -5,7 +5,7 @@ use billing_api::text::echo;
 use billing_api::{Page, Payment, RecordPayment};
 
 use super::codec::{self, PaymentRow};
-use super::ledger::{Ledger, Rows};
+use super::ledger::{LedgerTxn, Rows};
 use super::{
     MAX_PAYMENT_ID_BYTES, RedbStore, StoreError, check_id, check_text, clamp_limit, page,
     redb_rows, seq_cursor, tables,
@@ -156,7 +156,7 @@ impl NewPayment {
 /// Credits a group of payments in one ledger transaction: one result per
 /// payment, or the storage error that fails them all.
 pub(crate) fn credit_group<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     group: &[NewPayment],
 ) -> Result<Vec<Result<Payment, StoreError>>, StoreError> {
     let mut results = Vec::with_capacity(group.len());
@@ -176,7 +176,7 @@ pub(crate) fn credit_group<R: Rows>(
 /// Records one payment of a group. A conflict, an unknown user or an overflow
 /// is found before anything is written.
 fn credit_one<R: Rows>(
-    ledger: &mut Ledger<R>,
+    ledger: &mut LedgerTxn<R>,
     payment: &NewPayment,
 ) -> Result<Payment, StoreError> {
     let (req, kind) = (&payment.req, payment.kind.as_str());

@@ -436,6 +436,6 @@ impl Rows for RedbRows<'_> {
 pub(crate) fn ledger(
     txn: &WriteTransaction,
     now_ms: u64,
-) -> Result<super::ledger::Ledger<RedbRows<'_>>, StoreError> {
-    super::ledger::Ledger::open(RedbRows::open(txn)?, now_ms)
+) -> Result<super::ledger::LedgerTxn<RedbRows<'_>>, StoreError> {
+    super::ledger::LedgerTxn::open(RedbRows::open(txn)?, now_ms)
 }

@@ -6,7 +6,7 @@
 
 use super::StoreError;
 use super::codec::{RejectedRow, TallyRow};
-use super::ledger::{Ledger, Provenance, Rows};
+use super::ledger::{LedgerTxn, Provenance, Rows};
 use billing_api::RejectReason;
 
 /// Per-record rejections of one file stored one by one.
@@ -27,7 +27,7 @@ pub(crate) struct OpenTally {
     dirty: bool,
 }
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     /// Whether a per-record rejection at `index` of `from` (whose item would
     /// have `fingerprint`) is stored one by one; otherwise it is counted into
     /// the file's summary, or was tallied already by an earlier read of the

@@ -4,7 +4,7 @@ use billing_api::otoml::MAX_SID_BYTES;
 use billing_api::{Balance, RegisterUser, UserBilling};
 
 use super::codec::{self, UserRow};
-use super::ledger::{Ledger, Rows};
+use super::ledger::{LedgerTxn, Rows};
 use super::{RedbStore, StoreError, check_id, check_text, redb_rows, tables};
 
 impl RedbStore {
@@ -58,7 +58,7 @@ pub(crate) fn check_registrations(reqs: &[RegisterUser]) -> Result<String, Store
 /// Creates or updates `reqs` in one ledger transaction and applies every record
 /// held for them.
 pub(crate) fn register_into<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     reqs: &[RegisterUser],
     now_ms: u64,
 ) -> Result<Vec<UserBilling>, StoreError> {

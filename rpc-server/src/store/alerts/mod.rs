@@ -1,7 +1,7 @@
 //! The ledger's outbox: balance alerts (levels per user, events when a
 //! change crosses a threshold), node and pass events, and the state of each
 //! event's webhook deliveries. Balance events are written by the ledger rules
-//! in the transaction of the change that caused them (`Ledger::finish`).
+//! in the transaction of the change that caused them (`LedgerTxn::finish`).
 
 pub mod outbox;
 mod redb;

@@ -6,7 +6,7 @@ use billing_api::{EventType, UserThreshold};
 use serde::{Deserialize, Serialize};
 
 use super::super::StoreError;
-use super::super::ledger::{Ledger, Rows};
+use super::super::ledger::{LedgerTxn, Rows};
 use super::{AlertRow, DEFAULT_LOW_BALANCE_CENTS, EventRow, Level, node_subject, user_subject};
 
 /// Largest threshold a user may set (1,000,000,000.00).
@@ -64,7 +64,7 @@ pub struct NodeChange {
 
 /// Sets (or clears) a user's own threshold.
 pub(crate) fn set_threshold_into<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     sid: &str,
     cents: Option<i64>,
 ) -> Result<UserThreshold, StoreError> {
@@ -109,7 +109,7 @@ pub(crate) fn set_threshold_into<R: Rows>(
 /// Writes node events for the nodes whose staleness changed (each once: the
 /// node's level is stored), and `aggregation.failed` if given.
 pub(crate) fn record_events_into<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     nodes: &[NodeChange],
     failed: Option<serde_json::Value>,
 ) -> Result<Vec<u64>, StoreError> {
@@ -150,7 +150,7 @@ pub(crate) fn record_events_into<R: Rows>(
 /// `lease_ms`, so that another replica does not send it meanwhile. A URL new
 /// to the ledger starts with the next event written.
 pub(crate) fn claim_due_into<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     url: &str,
     lease_ms: u64,
     max: usize,
@@ -212,7 +212,7 @@ const SCAN_EVENTS: usize = 1_000;
 
 /// Records how the attempts at `url` ended.
 pub(crate) fn record_attempts_into<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     url: &str,
     attempts: &[Attempted],
 ) -> Result<(), StoreError> {
@@ -239,7 +239,7 @@ pub(crate) fn record_attempts_into<R: Rows>(
 
 /// Stores the default threshold (`--low-balance-cents`).
 pub(crate) fn set_default_into<R: Rows>(
-    mut ledger: Ledger<R>,
+    mut ledger: LedgerTxn<R>,
     cents: i64,
 ) -> Result<(), StoreError> {
     ledger.rows().put_low_balance_default(cents)?;

@@ -6,12 +6,12 @@ use super::super::StoreError;
 use super::super::alerts::{
     AlertRow, DEFAULT_LOW_BALANCE_CENTS, EventRow, balance_data, rules, user_subject,
 };
-use super::{Ledger, Rows};
+use super::{LedgerTxn, Rows};
 
 /// The ledger key of the default low-balance threshold (see `Store::set_low_balance_default`).
 pub(crate) const LOW_BALANCE_DEFAULT_KEY: &str = "low_balance_default";
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     /// Checks one user's balance change `before` → `after`.
     pub(super) fn balance_alert(
         &mut self,

@@ -10,7 +10,7 @@ use super::super::redb_rows::load_source;
 use super::super::{
     Page, RedbStore, StoreError, UsageRecord, bad_cursor, clamp_limit, page, seq_cursor, tables,
 };
-use super::{Ledger, Provenance, Rows};
+use super::{LedgerTxn, Provenance, Rows};
 
 /// What one record charges.
 pub(super) struct Charge<'a> {
@@ -29,7 +29,7 @@ pub(super) enum Debit {
     Overflow(String),
 }
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     /// Debits a record of a known user and writes its consumed-index rows,
     /// unless its key is already applied.
     pub(super) fn debit(

@@ -7,9 +7,9 @@ use super::super::codec::{PendingRow, RejectedRow};
 use super::super::redb_rows;
 use super::super::{NodeOutcome, RedbStore, StoreError, UsageRecord};
 use super::consumed::{Charge, Debit};
-use super::{Ledger, Provenance, Rows, take_one};
+use super::{LedgerTxn, Provenance, Rows, take_one};
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     /// Holds a record of an unknown user, visible as an `unknown_user` rejection.
     pub(super) fn hold(
         &mut self,

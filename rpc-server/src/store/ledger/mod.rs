@@ -1,4 +1,4 @@
-//! Applying usage: the exactly-once core. `Ledger` holds the rows of one
+//! Applying usage: the exactly-once core. `LedgerTxn` holds the rows of one
 //! write transaction (a backend's [`Rows`]), caches the users it touches and
 //! writes each of them, the counters and the node totals once, in `finish`.
 
@@ -37,7 +37,7 @@ pub(crate) struct CachedUser {
 }
 
 /// The rows of one write transaction plus the state written back at the end.
-pub(crate) struct Ledger<R: Rows> {
+pub(crate) struct LedgerTxn<R: Rows> {
     pub now_ms: u64,
     pub meta: MetaRow,
     pub outcome: NodeOutcome,
@@ -53,10 +53,10 @@ pub(crate) struct Ledger<R: Rows> {
     low_balance_default: Option<i64>,
 }
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     pub fn open(mut rows: R, now_ms: u64) -> Result<Self, StoreError> {
         let meta = rows.meta()?;
-        Ok(Ledger {
+        Ok(LedgerTxn {
             now_ms,
             meta,
             outcome: NodeOutcome::default(),

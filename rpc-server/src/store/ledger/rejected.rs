@@ -7,9 +7,9 @@ use super::super::codec::{self, RejectedRow};
 use super::super::{
     InvalidRecord, Page, RedbStore, StoreError, UsageRecord, clamp_limit, page, seq_cursor, tables,
 };
-use super::{Ledger, Provenance, Rows};
+use super::{LedgerTxn, Provenance, Rows};
 
-impl<R: Rows> Ledger<R> {
+impl<R: Rows> LedgerTxn<R> {
     pub(super) fn conflict(
         &mut self,
         from: Provenance<'_>,

@@ -1,5 +1,5 @@
 //! The rows a ledger transaction reads and writes, as one trait: the domain
-//! rules (`Ledger`) are written once against it, and each backend implements
+//! rules (`LedgerTxn`) are written once against it, and each backend implements
 //! it over its own tables (`redb_rows.rs`, `postgres/rows.rs`). The methods
 //! take `&mut self` so that a backend may cache what it read and buffer what it
 //! writes until the transaction ends.

@@ -1,6 +1,6 @@
 //! The ledger on PostgreSQL, for operators who run several rpc-server
 //! replicas or keep their money in a database they already replicate and back
-//! up. The domain rules are the same code as on redb (`ledger::Ledger` over
+//! up. The domain rules are the same code as on redb (`ledger::LedgerTxn` over
 //! [`rows::PgRows`]); this module holds the connection pool, the schema
 //! migrations and the transactions.
 //!

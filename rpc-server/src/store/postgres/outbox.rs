@@ -9,7 +9,7 @@ use billing_api::{Event, EventType, Page, UserThreshold};
 use super::super::StoreError;
 use super::super::alerts::outbox::{self, Attempted, Due, NodeChange};
 use super::super::alerts::{Level, delivery_state, node_subject, parse_event_id};
-use super::super::ledger::Ledger;
+use super::super::ledger::LedgerTxn;
 use super::alert_rows::{DELIVERY_COLUMNS, delivery_of_at, event_of};
 use super::rows::PgRows;
 use super::{PgStore, db_err, from_db, to_db};
@@ -23,7 +23,7 @@ impl PgStore {
     ) -> Result<UserThreshold, StoreError> {
         self.write(&format!("set the threshold of user `{sid}`"), |txn| {
             let mut rows = PgRows::lock(txn)?;
-            let out = outbox::set_threshold_into(Ledger::open(&mut rows, now_ms)?, sid, cents)?;
+            let out = outbox::set_threshold_into(LedgerTxn::open(&mut rows, now_ms)?, sid, cents)?;
             rows.flush()?;
             Ok(out)
         })
@@ -32,7 +32,7 @@ impl PgStore {
     pub fn set_low_balance_default(&self, cents: i64, now_ms: u64) -> Result<(), StoreError> {
         self.write("store the default low-balance threshold", |txn| {
             let mut rows = PgRows::lock(txn)?;
-            outbox::set_default_into(Ledger::open(&mut rows, now_ms)?, cents)?;
+            outbox::set_default_into(LedgerTxn::open(&mut rows, now_ms)?, cents)?;
             rows.flush()
         })
     }
@@ -52,7 +52,7 @@ impl PgStore {
         self.write("record node and pass events", |txn| {
             let mut rows = PgRows::lock(txn)?;
             let out = outbox::record_events_into(
-                Ledger::open(&mut rows, now_ms)?,
+                LedgerTxn::open(&mut rows, now_ms)?,
                 nodes,
                 failed.clone(),
             )?;
@@ -70,7 +70,8 @@ impl PgStore {
     ) -> Result<Vec<Due>, StoreError> {
         self.write("claim webhook deliveries", |txn| {
             let mut rows = PgRows::lock(txn)?;
-            let out = outbox::claim_due_into(Ledger::open(&mut rows, now_ms)?, url, lease_ms, max)?;
+            let out =
+                outbox::claim_due_into(LedgerTxn::open(&mut rows, now_ms)?, url, lease_ms, max)?;
             rows.flush()?;
             Ok(out)
         })
@@ -84,7 +85,7 @@ impl PgStore {
     ) -> Result<(), StoreError> {
         self.write("record webhook deliveries", |txn| {
             let mut rows = PgRows::lock(txn)?;
-            outbox::record_attempts_into(Ledger::open(&mut rows, now_ms)?, url, attempts)?;
+            outbox::record_attempts_into(LedgerTxn::open(&mut rows, now_ms)?, url, attempts)?;
             rows.flush()
         })
     }

@@ -6,7 +6,7 @@ use billing_api::{AggregateSummary, Payment, RecordPayment, RegisterUser, UserBi
 
 use super::super::chunks::{NodeChunk, apply_items};
 use super::super::codec::{NodeRow, RunRow};
-use super::super::ledger::Ledger;
+use super::super::ledger::LedgerTxn;
 use super::super::payments::{NewPayment, credit_group};
 use super::super::runs::RunTotals;
 use super::super::users::{check_registrations, register_into};
@@ -26,7 +26,7 @@ impl PgStore {
         self.write_pass(&op, |txn| {
             let mut rows = PgRows::lock(txn)?;
             rows.prefetch(&chunk.node_name, &chunk.items)?;
-            let ledger = Ledger::open(&mut rows, now_ms)?;
+            let ledger = LedgerTxn::open(&mut rows, now_ms)?;
             let (outcome, _, _) = apply_items(ledger, chunk, 0, now_ms, || false)?;
             rows.flush()?;
             Ok(outcome)
@@ -37,7 +37,7 @@ impl PgStore {
     pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
         self.write_pass("apply held records", |txn| {
             let mut rows = PgRows::lock(txn)?;
-            let mut ledger = Ledger::open(&mut rows, now_ms)?;
+            let mut ledger = LedgerTxn::open(&mut rows, now_ms)?;
             if ledger.meta.counts.pending_records == 0 {
                 return Ok(NodeOutcome::default());
             }
@@ -62,7 +62,7 @@ impl PgStore {
             let mut rows = PgRows::lock(txn)?;
             let sids: Vec<&str> = reqs.iter().map(|r| r.user_sid.as_str()).collect();
             rows.prefetch_users(&sids)?;
-            let out = register_into(Ledger::open(&mut rows, now_ms)?, reqs, now_ms)?;
+            let out = register_into(LedgerTxn::open(&mut rows, now_ms)?, reqs, now_ms)?;
             rows.flush()?;
             Ok(out)
         })
@@ -93,7 +93,7 @@ impl PgStore {
         };
         self.write(&op, |txn| {
             let mut rows = PgRows::lock(txn)?;
-            let results = credit_group(Ledger::open(&mut rows, first.now_ms())?, group)?;
+            let results = credit_group(LedgerTxn::open(&mut rows, first.now_ms())?, group)?;
             rows.flush()?;
             Ok(results)
         })
@@ -105,7 +105,7 @@ impl PgStore {
             &format!("record the failure of node `{node_name}`"),
             |txn| {
                 let mut rows = PgRows::lock(txn)?;
-                let mut ledger = Ledger::open(&mut rows, now_ms)?;
+                let mut ledger = LedgerTxn::open(&mut rows, now_ms)?;
                 ledger.set_node_state(node_name, |row: &mut NodeRow| {
                     row.status = billing_api::NodeStatus::Error;
                     row.last_error = Some(error.to_string());
