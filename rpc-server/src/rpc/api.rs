@@ -39,7 +39,9 @@ impl BillingRpc {
         self.aggregator.store()
     }
 
-    async fn read<T, F>(&self, op: F) -> RpcResult<T>
+    /// Runs `op` on the ledger on a blocking thread (reads and writes alike),
+    /// its error mapped to JSON-RPC.
+    async fn on_store<T, F>(&self, op: F) -> RpcResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
@@ -116,7 +118,7 @@ impl BillingApiServer for BillingRpc {
     ) -> RpcResult<Page<Payment>> {
         let limit = page_limit(limit)?;
         lookup_sid(user_sid.as_deref())?;
-        self.read(move |s| s.list_payments(user_sid.as_deref(), cursor.as_deref(), limit))
+        self.on_store(move |s| s.list_payments(user_sid.as_deref(), cursor.as_deref(), limit))
             .await
     }
 
@@ -132,11 +134,13 @@ impl BillingApiServer for BillingRpc {
         lookup_sid(user_sid.as_deref())?;
         match Window::parse(from.as_deref(), to.as_deref()).map_err(store_error)? {
             None => {
-                self.read(move |s| s.list_consumed(user_sid.as_deref(), cursor.as_deref(), limit))
-                    .await
+                self.on_store(move |s| {
+                    s.list_consumed(user_sid.as_deref(), cursor.as_deref(), limit)
+                })
+                .await
             }
             Some(window) => {
-                self.read(move |s| {
+                self.on_store(move |s| {
                     s.list_consumed_in(user_sid.as_deref(), cursor.as_deref(), limit, window)
                 })
                 .await
@@ -155,7 +159,7 @@ impl BillingApiServer for BillingRpc {
         let window = Window::parse(from.as_deref(), to.as_deref()).map_err(store_error)?;
         let group_by = group_by.unwrap_or_default();
         let mut summary = self
-            .read(move |s| s.usage_summary(&user_sid, window, group_by))
+            .on_store(move |s| s.usage_summary(&user_sid, window, group_by))
             .await?;
         (summary.from, summary.to) = (from, to);
         Ok(summary)
@@ -167,7 +171,7 @@ impl BillingApiServer for BillingRpc {
         limit: Option<u32>,
     ) -> RpcResult<Page<RejectedItem>> {
         let limit = page_limit(limit)?;
-        self.read(move |s| s.list_rejected(cursor.as_deref(), limit))
+        self.on_store(move |s| s.list_rejected(cursor.as_deref(), limit))
             .await
     }
 
@@ -177,7 +181,7 @@ impl BillingApiServer for BillingRpc {
         limit: Option<u32>,
     ) -> RpcResult<Page<AggregateSummary>> {
         let limit = page_limit(limit)?;
-        self.read(move |s| s.list_runs(cursor.as_deref(), limit))
+        self.on_store(move |s| s.list_runs(cursor.as_deref(), limit))
             .await
     }
 
@@ -194,7 +198,7 @@ impl BillingApiServer for BillingRpc {
         let me = self.aggregator.replica_name();
         let checks = self.aggregator.checks();
         let stale_after = self.aggregator.stale_after();
-        self.read(move |s| {
+        self.on_store(move |s| {
             let last_run = s.last_run()?;
             let nodes = node_freshness(s, now_ms(), stale_after)?
                 .iter()
@@ -230,7 +234,9 @@ impl BillingApiServer for BillingRpc {
             display_name,
             email,
         };
-        let user = self.read(move |s| s.register_user(&req, now_ms())).await?;
+        let user = self
+            .on_store(move |s| s.register_user(&req, now_ms()))
+            .await?;
         // Held records applied at registration may have crossed a threshold.
         self.aggregator.events_may_be_new();
         Ok(user)
@@ -251,7 +257,9 @@ impl BillingApiServer for BillingRpc {
             kind,
             reference,
         };
-        let payment = self.read(move |s| s.record_payment(&req, now_ms())).await?;
+        let payment = self
+            .on_store(move |s| s.record_payment(&req, now_ms()))
+            .await?;
         // A top-up may have recovered a balance.
         self.aggregator.events_may_be_new();
         Ok(payment)
@@ -273,7 +281,7 @@ impl BillingApiServer for BillingRpc {
         low_balance_cents: Option<i64>,
     ) -> RpcResult<UserThreshold> {
         lookup_sid(Some(&user_sid))?;
-        self.read(move |s| s.set_user_threshold(&user_sid, low_balance_cents, now_ms()))
+        self.on_store(move |s| s.set_user_threshold(&user_sid, low_balance_cents, now_ms()))
             .await
     }
 
@@ -285,13 +293,13 @@ impl BillingApiServer for BillingRpc {
     ) -> RpcResult<Page<Event>> {
         let limit = page_limit(limit)?;
         let urls = self.aggregator.webhook_urls();
-        self.read(move |s| s.list_events(cursor.as_deref(), limit, kind, &urls))
+        self.on_store(move |s| s.list_events(cursor.as_deref(), limit, kind, &urls))
             .await
     }
 
     async fn overview(&self) -> RpcResult<Overview> {
         let stale_after = self.aggregator.stale_after();
-        self.read(move |s| {
+        self.on_store(move |s| {
             let counts = s.overview_counts()?;
             let last_run = s.last_run()?;
             let stale_nodes = node_freshness(s, now_ms(), stale_after)?
