@@ -23,7 +23,7 @@ use crate::blocking::with_store;
 use crate::clock::now_ms;
 use crate::metrics::Metrics;
 use crate::source::{NodeTree, Source};
-use crate::store::{NodeOutcome, Store};
+use crate::store::{ApplyOutcome, Store};
 
 pub mod checks;
 mod events;
@@ -466,7 +466,7 @@ impl Aggregator {
     async fn fold(
         &self,
         summary: &mut AggregateSummary,
-        done: Result<(String, Result<NodeOutcome, String>), tokio::task::JoinError>,
+        done: Result<(String, Result<ApplyOutcome, String>), tokio::task::JoinError>,
     ) -> bool {
         let (node_name, outcome) = match done {
             Ok(done) => done,
@@ -505,13 +505,13 @@ impl Aggregator {
     }
 
     /// Adds committed work to the pass summary and the metrics.
-    fn add_outcome(&self, summary: &mut AggregateSummary, o: &NodeOutcome) {
+    fn add_outcome(&self, summary: &mut AggregateSummary, o: &ApplyOutcome) {
         self.inner.metrics.node_committed(o);
         add_to_summary(summary, o);
     }
 }
 
-fn add_to_summary(summary: &mut AggregateSummary, o: &NodeOutcome) {
+fn add_to_summary(summary: &mut AggregateSummary, o: &ApplyOutcome) {
     summary.files_read += o.files_read;
     summary.files_rejected += o.files_rejected;
     summary.records_applied += o.applied;

@@ -10,7 +10,7 @@ use super::{Aggregator, QUEUE_ITEMS};
 use crate::blocking::with_store;
 use crate::clock::now_ms;
 use crate::source::{FileBody, FileEntry, NodeTree};
-use crate::store::{ChunkItem, FileOutcome, NodeChunk, NodeEnd, NodeOutcome};
+use crate::store::{ApplyOutcome, ChunkItem, FileOutcome, NodeChunk, NodeEnd};
 
 /// A changed node and its files that are new since the last pass that read it.
 pub(super) struct NodePlan {
@@ -59,7 +59,7 @@ impl Aggregator {
         plan: NodePlan,
         head: &str,
         prefetched: Option<Prefetched>,
-    ) -> Result<NodeOutcome, String> {
+    ) -> Result<ApplyOutcome, String> {
         let store = &self.inner.store;
         let NodePlan { node, new } = plan;
         let node = &node;
@@ -74,7 +74,7 @@ impl Aggregator {
             .inner
             .chunk_records
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut outcome = NodeOutcome::default();
+        let mut outcome = ApplyOutcome::default();
         let mut items = Vec::new();
         let mut records = 0;
         let mut unread = false;

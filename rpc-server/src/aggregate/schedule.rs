@@ -15,7 +15,7 @@ use super::node::{NodePlan, Prefetched};
 use super::read::{READ_BATCH_BYTES, well_named};
 use super::{Aggregator, NODE_CONCURRENCY, READ_BUDGET_BYTES};
 use crate::source::NodeTree;
-use crate::store::NodeOutcome;
+use crate::store::ApplyOutcome;
 
 /// Nodes listed at once, ahead of the ones being applied.
 const PLAN_CONCURRENCY: usize = 8;
@@ -24,7 +24,7 @@ const GROUP_FILES: usize = 50;
 /// A node with more new files than this reads them on its own (in its own batches).
 const GROUP_NODE_FILES: usize = 16;
 
-type Applied = (String, Result<NodeOutcome, String>);
+type Applied = (String, Result<ApplyOutcome, String>);
 
 /// Runs the changed nodes of one pass at `head` and folds their outcomes into
 /// `summary`; true when every node left nothing to check again.

@@ -17,7 +17,7 @@ use billing_api::RejectReason;
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::store::NodeOutcome;
+use crate::store::ApplyOutcome;
 
 /// Upper bounds of the pass duration buckets, in seconds.
 const PASS_BUCKETS: &[f64] = &[
@@ -257,7 +257,7 @@ impl Metrics {
     }
 
     /// The records and files of one node's committed work.
-    pub fn node_committed(&self, o: &NodeOutcome) {
+    pub fn node_committed(&self, o: &ApplyOutcome) {
         let counts = [o.applied, o.duplicate, o.conflict, o.pending, o.invalid];
         for (outcome, n) in OUTCOMES.iter().zip(counts) {
             if n > 0 {

@@ -12,7 +12,7 @@ use billing_api::{
 };
 
 use super::{
-    Depth, LedgerCounts, NodeChunk, NodeOutcome, NodeRecord, NodeUpdate, PgStore, RedbStore,
+    ApplyOutcome, Depth, LedgerCounts, NodeChunk, NodeRecord, NodeUpdate, PgStore, RedbStore,
     RunTotals, StoreError, StoreOptions, UserQuery, VerifyReport,
 };
 
@@ -61,7 +61,7 @@ impl Store {
     }
 
     /// Applies everything new of one node, and its new state, in one transaction.
-    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
         self.apply_chunk(&NodeChunk::whole(update), now_ms)
     }
 
@@ -239,9 +239,9 @@ delegate! {
     /// Payments, newest first; only `user_sid`'s if given.
     fn list_payments(&self, user_sid: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<Payment>, StoreError>;
     /// Applies one chunk of a node's new files.
-    fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<NodeOutcome, StoreError>;
+    fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<ApplyOutcome, StoreError>;
     /// Applies every held record whose user now exists.
-    fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError>;
+    fn apply_pending(&self, now_ms: u64) -> Result<ApplyOutcome, StoreError>;
     /// Applied records, newest first; only `user_sid`'s if given.
     fn list_consumed(&self, user_sid: Option<&str>, cursor: Option<&str>, limit: u32) -> Result<Page<ConsumedRecord>, StoreError>;
     /// Held and rejected records and files, newest first.

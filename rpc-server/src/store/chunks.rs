@@ -15,7 +15,7 @@ use billing_api::otoml::{DecodedGroup, MAX_NODE_NAME_BYTES};
 
 use super::gate::PASS_MIN_WORK;
 use super::ledger::{LedgerTxn, Provenance, Rows};
-use super::{FileOutcome, NodeOutcome, NodeUpdate, RedbStore, StoreError, check_id, redb_rows};
+use super::{ApplyOutcome, FileOutcome, NodeUpdate, RedbStore, StoreError, check_id, redb_rows};
 
 pub use super::tally::REJECTION_SAMPLE;
 
@@ -115,20 +115,20 @@ impl ChunkItem {
 
 impl RedbStore {
     /// Applies everything new of one node, and its new state, in one transaction.
-    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+    pub fn apply_node(&self, update: NodeUpdate, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
         self.apply_chunk(&NodeChunk::whole(update), now_ms)
     }
 
     /// Applies one chunk of a node's new files: in one transaction, or in
     /// several when service writes (payments, registrations) wait, so they do
     /// not wait for the whole chunk (see `gate`).
-    pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+    pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
         check_id("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
         let op = format!(
             "apply usage of node `{}` at commit {}",
             chunk.node_name, chunk.head_commit
         );
-        let mut outcome = NodeOutcome::default();
+        let mut outcome = ApplyOutcome::default();
         let mut from = 0;
         loop {
             let (part, next) = self.apply_part(&op, chunk, from, now_ms)?;
@@ -149,7 +149,7 @@ impl RedbStore {
         chunk: &NodeChunk,
         from: usize,
         now_ms: u64,
-    ) -> Result<(NodeOutcome, usize), StoreError> {
+    ) -> Result<(ApplyOutcome, usize), StoreError> {
         // Parts before a node's last are not flushed to disk on their own: the
         // node's last part (or any other durable commit) makes them durable. A
         // crash in between undoes them, and the node's state, written last, still
@@ -179,7 +179,7 @@ pub(crate) fn apply_items<R: Rows>(
     from: usize,
     now_ms: u64,
     stop: impl Fn() -> bool,
-) -> Result<(NodeOutcome, usize, bool), StoreError> {
+) -> Result<(ApplyOutcome, usize, bool), StoreError> {
     let node = chunk.node_name.as_str();
     let mut next = from;
     while let Some(item) = chunk.items.get(next) {

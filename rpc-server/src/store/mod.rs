@@ -188,7 +188,7 @@ pub enum FileOutcome {
 
 /// What applying records did.
 #[derive(Default, Clone, Debug, PartialEq)]
-pub struct NodeOutcome {
+pub struct ApplyOutcome {
     pub files_read: u64,
     pub files_rejected: u64,
     /// Files over the size limit. They are not marked consumed and their node
@@ -216,7 +216,7 @@ pub struct RejectedFile {
     pub detail: String,
 }
 
-impl NodeOutcome {
+impl ApplyOutcome {
     /// Counts a file rejected whole for `reason`.
     pub fn file_rejected(&mut self, reason: billing_api::RejectReason, n: u64) {
         self.files_rejected += n;
@@ -231,7 +231,7 @@ impl NodeOutcome {
     }
 
     /// Adds the figures of another chunk of the same node.
-    pub fn add(&mut self, o: &NodeOutcome) {
+    pub fn add(&mut self, o: &ApplyOutcome) {
         self.files_read += o.files_read;
         for (reason, n) in &o.files_rejected_by {
             self.file_rejected(*reason, *n);

@@ -170,7 +170,7 @@ both! {
         let out = store.apply_node(up.clone(), 10).unwrap();
         assert_eq!(
             out,
-            NodeOutcome {
+            ApplyOutcome {
                 files_read: 1,
                 applied: 2,
                 duplicate: 1,
@@ -273,7 +273,7 @@ both! {
                 .iter()
                 .all(|c| c.applied_at == billing_api::millis_to_rfc3339(1_000))
         );
-        assert_eq!(store.apply_pending(20).unwrap(), NodeOutcome::default());
+        assert_eq!(store.apply_pending(20).unwrap(), ApplyOutcome::default());
     }
 
     fn bad_files_and_records_are_rejected_once(store) {

@@ -5,7 +5,7 @@ use billing_api::RejectReason;
 
 use super::super::codec::{PendingRow, RejectedRow};
 use super::super::redb_rows;
-use super::super::{NodeOutcome, RedbStore, StoreError, UsageRecord};
+use super::super::{ApplyOutcome, RedbStore, StoreError, UsageRecord};
 use super::consumed::{Charge, Debit};
 use super::{LedgerTxn, Provenance, Rows, take_one};
 
@@ -114,11 +114,11 @@ impl<R: Rows> LedgerTxn<R> {
 impl RedbStore {
     /// Applies every held record whose user now exists. `register_user` already
     /// does this for its user; this is the safety net each pass runs.
-    pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+    pub fn apply_pending(&self, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
         self.write("apply held records", |txn| {
             let mut ledger = redb_rows::ledger(txn, now_ms)?;
             if ledger.meta.counts.pending_records == 0 {
-                return Ok(NodeOutcome::default());
+                return Ok(ApplyOutcome::default());
             }
             for sid in ledger.held_users()? {
                 if ledger.user(&sid)?.is_some() {

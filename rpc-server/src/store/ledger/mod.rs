@@ -15,7 +15,7 @@ pub(crate) use rows::Rows;
 
 use super::codec::{MetaRow, SourceRow, UserRow};
 use super::user_index::SortKeys;
-use super::{NodeOutcome, StoreError};
+use super::{ApplyOutcome, StoreError};
 
 /// Where a record came from.
 #[derive(Clone, Copy)]
@@ -40,7 +40,7 @@ pub(crate) struct CachedUser {
 pub(crate) struct LedgerTxn<R: Rows> {
     pub now_ms: u64,
     pub meta: MetaRow,
-    pub outcome: NodeOutcome,
+    pub outcome: ApplyOutcome,
     pub(super) rows: R,
     /// The source the last applied record was written with.
     current_source: Option<(u64, SourceRow)>,
@@ -59,7 +59,7 @@ impl<R: Rows> LedgerTxn<R> {
         Ok(LedgerTxn {
             now_ms,
             meta,
-            outcome: NodeOutcome::default(),
+            outcome: ApplyOutcome::default(),
             rows,
             current_source: None,
             tally: None,
@@ -132,7 +132,7 @@ impl<R: Rows> LedgerTxn<R> {
     }
 
     /// Writes back touched users, node totals and counters.
-    pub fn finish(mut self) -> Result<NodeOutcome, StoreError> {
+    pub fn finish(mut self) -> Result<ApplyOutcome, StoreError> {
         self.flush_tally()?;
         let mut changed = Vec::new();
         for (sid, cached) in &mut self.user_cache {

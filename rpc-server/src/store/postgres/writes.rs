@@ -10,14 +10,14 @@ use super::super::ledger::LedgerTxn;
 use super::super::payments::{NewPayment, credit_group};
 use super::super::runs::RunTotals;
 use super::super::users::{check_registrations, register_into};
-use super::super::{LedgerCounts, NodeOutcome, StoreError, check_id};
+use super::super::{ApplyOutcome, LedgerCounts, StoreError, check_id};
 use super::columns::{read_meta, write_meta};
 use super::rows::PgRows;
 use super::{PgStore, db_err, lock, to_db};
 
 impl PgStore {
     /// Applies one chunk of a node's new files in one transaction.
-    pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+    pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
         check_id("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
         let op = format!(
             "apply usage of node `{}` at commit {}",
@@ -34,12 +34,12 @@ impl PgStore {
     }
 
     /// Applies every held record whose user now exists.
-    pub fn apply_pending(&self, now_ms: u64) -> Result<NodeOutcome, StoreError> {
+    pub fn apply_pending(&self, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
         self.write_pass("apply held records", |txn| {
             let mut rows = PgRows::lock(txn)?;
             let mut ledger = LedgerTxn::open(&mut rows, now_ms)?;
             if ledger.meta.counts.pending_records == 0 {
-                return Ok(NodeOutcome::default());
+                return Ok(ApplyOutcome::default());
             }
             for sid in ledger.held_users()? {
                 if ledger.user(&sid)?.is_some() {
