@@ -30,7 +30,10 @@ pub fn forge_answer(data: &[u8]) {
     if let Ok(branch) = serde_json::from_slice::<Branch>(data)
         && let Ok(id) = wire::branch_head(branch)
     {
-        assert!(wire::check_id(&id).is_ok(), "a branch head is an object id");
+        assert!(
+            wire::check_object_id(&id).is_ok(),
+            "a branch head is an object id"
+        );
     }
     if let Ok(page) = serde_json::from_slice::<TreePage>(data) {
         let entries = page.tree.unwrap_or_default();
@@ -69,7 +72,7 @@ pub fn forge_answer(data: &[u8]) {
 }
 
 fn assert_lower_id(id: &str) {
-    assert!(wire::check_id(id).is_ok(), "{id:?} is an object id");
+    assert!(wire::check_object_id(id).is_ok(), "{id:?} is an object id");
     assert_eq!(
         id,
         id.to_ascii_lowercase(),

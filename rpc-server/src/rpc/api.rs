@@ -18,7 +18,7 @@ use crate::aggregate::freshness::node_freshness;
 use crate::aggregate::{Aggregator, overall_health};
 use crate::blocking::with_store;
 use crate::clock::now_ms;
-use crate::store::{Store, StoreError, UserQuery, Window, check_id};
+use crate::store::{Store, StoreError, UserQuery, Window, check_identifier};
 
 /// The JSON-RPC handler. Cheap to clone.
 #[derive(Clone)]
@@ -66,7 +66,7 @@ fn page_limit(limit: Option<u32>) -> RpcResult<u32> {
 /// back in "not found".
 fn lookup_sid(user_sid: Option<&str>) -> RpcResult<()> {
     match user_sid {
-        Some(sid) => check_id("user_sid", sid, MAX_SID_BYTES).map_err(store_error),
+        Some(sid) => check_identifier("user_sid", sid, MAX_SID_BYTES).map_err(store_error),
         None => Ok(()),
     }
 }

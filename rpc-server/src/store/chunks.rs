@@ -15,7 +15,9 @@ use billing_api::otoml::{DecodedGroup, MAX_NODE_NAME_BYTES};
 
 use super::gate::PASS_MIN_WORK;
 use super::ledger::{LedgerTxn, Provenance, Rows};
-use super::{ApplyOutcome, FileOutcome, NodeUpdate, RedbStore, StoreError, check_id, redb_rows};
+use super::{
+    ApplyOutcome, FileOutcome, NodeUpdate, RedbStore, StoreError, check_identifier, redb_rows,
+};
 
 pub use super::tally::REJECTION_SAMPLE;
 
@@ -123,7 +125,7 @@ impl RedbStore {
     /// several when service writes (payments, registrations) wait, so they do
     /// not wait for the whole chunk (see `gate`).
     pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
-        check_id("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
+        check_identifier("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
         let op = format!(
             "apply usage of node `{}` at commit {}",
             chunk.node_name, chunk.head_commit

@@ -297,7 +297,7 @@ fn seq_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
 
 /// Checks a required identifier: non-empty, at most `max` bytes, and free of
 /// control and bidirectional-text characters (`billing_api::text`).
-pub(crate) fn check_id(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
+pub(crate) fn check_identifier(what: &str, value: &str, max: usize) -> Result<(), StoreError> {
     if value.is_empty() || value.len() > max {
         return Err(StoreError::InvalidInput(format!(
             "{what} must be 1..={max} bytes, got {} bytes",

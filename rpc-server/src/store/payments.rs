@@ -7,7 +7,7 @@ use billing_api::{Page, Payment, RecordPayment};
 use super::codec::{self, PaymentRow};
 use super::ledger::{LedgerTxn, Rows};
 use super::{
-    MAX_PAYMENT_ID_BYTES, RedbStore, StoreError, check_id, check_text, clamp_limit, page,
+    MAX_PAYMENT_ID_BYTES, RedbStore, StoreError, check_identifier, check_text, clamp_limit, page,
     redb_rows, seq_cursor, tables,
 };
 
@@ -114,8 +114,8 @@ pub(crate) struct NewPayment {
 impl NewPayment {
     /// Checks a request: ids, texts, a positive amount and a non-empty kind.
     pub fn check(req: &RecordPayment, now_ms: u64) -> Result<NewPayment, StoreError> {
-        check_id("payment_id", &req.payment_id, MAX_PAYMENT_ID_BYTES)?;
-        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
+        check_identifier("payment_id", &req.payment_id, MAX_PAYMENT_ID_BYTES)?;
+        check_identifier("user_sid", &req.user_sid, MAX_SID_BYTES)?;
         check_text("kind", req.kind.as_deref())?;
         check_text("reference", req.reference.as_deref())?;
         if req.amount_cents <= 0 {

@@ -5,7 +5,7 @@ use billing_api::{Balance, RegisterUser, UserBilling};
 
 use super::codec::{self, UserRow};
 use super::ledger::{LedgerTxn, Rows};
-use super::{RedbStore, StoreError, check_id, check_text, redb_rows, tables};
+use super::{RedbStore, StoreError, check_identifier, check_text, redb_rows, tables};
 
 impl RedbStore {
     /// `Store::register_user` for many users in one transaction (bulk imports).
@@ -45,7 +45,7 @@ impl RedbStore {
 /// Checks registration requests; returns what the operation is called.
 pub(crate) fn check_registrations(reqs: &[RegisterUser]) -> Result<String, StoreError> {
     for req in reqs {
-        check_id("user_sid", &req.user_sid, MAX_SID_BYTES)?;
+        check_identifier("user_sid", &req.user_sid, MAX_SID_BYTES)?;
         check_text("display_name", req.display_name.as_deref())?;
         check_text("email", req.email.as_deref())?;
     }

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::wire::{Blob, BlobContent, blob_content, check_id};
+use super::wire::{Blob, BlobContent, blob_content, check_object_id};
 use super::{ForgeSource, Inner};
 use crate::source::{FileBody, FileEntry, SourceError};
 
@@ -124,7 +124,7 @@ impl Inner {
         head: &str,
         max_bytes: u64,
     ) -> Result<FileBody, SourceError> {
-        check_id(&file.blob_id).map_err(|e| self.error(format!("{}: {e}", file.path)))?;
+        check_object_id(&file.blob_id).map_err(|e| self.error(format!("{}: {e}", file.path)))?;
         let what = format!("{} (blob {})", file.path, file.blob_id);
         let blob = self
             .get_json::<Blob>(&["git", "blobs", &file.blob_id], &[], &what)
@@ -183,7 +183,8 @@ impl Inner {
         let mut shas = Vec::with_capacity(chunk.len());
         for &i in chunk {
             let file = &files[i];
-            check_id(&file.blob_id).map_err(|e| self.error(format!("{}: {e}", file.path)))?;
+            check_object_id(&file.blob_id)
+                .map_err(|e| self.error(format!("{}: {e}", file.path)))?;
             shas.push(file.blob_id.as_str());
         }
         let what = format!(

@@ -24,7 +24,7 @@ use reqwest::Url;
 use reqwest::header::HeaderValue;
 
 use super::{FileEntry, NodeTree, SourceError};
-use wire::{Branch, Repository, TreeItem, TreePage, check_id, entry_sha};
+use wire::{Branch, Repository, TreeItem, TreePage, check_object_id, entry_sha};
 
 /// Timeouts, retries and concurrency of the forge client.
 #[derive(Debug, Clone)]
@@ -244,7 +244,7 @@ impl ForgeSource {
     /// Valid node directories under `nodes/` at commit `head`, sorted by name.
     pub async fn nodes(&self, head: &str) -> Result<Vec<NodeTree>, SourceError> {
         let i = &self.inner;
-        check_id(head).map_err(|e| i.error(format!("head {head:?}: {e}")))?;
+        check_object_id(head).map_err(|e| i.error(format!("head {head:?}: {e}")))?;
         let root = i
             .list_tree(head, &format!("the root tree of commit {head}"))
             .await?;
@@ -273,7 +273,7 @@ impl ForgeSource {
     /// Usage files directly in one node directory, sorted by path.
     pub async fn files(&self, node: &NodeTree) -> Result<Vec<FileEntry>, SourceError> {
         let i = &self.inner;
-        check_id(&node.tree_id)
+        check_object_id(&node.tree_id)
             .map_err(|e| i.error(format!("tree of nodes/{}: {e}", node.node_name)))?;
         let what = format!("tree nodes/{} ({})", node.node_name, node.tree_id);
         let entries = i.list_tree(&node.tree_id, &what).await?;

@@ -43,7 +43,7 @@ pub(crate) struct TreeItem {
     pub(crate) size: Option<u64>,
 }
 
-pub(crate) fn check_id(id: &str) -> Result<(), String> {
+pub(crate) fn check_object_id(id: &str) -> Result<(), String> {
     if (id.len() == 40 || id.len() == 64) && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
@@ -53,7 +53,7 @@ pub(crate) fn check_id(id: &str) -> Result<(), String> {
 
 pub(crate) fn entry_sha(entry: &TreeItem) -> Result<String, String> {
     let sha = entry.sha.clone().ok_or("the entry has no sha")?;
-    check_id(&sha)?;
+    check_object_id(&sha)?;
     Ok(sha.to_ascii_lowercase())
 }
 
@@ -82,7 +82,7 @@ pub(crate) fn branch_head(branch: Branch) -> Result<String, String> {
         .commit
         .and_then(|c| c.id)
         .ok_or("the answer has no commit id")?;
-    check_id(&id)?;
+    check_object_id(&id)?;
     Ok(id)
 }
 

@@ -10,7 +10,7 @@ use super::super::ledger::LedgerTxn;
 use super::super::payments::{NewPayment, credit_group};
 use super::super::runs::RunTotals;
 use super::super::users::{check_registrations, register_into};
-use super::super::{ApplyOutcome, LedgerCounts, StoreError, check_id};
+use super::super::{ApplyOutcome, LedgerCounts, StoreError, check_identifier};
 use super::columns::{read_meta, write_meta};
 use super::rows::PgRows;
 use super::{PgStore, db_err, lock, to_db};
@@ -18,7 +18,7 @@ use super::{PgStore, db_err, lock, to_db};
 impl PgStore {
     /// Applies one chunk of a node's new files in one transaction.
     pub fn apply_chunk(&self, chunk: &NodeChunk, now_ms: u64) -> Result<ApplyOutcome, StoreError> {
-        check_id("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
+        check_identifier("node_name", &chunk.node_name, MAX_NODE_NAME_BYTES)?;
         let op = format!(
             "apply usage of node `{}` at commit {}",
             chunk.node_name, chunk.head_commit

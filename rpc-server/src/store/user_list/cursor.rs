@@ -9,7 +9,7 @@ use billing_api::otoml::MAX_SID_BYTES;
 use serde::{Deserialize, Serialize};
 
 use super::{Position, foreign_cursor};
-use crate::store::{StoreError, check_id};
+use crate::store::{StoreError, check_identifier};
 
 /// Longest cursor of an order other than `sid` (a sid at its longest,
 /// written as JSON with escapes, in base64).
@@ -68,7 +68,7 @@ pub(super) fn decode(sort: UserSort, cursor: &str) -> Result<(Position, Option<u
         )));
     }
     if sort == UserSort::Sid {
-        check_id("cursor", cursor, MAX_SID_BYTES)?;
+        check_identifier("cursor", cursor, MAX_SID_BYTES)?;
         let sid = cursor.to_string();
         return Ok((Position { key: 0, sid }, None));
     }
@@ -80,7 +80,9 @@ pub(super) fn decode(sort: UserSort, cursor: &str) -> Result<(Position, Option<u
         ));
     };
     let wants_version = matches!(sort, UserSort::BalanceAsc | UserSort::BalanceDesc);
-    if check_id("cursor", &k.sid, MAX_SID_BYTES).is_err() || wants_version != k.version.is_some() {
+    if check_identifier("cursor", &k.sid, MAX_SID_BYTES).is_err()
+        || wants_version != k.version.is_some()
+    {
         return Err(foreign_cursor(sort, cursor, "it was changed"));
     }
     Ok((
