@@ -1,6 +1,9 @@
 //! The usage batch of one node and hour, and the hour stamps.
 
 use billing_api::otoml::{self, UsageBatch, UsageRecord};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use time::OffsetDateTime;
 
 use super::{SimulateOptions, SimulateReport, user_sid};
 
@@ -22,15 +25,13 @@ pub(super) fn make_batch(
     let stamp = stamp_from_hour(hour);
     let start: toml::value::Datetime = rfc3339_from_hour(hour).parse().expect("valid datetime");
     let end: toml::value::Datetime = rfc3339_from_hour(hour + 1).parse().expect("valid datetime");
-    let mut rng = SplitMix64::new(opts.seed);
-    rng.mix(u64::from(node_index));
-    rng.mix(hour as u64);
+    let mut rng = rng_for(opts.seed, node_index, hour);
     let records = (0..opts.records)
         .map(|n| {
-            let user = user_sid(rng.below(u64::from(opts.users)) as u32);
+            let user = user_sid(rng.random_range(0..opts.users));
             let (resource, unit, step_quantity, step_cost, max_steps) =
-                RESOURCES[rng.below(RESOURCES.len() as u64) as usize];
-            let steps = 1 + rng.below(max_steps);
+                RESOURCES[rng.random_range(0..RESOURCES.len())];
+            let steps = rng.random_range(1..=max_steps);
             let cost_cents = step_cost * steps as i64;
             report.records += 1;
             report.total_cost_cents += cost_cents;
@@ -54,79 +55,37 @@ pub(super) fn make_batch(
     }
 }
 
-/// A small, well-mixed PRNG: enough for realistic-looking, reproducible data.
-pub(super) struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub(super) fn new(seed: u64) -> Self {
-        let mut rng = SplitMix64(seed);
-        rng.next_u64();
-        rng
-    }
-
-    pub(super) fn mix(&mut self, value: u64) {
-        self.0 ^= value.wrapping_mul(0xD6E8_FEB8_6659_FD93);
-        self.next_u64();
-    }
-
-    pub(super) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub(super) fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
+/// The generator of one node's hour: seeded by the seed, the node and the
+/// hour only, so that any run covering that hour writes the same file.
+fn rng_for(seed: u64, node_index: u32, hour: i64) -> StdRng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..12].copy_from_slice(&node_index.to_le_bytes());
+    key[12..20].copy_from_slice(&hour.to_le_bytes());
+    StdRng::from_seed(key)
 }
 
-// Hours are counted from the Unix epoch; calendar conversion after
-// Howard Hinnant's `days_from_civil` / `civil_from_days`.
-
-pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-pub(super) fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// `YYYY-MM-DD-HH` to hours since the epoch; `None` for an impossible date.
+/// `YYYY-MM-DD-HH` to hours since the epoch; `None` for an impossible date
+/// (such as 02-31) or one before 1970, which no usage file may be named after.
 pub(super) fn hour_from_stamp(stamp: &str) -> Option<i64> {
-    let field = |range: std::ops::Range<usize>| stamp.get(range)?.parse::<i64>().ok();
-    let (y, m, d, h) = (field(0..4)?, field(5..7)?, field(8..10)?, field(11..13)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || !(0..=23).contains(&h) {
-        return None;
-    }
-    let days = days_from_civil(y, m, d);
-    // Reject dates such as 02-31 that would silently roll over.
-    (civil_from_days(days) == (y, m, d)).then_some(days * 24 + h)
+    let ms = otoml::usage_hour_start_ms(&format!("usage_{stamp}.otoml"))?;
+    i64::try_from(ms / 3_600_000).ok()
+}
+
+fn at_hour(hour: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(hour * 3600).expect("simulated hours are in range")
 }
 
 pub(super) fn stamp_from_hour(hour: i64) -> String {
-    let (y, m, d) = civil_from_days(hour.div_euclid(24));
-    format!("{y:04}-{m:02}-{d:02}-{:02}", hour.rem_euclid(24))
+    let t = at_hour(hour);
+    let (y, m, d, h) = (t.year(), u8::from(t.month()), t.day(), t.hour());
+    format!("{y:04}-{m:02}-{d:02}-{h:02}")
 }
 
-pub(super) fn rfc3339_from_hour(hour: i64) -> String {
-    let (y, m, d) = civil_from_days(hour.div_euclid(24));
-    format!("{y:04}-{m:02}-{d:02}T{:02}:00:00Z", hour.rem_euclid(24))
+fn rfc3339_from_hour(hour: i64) -> String {
+    let t = at_hour(hour);
+    let (y, m, d, h) = (t.year(), u8::from(t.month()), t.day(), t.hour());
+    format!("{y:04}-{m:02}-{d:02}T{h:02}:00:00Z")
 }
 
 #[cfg(test)]
@@ -147,5 +106,7 @@ mod tests {
         assert_eq!(stamp_from_hour(h + 1), "2027-01-01-00");
         assert_eq!(hour_from_stamp("2026-02-31-00"), None);
         assert_eq!(hour_from_stamp("1970-01-01-01"), Some(1));
+        assert_eq!(hour_from_stamp("1969-12-31-23"), None);
+        assert_eq!(hour_from_stamp("2026-13-01-00"), None);
     }
 }
