@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use billing_api::RegisterUser;
 use billing_server::store::Store;
 use common::{Backend, TestLedger};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rpc-server");
 const USERS: u32 = 12;
@@ -124,15 +126,12 @@ fn killing_at_random_points(backend: Backend) {
     let crashed = work.path().join("crashed");
     let crashed_ledger = TestLedger::new(backend);
     register_users(&crashed_ledger, &crashed);
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rng = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let mut kills = 0;
     for _ in 0..25 {
         simulate(&repo, 1);
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
         let mut child = aggregate(&crashed_ledger, &crashed, &repo).spawn().unwrap();
-        std::thread::sleep(Duration::from_micros(seed % window));
+        std::thread::sleep(Duration::from_micros(rng.random_range(0..window)));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;

@@ -12,6 +12,8 @@ use billing_server::source::Source;
 use billing_server::source::forge::{ForgeOptions, ForgeSource};
 use billing_server::store::Store;
 use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, FaultKind, ForgeRepo, blob_id};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 const REPO: &str = "lhumina_code/hero_onboarding_billing";
 const TOKEN: &str = "exactly-once-token";
@@ -250,24 +252,9 @@ async fn force_pushes_never_apply_a_record_twice() {
     assert_eq!(w.agg.store().overview_counts().unwrap().consumed_records, 5);
 }
 
-/// Small deterministic generator (the test must be reproducible from its seed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 async fn random_run(seed: u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    // Seeded: the test is reproducible from its seed.
+    let mut rng = StdRng::seed_from_u64(seed);
     let users: Vec<String> = (0..5).map(|i| format!("u-{i}")).collect();
     let nodes: Vec<String> = (0..4).map(|i| format!("node-{i}")).collect();
     let w = world(&users).await;
@@ -282,11 +269,11 @@ async fn random_run(seed: u64) {
 
     for pass in 0..14 {
         // Random new commits: new files, records added to existing files, deletions.
-        for _ in 0..rng.below(3) {
+        for _ in 0..rng.random_range(0..3) {
             let mut changes = Vec::new();
-            for _ in 0..1 + rng.below(3) {
-                let node = nodes[rng.below(nodes.len() as u64) as usize].clone();
-                let action = rng.below(10);
+            for _ in 0..1 + rng.random_range(0..3) {
+                let node = nodes[rng.random_range(0..nodes.len() as u64) as usize].clone();
+                let action = rng.random_range(0..10);
                 let existing: Vec<String> = files
                     .iter()
                     .filter(|(_, (n, _))| *n == node)
@@ -296,7 +283,8 @@ async fn random_run(seed: u64) {
                     // Delete a file once it is fully consumed (as node housekeeping
                     // would): its records stay applied. A file deleted before any pass
                     // saw it was never published, so it is not a case to test.
-                    let victim = existing[rng.below(existing.len() as u64) as usize].clone();
+                    let victim =
+                        existing[rng.random_range(0..existing.len() as u64) as usize].clone();
                     let (_, records) = &files[&victim];
                     let blob = blob_id(&batch(&node, records)).to_string();
                     let consumed = w.agg.store().consumed_files(&node).unwrap();
@@ -309,7 +297,7 @@ async fn random_run(seed: u64) {
                 }
                 let target = if action < 4 && !existing.is_empty() {
                     // Append records to a file that may have been consumed already.
-                    existing[rng.below(existing.len() as u64) as usize].clone()
+                    existing[rng.random_range(0..existing.len() as u64) as usize].clone()
                 } else {
                     hour += 1;
                     path(&node, hour)
@@ -317,11 +305,11 @@ async fn random_run(seed: u64) {
                 let entry = files
                     .entry(target.clone())
                     .or_insert_with(|| (node.clone(), Vec::new()));
-                for _ in 0..1 + rng.below(3) {
+                for _ in 0..1 + rng.random_range(0..3) {
                     next_key += 1;
                     let key = format!("k-{seed}-{next_key}");
-                    let user = users[rng.below(users.len() as u64) as usize].clone();
-                    let cost = 1 + rng.below(500) as i64;
+                    let user = users[rng.random_range(0..users.len() as u64) as usize].clone();
+                    let cost = 1 + rng.random_range(0..500) as i64;
                     published.insert(key.clone(), (user.clone(), cost));
                     entry.1.push((key, user, cost));
                 }
@@ -344,13 +332,13 @@ async fn random_run(seed: u64) {
             FaultKind::NotJson,
             FaultKind::Delay { ms: 1100 },
         ];
-        for _ in 0..rng.below(3) {
-            let endpoint = endpoints[rng.below(endpoints.len() as u64) as usize];
-            let kind = kinds[rng.below(kinds.len() as u64) as usize].clone();
+        for _ in 0..rng.random_range(0..3) {
+            let endpoint = endpoints[rng.random_range(0..endpoints.len() as u64) as usize];
+            let kind = kinds[rng.random_range(0..kinds.len() as u64) as usize].clone();
             w.emu.add_fault(Fault {
                 endpoint: Some(endpoint.to_string()),
                 kind,
-                times: Some(1 + rng.below(4) as u32),
+                times: Some(1 + rng.random_range(0..4) as u32),
                 probability: Some(0.5),
                 path_contains: None,
             });
