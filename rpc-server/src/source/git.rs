@@ -11,6 +11,7 @@ use std::sync::atomic::AtomicBool;
 use billing_api::otoml::{is_usage_file_name, is_valid_node_name};
 use billing_api::text::error_chain;
 use gix::bstr::ByteSlice;
+use reqwest::Url;
 
 use super::{FileBody, FileEntry, NodeTree, SourceError};
 
@@ -410,32 +411,33 @@ fn is_url(repo: &str) -> bool {
     repo.contains("://")
 }
 
-/// Replaces `user:password@` in a URL's authority with `***@`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// Replaces `user:password@` in a URL's authority with `***@`; anything that
+/// does not parse as a URL with credentials is returned as it is.
+fn redact_url(text: &str) -> String {
+    let Ok(mut url) = Url::parse(text) else {
+        return text.to_string();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-        None => url.to_string(),
+    if url.username().is_empty() && url.password().is_none() {
+        return text.to_string();
     }
+    // A URL with credentials has a host, so neither setter can fail.
+    let _ = url.set_password(None);
+    let _ = url.set_username("***");
+    url.to_string()
 }
 
 /// The password (or token) in a URL's userinfo, if any.
-fn url_secret(url: &str) -> Option<&str> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    let secret = userinfo.split_once(':').map_or(userinfo, |(_, p)| p);
-    (!secret.is_empty()).then_some(secret)
+fn url_secret(text: &str) -> Option<String> {
+    let url = Url::parse(text).ok()?;
+    let secret = url.password().unwrap_or(url.username());
+    (!secret.is_empty()).then(|| secret.to_string())
 }
 
 /// Errors from the transport may echo the URL; keep credentials out of them.
 fn scrub_credentials(text: &str, url: &str, redacted: &str) -> String {
     let text = text.replace(url, redacted);
     match url_secret(url) {
-        Some(secret) => text.replace(secret, "***"),
+        Some(secret) => text.replace(&secret, "***"),
         None => text,
     }
 }
@@ -522,7 +524,14 @@ mod tests {
             ),
             "auth for *** at https://***@h/x"
         );
-        assert_eq!(url_secret("https://tok@h/x"), Some("tok"));
+        assert_eq!(url_secret("https://tok@h/x").as_deref(), Some("tok"));
         assert_eq!(url_secret("https://h/a@b"), None);
+        // A password as written in the URL (percent-encoded) is what errors echo.
+        let encoded = "https://bob:p%40ss@h/x";
+        assert_eq!(url_secret(encoded).as_deref(), Some("p%40ss"));
+        assert_eq!(redact_url(encoded), "https://***@h/x");
+        // scp-like and plain paths carry nothing to redact.
+        assert_eq!(redact_url("git@h:billing.git"), "git@h:billing.git");
+        assert_eq!(redact_url("/srv/billing.git"), "/srv/billing.git");
     }
 }
