@@ -139,6 +139,16 @@ impl<T> Paged<T> {
         Some(self.request(index, Some(cursor)))
     }
 
+    /// The request for the page on screen again, unless one is in flight.
+    pub(crate) fn refresh(&mut self) -> Option<PageRequest> {
+        (!self.loading).then(|| self.current())
+    }
+
+    /// The request for the next (`forward`) or previous page, if there is one.
+    pub(crate) fn turn(&mut self, forward: bool) -> Option<PageRequest> {
+        if forward { self.next() } else { self.prev() }
+    }
+
     pub(crate) fn prev(&mut self) -> Option<PageRequest> {
         let index = self.page_index().checked_sub(1)?;
         let cursor = self.cursors[index].clone();

@@ -32,10 +32,11 @@ impl EventsView {
 impl ViewState for EventsView {
     /// The fetch of the page on screen, unless one is in flight.
     fn refresh(&mut self) -> Vec<RpcCall> {
-        if self.list.loading {
-            return vec![];
-        }
-        vec![RpcCall::Events(self.list.current())]
+        self.list
+            .refresh()
+            .map(RpcCall::Events)
+            .into_iter()
+            .collect()
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -47,12 +48,11 @@ impl ViewState for EventsView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        let req = if forward {
-            self.list.next()
-        } else {
-            self.list.prev()
-        };
-        req.map(RpcCall::Events).into_iter().collect()
+        self.list
+            .turn(forward)
+            .map(RpcCall::Events)
+            .into_iter()
+            .collect()
     }
 
     fn filter_text(&self) -> String {

@@ -106,10 +106,12 @@ impl UsersView {
 
 impl ViewState for UsersView {
     fn refresh(&mut self) -> Vec<RpcCall> {
-        if self.list.loading {
-            return vec![];
-        }
-        vec![RpcCall::Users(self.list.current(), self.query.clone())]
+        let query = &self.query;
+        self.list
+            .refresh()
+            .map(|r| RpcCall::Users(r, query.clone()))
+            .into_iter()
+            .collect()
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -121,12 +123,10 @@ impl ViewState for UsersView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        let req = if forward {
-            self.list.next()
-        } else {
-            self.list.prev()
-        };
-        req.map(|r| RpcCall::Users(r, self.query.clone()))
+        let query = &self.query;
+        self.list
+            .turn(forward)
+            .map(|r| RpcCall::Users(r, query.clone()))
             .into_iter()
             .collect()
     }

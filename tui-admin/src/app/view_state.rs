@@ -142,10 +142,12 @@ impl PaymentsView {
 
 impl ViewState for PaymentsView {
     fn refresh(&mut self) -> Vec<RpcCall> {
-        if self.list.loading {
-            return vec![];
-        }
-        vec![RpcCall::Payments(self.list.current(), self.user.clone())]
+        let user = &self.user;
+        self.list
+            .refresh()
+            .map(|r| RpcCall::Payments(r, user.clone()))
+            .into_iter()
+            .collect()
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -157,12 +159,10 @@ impl ViewState for PaymentsView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        let req = if forward {
-            self.list.next()
-        } else {
-            self.list.prev()
-        };
-        req.map(|r| RpcCall::Payments(r, self.user.clone()))
+        let user = &self.user;
+        self.list
+            .turn(forward)
+            .map(|r| RpcCall::Payments(r, user.clone()))
             .into_iter()
             .collect()
     }
@@ -289,10 +289,11 @@ impl RejectedView {
 
 impl ViewState for RejectedView {
     fn refresh(&mut self) -> Vec<RpcCall> {
-        if self.list.loading {
-            return vec![];
-        }
-        vec![RpcCall::Rejected(self.list.current())]
+        self.list
+            .refresh()
+            .map(RpcCall::Rejected)
+            .into_iter()
+            .collect()
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -304,12 +305,11 @@ impl ViewState for RejectedView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        let req = if forward {
-            self.list.next()
-        } else {
-            self.list.prev()
-        };
-        req.map(RpcCall::Rejected).into_iter().collect()
+        self.list
+            .turn(forward)
+            .map(RpcCall::Rejected)
+            .into_iter()
+            .collect()
     }
 
     fn filter_text(&self) -> String {
