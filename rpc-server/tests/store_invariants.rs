@@ -9,7 +9,7 @@
 mod model;
 
 use billing_api::{ConsumedRecord, NodeStatus, RecordPayment, RegisterUser};
-use billing_server::store::{InvalidRecord, NodeOutcome, NodeUpdate, Store, StoreError};
+use billing_server::store::{ApplyOutcome, InvalidRecord, NodeUpdate, Store, StoreError};
 use billing_server::test_support::{PgTestDb, file, rec, update};
 use model::{Counts, Model, Refusal, Verdict};
 use proptest::prelude::*;
@@ -214,7 +214,7 @@ fn apply(
     files: &[Vec<Rec>],
     tag: usize,
     now: u64,
-) -> Result<NodeOutcome, TestCaseError> {
+) -> Result<ApplyOutcome, TestCaseError> {
     let node = node_name(node);
     let mut expected = Counts::default();
     for r in files.iter().flatten() {
