@@ -24,7 +24,7 @@ pub(super) struct NodePlan {
 /// they hold until decoded.
 pub(super) struct Prefetched {
     pub bodies: Vec<FileBody>,
-    pub budget: Option<Arc<OwnedSemaphorePermit>>,
+    pub budget: Arc<OwnedSemaphorePermit>,
 }
 
 impl Aggregator {

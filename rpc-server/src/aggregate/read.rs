@@ -6,7 +6,9 @@
 use std::ops::ControlFlow;
 
 use billing_api::otoml::{BatchError, DecodeLimits, check_file, check_usage_hour, decode_groups};
-use tokio::sync::mpsc;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tracing::error;
 
 use super::node::Prefetched;
@@ -75,14 +77,7 @@ impl Aggregator {
             }
             let (batch, later) = rest.split_at(n);
             rest = later;
-            let permits = u32::try_from(bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
-            let held = self
-                .inner
-                .read_budget
-                .clone()
-                .acquire_many_owned(permits)
-                .await
-                .map_err(|e| format!("reading files failed: {e}"))?;
+            let held = self.hold_read_budget(bytes).await;
             let bodies = self
                 .inner
                 .source
@@ -96,6 +91,17 @@ impl Aggregator {
             }
         }
         Ok(())
+    }
+
+    /// Waits until `bytes` of file bodies (at most the whole budget) fit in
+    /// the pass's read budget, and holds them until the permit is dropped.
+    pub(super) async fn hold_read_budget(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let permits = u32::try_from(bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
+        let budget = Arc::clone(&self.inner.read_budget);
+        let Ok(held) = budget.acquire_many_owned(permits).await else {
+            unreachable!("the read budget is never closed");
+        };
+        held
     }
 
     /// Decodes `files` with their `bodies` into `tx` on a low-priority thread;

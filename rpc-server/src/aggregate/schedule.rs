@@ -13,7 +13,7 @@ use tracing::debug;
 
 use super::node::{NodePlan, Prefetched};
 use super::read::{READ_BATCH_BYTES, well_named};
-use super::{Aggregator, NODE_CONCURRENCY, READ_BUDGET_BYTES};
+use super::{Aggregator, NODE_CONCURRENCY};
 use crate::source::NodeTree;
 use crate::store::ApplyOutcome;
 
@@ -60,7 +60,7 @@ pub(super) async fn run_nodes(
             break;
         };
         match planned {
-            Ok((_, Ok(plan))) => match group.share(&plan, this.inner.max_file_bytes) {
+            Ok((_, Ok(plan))) => match Share::of(&plan, this.inner.max_file_bytes) {
                 Some(share) if grouped => {
                     if !group.fits(share) {
                         let full = std::mem::take(&mut group);
@@ -84,7 +84,8 @@ pub(super) async fn run_nodes(
 /// Nodes whose new files are read in one `read` call.
 #[derive(Default)]
 struct Group {
-    plans: Vec<NodePlan>,
+    /// Each node with its share of the group's files.
+    plans: Vec<(NodePlan, Share)>,
     files: usize,
     bytes: u64,
 }
@@ -96,10 +97,10 @@ struct Share {
     bytes: u64,
 }
 
-impl Group {
+impl Share {
     /// The node's share when it can join a group: a few new files, every size
     /// known from the listing (a file over `max` is not read and weighs nothing).
-    fn share(&self, plan: &NodePlan, max: u64) -> Option<Share> {
+    fn of(plan: &NodePlan, max: u64) -> Option<Share> {
         let mut share = Share { files: 0, bytes: 0 };
         for file in plan.new.iter().filter(|f| well_named(f)) {
             let size = file.size?;
@@ -110,13 +111,15 @@ impl Group {
             (1..=GROUP_NODE_FILES).contains(&share.files) && share.bytes <= READ_BATCH_BYTES;
         small.then_some(share)
     }
+}
 
+impl Group {
     fn fits(&self, share: Share) -> bool {
         self.files + share.files <= GROUP_FILES && self.bytes + share.bytes <= READ_BATCH_BYTES
     }
 
     fn add(&mut self, plan: NodePlan, share: Share) {
-        self.plans.push(plan);
+        self.plans.push((plan, share));
         self.files += share.files;
         self.bytes += share.bytes;
     }
@@ -138,7 +141,7 @@ impl Nodes<'_> {
     /// that a failure halts only the node it belongs to and names its file.
     async fn read_together(&mut self, group: Group) {
         if group.plans.len() < 2 {
-            for plan in group.plans {
+            for (plan, _) in group.plans {
                 self.apply(plan, None).await;
             }
             return;
@@ -147,13 +150,9 @@ impl Nodes<'_> {
         let files: Vec<_> = group
             .plans
             .iter()
-            .flat_map(|p| p.new.iter().filter(|f| well_named(f)).cloned())
+            .flat_map(|(p, _)| p.new.iter().filter(|f| well_named(f)).cloned())
             .collect();
-        let permits = u32::try_from(group.bytes.min(READ_BUDGET_BYTES)).unwrap_or(u32::MAX);
-        let Ok(budget) = inner.read_budget.clone().acquire_many_owned(permits).await else {
-            unreachable!("the read budget is never closed");
-        };
-        let budget = Arc::new(budget);
+        let budget = Arc::new(self.this.hold_read_budget(group.bytes).await);
         let read = inner
             .source
             .read(self.head, &files, inner.max_file_bytes)
@@ -175,17 +174,16 @@ impl Nodes<'_> {
         };
         let Some(bodies) = bodies else {
             drop(budget);
-            for plan in group.plans {
+            for (plan, _) in group.plans {
                 self.apply(plan, None).await;
             }
             return;
         };
         let mut bodies = bodies.into_iter();
-        for plan in group.plans {
-            let n = plan.new.iter().filter(|f| well_named(f)).count();
+        for (plan, share) in group.plans {
             let prefetched = Prefetched {
-                bodies: bodies.by_ref().take(n).collect(),
-                budget: Some(Arc::clone(&budget)),
+                bodies: bodies.by_ref().take(share.files).collect(),
+                budget: Arc::clone(&budget),
             };
             self.apply(plan, Some(prefetched)).await;
         }
