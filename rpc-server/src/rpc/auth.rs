@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use tower::{Layer, Service};
 
@@ -45,8 +46,6 @@ pub struct Auth<S> {
     secret: AdminSecret,
     store: Store,
 }
-
-pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl<S, B> Service<HttpRequest<B>> for Auth<S>
 where

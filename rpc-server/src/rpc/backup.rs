@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::Frame;
+use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpResponse};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -36,10 +37,7 @@ impl Drop for Scratch {
 }
 
 /// Answers `GET /backup`.
-pub(super) async fn respond(
-    store: Store,
-    check: bool,
-) -> Result<HttpResponse, super::auth::BoxError> {
+pub(super) async fn respond(store: Store, check: bool) -> Result<HttpResponse, BoxError> {
     let taken = tokio::task::spawn_blocking(move || snapshot(&store, check)).await;
     let (snapshot, scratch) = match taken {
         Ok(Ok(taken)) => taken,

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use http_body_util::BodyExt;
+use jsonrpsee::core::BoxError;
 use jsonrpsee::server::{HttpBody, HttpRequest, HttpResponse};
 use jsonrpsee::types::ErrorObjectOwned;
 use serde::{Deserialize, Deserializer};
@@ -67,8 +68,6 @@ pub struct Envelope<S> {
     inner: S,
     max_bytes: u32,
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl<S> Service<HttpRequest> for Envelope<S>
 where
