@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use billing_api::{RegisterUser, UserBilling};
+
 use crate::config::{LedgerSettings, ServeSettings, SourceSpec};
 use crate::secret::AdminSecret;
 
@@ -47,6 +49,18 @@ pub fn file(path: &str, blob: &str, records: Vec<Result<UsageRecord, InvalidReco
         blob_id: blob.into(),
         outcome: FileOutcome::Decoded(records),
     }
+}
+
+/// Registers `sid` (no name or email) at `now_ms`; panics if the ledger refuses.
+pub fn register(store: &Store, sid: &str, now_ms: u64) -> UserBilling {
+    let user = RegisterUser {
+        user_sid: sid.into(),
+        display_name: None,
+        email: None,
+    };
+    store
+        .register_user(&user, now_ms)
+        .unwrap_or_else(|e| panic!("register {sid}: {e}"))
 }
 
 /// The variable `scripts/with-postgres.sh` sets.

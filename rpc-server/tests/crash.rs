@@ -5,11 +5,11 @@
 
 mod common;
 
+use billing_server::test_support::register;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use billing_api::RegisterUser;
 use billing_server::store::Store;
 use common::{Backend, TestLedger};
 use rand::rngs::StdRng;
@@ -23,16 +23,7 @@ fn register_users(ledger: &TestLedger, data_dir: &Path) {
     let store = ledger.open(data_dir);
     // Leave the last user unregistered so held records are part of the picture.
     for i in 0..USERS - 1 {
-        store
-            .register_user(
-                &RegisterUser {
-                    user_sid: billing_server::simulate::user_sid(i),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
+        register(&store, &billing_server::simulate::user_sid(i), 1);
     }
 }
 

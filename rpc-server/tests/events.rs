@@ -7,8 +7,9 @@
 //! ends at or above the threshold while the stored level is not `ok`
 //! (`balance.recovered`). An overdrawn user raised to `low` re-arms quietly.
 
-use billing_api::{Event, EventType, RecordPayment, RegisterUser};
+use billing_api::{Event, EventType, RecordPayment};
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
+use billing_server::test_support::register;
 use billing_server::test_support::{PgTestDb, rec};
 use proptest::prelude::*;
 
@@ -108,16 +109,7 @@ fn all_events(store: &Store) -> Vec<Event> {
 fn matches_the_model(store: &Store, ops: Vec<Op>, default: i64) -> Result<(), TestCaseError> {
     store.set_low_balance_default(default, 1).unwrap();
     for u in 0..3 {
-        store
-            .register_user(
-                &RegisterUser {
-                    user_sid: sid(u),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
+        register(store, &sid(u), 1);
     }
     let mut m = Model::default();
     for (i, op) in ops.into_iter().enumerate() {
@@ -223,16 +215,7 @@ fn a_threshold_for_an_unknown_user_or_out_of_range_is_refused() {
     let store = Store::in_memory().unwrap();
     let err = store.set_user_threshold("nobody", Some(10), 1).unwrap_err();
     assert!(err.to_string().contains("user `nobody` not found"), "{err}");
-    store
-        .register_user(
-            &RegisterUser {
-                user_sid: "u".into(),
-                display_name: None,
-                email: None,
-            },
-            1,
-        )
-        .unwrap();
+    register(&store, "u", 1);
     let err = store.set_user_threshold("u", Some(-1), 1).unwrap_err();
     assert!(err.to_string().contains("between 0 and"), "{err}");
     let err = store

@@ -3,10 +3,10 @@
 
 mod common;
 
+use billing_server::test_support::register;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use billing_api::RegisterUser;
 use billing_server::aggregate::Aggregator;
 use billing_server::source::Source;
 use billing_server::source::forge::{ForgeOptions, ForgeSource};
@@ -45,16 +45,7 @@ async fn world(users: &[String]) -> World {
         ForgeSource::open_with(&emu.base_url(), REPO, "main", Some(TOKEN.into()), options).unwrap();
     let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
     for sid in users {
-        store
-            .register_user(
-                &RegisterUser {
-                    user_sid: sid.clone(),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
+        register(&store, sid, 1);
     }
     let agg = Aggregator::new(store, Source::Forge(source), 1024 * 1024);
     World {

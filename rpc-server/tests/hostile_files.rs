@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use billing_api::{RegisterUser, RejectReason, RejectedItem};
+use billing_api::{RejectReason, RejectedItem};
 use billing_server::store::{REJECTION_SAMPLE, Store};
 use common::{NodeRepo, batch, pay, usage_path};
 
@@ -270,16 +270,7 @@ fn every_record_of_an_unknown_user_is_held() {
     assert_eq!(summary["records_pending"], N as u64, "{summary}");
     with_store(data.path(), |s| {
         assert_eq!(s.overview_counts().unwrap().pending_records, N as u64);
-        let user = s
-            .register_user(
-                &RegisterUser {
-                    user_sid: "newcomer".into(),
-                    display_name: None,
-                    email: None,
-                },
-                2,
-            )
-            .unwrap();
+        let user = billing_server::test_support::register(s, "newcomer", 2);
         assert_eq!(user.credit_balance_cents, -2 * N as i64);
         assert_eq!(s.overview_counts().unwrap().pending_records, 0);
     });

@@ -4,6 +4,7 @@
 
 mod ledger_process;
 
+use billing_server::test_support::register;
 use std::path::Path;
 
 use billing_api::{AggregateSummary, RecordPayment, RegisterUser};
@@ -19,16 +20,7 @@ const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 fn make_ledger(path: &Path) {
     let store = Store::open(path).unwrap();
     for sid in ["u-0001", "u-0002", "u-0003"] {
-        store
-            .register_user(
-                &RegisterUser {
-                    user_sid: sid.into(),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
+        register(&store, sid, 1);
     }
     for (id, sid, amount) in [("p1", "u-0001", 1_000), ("p2", "u-0002", 250)] {
         store

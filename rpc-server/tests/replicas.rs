@@ -4,10 +4,10 @@
 
 mod common;
 
+use billing_server::test_support::register;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use billing_api::RegisterUser;
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
 use billing_server::test_support::rec;
 use common::PgTestDb;
@@ -26,19 +26,6 @@ fn update(node: &str, keys: std::ops::Range<u32>, sid: &str) -> NodeUpdate {
             ),
         }],
     }
-}
-
-fn register(store: &Store, sid: &str) -> billing_api::UserBilling {
-    store
-        .register_user(
-            &RegisterUser {
-                user_sid: sid.into(),
-                display_name: None,
-                email: None,
-            },
-            1,
-        )
-        .unwrap()
 }
 
 #[test]
@@ -95,7 +82,7 @@ fn held_usage_is_released_by_a_registration_on_any_replica() {
     let (a, b) = (db.store(), db.store());
     let out = a.apply_node(update("n1", 0..5, "newcomer"), 10).unwrap();
     assert_eq!(out.pending, 5);
-    let user = register(&b, "newcomer");
+    let user = register(&b, "newcomer", 1);
     assert_eq!(
         user.total_consumed_cents, 5,
         "applied at registration, on B"
@@ -108,7 +95,7 @@ fn held_usage_is_released_by_a_registration_on_any_replica() {
 fn two_replicas_applying_the_same_files_at_once_apply_each_record_once() {
     let db = PgTestDb::create();
     let stores: Vec<Store> = (0..4).map(|_| db.store()).collect();
-    register(&stores[0], "u");
+    register(&stores[0], "u", 1);
     let start = Arc::new(Barrier::new(stores.len()));
     let handles: Vec<_> = stores
         .iter()
@@ -142,7 +129,7 @@ fn two_replicas_applying_the_same_files_at_once_apply_each_record_once() {
 fn payments_and_registrations_on_several_replicas_lose_no_update() {
     let db = PgTestDb::create();
     let stores: Vec<Store> = (0..3).map(|_| db.store()).collect();
-    register(&stores[0], "u");
+    register(&stores[0], "u", 1);
     let threads = 24;
     let start = Arc::new(Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -152,7 +139,7 @@ fn payments_and_registrations_on_several_replicas_lose_no_update() {
                 start.wait();
                 if i % 4 == 0 {
                     // A registration rewrites the user row: it must not undo a payment.
-                    register(&store, "u");
+                    register(&store, "u", 1);
                 }
                 store
                     .record_payment(

@@ -3,9 +3,10 @@
 //!
 //! `cargo test --release -p rpc-server --test store_bench -- --ignored --nocapture`
 
+use billing_server::test_support::register;
 use std::time::{Duration, Instant};
 
-use billing_api::{RecordPayment, RegisterUser};
+use billing_api::RecordPayment;
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store, UsageRecord};
 
 const NODES: usize = 100;
@@ -81,16 +82,7 @@ fn apply_node_throughput() {
     let store = Store::open(&dir.path().join("ledger.redb")).unwrap();
     for u in 0..USERS {
         let sid = format!("u-{u:04}");
-        store
-            .register_user(
-                &RegisterUser {
-                    user_sid: sid.clone(),
-                    display_name: None,
-                    email: None,
-                },
-                1,
-            )
-            .unwrap();
+        register(&store, &sid, 1);
         store
             .record_payment(
                 &RecordPayment {

@@ -270,18 +270,7 @@ pub async fn post_rpc(url: &str, body: impl Into<reqwest::Body>) -> (u16, String
 /// Registers `sids` (no name, no email).
 pub fn register(store: &Store, sids: &[&str]) {
     for sid in sids {
-        on_thread(|| {
-            store
-                .register_user(
-                    &billing_api::RegisterUser {
-                        user_sid: sid.to_string(),
-                        display_name: None,
-                        email: None,
-                    },
-                    1,
-                )
-                .unwrap()
-        });
+        on_thread(|| billing_server::test_support::register(store, sid, 1));
     }
 }
 
