@@ -5,7 +5,7 @@
 use billing_api::Event;
 use billing_api::types::{AggregatorState, Page};
 
-use super::view_state::{Opened, ViewState};
+use super::view_state::{Opened, ViewState, page_calls};
 use super::{App, Fetched, PageRequest, Paged, Popup, RpcCall};
 use crate::event_text;
 
@@ -32,11 +32,7 @@ impl EventsView {
 impl ViewState for EventsView {
     /// The fetch of the page on screen, unless one is in flight.
     fn refresh(&mut self) -> Vec<RpcCall> {
-        self.list
-            .refresh()
-            .map(RpcCall::Events)
-            .into_iter()
-            .collect()
+        page_calls(self.list.refresh(), RpcCall::Events)
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -48,11 +44,7 @@ impl ViewState for EventsView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        self.list
-            .turn(forward)
-            .map(RpcCall::Events)
-            .into_iter()
-            .collect()
+        page_calls(self.list.turn(forward), RpcCall::Events)
     }
 
     fn filter_text(&self) -> String {

@@ -6,7 +6,7 @@
 
 use billing_api::types::{AggregatorState, Page, UserBilling};
 
-use super::view_state::{Opened, ViewState};
+use super::view_state::{Opened, ViewState, page_calls};
 use super::{App, Fetched, PageRequest, Paged, RpcCall, UserQuery, View};
 
 /// The Users view's state: one page of users and the query it answers.
@@ -106,12 +106,9 @@ impl UsersView {
 
 impl ViewState for UsersView {
     fn refresh(&mut self) -> Vec<RpcCall> {
-        let query = &self.query;
-        self.list
-            .refresh()
-            .map(|r| RpcCall::Users(r, query.clone()))
-            .into_iter()
-            .collect()
+        page_calls(self.list.refresh(), |r| {
+            RpcCall::Users(r, self.query.clone())
+        })
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -123,12 +120,9 @@ impl ViewState for UsersView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        let query = &self.query;
-        self.list
-            .turn(forward)
-            .map(|r| RpcCall::Users(r, query.clone()))
-            .into_iter()
-            .collect()
+        page_calls(self.list.turn(forward), |r| {
+            RpcCall::Users(r, self.query.clone())
+        })
     }
 
     fn filter_text(&self) -> String {

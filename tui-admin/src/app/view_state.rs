@@ -78,6 +78,15 @@ pub(super) trait ViewState {
     }
 }
 
+/// The fetch of a page, if there is one to ask for: `call` makes it from the
+/// request (`None` when the page is in flight or there is no such page).
+pub(super) fn page_calls(
+    req: Option<PageRequest>,
+    call: impl FnOnce(PageRequest) -> RpcCall,
+) -> Vec<RpcCall> {
+    req.map(call).into_iter().collect()
+}
+
 /// Moves `selected` by `delta` rows inside `len` rows (`isize::MIN`/`MAX`:
 /// to the first/last).
 pub(super) fn step(selected: usize, delta: isize, len: usize) -> usize {
@@ -142,12 +151,9 @@ impl PaymentsView {
 
 impl ViewState for PaymentsView {
     fn refresh(&mut self) -> Vec<RpcCall> {
-        let user = &self.user;
-        self.list
-            .refresh()
-            .map(|r| RpcCall::Payments(r, user.clone()))
-            .into_iter()
-            .collect()
+        page_calls(self.list.refresh(), |r| {
+            RpcCall::Payments(r, self.user.clone())
+        })
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -159,12 +165,9 @@ impl ViewState for PaymentsView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        let user = &self.user;
-        self.list
-            .turn(forward)
-            .map(|r| RpcCall::Payments(r, user.clone()))
-            .into_iter()
-            .collect()
+        page_calls(self.list.turn(forward), |r| {
+            RpcCall::Payments(r, self.user.clone())
+        })
     }
 
     fn filter_text(&self) -> String {
@@ -289,11 +292,7 @@ impl RejectedView {
 
 impl ViewState for RejectedView {
     fn refresh(&mut self) -> Vec<RpcCall> {
-        self.list
-            .refresh()
-            .map(RpcCall::Rejected)
-            .into_iter()
-            .collect()
+        page_calls(self.list.refresh(), RpcCall::Rejected)
     }
 
     fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
@@ -305,11 +304,7 @@ impl ViewState for RejectedView {
     }
 
     fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        self.list
-            .turn(forward)
-            .map(RpcCall::Rejected)
-            .into_iter()
-            .collect()
+        page_calls(self.list.turn(forward), RpcCall::Rejected)
     }
 
     fn filter_text(&self) -> String {
