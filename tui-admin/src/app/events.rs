@@ -3,63 +3,29 @@
 //! event's delivery state as the page refreshes.
 
 use billing_api::Event;
-use billing_api::types::{AggregatorState, Page};
+use billing_api::types::Page;
 
-use super::view_state::{Opened, ViewState, page_calls};
-use super::{App, Fetched, PageRequest, Paged, Popup, RpcCall};
+use super::filtered_page::{FilteredPage, PageItem};
+use super::view_state::Opened;
+use super::{App, Fetched, PageRequest, Popup, RpcCall};
 use crate::event_text;
 
-/// The Events view's state.
-#[derive(Debug, Default)]
-pub struct EventsView {
-    pub list: Paged<Event>,
-    pub filter: String,
-}
+/// The Events view's state: one page of events and the local filter.
+pub type EventsView = FilteredPage<Event>;
 
-impl EventsView {
-    /// The events of the current page that match the filter (id, type,
-    /// subject, details, delivery state).
-    pub fn visible(&self) -> Vec<&Event> {
-        let needle = self.filter.to_lowercase();
-        self.list
-            .items
-            .iter()
-            .filter(|e| event_text::matches(e, &needle))
-            .collect()
-    }
-}
-
-impl ViewState for EventsView {
-    /// The fetch of the page on screen, unless one is in flight.
-    fn refresh(&mut self) -> Vec<RpcCall> {
-        page_calls(self.list.refresh(), RpcCall::Events)
+impl PageItem for Event {
+    fn fetch(req: PageRequest) -> RpcCall {
+        RpcCall::Events(req)
     }
 
-    fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
-        self.visible().len()
+    /// Id, type, subject, details, delivery state.
+    fn matches(&self, needle: &str) -> bool {
+        event_text::matches(self, needle)
     }
 
-    fn selected_mut(&mut self) -> Option<&mut usize> {
-        Some(&mut self.list.selected)
-    }
-
-    fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        page_calls(self.list.turn(forward), RpcCall::Events)
-    }
-
-    fn filter_text(&self) -> String {
-        self.filter.clone()
-    }
-
-    fn type_filter(&mut self, text: String) {
-        self.filter = text;
-        self.list.selected = 0;
-    }
-
-    /// The selected event, for the detail popup; it is already loaded.
+    /// The detail popup of the event; it is already loaded.
     fn open(&self) -> Option<Opened> {
-        let event = self.visible().into_iter().nth(self.list.selected)?;
-        Some(Opened::Event(event.clone()))
+        Some(Opened::Event(self.clone()))
     }
 }
 
@@ -85,9 +51,7 @@ impl App {
 
     pub(super) fn accept_events(&mut self, req: PageRequest, result: Fetched<Page<Event>>) {
         self.note_result(&result);
-        self.events.list.accept(req, result);
-        let len = self.events.visible().len();
-        self.events.list.selected = self.events.list.selected.min(len.saturating_sub(1));
+        self.events.accept(req, result);
         // An open event shows its deliveries as they are now.
         if let Some(Popup::Event(detail)) = self.popup.as_mut()
             && let Some(fresh) = self

@@ -14,6 +14,7 @@ pub const PAGE_LIMIT: u32 = DEFAULT_PAGE_LIMIT;
 
 mod checks;
 mod events;
+mod filtered_page;
 mod message;
 mod users;
 mod view;
@@ -21,11 +22,12 @@ mod view_state;
 
 pub use checks::LocalCheck;
 pub use events::{EventDetail, EventsView};
+pub use filtered_page::{FilteredPage, PageItem};
 pub use message::{Action, RpcAnswer, RpcCall};
 pub use users::UsersView;
 pub use view::{ConnState, Popup, UserDetail, UserDetailData, UserQuery, UserSort, View};
-pub use view_state::{AggregatorView, OverviewView, PaymentsView, RejectedView};
-use view_state::{Opened, ViewState};
+use view_state::ViewState;
+pub use view_state::{AggregatorView, Opened, OverviewView, PaymentsView, RejectedView};
 
 /// The whole dashboard state.
 #[derive(Debug)]

@@ -2,18 +2,20 @@
 //! [`super::App`] picks the current view once (`App::view_state`)
 //! instead of matching on it in every action. The Overview, Payments,
 //! Aggregator and Rejected views live here; Users and Events, which do more,
-//! have their own modules. Rejected items and nodes are filtered locally
-//! (only the page on screen); payments are filtered by the server.
+//! have their own modules. Rejected and Events share the state of a page
+//! filtered locally ([`FilteredPage`]). Rejected items and nodes are filtered
+//! locally (only the page on screen); payments are filtered by the server.
 
 use billing_api::Event;
 use billing_api::types::{
     AggregateSummary, AggregatorState, NodeState, Overview, Page, Payment, RejectedItem,
 };
 
+use super::filtered_page::{FilteredPage, PageItem};
 use super::{Fetched, PageRequest, Paged, Remote, RpcCall};
 
 /// What Enter opens on the selected row.
-pub(super) enum Opened {
+pub enum Opened {
     /// The user detail screen of this sid.
     User(String),
     /// The detail popup of this event (already loaded).
@@ -254,70 +256,29 @@ impl ViewState for AggregatorView {
 
 /// The Rejected view (`5`): one page of held and rejected records and files,
 /// filtered locally.
-#[derive(Debug, Default)]
-pub struct RejectedView {
-    pub list: Paged<RejectedItem>,
-    pub filter: String,
-}
+pub type RejectedView = FilteredPage<RejectedItem>;
 
-impl RejectedView {
-    /// The items of the page on screen that match the filter.
-    pub fn visible(&self) -> Vec<&RejectedItem> {
-        let needle = self.filter.to_lowercase();
-        self.list
-            .items
-            .iter()
-            .filter(|r| {
-                needle.is_empty()
-                    || [
-                        r.reason.as_str(),
-                        &r.node_name,
-                        &r.file_path,
-                        &r.detail,
-                        r.user_sid.as_deref().unwrap_or(""),
-                        r.idempotency_key.as_deref().unwrap_or(""),
-                    ]
-                    .iter()
-                    .any(|f| f.to_lowercase().contains(&needle))
-            })
-            .collect()
+impl PageItem for RejectedItem {
+    fn fetch(req: PageRequest) -> RpcCall {
+        RpcCall::Rejected(req)
     }
 
-    pub(super) fn accept(&mut self, req: PageRequest, result: Fetched<Page<RejectedItem>>) {
-        self.list.accept(req, result);
-        let len = self.visible().len();
-        self.list.selected = self.list.selected.min(len.saturating_sub(1));
-    }
-}
-
-impl ViewState for RejectedView {
-    fn refresh(&mut self) -> Vec<RpcCall> {
-        page_calls(self.list.refresh(), RpcCall::Rejected)
-    }
-
-    fn rows(&self, _aggregator: Option<&AggregatorState>) -> usize {
-        self.visible().len()
+    /// Reason, node, file, detail, user and idempotency key.
+    fn matches(&self, needle: &str) -> bool {
+        [
+            self.reason.as_str(),
+            &self.node_name,
+            &self.file_path,
+            &self.detail,
+            self.user_sid.as_deref().unwrap_or(""),
+            self.idempotency_key.as_deref().unwrap_or(""),
+        ]
+        .iter()
+        .any(|f| f.to_lowercase().contains(needle))
     }
 
-    fn selected_mut(&mut self) -> Option<&mut usize> {
-        Some(&mut self.list.selected)
-    }
-
-    fn turn_page(&mut self, forward: bool) -> Vec<RpcCall> {
-        page_calls(self.list.turn(forward), RpcCall::Rejected)
-    }
-
-    fn filter_text(&self) -> String {
-        self.filter.clone()
-    }
-
-    fn type_filter(&mut self, text: String) {
-        self.filter = text;
-        self.list.selected = 0;
-    }
-
+    /// The user detail of the item's user, if it names one.
     fn open(&self) -> Option<Opened> {
-        let item = self.visible().into_iter().nth(self.list.selected)?;
-        item.user_sid.clone().map(Opened::User)
+        self.user_sid.clone().map(Opened::User)
     }
 }
