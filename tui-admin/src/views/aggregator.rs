@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Clear, Paragraph, Row, Table, Wrap};
 
 use crate::app::{App, Popup};
 use crate::format;
@@ -62,9 +62,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
 
     let nodes = app.aggregator.visible(app.aggregator_state.data.as_ref());
     let mut title = "Nodes".to_string();
-    if !app.aggregator.filter.is_empty() {
-        title.push_str(&format!(" · filter \"{}\"", app.aggregator.filter));
-    }
+    super::push_filter(&mut title, &app.aggregator.filter);
     let block = super::titled(title, None);
     if nodes.is_empty() {
         let text = if state.nodes.is_empty() {
@@ -134,14 +132,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Fill(1),
     ];
     let widths: Vec<Constraint> = keep.iter().map(|&i| all_widths[i]).collect();
-    let table = Table::new(rows, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(super::selected())
-        .highlight_symbol(super::MARKER);
-    let mut table_state =
-        TableState::default().with_selected(Some(app.aggregator.selected - start));
-    frame.render_stateful_widget(table, nodes_area, &mut table_state);
+    let table = Table::new(rows, widths).header(header).block(block);
+    super::draw_table(frame, nodes_area, table, app.aggregator.selected - start);
 }
 
 fn summary_counts(run: &AggregateSummary) -> String {

@@ -7,7 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Style};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Cell, Clear, Paragraph, Row, Table, Wrap};
 
 use crate::app::{App, EventDetail};
 use crate::event_text;
@@ -27,13 +27,8 @@ pub fn type_style(kind: EventType) -> Style {
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let list = &app.events.list;
     let rows = app.events.visible();
-    let mut title = format!("Events · newest first · page {}", list.page_index() + 1);
-    if list.next_cursor.is_some() {
-        title.push_str(" · more: n");
-    }
-    if !app.events.filter.is_empty() {
-        title.push_str(&format!(" · filter \"{}\"", app.events.filter));
-    }
+    let mut title = super::page_title("Events · newest first", list);
+    super::push_filter(&mut title, &app.events.filter);
     let block = super::titled(title, list.error.as_deref());
     if rows.is_empty() {
         let empty = if list.items.is_empty() {
@@ -41,8 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "no event on this page matches the filter; Esc clears it"
         };
-        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), empty);
-        super::message(frame, area, block, &text);
+        super::list_message(frame, area, block, list, empty);
         return;
     }
     // Narrow terminals keep what happened to whom and whether it went out;
@@ -129,13 +123,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         },
     ];
     let widths: Vec<Constraint> = keep.iter().map(|&i| all_widths[i]).collect();
-    let table = Table::new(body, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(super::selected())
-        .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected - start));
-    frame.render_stateful_widget(table, area, &mut state);
+    let table = Table::new(body, widths).header(header).block(block);
+    super::draw_table(frame, area, table, list.selected - start);
 }
 
 /// The detail popup: every field, the data as pretty JSON, each delivery.

@@ -17,7 +17,9 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::widgets::{Block, Paragraph, Table, TableState, Wrap};
+
+use crate::app::Paged;
 
 /// A bordered block whose title carries the request state: the error of the
 /// last failed fetch (the last good data stays below it).
@@ -58,6 +60,36 @@ pub fn empty_text(loaded: bool, loading: bool, error: Option<&str>, empty: &str)
     }
 }
 
+/// A message in place of a server-side list with no rows to show: why
+/// (loading, failed), or `empty` once a page came back.
+pub fn list_message<T>(
+    frame: &mut Frame,
+    area: Rect,
+    block: Block<'_>,
+    list: &Paged<T>,
+    empty: &str,
+) {
+    let text = empty_text(list.loaded, list.loading, list.error.as_deref(), empty);
+    message(frame, area, block, &text);
+}
+
+/// The title of a server-side list: `{name} · page N`, then ` · more: n` if
+/// the server has a next page.
+pub fn page_title<T>(name: &str, list: &Paged<T>) -> String {
+    let mut title = format!("{name} · page {}", list.page_index() + 1);
+    if list.next_cursor.is_some() {
+        title.push_str(" · more: n");
+    }
+    title
+}
+
+/// Adds a local filter to a title, if one is set.
+pub fn push_filter(title: &mut String, filter: &str) {
+    if !filter.is_empty() {
+        title.push_str(&format!(" · filter \"{filter}\""));
+    }
+}
+
 /// The rows `[start, end)` a bordered table with a header line can show in
 /// `area_height` lines, keeping `selected` on screen. Only these rows are
 /// built, so a redraw costs the same for a page of 10 or 1,000 rows.
@@ -70,6 +102,16 @@ pub fn window(len: usize, selected: usize, area_height: u16) -> (usize, usize) {
 
 /// Marks the selected row, visible without colour too.
 pub const MARKER: &str = "▶ ";
+
+/// Draws the table of a list's [`window`] with the selected row marked;
+/// `row` is the selected row's place in the window (counted from `start`).
+pub fn draw_table(frame: &mut Frame, area: Rect, table: Table<'_>, row: usize) {
+    let table = table
+        .row_highlight_style(selected())
+        .highlight_symbol(MARKER);
+    let mut state = TableState::default().with_selected(Some(row));
+    frame.render_stateful_widget(table, area, &mut state);
+}
 
 /// A right-aligned cell, for amounts.
 pub fn right<'a>(text: impl Into<String>) -> ratatui::widgets::Cell<'a> {

@@ -2,17 +2,14 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row, Table};
 
 use crate::app::App;
 use crate::format;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let list = &app.payments.list;
-    let mut title = format!("Payments · newest first · page {}", list.page_index() + 1);
-    if list.next_cursor.is_some() {
-        title.push_str(" · more: n");
-    }
+    let mut title = super::page_title("Payments · newest first", list);
     if let Some(user) = &app.payments.user {
         title.push_str(&format!(" · user {user} (Esc clears)"));
     }
@@ -22,8 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Some(user) => format!("no payments for user {user}; Esc shows all"),
             None => "no payments recorded yet".to_string(),
         };
-        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), &empty);
-        super::message(frame, area, block, &text);
+        super::list_message(frame, area, block, list, &empty);
         return;
     }
     let wide = area.width >= 80;
@@ -86,9 +82,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let table = Table::new(rows, widths.to_vec())
         .header(header)
-        .block(block)
-        .row_highlight_style(super::selected())
-        .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected - start));
-    frame.render_stateful_widget(table, area, &mut state);
+        .block(block);
+    super::draw_table(frame, area, table, list.selected - start);
 }

@@ -4,7 +4,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
-use ratatui::widgets::{Block, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Paragraph, Row, Table, Wrap};
 
 use crate::app::App;
 use crate::format;
@@ -12,16 +12,8 @@ use crate::format;
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let list = &app.rejected.list;
     let rows = app.rejected.visible();
-    let mut title = format!(
-        "Rejected and held · newest first · page {}",
-        list.page_index() + 1
-    );
-    if list.next_cursor.is_some() {
-        title.push_str(" · more: n");
-    }
-    if !app.rejected.filter.is_empty() {
-        title.push_str(&format!(" · filter \"{}\"", app.rejected.filter));
-    }
+    let mut title = super::page_title("Rejected and held · newest first", list);
+    super::push_filter(&mut title, &app.rejected.filter);
     let block = super::titled(title, list.error.as_deref());
     if rows.is_empty() {
         let empty = if list.items.is_empty() {
@@ -29,8 +21,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "no item on this page matches the filter; Esc clears it"
         };
-        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), empty);
-        super::message(frame, area, block, &text);
+        super::list_message(frame, area, block, list, empty);
         return;
     }
     // The detail pane only where the table keeps room for some rows.
@@ -89,13 +80,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Constraint::Fill(1),
     ];
     let widths: Vec<Constraint> = keep.iter().map(|&i| all_widths[i]).collect();
-    let table = Table::new(body, widths)
-        .header(header)
-        .block(block)
-        .row_highlight_style(super::selected())
-        .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected - start));
-    frame.render_stateful_widget(table, table_area, &mut state);
+    let table = Table::new(body, widths).header(header).block(block);
+    super::draw_table(frame, table_area, table, list.selected - start);
 
     let Some(item) = rows.get(list.selected).filter(|_| detail_height > 0) else {
         return;

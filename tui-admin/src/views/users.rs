@@ -3,7 +3,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
-use ratatui::widgets::{Cell, Row, Table, TableState};
+use ratatui::widgets::{Cell, Row, Table};
 
 use crate::app::{App, UserQuery};
 use crate::format;
@@ -14,8 +14,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let block = super::titled(title(app), list.error.as_deref());
     if rows.is_empty() {
         let empty = empty_text(app);
-        let text = super::empty_text(list.loaded, list.loading, list.error.as_deref(), &empty);
-        super::message(frame, area, block, &text);
+        super::list_message(frame, area, block, list, &empty);
         return;
     }
     // Narrow terminals keep the columns an operator needs most: who and how much.
@@ -70,11 +69,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     };
     let table = Table::new(body, widths.to_vec())
         .header(header)
-        .block(block)
-        .row_highlight_style(super::selected())
-        .highlight_symbol(super::MARKER);
-    let mut state = TableState::default().with_selected(Some(list.selected - start));
-    frame.render_stateful_widget(table, area, &mut state);
+        .block(block);
+    super::draw_table(frame, area, table, list.selected - start);
 }
 
 /// The order, the search, "overdrawn only" and where the page is. A filtered
