@@ -200,6 +200,15 @@ pub fn explain(conn: &Connection, what: &str, err: ClientError) -> anyhow::Error
     }
 }
 
+/// Awaits one RPC call; its error says `what` failed and what to do ([`explain`]).
+async fn call<T>(
+    conn: &Connection,
+    what: &str,
+    rpc: impl Future<Output = Result<T, ClientError>>,
+) -> anyhow::Result<T> {
+    rpc.await.map_err(|e| explain(conn, what, e))
+}
+
 /// Runs one subcommand; the exit code follows the `rpc-server aggregate` convention.
 pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode> {
     let client = conn.http_client()?;
@@ -211,10 +220,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                     "tui-admin aggregate only triggers single passes; run `tui-admin aggregate --once`"
                 ));
             }
-            let summary = client
-                .aggregate_now()
-                .await
-                .map_err(|e| explain(conn, "aggregate_now failed", e))?;
+            let summary = call(conn, "aggregate_now failed", client.aggregate_now()).await?;
             if json {
                 json_line(&mut out, &summary)?;
             } else {
@@ -227,10 +233,7 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
             }
         }
         Command::State { json } => {
-            let state = client
-                .aggregator_state()
-                .await
-                .map_err(|e| explain(conn, "aggregator_state failed", e))?;
+            let state = call(conn, "aggregator_state failed", client.aggregator_state()).await?;
             if json {
                 json_line(&mut out, &state)?;
             } else {
@@ -287,14 +290,8 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 &mut out,
                 &list,
                 |cursor, limit| {
-                    let client = &client;
-                    let filter = filter.clone();
-                    async move {
-                        client
-                            .list_users(cursor, Some(limit), sort, filter)
-                            .await
-                            .map_err(|e| explain(conn, "list_users failed", e))
-                    }
+                    let users = client.list_users(cursor, Some(limit), sort, filter.clone());
+                    call(conn, "list_users failed", users)
                 },
                 &users_header(),
                 again,
@@ -307,14 +304,8 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 &mut out,
                 &list,
                 |cursor, limit| {
-                    let client = &client;
-                    let user = user.clone();
-                    async move {
-                        client
-                            .list_payments(user, cursor, Some(limit))
-                            .await
-                            .map_err(|e| explain(conn, "list_payments failed", e))
-                    }
+                    let payments = client.list_payments(user.clone(), cursor, Some(limit));
+                    call(conn, "list_payments failed", payments)
                 },
                 PAYMENTS_HEADER,
                 "",
@@ -327,13 +318,8 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 &mut out,
                 &list,
                 |cursor, limit| {
-                    let client = &client;
-                    async move {
-                        client
-                            .list_rejected(cursor, Some(limit))
-                            .await
-                            .map_err(|e| explain(conn, "list_rejected failed", e))
-                    }
+                    let rejected = client.list_rejected(cursor, Some(limit));
+                    call(conn, "list_rejected failed", rejected)
                 },
                 REJECTED_HEADER,
                 "",
@@ -348,13 +334,8 @@ pub async fn run(conn: &Connection, command: Command) -> anyhow::Result<ExitCode
                 &mut out,
                 &list,
                 |cursor, limit| {
-                    let client = &client;
-                    async move {
-                        client
-                            .list_events(cursor, Some(limit), kind)
-                            .await
-                            .map_err(|e| explain(conn, "list_events failed", e))
-                    }
+                    let events = client.list_events(cursor, Some(limit), kind);
+                    call(conn, "list_events failed", events)
                 },
                 EVENTS_HEADER,
                 "",
