@@ -232,32 +232,14 @@ fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
     assert!(press(&mut app, KeyCode::Char('V')).is_empty());
     // The state (with the server's progress) every second, not every tick.
     let t0 = app.now_millis;
+    assert!(tick(&mut app, t0 + 500).is_empty());
+    assert_eq!(tick(&mut app, t0 + 1_000), vec![RpcCall::AggregatorState]);
     assert!(
-        app.update(Action::Tick {
-            now_millis: t0 + 500
-        })
-        .is_empty()
-    );
-    assert_eq!(
-        app.update(Action::Tick {
-            now_millis: t0 + 1_000
-        }),
-        vec![RpcCall::AggregatorState]
-    );
-    assert!(
-        app.update(Action::Tick {
-            now_millis: t0 + 1_100
-        })
-        .is_empty(),
+        tick(&mut app, t0 + 1_100).is_empty(),
         "not while the last state request is in flight"
     );
     answer(&mut app, vec![RpcCall::AggregatorState]);
-    assert_eq!(
-        app.update(Action::Tick {
-            now_millis: t0 + 2_100
-        }),
-        vec![RpcCall::AggregatorState]
-    );
+    assert_eq!(tick(&mut app, t0 + 2_100), vec![RpcCall::AggregatorState]);
     answer(&mut app, vec![RpcCall::AggregatorState]);
     // Done: the view refreshes at once, the check is over.
     let more = app.update(Action::Answer(RpcAnswer::Checked(
@@ -267,12 +249,7 @@ fn shift_r_reconciles_polls_its_progress_and_refreshes_when_done() {
     assert!(more.contains(&RpcCall::AggregatorState), "{more:?}");
     assert!(app.check.is_none() && app.check_error.is_none());
     answer(&mut app, more);
-    assert!(
-        app.update(Action::Tick {
-            now_millis: t0 + 3_200
-        })
-        .is_empty()
-    );
+    assert!(tick(&mut app, t0 + 3_200).is_empty());
 
     // A failure is kept on the view until the next check.
     let calls = press(&mut app, KeyCode::Char('V'));
@@ -333,29 +310,12 @@ fn r_refreshes_the_current_view_but_never_doubles_a_request_in_flight() {
 fn ticks_poll_at_the_refresh_interval() {
     let mut app = loaded(View::Aggregator);
     let t0 = now_millis();
-    assert!(
-        app.update(Action::Tick {
-            now_millis: t0 + 500
-        })
-        .is_empty()
-    );
-    let calls = app.update(Action::Tick {
-        now_millis: t0 + 2_000,
-    });
+    assert!(tick(&mut app, t0 + 500).is_empty());
+    let calls = tick(&mut app, t0 + 2_000);
     assert_eq!(calls, vec![RpcCall::AggregatorState]);
     answer(&mut app, calls);
-    assert!(
-        app.update(Action::Tick {
-            now_millis: t0 + 3_000
-        })
-        .is_empty()
-    );
-    assert_eq!(
-        app.update(Action::Tick {
-            now_millis: t0 + 4_000
-        }),
-        vec![RpcCall::AggregatorState]
-    );
+    assert!(tick(&mut app, t0 + 3_000).is_empty());
+    assert_eq!(tick(&mut app, t0 + 4_000), vec![RpcCall::AggregatorState]);
 }
 
 #[test]
@@ -439,9 +399,7 @@ fn an_open_event_follows_its_delivery_state_as_the_page_refreshes() {
     press(&mut app, KeyCode::Char('j'));
     press(&mut app, KeyCode::Enter);
     // Polling goes on under the popup.
-    let calls = app.update(Action::Tick {
-        now_millis: now_millis() + 2_000,
-    });
+    let calls = tick(&mut app, now_millis() + 2_000);
     let Some(RpcCall::Events(req)) = calls
         .iter()
         .find(|c| matches!(c, RpcCall::Events(_)))

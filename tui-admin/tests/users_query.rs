@@ -206,9 +206,7 @@ fn paging_polling_and_refresh_keep_the_query() {
     assert_eq!(sent, query, "the cursor goes with the query it came from");
     answer(&mut app, calls);
 
-    let calls = app.update(Action::Tick {
-        now_millis: now_millis() + 5_000,
-    });
+    let calls = tick(&mut app, now_millis() + 5_000);
     let (req, sent) = users_request(&calls);
     assert_eq!((req.cursor.as_deref(), req.page_index), (Some("u-0005"), 1));
     assert_eq!(sent, query, "polling re-fetches the page on screen");

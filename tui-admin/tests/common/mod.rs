@@ -21,6 +21,11 @@ pub fn now_millis() -> u64 {
     rfc3339_to_millis(NOW).unwrap()
 }
 
+/// The clock reaches `now_millis`: the fetches the tick starts.
+pub fn tick(app: &mut App, now_millis: u64) -> Vec<RpcCall> {
+    app.update(Action::Tick { now_millis })
+}
+
 /// A dashboard that just opened, with the fetches it started.
 pub fn fresh() -> (App, Vec<RpcCall>) {
     let mut app = App::new(
