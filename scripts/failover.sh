@@ -105,23 +105,8 @@ epoch() { date -d "$1" +%s.%N; }
 # awk's exit status as a boolean: later A B (A > B, fractional).
 later() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a > b) }'; }
 
-# Starts "$@" in the background, logging to $work/$name.{out,err}, and waits for its
-# "listening on http://..." line; sets $listen_url and $last_pid.
-start_listening() {
-    local name=$1
-    shift
-    "$@" >"$work/$name.out" 2>"$work/$name.err" &
-    last_pid=$!
-    pids+=("$last_pid")
-    local deadline=$(($(date +%s) + 60))
-    listen_url=""
-    while [ -z "$listen_url" ]; do
-        listen_url=$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/$name.out" | head -n1)
-        kill -0 "$last_pid" 2>/dev/null || fail "$name exited before listening"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$name did not print 'listening on' within 60 s"
-        [ -n "$listen_url" ] || sleep 0.1
-    done
-}
+# start_listening and rpc_at.
+source scripts/lib/serve.sh
 
 # Drops $1 from the processes stopped at exit.
 forget() {
@@ -135,19 +120,6 @@ stop() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
     forget "$1"
-}
-
-# JSON-RPC call: rpc URL METHOD PARAMS_JSON -> prints the result, fails on an error.
-rpc() {
-    local reply
-    reply=$(curl -sS --max-time 60 -H "Authorization: Bearer $secret" \
-        -H 'Content-Type: application/json' \
-        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$2\",\"params\":$3}" "$1") ||
-        fail "$2 on $1: the server did not answer"
-    if [ "$(jq -r 'has("error")' <<<"$reply")" = true ]; then
-        fail "$2 on $1 returned an error: $(jq -c .error <<<"$reply")"
-    fi
-    jq -c .result <<<"$reply"
 }
 
 # The same users and payments on the server at $1, as one JSON-RPC batch: every simulated
@@ -177,7 +149,7 @@ register_all() {
 all_users() {
     local cursor=null page
     while :; do
-        page=$(rpc "$1" list_users "{\"limit\":1000,\"cursor\":$cursor}")
+        page=$(rpc_at "$1" list_users "{\"limit\":1000,\"cursor\":$cursor}")
         jq -c '.items[] | del(.created_at)' <<<"$page"
         cursor=$(jq -c .next_cursor <<<"$page")
         [ "$cursor" != null ] || break
@@ -259,9 +231,9 @@ forget "$register_pid"
 paid_ref=$(cat "$work/paid-ref")
 [ "$paid" = "$paid_ref" ] || fail "payments differ between the ledgers: $paid vs $paid_ref"
 for url in "$setup_pg_url" "$setup_redb_url"; do
-    [ "$(rpc "$url" overview '{}' | jq '[.total_users, .consumed_records, .pending_records]')" = \
+    [ "$(rpc_at "$url" overview '{}' | jq '[.total_users, .consumed_records, .pending_records]')" = \
         "$(jq -n --argjson u "$users" '[$u, 0, 0]')" ] ||
-        fail "after registering, $url has: $(rpc "$url" overview '{}')"
+        fail "after registering, $url has: $(rpc_at "$url" overview '{}')"
 done
 stop "$setup_pg_pid"
 stop "$setup_redb_pid"
@@ -317,11 +289,11 @@ while :; do
     if [ -z "$takeover" ] && [ "$(pass_lock_replica true)" = B ]; then
         takeover=$(seconds "$t_kill" "$(now)")
     fi
-    state=$(rpc "$url_b" aggregator_state '{}')
+    state=$(rpc_at "$url_b" aggregator_state '{}')
     if [ "$(jq -r '.last_run_replica // ""' <<<"$state")" = B ] &&
         run_started=$(jq -r '.last_run.started_at // ""' <<<"$state") && [ -n "$run_started" ] &&
         later "$(epoch "$run_started")" "$t_kill" &&
-        [ "$(rpc "$url_b" overview '{}' | jq .consumed_records)" = "$total" ]; then
+        [ "$(rpc_at "$url_b" overview '{}' | jq .consumed_records)" = "$total" ]; then
         break
     fi
     [ "$(date +%s)" -lt "$deadline" ] || fail "no pass of B applied every record within 150 s of the kill: $state"
@@ -330,7 +302,7 @@ while :; do
 done
 # B's failover pass is the first run started after the kill (B's scheduler may have run a
 # no-op pass since): it alone applied what A left, so later runs applied nothing.
-after_kill=$(rpc "$url_b" list_runs '{"limit":100}' |
+after_kill=$(rpc_at "$url_b" list_runs '{"limit":100}' |
     jq -c --arg t "$(date -u -d "@$t_kill" +%Y-%m-%dT%H:%M:%S.%3NZ)" \
         '[.items[] | select(.started_at > $t)] | sort_by(.started_at)')
 run=$(jq -c '.[0]' <<<"$after_kill")
@@ -366,8 +338,8 @@ all_users "$url_ref" >"$work/users-redb.jsonl"
 diff "$work/users-redb.jsonl" "$work/users-pg.jsonl" >"$work/users.diff" ||
     fail "users differ between redb (<) and PostgreSQL (>) in $(grep -c '^<' "$work/users.diff") row(s): $(head -n 6 "$work/users.diff")"
 figures='{total_users, total_balance_cents, overdrawn_users, consumed_records, pending_records, rejected_items}'
-overview_pg=$(rpc "$url_b" overview '{}' | jq -c "$figures")
-overview_ref=$(rpc "$url_ref" overview '{}' | jq -c "$figures")
+overview_pg=$(rpc_at "$url_b" overview '{}' | jq -c "$figures")
+overview_ref=$(rpc_at "$url_ref" overview '{}' | jq -c "$figures")
 [ "$overview_pg" = "$overview_ref" ] ||
     fail "overview differs: redb $overview_ref, PostgreSQL $overview_pg"
 [ "$(jq .consumed_records <<<"$overview_pg")" = "$total" ] ||

@@ -96,22 +96,8 @@ pg_tool() {
 createdb_cmd() { pg_tool createdb "$@"; }
 dropdb_cmd() { pg_tool dropdb "$@"; }
 
-# Starts "$@" in the background, logging to $work/$name.{out,err}, and waits
-# for its "listening on http://..." line; sets $listen_url.
-start_listening() {
-    local name=$1
-    shift
-    "$@" >"$work/$name.out" 2>"$work/$name.err" &
-    pids+=($!)
-    local pid=$! deadline=$(($(date +%s) + 30))
-    listen_url=""
-    while [ -z "$listen_url" ]; do
-        listen_url=$(sed -n 's/^listening on \(http:\/\/[^ ]*\).*/\1/p' "$work/$name.out" | head -n1)
-        kill -0 "$pid" 2>/dev/null || fail "$name exited before listening"
-        [ "$(date +%s)" -lt "$deadline" ] || fail "$name did not print 'listening on' within 30 s"
-        [ -n "$listen_url" ] || sleep 0.1
-    done
-}
+# start_listening and rpc_at.
+source scripts/lib/serve.sh
 
 stop_last() {
     local pid=${pids[-1]}
@@ -120,18 +106,8 @@ stop_last() {
     unset 'pids[-1]'
 }
 
-# JSON-RPC call: rpc METHOD PARAMS_JSON -> prints the result, fails on an error.
-rpc() {
-    local reply
-    reply=$(curl -sS --max-time 60 -H "Authorization: Bearer $secret" \
-        -H 'Content-Type: application/json' \
-        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$1\",\"params\":$2}" "$server_url") ||
-        fail "$1: the server did not answer"
-    if [ "$(jq -r 'has("error")' <<<"$reply")" = true ]; then
-        fail "$1 returned an error: $(jq -c .error <<<"$reply")"
-    fi
-    jq -c .result <<<"$reply"
-}
+# JSON-RPC call to the server under test: rpc METHOD PARAMS_JSON -> prints the result.
+rpc() { rpc_at "$server_url" "$@"; }
 
 # OTOML file of node A: records "key user cost" given one per argument.
 otoml() {
