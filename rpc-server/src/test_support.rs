@@ -63,6 +63,17 @@ pub fn register(store: &Store, sid: &str, now_ms: u64) -> UserBilling {
         .unwrap_or_else(|e| panic!("register {sid}: {e}"))
 }
 
+/// A finished command's exit status, stdout and stderr, as text: what a test
+/// shows when the command did not do what it should.
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The variable `scripts/with-postgres.sh` sets.
 pub const PG_URL_VAR: &str = "BILLING_TEST_PG_URL";
 

@@ -4,6 +4,7 @@
 
 mod ledger_process;
 
+use billing_server::test_support::output_text;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,15 +52,6 @@ fn run(args: &[&str], extra: &[&Path]) -> std::process::Output {
         .unwrap()
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "status {}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backups_taken_during_a_pass_and_payments_restore_to_their_moment() {
     let ws = Workspace::new();
@@ -104,11 +96,11 @@ async fn backups_taken_during_a_pass_and_payments_restore_to_their_moment() {
         })
         .await
         .unwrap();
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
         assert!(
             String::from_utf8_lossy(&out.stdout).contains("from the server at"),
             "{}",
-            text(&out)
+            output_text(&out)
         );
         backups.push(to);
         let state = server.ok("aggregator_state", json!({})).await;
@@ -120,15 +112,20 @@ async fn backups_taken_during_a_pass_and_payments_restore_to_their_moment() {
     server.ok("aggregate_now", json!({})).await;
     // verify beside the server checks a snapshot it sends; --repair needs it stopped.
     let out = run(&["verify", "--data-dir"], &[&data]);
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("consistent") && text(&out).contains("a snapshot from the server"),
+        output_text(&out).contains("consistent")
+            && output_text(&out).contains("a snapshot from the server"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let out = run(&["verify", "--repair", "--data-dir"], &[&data]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("already open"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("already open"),
+        "{}",
+        output_text(&out)
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&data)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -149,7 +146,7 @@ async fn backups_taken_during_a_pass_and_payments_restore_to_their_moment() {
             &["restore", "--json", "--from"],
             &[backup, Path::new("--data-dir"), &dir],
         );
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
         let restored = Store::open(&dir.join("ledger.redb")).unwrap();
         let report = restored.verify(Depth::Full).unwrap();
         assert!(report.consistent, "backup {i}: {report:?}");
@@ -196,37 +193,45 @@ fn restore_refuses_damage_and_replacing_without_force() {
         &["aggregate", "--once", "--repo"],
         &[&ws.repo(), Path::new("--data-dir"), &data],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let backup = ws.dir.path().join("ledger.backup");
     let out = run(
         &["backup", "--data-dir"],
         &[&data, Path::new("--to"), &backup],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     // Never overwrites a file.
     let out = run(
         &["backup", "--data-dir"],
         &[&data, Path::new("--to"), &backup],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("already exists"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("already exists"),
+        "{}",
+        output_text(&out)
+    );
 
     // Restoring over the ledger needs --force.
     let out = run(
         &["restore", "--from"],
         &[&backup, Path::new("--data-dir"), &data],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("--force"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("--force"),
+        "{}",
+        output_text(&out)
+    );
     let out = run(
         &["restore", "--force", "--from"],
         &[&backup, Path::new("--data-dir"), &data],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("replaced") && text(&out).contains("consistent"),
+        output_text(&out).contains("replaced") && output_text(&out).contains("consistent"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // One flipped byte in the ledger part: refused, nothing written.
@@ -240,11 +245,11 @@ fn restore_refuses_damage_and_replacing_without_force() {
         &["restore", "--from"],
         &[&damaged, Path::new("--data-dir"), &fresh],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
-        text(&out).contains("damaged") && text(&out).contains("SHA-256"),
+        output_text(&out).contains("damaged") && output_text(&out).contains("SHA-256"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     assert!(!fresh.join("ledger.redb").exists());
 
@@ -253,11 +258,11 @@ fn restore_refuses_damage_and_replacing_without_force() {
         &["restore", "--from"],
         &[&ws.ledger(), Path::new("--data-dir"), &fresh],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
     assert!(
-        text(&out).contains("is not a ledger backup"),
+        output_text(&out).contains("is not a ledger backup"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // A PostgreSQL ledger is pointed to pg_dump.
@@ -270,8 +275,12 @@ fn restore_refuses_damage_and_replacing_without_force() {
         ],
         &[&ws.dir.path().join("pg.backup")],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("pg_dump"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("pg_dump"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 /// A PostgreSQL ledger is backed up with pg_dump, as docs/deploy.md says:
@@ -290,7 +299,7 @@ fn a_pg_dump_of_a_postgres_ledger_restores_and_passes_verify() {
         &["aggregate", "--once", "--ledger-url", &source.url, "--repo"],
         &[&ws.repo(), Path::new("--data-dir"), &data],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let store = source.store();
     store
         .record_payment(
@@ -313,7 +322,7 @@ fn a_pg_dump_of_a_postgres_ledger_restores_and_passes_verify() {
             .unwrap_or_else(|e| {
                 panic!("cannot run {cmd} ({e}); install the Debian package postgresql-client")
             });
-        assert!(out.status.success(), "{cmd}: {}", text(&out));
+        assert!(out.status.success(), "{cmd}: {}", output_text(&out));
     };
     pg(
         "pg_dump",
@@ -326,8 +335,12 @@ fn a_pg_dump_of_a_postgres_ledger_restores_and_passes_verify() {
     );
 
     let out = run(&["verify", "--ledger-url", &target.url], &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("consistent"), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("consistent"),
+        "{}",
+        output_text(&out)
+    );
     let restored = target.store();
     assert_eq!(
         restored.overview_counts().unwrap(),

@@ -4,6 +4,7 @@
 
 mod ledger_process;
 
+use billing_server::test_support::output_text;
 use billing_server::test_support::register;
 use std::path::Path;
 
@@ -56,14 +57,6 @@ fn edit_row(
     txn.commit().unwrap();
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn an_empty_ledger_file_is_refused_unless_init_is_given() {
     let ws = Workspace::new();
@@ -72,8 +65,8 @@ fn an_empty_ledger_file_is_refused_unless_init_is_given() {
     let repo = ws.repo();
     let args = ["aggregate", "--once", "--repo", repo.to_str().unwrap()];
     let out = run(&args, &ws.data());
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let message = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    let message = output_text(&out);
     assert!(message.contains("ledger.redb"), "{message}");
     assert!(message.contains("empty (0 bytes)"), "{message}");
     assert!(
@@ -104,13 +97,17 @@ fn an_empty_ledger_file_is_refused_unless_init_is_given() {
         .arg(&secret)
         .output()
         .unwrap();
-    assert!(!serve.status.success(), "{}", text(&serve));
-    assert!(text(&serve).contains("--init"), "{}", text(&serve));
+    assert!(!serve.status.success(), "{}", output_text(&serve));
+    assert!(
+        output_text(&serve).contains("--init"),
+        "{}",
+        output_text(&serve)
+    );
 
     let mut with_init = args.to_vec();
     with_init.push("--init");
     let out = run(&with_init, &ws.data());
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(std::fs::metadata(ws.ledger()).unwrap().len() > 0);
 }
 
@@ -127,8 +124,8 @@ fn counters_that_disagree_with_the_rows_are_reported_and_block_writes_until_repa
     });
 
     let out = run(&["verify"], &ws.data());
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    let report = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    let report = output_text(&out);
     assert!(report.contains("INCONSISTENT"), "{report}");
     assert!(
         report.contains("counter total_users: stored 4, rows say 3"),
@@ -182,8 +179,12 @@ fn counters_that_disagree_with_the_rows_are_reported_and_block_writes_until_repa
 
     // The operator repairs the counters; the ledger is whole again.
     let out = run(&["verify", "--repair"], &ws.data());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("counters rewritten"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("counters rewritten"),
+        "{}",
+        output_text(&out)
+    );
     let store = Store::open(&ws.ledger()).unwrap();
     assert_eq!(store.overview_counts().unwrap(), store.recount().unwrap());
     assert!(store.problem().is_none());
@@ -239,8 +240,12 @@ fn a_damaged_user_row_breaks_the_balance_invariant_and_is_named() {
     // A repair of the counters cannot fix a damaged row: verify still fails.
     drop(store);
     let out = run(&["verify", "--repair"], &ws.data());
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(text(&out).contains("backup"), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("backup"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]
@@ -310,7 +315,7 @@ fn keep_runs_is_a_flag_of_aggregate() {
     ];
     for _ in 0..4 {
         let out = run(&args, &ws.data());
-        assert!(out.status.success(), "{}", text(&out));
+        assert!(out.status.success(), "{}", output_text(&out));
     }
     let zero = [
         "aggregate",
@@ -322,9 +327,9 @@ fn keep_runs_is_a_flag_of_aggregate() {
     ];
     let out = run(&zero, &ws.data());
     assert!(
-        text(&out).contains("--keep-runs must be at least 1"),
+        output_text(&out).contains("--keep-runs must be at least 1"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let store = Store::open(&ws.ledger()).unwrap();
     let ids: Vec<u64> = store

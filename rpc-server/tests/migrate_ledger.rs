@@ -6,6 +6,7 @@
 //!
 //! Needs PostgreSQL: `scripts/with-postgres.sh cargo test -p rpc-server --test migrate_ledger`.
 
+use billing_server::test_support::output_text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -631,14 +632,6 @@ fn rpc_server(args: &[&str]) -> std::process::Output {
         .expect("rpc-server runs")
 }
 
-fn text(out: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn the_command_copies_reports_and_refuses_a_second_copy() {
     let dir = tempfile::tempdir().unwrap();
@@ -651,7 +644,7 @@ fn the_command_copies_reports_and_refuses_a_second_copy() {
     let data_arg = data.to_str().unwrap();
 
     let out = rpc_server(&["--from-data-dir", data_arg, "--to", &url]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("copied the ledger"), "{stdout}");
@@ -663,7 +656,7 @@ fn the_command_copies_reports_and_refuses_a_second_copy() {
     assert!(!all.contains("secret"), "{all}");
 
     let out = rpc_server(&["--from-data-dir", data_arg, "--to", &url]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
         all.contains("not empty") && !all.contains("secret"),
@@ -681,7 +674,7 @@ fn the_command_copies_reports_and_refuses_a_second_copy() {
         "--ledger-password-file",
         password.to_str().unwrap(),
     ]);
-    let all = text(&out);
+    let all = output_text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(!all.contains("secret"), "{all}");
     let copy = Store::open(&back.join("ledger.redb")).unwrap();
@@ -695,5 +688,9 @@ fn the_command_copies_reports_and_refuses_a_second_copy() {
 
     let out = rpc_server(&["--from-data-dir", data_arg, "--to-data-dir", "/tmp/x"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("both ends are redb"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("both ends are redb"),
+        "{}",
+        output_text(&out)
+    );
 }
