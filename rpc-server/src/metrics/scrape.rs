@@ -27,28 +27,21 @@ pub async fn scrape(aggregator: &Aggregator) -> String {
         .await;
     match read {
         Ok((counts, nodes, size, now)) => {
-            metrics.gauge("billing_ledger_up", &[]).set(1.0);
-            metrics
-                .gauge("billing_users", &[])
-                .set(counts.total_users as f64);
-            metrics
-                .gauge("billing_users_overdrawn", &[])
-                .set(counts.overdrawn_users as f64);
-            metrics
-                .gauge("billing_balance_cents", &[])
-                .set(counts.total_balance_cents as f64);
-            metrics
-                .gauge("billing_held_records", &[])
-                .set(counts.pending_records as f64);
-            metrics
-                .gauge("billing_rejected_items", &[])
-                .set(counts.rejected_items as f64);
-            metrics
-                .gauge("billing_ledger_size_bytes", &[])
-                .set(size as f64);
-            metrics.gauge("billing_nodes", &[]).set(nodes.len() as f64);
             let stale = nodes.iter().filter(|n| n.stale).count();
-            metrics.gauge("billing_nodes_stale", &[]).set(stale as f64);
+            let gauges = [
+                ("billing_ledger_up", 1.0),
+                ("billing_users", counts.total_users as f64),
+                ("billing_users_overdrawn", counts.overdrawn_users as f64),
+                ("billing_balance_cents", counts.total_balance_cents as f64),
+                ("billing_held_records", counts.pending_records as f64),
+                ("billing_rejected_items", counts.rejected_items as f64),
+                ("billing_ledger_size_bytes", size as f64),
+                ("billing_nodes", nodes.len() as f64),
+                ("billing_nodes_stale", stale as f64),
+            ];
+            for (name, value) in gauges {
+                metrics.gauge(name, &[]).set(value);
+            }
             for node in &nodes {
                 let labels = [("node", node.record.node_name.as_str())];
                 metrics
