@@ -169,6 +169,22 @@ impl Drop for PgTestDb {
     }
 }
 
+/// A PostgreSQL ledger that the cases of one property test share (a
+/// database per case would cost a `CREATE DATABASE` each): declare
+/// `static DB: SharedPgStore = SharedPgStore::new();` in the test.
+pub type SharedPgStore = std::sync::OnceLock<(PgTestDb, Store)>;
+
+/// The store of `shared`, created on first use and emptied before each case.
+pub fn shared_pg_store(shared: &'static SharedPgStore) -> &'static Store {
+    let (db, store) = shared.get_or_init(|| {
+        let db = PgTestDb::create();
+        let store = db.store();
+        (db, store)
+    });
+    db.reset();
+    store
+}
+
 /// Runs `f` on a thread of its own and returns its result: the PostgreSQL
 /// ledger's synchronous client must not run on an async runtime's thread, and
 /// async tests call the store through this.

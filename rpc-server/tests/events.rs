@@ -10,7 +10,7 @@
 use billing_api::{Event, EventType, RecordPayment};
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
 use billing_server::test_support::register;
-use billing_server::test_support::{PgTestDb, rec};
+use billing_server::test_support::{SharedPgStore, rec, shared_pg_store};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -199,14 +199,8 @@ proptest! {
         ops in prop::collection::vec(op_strategy(), 1..30),
         default in prop_oneof![Just(500i64), 1..1_000i64],
     ) {
-        static DB: std::sync::OnceLock<(PgTestDb, Store)> = std::sync::OnceLock::new();
-        let (db, store) = DB.get_or_init(|| {
-            let db = PgTestDb::create();
-            let store = db.store();
-            (db, store)
-        });
-        db.reset();
-        matches_the_model(store, ops, default)?;
+        static DB: SharedPgStore = SharedPgStore::new();
+        matches_the_model(shared_pg_store(&DB), ops, default)?;
     }
 }
 

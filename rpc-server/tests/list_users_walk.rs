@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use billing_api::{UserFilter, UserSort};
 use billing_server::store::{Depth, Store, UserQuery};
+use billing_server::test_support::{SharedPgStore, shared_pg_store};
 use common::*;
 use proptest::prelude::*;
 
@@ -273,13 +274,7 @@ proptest! {
         setup in setup(),
         walks in prop::collection::vec(walk(), 1..5),
     ) {
-        static DB: std::sync::OnceLock<(PgTestDb, Store)> = std::sync::OnceLock::new();
-        let (db, store) = DB.get_or_init(|| {
-            let db = PgTestDb::create();
-            let store = db.store();
-            (db, store)
-        });
-        db.reset();
-        walks_list_each_user_once_in_order(store, setup, walks)?;
+        static DB: SharedPgStore = SharedPgStore::new();
+        walks_list_each_user_once_in_order(shared_pg_store(&DB), setup, walks)?;
     }
 }

@@ -10,7 +10,7 @@ mod model;
 
 use billing_api::{ConsumedRecord, NodeStatus, RecordPayment, RegisterUser};
 use billing_server::store::{ApplyOutcome, InvalidRecord, NodeUpdate, Store, StoreError};
-use billing_server::test_support::{PgTestDb, file, rec, update};
+use billing_server::test_support::{PgTestDb, SharedPgStore, file, rec, shared_pg_store, update};
 use model::{Counts, Model, Refusal, Verdict};
 use proptest::prelude::*;
 
@@ -363,18 +363,6 @@ fn follows_the_model(store: &Store, ops: Vec<Op>, limit: u32) -> Result<(), Test
     Ok(())
 }
 
-/// The store on PostgreSQL that a test's cases share: one database, emptied
-/// before each case.
-fn pg_store(db: &'static std::sync::OnceLock<(PgTestDb, Store)>) -> &'static Store {
-    let (db, store) = db.get_or_init(|| {
-        let db = PgTestDb::create();
-        let store = db.store();
-        (db, store)
-    });
-    db.reset();
-    store
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(224))]
 
@@ -396,8 +384,8 @@ proptest! {
         ops in prop::collection::vec(op_strategy(), 1..40),
         limit in 1u32..4,
     ) {
-        static DB: std::sync::OnceLock<(PgTestDb, Store)> = std::sync::OnceLock::new();
-        follows_the_model(pg_store(&DB), ops, limit)?;
+        static DB: SharedPgStore = SharedPgStore::new();
+        follows_the_model(shared_pg_store(&DB), ops, limit)?;
     }
 }
 
