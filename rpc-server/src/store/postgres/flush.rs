@@ -12,7 +12,7 @@ use super::super::codec::{
     status_code,
 };
 use super::super::user_index::balance_version;
-use super::columns::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
+use super::arrays::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
 use super::rows::{Applied, FileKey};
 use super::{clean, db_err, to_db};
 

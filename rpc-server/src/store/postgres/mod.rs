@@ -12,6 +12,7 @@
 //! blocking threads.
 
 mod alert_rows;
+mod arrays;
 mod async_reads;
 mod columns;
 mod flush;
@@ -36,7 +37,8 @@ use crate::store::payments::NewPayment;
 use async_reads::AsyncReads;
 use pool::PgConn;
 
-pub(crate) use columns::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns, write_meta};
+pub(crate) use arrays::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
+pub(crate) use columns::write_meta;
 pub use schema::SCHEMA_VERSION;
 
 /// Connections a server keeps to the database at most (besides a pass's own).
