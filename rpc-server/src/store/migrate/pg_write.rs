@@ -11,7 +11,11 @@ use super::super::codec::{
     status_code,
 };
 use super::super::postgres::{
-    REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns, clean, to_db, write_meta,
+    CONSUMED_INSERT_COLUMNS, CONSUMED_UNNEST, ConsumedColumns, PAYMENT_COLUMNS, PAYMENT_UNNEST,
+    PENDING_COLUMNS, PENDING_UNNEST, PaymentColumns, PendingColumns, REJECTED_INSERT_COLUMNS,
+    REJECTED_UNNEST, RejectedColumns, SOURCE_INSERT_COLUMNS, SOURCE_UNNEST, SourceColumns,
+    TALLY_COLUMNS, TALLY_UNNEST, TallyColumns, USER_COLUMNS, USER_UNNEST, UserColumns, clean,
+    to_db, write_meta,
 };
 use super::super::runs::RunTotals;
 use super::pg_read::{connect, context, count, read_meta};
@@ -119,97 +123,67 @@ impl Sink for PgSink<'_, '_> {
     }
 
     fn users(&mut self, rows: &[(String, UserRow)]) -> Result<(), StoreError> {
-        let sids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        let ids: Vec<i64> = rows.iter().map(|r| to_db(r.1.id)).collect();
-        let names: Vec<Option<&str>> = rows.iter().map(|r| r.1.display_name.as_deref()).collect();
-        let emails: Vec<Option<&str>> = rows.iter().map(|r| r.1.email.as_deref()).collect();
-        let created: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
-        let balance: Vec<i64> = rows.iter().map(|r| r.1.balance_cents).collect();
-        let paid: Vec<i64> = rows.iter().map(|r| r.1.paid_cents).collect();
-        let consumed: Vec<i64> = rows.iter().map(|r| r.1.consumed_cents).collect();
+        let columns = UserColumns::of(rows.iter().map(|(sid, u)| (sid.as_str(), u)));
         self.exec(
             "users",
-            "INSERT INTO users (user_sid, user_id, display_name, email, created_at_ms, \
-             balance_cents, paid_cents, consumed_cents) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::int8[], \
-             $6::int8[], $7::int8[], $8::int8[])",
-            &[
-                &sids, &ids, &names, &emails, &created, &balance, &paid, &consumed,
-            ],
+            &format!("INSERT INTO users ({USER_COLUMNS}) SELECT * FROM unnest({USER_UNNEST})"),
+            &columns.params(),
         )
     }
 
     fn payments(&mut self, rows: &[(String, PaymentRow)]) -> Result<(), StoreError> {
-        let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        let seqs: Vec<i64> = rows.iter().map(|r| to_db(r.1.seq)).collect();
-        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
-        let amounts: Vec<i64> = rows.iter().map(|r| r.1.amount_cents).collect();
-        let kinds: Vec<&str> = rows.iter().map(|r| r.1.kind.as_str()).collect();
-        let refs: Vec<Option<&str>> = rows.iter().map(|r| r.1.reference.as_deref()).collect();
-        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
+        let columns = PaymentColumns::of(rows.iter().map(|(id, p)| (id.as_str(), p)));
         self.exec(
             "payments",
-            "INSERT INTO payments (payment_id, seq, user_sid, amount_cents, kind, reference, \
-             created_at_ms) SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], \
-             $4::int8[], $5::text[], $6::text[], $7::int8[])",
-            &[&ids, &seqs, &sids, &amounts, &kinds, &refs, &at],
+            &format!(
+                "INSERT INTO payments ({PAYMENT_COLUMNS}) SELECT * FROM unnest({PAYMENT_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
     fn sources(&mut self, rows: &[(u64, SourceRow)]) -> Result<(), StoreError> {
-        let ids: Vec<i64> = rows.iter().map(|r| to_db(r.0)).collect();
-        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
-        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
-        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
-        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.applied_at_ms)).collect();
+        let columns = SourceColumns::of(rows.iter().map(|(id, s)| (*id, s)));
         self.exec(
             "consumed_sources",
-            "INSERT INTO consumed_sources (source_id, node_name, commit_sha, file_path, \
-             applied_at_ms) SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], \
-             $4::text[], $5::int8[])",
-            &[&ids, &nodes, &commits, &paths, &at],
+            &format!(
+                "INSERT INTO consumed_sources ({SOURCE_INSERT_COLUMNS}) \
+                 SELECT * FROM unnest({SOURCE_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
     fn consumed(&mut self, rows: &[AppliedRow]) -> Result<(), StoreError> {
-        let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
-        let seqs: Vec<i64> = rows.iter().map(|r| to_db(r.seq)).collect();
-        let sids: Vec<&str> = rows.iter().map(|r| r.user_sid.as_str()).collect();
-        let costs: Vec<i64> = rows.iter().map(|r| r.cost_cents).collect();
-        let sources: Vec<i64> = rows.iter().map(|r| to_db(r.source)).collect();
-        let resources: Vec<Option<&str>> = rows.iter().map(|r| r.resource.as_deref()).collect();
+        let mut columns = ConsumedColumns::with_capacity(rows.len());
+        for r in rows {
+            columns.push(
+                &r.key,
+                r.seq,
+                &r.user_sid,
+                r.cost_cents,
+                r.source,
+                r.resource.as_deref(),
+            );
+        }
         self.exec(
             "consumed",
-            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id, \
-             resource) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], \
-             $6::text[])",
-            &[&keys, &seqs, &sids, &costs, &sources, &resources],
+            &format!(
+                "INSERT INTO consumed ({CONSUMED_INSERT_COLUMNS}) \
+                 SELECT * FROM unnest({CONSUMED_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
     fn pending(&mut self, rows: &[(String, PendingRow)]) -> Result<(), StoreError> {
-        let keys: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
-        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
-        let costs: Vec<i64> = rows.iter().map(|r| r.1.cost_cents).collect();
-        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
-        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
-        let blobs: Vec<&str> = rows.iter().map(|r| r.1.blob_id.as_str()).collect();
-        let index: Vec<i64> = rows.iter().map(|r| i64::from(r.1.record_index)).collect();
-        let seen: Vec<i64> = rows.iter().map(|r| to_db(r.1.first_seen_ms)).collect();
-        let rejected: Vec<i64> = rows.iter().map(|r| to_db(r.1.rejected_id)).collect();
-        let resources: Vec<Option<&str>> = rows.iter().map(|r| r.1.resource.as_deref()).collect();
+        let columns = PendingColumns::of(rows.iter().map(|(key, p)| (key.as_str(), p)));
         self.exec(
             "pending",
-            "INSERT INTO pending (idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
-             file_path, blob_id, record_index, first_seen_ms, rejected_id, resource) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::text[])",
-            &[
-                &keys, &sids, &nodes, &costs, &commits, &paths, &blobs, &index, &seen, &rejected,
-                &resources,
-            ],
+            &format!(
+                "INSERT INTO pending ({PENDING_COLUMNS}) SELECT * FROM unnest({PENDING_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
@@ -240,32 +214,13 @@ impl Sink for PgSink<'_, '_> {
     }
 
     fn tallies(&mut self, rows: &[(FileKey, TallyRow)]) -> Result<(), StoreError> {
-        let nodes: Vec<&str> = rows.iter().map(|r| r.0.0.as_str()).collect();
-        let paths: Vec<&str> = rows.iter().map(|r| r.0.1.as_str()).collect();
-        let blobs: Vec<&str> = rows.iter().map(|r| r.0.2.as_str()).collect();
-        let next: Vec<i64> = rows.iter().map(|r| to_db(r.1.next_index)).collect();
-        let stored: Vec<i64> = rows.iter().map(|r| to_db(r.1.stored)).collect();
-        let omitted: Vec<i64> = rows.iter().map(|r| to_db(r.1.omitted)).collect();
-        let kinds: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                let kinds = r.1.by_kind.iter();
-                serde_json::Value::Array(
-                    kinds
-                        .map(|(k, n)| serde_json::json!([clean(k), n]))
-                        .collect(),
-                )
-            })
-            .collect();
-        let summary: Vec<i64> = rows.iter().map(|r| to_db(r.1.summary_id)).collect();
+        let columns = TallyColumns::of(rows.iter().map(|(key, t)| (key, t)));
         self.exec(
             "file_tallies",
-            "INSERT INTO file_tallies (node_name, file_path, blob_id, next_index, stored, \
-             omitted, by_kind, summary_id) SELECT * FROM unnest($1::text[], $2::text[], \
-             $3::text[], $4::int8[], $5::int8[], $6::int8[], $7::jsonb[], $8::int8[])",
-            &[
-                &nodes, &paths, &blobs, &next, &stored, &omitted, &kinds, &summary,
-            ],
+            &format!(
+                "INSERT INTO file_tallies ({TALLY_COLUMNS}) SELECT * FROM unnest({TALLY_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 

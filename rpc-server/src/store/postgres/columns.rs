@@ -82,7 +82,7 @@ pub(crate) fn write_meta(txn: &mut Transaction<'_>, m: &MetaRow) -> Result<(), S
     Ok(())
 }
 
-pub(super) const USER_COLUMNS: &str = "user_sid, user_id, display_name, email, created_at_ms, balance_cents, paid_cents, consumed_cents";
+pub(crate) const USER_COLUMNS: &str = "user_sid, user_id, display_name, email, created_at_ms, balance_cents, paid_cents, consumed_cents";
 
 pub(super) fn user_of(row: &postgres::Row) -> (String, UserRow) {
     (
@@ -100,7 +100,7 @@ pub(super) fn user_of(row: &postgres::Row) -> (String, UserRow) {
     )
 }
 
-pub(super) const PENDING_COLUMNS: &str = "idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
+pub(crate) const PENDING_COLUMNS: &str = "idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
      file_path, blob_id, record_index, first_seen_ms, rejected_id, resource";
 /// How many columns `PENDING_COLUMNS` names: the index of a column selected after them.
 pub(super) const PENDING_WIDTH: usize = 11;
@@ -126,7 +126,7 @@ pub(super) fn pending_of(row: &postgres::Row) -> (String, PendingRow) {
 pub(super) const APPLIED_COLUMNS: &str = "c.idempotency_key, c.seq, c.user_sid, c.cost_cents, c.source_id, \
      s.node_name, s.commit_sha, s.file_path, s.applied_at_ms";
 
-pub(super) const TALLY_COLUMNS: &str =
+pub(crate) const TALLY_COLUMNS: &str =
     "node_name, file_path, blob_id, next_index, stored, omitted, by_kind, summary_id";
 
 pub(super) fn tally_of(row: &postgres::Row) -> Result<(FileKey, TallyRow), StoreError> {
@@ -167,7 +167,7 @@ pub(super) fn node_of(row: &postgres::Row) -> Result<(String, NodeRow), StoreErr
     ))
 }
 
-pub(super) const PAYMENT_COLUMNS: &str =
+pub(crate) const PAYMENT_COLUMNS: &str =
     "payment_id, seq, user_sid, amount_cents, kind, reference, created_at_ms";
 
 pub(super) fn payment_of(row: &postgres::Row) -> (String, PaymentRow) {

@@ -12,7 +12,13 @@ use super::super::codec::{
     status_code,
 };
 use super::super::user_index::balance_version;
-use super::arrays::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
+use super::arrays::{
+    CONSUMED_INSERT_COLUMNS, CONSUMED_UNNEST, ConsumedColumns, PAYMENT_UNNEST, PENDING_UNNEST,
+    PaymentColumns, PendingColumns, REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns,
+    SOURCE_INSERT_COLUMNS, SOURCE_UNNEST, SourceColumns, TALLY_UNNEST, TallyColumns, USER_UNNEST,
+    UserColumns,
+};
+use super::columns::{PAYMENT_COLUMNS, PENDING_COLUMNS, TALLY_COLUMNS, USER_COLUMNS};
 use super::rows::{Applied, FileKey};
 use super::{clean, db_err, to_db};
 
@@ -39,16 +45,13 @@ impl Flush<'_, '_> {
         if ids.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(i64, &SourceRow)> = ids.iter().map(|id| (to_db(*id), &rows[id])).collect();
-        let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
-        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
-        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
-        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
-        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.applied_at_ms)).collect();
+        let columns = SourceColumns::of(ids.iter().map(|id| (*id, &rows[id])));
         self.exec(
-            "INSERT INTO consumed_sources (source_id, node_name, commit_sha, file_path, applied_at_ms) \
-             SELECT * FROM unnest($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[])",
-            &[&ids, &nodes, &commits, &paths, &at],
+            &format!(
+                "INSERT INTO consumed_sources ({SOURCE_INSERT_COLUMNS}) \
+                 SELECT * FROM unnest({SOURCE_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
@@ -61,48 +64,30 @@ impl Flush<'_, '_> {
         meta: Option<&MetaRow>,
     ) -> Result<(), StoreError> {
         let version = meta.map_or(0, balance_version);
-        let rows: Vec<(&str, &UserRow)> = dirty
-            .iter()
-            .filter_map(|sid| {
-                users
-                    .get(sid)
-                    .and_then(Option::as_ref)
-                    .map(|u| (sid.as_str(), u))
-            })
-            .collect();
-        if rows.is_empty() {
+        let columns = UserColumns::of(dirty.iter().filter_map(|sid| {
+            users
+                .get(sid)
+                .and_then(Option::as_ref)
+                .map(|u| (sid.as_str(), u))
+        }));
+        if columns.is_empty() {
             return Ok(());
         }
-        let sids: Vec<&str> = rows.iter().map(|r| r.0).collect();
-        let ids: Vec<i64> = rows.iter().map(|r| to_db(r.1.id)).collect();
-        let names: Vec<Option<&str>> = rows.iter().map(|r| r.1.display_name.as_deref()).collect();
-        let emails: Vec<Option<&str>> = rows.iter().map(|r| r.1.email.as_deref()).collect();
-        let created: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
-        let balance: Vec<i64> = rows.iter().map(|r| r.1.balance_cents).collect();
-        let paid: Vec<i64> = rows.iter().map(|r| r.1.paid_cents).collect();
-        let consumed: Vec<i64> = rows.iter().map(|r| r.1.consumed_cents).collect();
+        let version = to_db(version);
+        let mut params = columns.params().to_vec();
+        params.push(&version);
         // SET reads the row as it was: its balance before this transaction.
         self.exec(
-            "INSERT INTO users (user_sid, user_id, display_name, email, created_at_ms, \
-             balance_cents, paid_cents, consumed_cents, balance_changed_seq) \
-             SELECT *, $9::int8 FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
-             $5::int8[], $6::int8[], $7::int8[], $8::int8[]) \
-             ON CONFLICT (user_sid) DO UPDATE SET display_name = EXCLUDED.display_name, \
-             email = EXCLUDED.email, balance_cents = EXCLUDED.balance_cents, \
-             paid_cents = EXCLUDED.paid_cents, consumed_cents = EXCLUDED.consumed_cents, \
-             balance_changed_seq = CASE WHEN users.balance_cents = EXCLUDED.balance_cents \
-             THEN users.balance_changed_seq ELSE EXCLUDED.balance_changed_seq END",
-            &[
-                &sids,
-                &ids,
-                &names,
-                &emails,
-                &created,
-                &balance,
-                &paid,
-                &consumed,
-                &to_db(version),
-            ],
+            &format!(
+                "INSERT INTO users ({USER_COLUMNS}, balance_changed_seq) \
+                 SELECT *, $9::int8 FROM unnest({USER_UNNEST}) \
+                 ON CONFLICT (user_sid) DO UPDATE SET display_name = EXCLUDED.display_name, \
+                 email = EXCLUDED.email, balance_cents = EXCLUDED.balance_cents, \
+                 paid_cents = EXCLUDED.paid_cents, consumed_cents = EXCLUDED.consumed_cents, \
+                 balance_changed_seq = CASE WHEN users.balance_cents = EXCLUDED.balance_cents \
+                 THEN users.balance_changed_seq ELSE EXCLUDED.balance_changed_seq END"
+            ),
+            &params,
         )
     }
 
@@ -114,31 +99,28 @@ impl Flush<'_, '_> {
         if new.is_empty() {
             return Ok(());
         }
-        let mut keys: Vec<&str> = Vec::with_capacity(new.len());
-        let mut seqs: Vec<i64> = Vec::with_capacity(new.len());
-        let mut sids: Vec<&str> = Vec::with_capacity(new.len());
-        let mut costs: Vec<i64> = Vec::with_capacity(new.len());
-        let mut sources: Vec<i64> = Vec::with_capacity(new.len());
-        let mut resources: Vec<Option<&str>> = Vec::with_capacity(new.len());
+        let mut columns = ConsumedColumns::with_capacity(new.len());
         for (key, seq) in new {
             let a = applied.get(seq).ok_or_else(|| {
                 StoreError::Storage(format!("key `{key}` was claimed but its row never written"))
             })?;
-            keys.push(key);
-            seqs.push(to_db(a.seq));
-            sids.push(&a.user_sid);
-            costs.push(a.cost_cents);
-            sources.push(to_db(a.source));
-            resources.push(a.resource.as_deref());
+            columns.push(
+                key,
+                a.seq,
+                &a.user_sid,
+                a.cost_cents,
+                a.source,
+                a.resource.as_deref(),
+            );
         }
         // No ON CONFLICT: a key applied by another writer fails the whole
         // transaction (the primary key is the last guard of exactly-once).
         self.exec(
-            "INSERT INTO consumed (idempotency_key, seq, user_sid, cost_cents, source_id, \
-             resource) \
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], \
-             $6::text[])",
-            &[&keys, &seqs, &sids, &costs, &sources, &resources],
+            &format!(
+                "INSERT INTO consumed ({CONSUMED_INSERT_COLUMNS}) \
+                 SELECT * FROM unnest({CONSUMED_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
@@ -147,30 +129,20 @@ impl Flush<'_, '_> {
         new: &[String],
         payments: &HashMap<String, Option<PaymentRow>>,
     ) -> Result<(), StoreError> {
-        let rows: Vec<(&str, &PaymentRow)> = new
-            .iter()
-            .filter_map(|id| {
-                payments
-                    .get(id)
-                    .and_then(Option::as_ref)
-                    .map(|p| (id.as_str(), p))
-            })
-            .collect();
-        if rows.is_empty() {
+        let columns = PaymentColumns::of(new.iter().filter_map(|id| {
+            payments
+                .get(id)
+                .and_then(Option::as_ref)
+                .map(|p| (id.as_str(), p))
+        }));
+        if columns.is_empty() {
             return Ok(());
         }
-        let ids: Vec<&str> = rows.iter().map(|r| r.0).collect();
-        let seqs: Vec<i64> = rows.iter().map(|r| to_db(r.1.seq)).collect();
-        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
-        let amounts: Vec<i64> = rows.iter().map(|r| r.1.amount_cents).collect();
-        let kinds: Vec<&str> = rows.iter().map(|r| r.1.kind.as_str()).collect();
-        let refs: Vec<Option<&str>> = rows.iter().map(|r| r.1.reference.as_deref()).collect();
-        let at: Vec<i64> = rows.iter().map(|r| to_db(r.1.created_at_ms)).collect();
         self.exec(
-            "INSERT INTO payments (payment_id, seq, user_sid, amount_cents, kind, reference, \
-             created_at_ms) SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int8[], \
-             $5::text[], $6::text[], $7::int8[])",
-            &[&ids, &seqs, &sids, &amounts, &kinds, &refs, &at],
+            &format!(
+                "INSERT INTO payments ({PAYMENT_COLUMNS}) SELECT * FROM unnest({PAYMENT_UNNEST})"
+            ),
+            &columns.params(),
         )
     }
 
@@ -193,44 +165,26 @@ impl Flush<'_, '_> {
                 &[&gone],
             )?;
         }
-        let rows: Vec<(&str, &PendingRow)> = dirty
-            .iter()
-            .filter_map(|k| {
-                pending
-                    .get(k)
-                    .and_then(Option::as_ref)
-                    .map(|p| (k.as_str(), p))
-            })
-            .collect();
-        if rows.is_empty() {
+        let columns = PendingColumns::of(dirty.iter().filter_map(|k| {
+            pending
+                .get(k)
+                .and_then(Option::as_ref)
+                .map(|p| (k.as_str(), p))
+        }));
+        if columns.is_empty() {
             return Ok(());
         }
-        let keys: Vec<&str> = rows.iter().map(|r| r.0).collect();
-        let sids: Vec<&str> = rows.iter().map(|r| r.1.user_sid.as_str()).collect();
-        let nodes: Vec<&str> = rows.iter().map(|r| r.1.node_name.as_str()).collect();
-        let costs: Vec<i64> = rows.iter().map(|r| r.1.cost_cents).collect();
-        let commits: Vec<&str> = rows.iter().map(|r| r.1.commit_sha.as_str()).collect();
-        let paths: Vec<&str> = rows.iter().map(|r| r.1.file_path.as_str()).collect();
-        let blobs: Vec<&str> = rows.iter().map(|r| r.1.blob_id.as_str()).collect();
-        let index: Vec<i64> = rows.iter().map(|r| i64::from(r.1.record_index)).collect();
-        let seen: Vec<i64> = rows.iter().map(|r| to_db(r.1.first_seen_ms)).collect();
-        let rejected: Vec<i64> = rows.iter().map(|r| to_db(r.1.rejected_id)).collect();
-        let resources: Vec<Option<&str>> = rows.iter().map(|r| r.1.resource.as_deref()).collect();
         self.exec(
-            "INSERT INTO pending (idempotency_key, user_sid, node_name, cost_cents, commit_sha, \
-             file_path, blob_id, record_index, first_seen_ms, rejected_id, resource) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], \
-             $6::text[], $7::text[], $8::int8[], $9::int8[], $10::int8[], $11::text[]) \
-             ON CONFLICT (idempotency_key) DO UPDATE SET user_sid = EXCLUDED.user_sid, \
-             node_name = EXCLUDED.node_name, cost_cents = EXCLUDED.cost_cents, \
-             commit_sha = EXCLUDED.commit_sha, file_path = EXCLUDED.file_path, \
-             blob_id = EXCLUDED.blob_id, record_index = EXCLUDED.record_index, \
-             first_seen_ms = EXCLUDED.first_seen_ms, rejected_id = EXCLUDED.rejected_id, \
-             resource = EXCLUDED.resource",
-            &[
-                &keys, &sids, &nodes, &costs, &commits, &paths, &blobs, &index, &seen, &rejected,
-                &resources,
-            ],
+            &format!(
+                "INSERT INTO pending ({PENDING_COLUMNS}) SELECT * FROM unnest({PENDING_UNNEST}) \
+                 ON CONFLICT (idempotency_key) DO UPDATE SET user_sid = EXCLUDED.user_sid, \
+                 node_name = EXCLUDED.node_name, cost_cents = EXCLUDED.cost_cents, \
+                 commit_sha = EXCLUDED.commit_sha, file_path = EXCLUDED.file_path, \
+                 blob_id = EXCLUDED.blob_id, record_index = EXCLUDED.record_index, \
+                 first_seen_ms = EXCLUDED.first_seen_ms, rejected_id = EXCLUDED.rejected_id, \
+                 resource = EXCLUDED.resource"
+            ),
+            &columns.params(),
         )
     }
 
@@ -318,42 +272,23 @@ impl Flush<'_, '_> {
         dirty: &BTreeSet<FileKey>,
         tallies: &HashMap<FileKey, Option<TallyRow>>,
     ) -> Result<(), StoreError> {
-        let rows: Vec<(&FileKey, &TallyRow)> = dirty
-            .iter()
-            .filter_map(|k| tallies.get(k).and_then(Option::as_ref).map(|t| (k, t)))
-            .collect();
-        if rows.is_empty() {
+        let columns = TallyColumns::of(
+            dirty
+                .iter()
+                .filter_map(|k| tallies.get(k).and_then(Option::as_ref).map(|t| (k, t))),
+        );
+        if columns.is_empty() {
             return Ok(());
         }
-        let nodes: Vec<&str> = rows.iter().map(|r| r.0.0.as_str()).collect();
-        let paths: Vec<&str> = rows.iter().map(|r| r.0.1.as_str()).collect();
-        let blobs: Vec<&str> = rows.iter().map(|r| r.0.2.as_str()).collect();
-        let next: Vec<i64> = rows.iter().map(|r| to_db(r.1.next_index)).collect();
-        let stored: Vec<i64> = rows.iter().map(|r| to_db(r.1.stored)).collect();
-        let omitted: Vec<i64> = rows.iter().map(|r| to_db(r.1.omitted)).collect();
-        let kinds: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|r| {
-                serde_json::Value::Array(
-                    r.1.by_kind
-                        .iter()
-                        .map(|(k, n)| serde_json::json!([clean(k), n]))
-                        .collect(),
-                )
-            })
-            .collect();
-        let summary: Vec<i64> = rows.iter().map(|r| to_db(r.1.summary_id)).collect();
         self.exec(
-            "INSERT INTO file_tallies (node_name, file_path, blob_id, next_index, stored, omitted, \
-             by_kind, summary_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
-             $4::int8[], $5::int8[], $6::int8[], $7::jsonb[], $8::int8[]) \
-             ON CONFLICT (node_name, file_path, blob_id) DO UPDATE SET \
-             next_index = EXCLUDED.next_index, stored = EXCLUDED.stored, \
-             omitted = EXCLUDED.omitted, by_kind = EXCLUDED.by_kind, \
-             summary_id = EXCLUDED.summary_id",
-            &[
-                &nodes, &paths, &blobs, &next, &stored, &omitted, &kinds, &summary,
-            ],
+            &format!(
+                "INSERT INTO file_tallies ({TALLY_COLUMNS}) SELECT * FROM unnest({TALLY_UNNEST}) \
+                 ON CONFLICT (node_name, file_path, blob_id) DO UPDATE SET \
+                 next_index = EXCLUDED.next_index, stored = EXCLUDED.stored, \
+                 omitted = EXCLUDED.omitted, by_kind = EXCLUDED.by_kind, \
+                 summary_id = EXCLUDED.summary_id"
+            ),
+            &columns.params(),
         )
     }
 

@@ -37,8 +37,15 @@ use crate::store::payments::NewPayment;
 use async_reads::AsyncReads;
 use pool::PgConn;
 
-pub(crate) use arrays::{REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns};
-pub(crate) use columns::write_meta;
+pub(crate) use arrays::{
+    CONSUMED_INSERT_COLUMNS, CONSUMED_UNNEST, ConsumedColumns, PAYMENT_UNNEST, PENDING_UNNEST,
+    PaymentColumns, PendingColumns, REJECTED_INSERT_COLUMNS, REJECTED_UNNEST, RejectedColumns,
+    SOURCE_INSERT_COLUMNS, SOURCE_UNNEST, SourceColumns, TALLY_UNNEST, TallyColumns, USER_UNNEST,
+    UserColumns,
+};
+pub(crate) use columns::{
+    PAYMENT_COLUMNS, PENDING_COLUMNS, TALLY_COLUMNS, USER_COLUMNS, write_meta,
+};
 pub use schema::SCHEMA_VERSION;
 
 /// Connections a server keeps to the database at most (besides a pass's own).
