@@ -10,6 +10,8 @@ pub mod rules;
 use billing_api::{Event, EventType};
 use serde::{Deserialize, Serialize};
 
+use super::StoreError;
+
 pub use rules::Level;
 
 /// `--low-balance-cents` when not given.
@@ -74,6 +76,20 @@ pub fn event_id(seq: u64) -> String {
 /// The sequence number of an event id, or `None` if it is not one.
 pub fn parse_event_id(id: &str) -> Option<u64> {
     id.strip_prefix("evt_")?.parse().ok()
+}
+
+/// The event a `list_events` page starts below: the seq of `cursor`, an
+/// event id; `None` without a cursor.
+pub(crate) fn event_cursor(cursor: Option<&str>) -> Result<Option<u64>, StoreError> {
+    cursor
+        .map(|c| parse_event_id(c).ok_or_else(|| bad_cursor(c)))
+        .transpose()
+}
+
+fn bad_cursor(cursor: &str) -> StoreError {
+    StoreError::InvalidInput(format!(
+        "cursor {cursor:?} is not an event id (evt_…); pass the next_cursor of the previous page"
+    ))
 }
 
 /// The data of a balance event.

@@ -5,7 +5,7 @@ use billing_api::{Event, EventType, Page, UserThreshold};
 
 use super::super::{RedbStore, StoreError, codec, redb_rows, tables};
 use super::outbox::{self, Attempted, DeliveryRow, Due, NodeChange};
-use super::{AlertRow, EventRow, Level, event_id, node_subject, parse_event_id};
+use super::{AlertRow, EventRow, Level, event_cursor, event_id, node_subject};
 
 impl RedbStore {
     pub fn set_user_threshold(
@@ -73,10 +73,7 @@ impl RedbStore {
         kind: Option<EventType>,
         urls: &[String],
     ) -> Result<Page<Event>, StoreError> {
-        let before = match cursor {
-            Some(c) => Some(parse_event_id(c).ok_or_else(|| bad_cursor(c))?),
-            None => None,
-        };
+        let before = event_cursor(cursor)?;
         self.read("list events", |txn| {
             let events = txn.open_table(tables::EVENTS)?;
             let deliveries = txn.open_table(tables::DELIVERIES)?;
@@ -145,10 +142,4 @@ fn any_node_changed(txn: &redb::ReadTransaction, nodes: &[NodeChange]) -> Result
         }
     }
     Ok(false)
-}
-
-pub(super) fn bad_cursor(cursor: &str) -> StoreError {
-    StoreError::InvalidInput(format!(
-        "cursor {cursor:?} is not an event id (evt_…); pass the next_cursor of the previous page"
-    ))
 }

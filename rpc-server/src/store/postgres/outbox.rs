@@ -8,7 +8,7 @@ use billing_api::{Event, EventType, Page, UserThreshold};
 
 use super::super::StoreError;
 use super::super::alerts::outbox::{self, Attempted, Due, NodeChange};
-use super::super::alerts::{Level, delivery_state, node_subject, parse_event_id};
+use super::super::alerts::{Level, delivery_state, event_cursor, node_subject};
 use super::super::ledger::LedgerTxn;
 use super::alert_rows::{DELIVERY_COLUMNS, delivery_of_at, event_of};
 use super::rows::PgRows;
@@ -98,15 +98,7 @@ impl PgStore {
         kind: Option<EventType>,
         urls: &[String],
     ) -> Result<Page<Event>, StoreError> {
-        let before = match cursor {
-            Some(c) => parse_event_id(c).ok_or_else(|| {
-                StoreError::InvalidInput(format!(
-                    "cursor {c:?} is not an event id (evt_…); pass the next_cursor of the \
-                     previous page"
-                ))
-            })?,
-            None => u64::MAX,
-        };
+        let before = event_cursor(cursor)?.unwrap_or(u64::MAX);
         self.read("list events", |txn| {
             let kind_text = kind.map(|k| k.as_str());
             let rows = txn
