@@ -5,7 +5,7 @@
 //! `record_count` says how many records it stands for.
 
 use super::StoreError;
-use super::codec::{RejectedRow, TallyRow};
+use super::codec::TallyRow;
 use super::ledger::{LedgerTxn, Provenance, Rows};
 use billing_api::RejectReason;
 
@@ -124,29 +124,22 @@ impl<R: Rows> LedgerTxn<R> {
                 .iter()
                 .map(|(kind, n)| format!("{kind}: {n}"))
                 .collect();
-            let row = RejectedRow {
-                reason: RejectReason::Invalid,
-                node_name: t.node.clone(),
-                file_path: t.path.clone(),
-                blob_id: t.blob.clone(),
-                commit_sha: t.commit.clone(),
-                record_index: None,
-                idempotency_key: None,
-                user_sid: None,
-                cost_cents: None,
-                detail: format!(
-                    "{} more rejected records of {} (blob {}) are counted here, not listed one by \
-                     one (the first {REJECTION_SAMPLE} are). By reason: {}. None of them was \
-                     applied; fix the file on the node and commit it again",
-                    t.row.omitted,
-                    t.path,
-                    t.blob,
-                    kinds.join("; ")
-                ),
-                existing: None,
-                first_seen_ms: self.now_ms,
-                fingerprint: None,
+            let detail = format!(
+                "{} more rejected records of {} (blob {}) are counted here, not listed one by \
+                 one (the first {REJECTION_SAMPLE} are). By reason: {}. None of them was \
+                 applied; fix the file on the node and commit it again",
+                t.row.omitted,
+                t.path,
+                t.blob,
+                kinds.join("; ")
+            );
+            let from = Provenance {
+                node: &t.node,
+                commit: &t.commit,
+                path: &t.path,
+                blob: &t.blob,
             };
+            let row = from.rejected(RejectReason::Invalid, detail, self.now_ms);
             self.rows.put_rejected(t.row.summary_id, &row)?;
             self.rows
                 .put_rejected_count(t.row.summary_id, t.row.omitted)?;

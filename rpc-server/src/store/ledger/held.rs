@@ -3,7 +3,7 @@
 
 use billing_api::RejectReason;
 
-use super::super::codec::{PendingRow, RejectedRow};
+use super::super::codec::PendingRow;
 use super::super::redb_rows;
 use super::super::{ApplyOutcome, RedbStore, StoreError, UsageRecord};
 use super::consumed::{Charge, Debit};
@@ -18,25 +18,13 @@ impl<R: Rows> LedgerTxn<R> {
         rec: &UsageRecord,
     ) -> Result<(), StoreError> {
         let rejected_id = self.next_rejected_id();
-        let reject = RejectedRow {
-            reason: RejectReason::UnknownUser,
-            node_name: from.node.to_string(),
-            file_path: from.path.to_string(),
-            blob_id: from.blob.to_string(),
-            commit_sha: from.commit.to_string(),
-            record_index: Some(index),
-            idempotency_key: Some(rec.idempotency_key.clone()),
-            user_sid: Some(rec.user_sid.clone()),
-            cost_cents: Some(rec.cost_cents),
-            detail: format!(
-                "user `{}` is not registered; the record is held and will be applied as soon as \
-                 the user is registered (register_user)",
-                rec.user_sid
-            ),
-            existing: None,
-            first_seen_ms: self.now_ms,
-            fingerprint: None,
-        };
+        let detail = format!(
+            "user `{}` is not registered; the record is held and will be applied as soon as the \
+             user is registered (register_user)",
+            rec.user_sid
+        );
+        let reject =
+            from.rejected_record(RejectReason::UnknownUser, index, rec, detail, self.now_ms);
         self.rows.put_rejected(rejected_id, &reject)?;
         let held = PendingRow {
             user_sid: rec.user_sid.clone(),

@@ -13,9 +13,11 @@ use std::collections::HashMap;
 pub(crate) use alerts::LOW_BALANCE_DEFAULT_KEY;
 pub(crate) use rows::Rows;
 
-use super::codec::{MetaRow, SourceRow, UserRow};
+use billing_api::RejectReason;
+
+use super::codec::{MetaRow, RejectedRow, SourceRow, UserRow};
 use super::user_index::SortKeys;
-use super::{ApplyOutcome, StoreError};
+use super::{ApplyOutcome, StoreError, UsageRecord};
 
 /// Where a record came from.
 #[derive(Clone, Copy)]
@@ -24,6 +26,46 @@ pub(crate) struct Provenance<'a> {
     pub commit: &'a str,
     pub path: &'a str,
     pub blob: &'a str,
+}
+
+impl Provenance<'_> {
+    /// A rejected item of this file (the whole file: no record fields),
+    /// first seen at `now_ms`; its fingerprint is set when it is stored.
+    pub fn rejected(self, reason: RejectReason, detail: String, now_ms: u64) -> RejectedRow {
+        RejectedRow {
+            reason,
+            node_name: self.node.to_string(),
+            file_path: self.path.to_string(),
+            blob_id: self.blob.to_string(),
+            commit_sha: self.commit.to_string(),
+            record_index: None,
+            idempotency_key: None,
+            user_sid: None,
+            cost_cents: None,
+            detail,
+            existing: None,
+            first_seen_ms: now_ms,
+            fingerprint: None,
+        }
+    }
+
+    /// A rejected item of record `index` of this file, `rec`.
+    pub fn rejected_record(
+        self,
+        reason: RejectReason,
+        index: u32,
+        rec: &UsageRecord,
+        detail: String,
+        now_ms: u64,
+    ) -> RejectedRow {
+        RejectedRow {
+            record_index: Some(index),
+            idempotency_key: Some(rec.idempotency_key.clone()),
+            user_sid: Some(rec.user_sid.clone()),
+            cost_cents: Some(rec.cost_cents),
+            ..self.rejected(reason, detail, now_ms)
+        }
+    }
 }
 
 pub(crate) struct CachedUser {

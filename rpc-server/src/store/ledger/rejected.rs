@@ -25,24 +25,8 @@ impl<R: Rows> LedgerTxn<R> {
         if !self.sample(from, index, "conflict", &fingerprint)? {
             return Ok(());
         }
-        self.reject(
-            RejectedRow {
-                reason: RejectReason::Conflict,
-                node_name: from.node.to_string(),
-                file_path: from.path.to_string(),
-                blob_id: from.blob.to_string(),
-                commit_sha: from.commit.to_string(),
-                record_index: Some(index),
-                idempotency_key: Some(rec.idempotency_key.clone()),
-                user_sid: Some(rec.user_sid.clone()),
-                cost_cents: Some(rec.cost_cents),
-                detail,
-                existing,
-                first_seen_ms: self.now_ms,
-                fingerprint: None,
-            },
-            fingerprint,
-        )
+        let row = from.rejected_record(RejectReason::Conflict, index, rec, detail, self.now_ms);
+        self.reject(RejectedRow { existing, ..row }, fingerprint)
     }
 
     /// An invalid record of a decoded file.
@@ -87,24 +71,13 @@ impl<R: Rows> LedgerTxn<R> {
             detail.push_str("; as written: ");
             detail.push_str(raw.trim_end());
         }
-        self.reject(
-            RejectedRow {
-                reason: RejectReason::Invalid,
-                node_name: from.node.to_string(),
-                file_path: from.path.to_string(),
-                blob_id: from.blob.to_string(),
-                commit_sha: from.commit.to_string(),
-                record_index: Some(index),
-                idempotency_key: key.map(str::to_string),
-                user_sid: sid.map(str::to_string),
-                cost_cents: None,
-                detail,
-                existing: None,
-                first_seen_ms: self.now_ms,
-                fingerprint: None,
-            },
-            fingerprint,
-        )
+        let row = RejectedRow {
+            record_index: Some(index),
+            idempotency_key: key.map(str::to_string),
+            user_sid: sid.map(str::to_string),
+            ..from.rejected(RejectReason::Invalid, detail, self.now_ms)
+        };
+        self.reject(row, fingerprint)
     }
 
     /// A whole file that was not read.
@@ -123,24 +96,7 @@ impl<R: Rows> LedgerTxn<R> {
                 detail: detail.clone(),
             });
         let fingerprint = file_fingerprint(reason, from);
-        self.reject(
-            RejectedRow {
-                reason,
-                node_name: from.node.to_string(),
-                file_path: from.path.to_string(),
-                blob_id: from.blob.to_string(),
-                commit_sha: from.commit.to_string(),
-                record_index: None,
-                idempotency_key: None,
-                user_sid: None,
-                cost_cents: None,
-                detail,
-                existing: None,
-                first_seen_ms: self.now_ms,
-                fingerprint: None,
-            },
-            fingerprint,
-        )
+        self.reject(from.rejected(reason, detail, self.now_ms), fingerprint)
     }
 
     /// Removes the whole-file rejection of `from` for `reason`, if any: the
