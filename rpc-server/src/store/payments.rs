@@ -40,14 +40,8 @@ impl RedbStore {
         &self,
         group: &[NewPayment],
     ) -> Result<Vec<Result<Payment, StoreError>>, StoreError> {
-        let op = match group {
-            [one] => format!("record payment `{}`", one.req.payment_id),
-            [first, ..] => format!(
-                "record {} payments (`{}` and the payments waiting with it)",
-                group.len(),
-                first.req.payment_id
-            ),
-            [] => return Ok(Vec::new()),
+        let Some(op) = group_op(group) else {
+            return Ok(Vec::new());
         };
         self.write(&op, |txn| {
             credit_group(redb_rows::ledger(txn, group[0].now_ms)?, group)
@@ -150,6 +144,20 @@ impl NewPayment {
 
     pub fn id(&self) -> &str {
         &self.req.payment_id
+    }
+}
+
+/// What the commit of a group of payments is called in its errors; `None`
+/// for an empty group, which commits nothing.
+pub(crate) fn group_op(group: &[NewPayment]) -> Option<String> {
+    match group {
+        [one] => Some(format!("record payment `{}`", one.id())),
+        [first, ..] => Some(format!(
+            "record {} payments (`{}` and the payments waiting with it)",
+            group.len(),
+            first.id()
+        )),
+        [] => None,
     }
 }
 

@@ -7,7 +7,7 @@ use billing_api::{AggregateSummary, Payment, RecordPayment, RegisterUser, UserBi
 use super::super::chunks::{NodeChunk, apply_items};
 use super::super::codec::{NodeRow, RunRow};
 use super::super::ledger::LedgerTxn;
-use super::super::payments::{NewPayment, credit_group};
+use super::super::payments::{NewPayment, credit_group, group_op};
 use super::super::runs::RunTotals;
 use super::super::users::{check_registrations, register_into};
 use super::super::{ApplyOutcome, LedgerCounts, StoreError, check_identifier};
@@ -80,20 +80,12 @@ impl PgStore {
         &self,
         group: &[NewPayment],
     ) -> Result<Vec<Result<Payment, StoreError>>, StoreError> {
-        let Some(first) = group.first() else {
+        let Some(op) = group_op(group) else {
             return Ok(Vec::new());
-        };
-        let op = match group {
-            [one] => format!("record payment `{}`", one.id()),
-            _ => format!(
-                "record {} payments (`{}` and the payments waiting with it)",
-                group.len(),
-                first.id()
-            ),
         };
         self.write(&op, |txn| {
             let mut rows = PgRows::lock(txn)?;
-            let results = credit_group(LedgerTxn::open(&mut rows, first.now_ms())?, group)?;
+            let results = credit_group(LedgerTxn::open(&mut rows, group[0].now_ms())?, group)?;
             rows.flush()?;
             Ok(results)
         })
