@@ -2,7 +2,7 @@
 //! user, applied key, held key and file tally the chunk names, in a few
 //! statements instead of a round trip per record.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use super::super::columns::{
     APPLIED_COLUMNS, PENDING_COLUMNS, TALLY_COLUMNS, USER_COLUMNS, pending_of, tally_of, user_of,
@@ -86,11 +86,7 @@ impl PgRows<'_, '_> {
 
     /// Reads the rows of `sids` that are not cached yet.
     pub fn prefetch_users(&mut self, sids: &[&str]) -> Result<(), StoreError> {
-        let missing: Vec<&str> = sids
-            .iter()
-            .copied()
-            .filter(|s| !self.users.contains_key(*s))
-            .collect();
+        let missing = uncached(sids, &self.users);
         if missing.is_empty() {
             return Ok(());
         }
@@ -115,11 +111,7 @@ impl PgRows<'_, '_> {
     }
 
     pub(super) fn prefetch_keys(&mut self, keys: &[&str]) -> Result<(), StoreError> {
-        let missing: Vec<&str> = keys
-            .iter()
-            .copied()
-            .filter(|k| !self.keys.contains_key(*k))
-            .collect();
+        let missing = uncached(keys, &self.keys);
         if missing.is_empty() {
             return Ok(());
         }
@@ -166,4 +158,14 @@ impl PgRows<'_, '_> {
         }
         Ok(())
     }
+}
+
+/// Those of `wanted` that `cache` holds no entry for (a cached `None` is an
+/// answer too: the row does not exist).
+fn uncached<'a, V>(wanted: &[&'a str], cache: &HashMap<String, V>) -> Vec<&'a str> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|k| !cache.contains_key(*k))
+        .collect()
 }
