@@ -9,17 +9,9 @@ use super::*;
 pub(super) use crate::test_support::rec;
 use crate::test_support::{file, update};
 
+/// Registers `sid` at 1,000 ms.
 pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
-    store
-        .register_user(
-            &RegisterUser {
-                user_sid: sid.into(),
-                display_name: None,
-                email: None,
-            },
-            1_000,
-        )
-        .unwrap()
+    crate::test_support::register(store, sid, 1_000)
 }
 
 pub(super) fn pay(store: &Store, id: &str, sid: &str, amount: i64) -> Result<Payment, StoreError> {
