@@ -24,6 +24,6 @@ pub mod server_file;
 pub mod simulate;
 pub mod source;
 pub mod store;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testkit"))]
 pub mod test_support;
 pub mod webhooks;

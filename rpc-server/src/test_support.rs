@@ -2,7 +2,8 @@
 //! the dashboard's and the simulator's): a fresh PostgreSQL database per test,
 //! in the throwaway cluster that `scripts/with-postgres.sh` starts; a whole
 //! server on 127.0.0.1:0 ([`RunningServer`]); and the ledger fixtures. Not
-//! used by the server itself.
+//! used by the server itself: compiled for this crate's tests and under the
+//! `testkit` feature, which the dashboard's tests and the simulator enable.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
