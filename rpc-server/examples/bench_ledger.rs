@@ -1,10 +1,11 @@
 //! Helpers for `scripts/bench.sh`: bulk user registration, balances spread
 //! over users, and timing of "nothing new" passes. Not part of the server.
 
+use billing_server::test_support::payment;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use billing_api::{RecordPayment, RegisterUser};
+use billing_api::RegisterUser;
 use billing_server::aggregate::Aggregator;
 use billing_server::config::{LedgerSettings, SourceSpec};
 use billing_server::server::open_aggregator;
@@ -180,13 +181,11 @@ fn spread(
                     let every = every.max(1);
                     for i in (t * every..users).step_by((threads * every) as usize) {
                         store.record_payment(
-                            &RecordPayment {
-                                payment_id: format!("spread-{i}"),
-                                user_sid: format!("{prefix}{i:0width$}"),
-                                amount_cents: rng.random_range(1..=100_000),
-                                kind: None,
-                                reference: None,
-                            },
+                            &payment(
+                                format!("spread-{i}"),
+                                format!("{prefix}{i:0width$}"),
+                                rng.random_range(1..=100_000),
+                            ),
                             1,
                         )?;
                     }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use billing_api::{RegisterUser, UserBilling};
+use billing_api::{RecordPayment, RegisterUser, UserBilling};
 
 use crate::config::{LedgerSettings, ServeSettings, SourceSpec};
 use crate::secret::AdminSecret;
@@ -62,6 +62,17 @@ pub fn register(store: &Store, sid: &str, now_ms: u64) -> UserBilling {
     store
         .register_user(&user, now_ms)
         .unwrap_or_else(|e| panic!("register {sid}: {e}"))
+}
+
+/// A payment of `amount_cents` by `sid`, with no kind or reference.
+pub fn payment(id: impl Into<String>, sid: impl Into<String>, amount_cents: i64) -> RecordPayment {
+    RecordPayment {
+        payment_id: id.into(),
+        user_sid: sid.into(),
+        amount_cents,
+        kind: None,
+        reference: None,
+    }
 }
 
 /// A finished command's exit status, stdout and stderr, as text: what a test

@@ -7,8 +7,9 @@
 //! ends at or above the threshold while the stored level is not `ok`
 //! (`balance.recovered`). An overdrawn user raised to `low` re-arms quietly.
 
-use billing_api::{Event, EventType, RecordPayment};
+use billing_api::{Event, EventType};
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
+use billing_server::test_support::payment;
 use billing_server::test_support::register;
 use billing_server::test_support::{SharedPgStore, rec, shared_pg_store};
 use proptest::prelude::*;
@@ -140,16 +141,7 @@ fn matches_the_model(store: &Store, ops: Vec<Op>, default: i64) -> Result<(), Te
             }
             Op::TopUp(u, amount) => {
                 store
-                    .record_payment(
-                        &RecordPayment {
-                            payment_id: format!("p-{i}"),
-                            user_sid: sid(u),
-                            amount_cents: amount,
-                            kind: None,
-                            reference: None,
-                        },
-                        3,
-                    )
+                    .record_payment(&payment(format!("p-{i}"), sid(u), amount), 3)
                     .unwrap();
                 let after = m.balance[u] + amount;
                 m.change(u, after, default);

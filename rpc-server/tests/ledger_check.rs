@@ -5,10 +5,11 @@
 mod ledger_process;
 
 use billing_server::test_support::output_text;
+use billing_server::test_support::payment;
 use billing_server::test_support::register;
 use std::path::Path;
 
-use billing_api::{AggregateSummary, RecordPayment, RegisterUser};
+use billing_api::{AggregateSummary, RegisterUser};
 use billing_server::store::{Depth, Store, StoreOptions};
 use ledger_process::{ServerProcess, Workspace, run, simulate};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
@@ -24,18 +25,7 @@ fn make_ledger(path: &Path) {
         register(&store, sid, 1);
     }
     for (id, sid, amount) in [("p1", "u-0001", 1_000), ("p2", "u-0002", 250)] {
-        store
-            .record_payment(
-                &RecordPayment {
-                    payment_id: id.into(),
-                    user_sid: sid.into(),
-                    amount_cents: amount,
-                    kind: None,
-                    reference: None,
-                },
-                2,
-            )
-            .unwrap();
+        store.record_payment(&payment(id, sid, amount), 2).unwrap();
     }
 }
 

@@ -3,10 +3,10 @@
 //!
 //! `cargo test --release -p rpc-server --test store_bench -- --ignored --nocapture`
 
+use billing_server::test_support::payment;
 use billing_server::test_support::register;
 use std::time::{Duration, Instant};
 
-use billing_api::RecordPayment;
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store, UsageRecord};
 
 const NODES: usize = 100;
@@ -84,16 +84,7 @@ fn apply_node_throughput() {
         let sid = format!("u-{u:04}");
         register(&store, &sid, 1);
         store
-            .record_payment(
-                &RecordPayment {
-                    payment_id: format!("p-{u}"),
-                    user_sid: sid,
-                    amount_cents: 1_000_000,
-                    kind: None,
-                    reference: None,
-                },
-                2,
-            )
+            .record_payment(&payment(format!("p-{u}"), sid, 1_000_000), 2)
             .unwrap();
     }
     let mut in_store = Duration::ZERO;

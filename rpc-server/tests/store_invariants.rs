@@ -8,8 +8,9 @@
 
 mod model;
 
-use billing_api::{ConsumedRecord, NodeStatus, RecordPayment, RegisterUser};
+use billing_api::{ConsumedRecord, NodeStatus, RegisterUser};
 use billing_server::store::{ApplyOutcome, InvalidRecord, NodeUpdate, Store, StoreError};
+use billing_server::test_support::payment;
 use billing_server::test_support::{PgTestDb, SharedPgStore, file, rec, shared_pg_store, update};
 use model::{Counts, Model, Refusal, Verdict};
 use proptest::prelude::*;
@@ -249,16 +250,7 @@ fn pay(
 ) -> Result<(), TestCaseError> {
     let (pid, sid) = (format!("p{id}"), sid(user));
     let expected = m.pay(&pid, &sid, amount);
-    let got = store.record_payment(
-        &RecordPayment {
-            payment_id: pid.clone(),
-            user_sid: sid,
-            amount_cents: amount,
-            kind: None,
-            reference: None,
-        },
-        now,
-    );
+    let got = store.record_payment(&payment(pid.clone(), sid, amount), now);
     match (expected, got) {
         (Ok(()), Ok(payment)) => prop_assert_eq!(payment.amount_cents, amount),
         (Err(Refusal::Conflict), Err(StoreError::Conflict(_)))

@@ -2,12 +2,13 @@
 //! simulated repo (read as a local git repo, or through the forge emulator),
 //! started again after a crash.
 
+use billing_server::test_support::payment;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use billing_api::RegisterUser;
 use billing_api::otoml::DecodeLimits;
-use billing_api::{RecordPayment, RegisterUser};
 use billing_server::aggregate::{Aggregator, PassOutcome};
 use billing_server::source::Source;
 use billing_server::source::forge::{ForgeOptions, ForgeSource};
@@ -222,16 +223,7 @@ impl Process {
                 )
                 .map(drop),
             Service::Pay { id, user, amount } => store
-                .record_payment(
-                    &RecordPayment {
-                        payment_id: id.clone(),
-                        user_sid: user.clone(),
-                        amount_cents: *amount,
-                        kind: None,
-                        reference: None,
-                    },
-                    now_ms,
-                )
+                .record_payment(&payment(id.as_str(), user.as_str(), *amount), now_ms)
                 .map(drop),
         };
         result.map_err(|e| match e {

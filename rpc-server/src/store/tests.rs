@@ -2,12 +2,12 @@
 //! in-memory backend and a fresh PostgreSQL database (see `test_support`);
 //! the rest reach into redb's tables and run on redb only.
 
-use billing_api::{NodeStatus, RecordPayment, RegisterUser, RejectReason};
+use billing_api::{NodeStatus, RegisterUser, RejectReason};
 
 use super::*;
 
 pub(super) use crate::test_support::rec;
-use crate::test_support::{file, update};
+use crate::test_support::{file, payment, update};
 
 /// Registers `sid` at 1,000 ms.
 pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
@@ -15,16 +15,7 @@ pub(super) fn register(store: &Store, sid: &str) -> UserBilling {
 }
 
 pub(super) fn pay(store: &Store, id: &str, sid: &str, amount: i64) -> Result<Payment, StoreError> {
-    store.record_payment(
-        &RecordPayment {
-            payment_id: id.into(),
-            user_sid: sid.into(),
-            amount_cents: amount,
-            kind: None,
-            reference: None,
-        },
-        2_000,
-    )
+    store.record_payment(&payment(id, sid, amount), 2_000)
 }
 
 /// Runs each test body on both backends, as `NAME::redb` and `NAME::postgres`.

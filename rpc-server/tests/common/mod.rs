@@ -111,6 +111,7 @@ pub fn usage_path(node: &str, hour: u32) -> String {
     format!("nodes/{node}/usage_2026-11-27-{hour:02}.otoml")
 }
 
+use billing_server::test_support::payment;
 pub use billing_server::test_support::{PgTestDb, on_thread};
 
 /// Which ledger backend a test runs on.
@@ -277,16 +278,7 @@ pub fn register(store: &Store, sids: &[&str]) {
 /// Records a payment that must succeed.
 pub fn pay(store: &Store, payment_id: &str, sid: &str, amount_cents: i64) {
     store
-        .record_payment(
-            &billing_api::RecordPayment {
-                payment_id: payment_id.into(),
-                user_sid: sid.into(),
-                amount_cents,
-                kind: None,
-                reference: None,
-            },
-            2,
-        )
+        .record_payment(&payment(payment_id, sid, amount_cents), 2)
         .unwrap();
 }
 
