@@ -20,9 +20,19 @@ pub fn ledger(store: &Store, model: &Model, users: &[String]) -> Result<(), Stri
     }
 }
 
-fn differ(diffs: &mut Vec<String>, what: &str, got: String, want: String) {
+/// Notes `what` when the ledger's value differs from the model's; the two are
+/// printed (Debug) only then, as formatting them after every step would cost
+/// more than the comparison.
+fn differ<T: PartialEq + std::fmt::Debug + ?Sized>(
+    diffs: &mut Vec<String>,
+    what: &str,
+    got: &T,
+    want: &T,
+) {
     if got != want {
-        diffs.push(format!("{what}:\n    ledger: {got}\n    model:  {want}"));
+        diffs.push(format!(
+            "{what}:\n    ledger: {got:?}\n    model:  {want:?}"
+        ));
     }
 }
 
@@ -34,12 +44,7 @@ fn compare(
 ) -> Result<(), StoreError> {
     let counts = store.overview_counts()?;
     let recount = store.recount()?;
-    differ(
-        diffs,
-        "counters against a recount",
-        format!("{counts:?}"),
-        format!("{recount:?}"),
-    );
+    differ(diffs, "counters against a recount", &counts, &recount);
 
     let consumed = all_pages(|c| store.list_consumed(None, c, 1000))?;
     let applied: BTreeMap<String, Charge> = consumed
@@ -58,15 +63,10 @@ fn compare(
     differ(
         diffs,
         "records listed twice in the consumed index",
-        consumed.len().to_string(),
-        applied.len().to_string(),
+        &consumed.len(),
+        &applied.len(),
     );
-    differ(
-        diffs,
-        "applied records",
-        format!("{applied:?}"),
-        format!("{:?}", model.applied),
-    );
+    differ(diffs, "applied records", &applied, &model.applied);
 
     let rejected = all_pages(|c| store.list_rejected(c, 1000))?;
     let mut held = BTreeMap::new();
@@ -108,30 +108,10 @@ fn compare(
             )),
         }
     }
-    differ(
-        diffs,
-        "held records",
-        format!("{held:?}"),
-        format!("{:?}", model.held),
-    );
-    differ(
-        diffs,
-        "conflicts listed",
-        format!("{conflicts:?}"),
-        format!("{:?}", model.conflicts),
-    );
-    differ(
-        diffs,
-        "invalid records listed",
-        format!("{invalid:?}"),
-        format!("{:?}", model.invalid),
-    );
-    differ(
-        diffs,
-        "files rejected whole",
-        format!("{files:?}"),
-        format!("{:?}", model.files),
-    );
+    differ(diffs, "held records", &held, &model.held);
+    differ(diffs, "conflicts listed", &conflicts, &model.conflicts);
+    differ(diffs, "invalid records listed", &invalid, &model.invalid);
+    differ(diffs, "files rejected whole", &files, &model.files);
 
     for user in users {
         let want = model.users.contains(user).then(|| {
@@ -150,8 +130,8 @@ fn compare(
         differ(
             diffs,
             &format!("(paid, consumed, balance) of {user}"),
-            format!("{got:?}"),
-            format!("{want:?}"),
+            &got,
+            &want,
         );
         if let Some((paid, _, balance)) = got {
             let payments: i128 = all_pages(|c| store.list_payments(Some(user), c, 1000))?
@@ -165,14 +145,14 @@ fn compare(
             differ(
                 diffs,
                 &format!("balance = Σ payments − Σ applied, for {user}"),
-                balance.to_string(),
-                (payments - used).to_string(),
+                &i128::from(balance),
+                &(payments - used),
             );
             differ(
                 diffs,
                 &format!("paid of {user} against its payments"),
-                paid.to_string(),
-                payments.to_string(),
+                &i128::from(paid),
+                &payments,
             );
         }
     }
@@ -200,16 +180,11 @@ fn compare(
         differ(
             diffs,
             &format!("files of {name} read (path -> blob)"),
-            format!("{files:?}"),
-            format!("{:?}", node.seen),
+            &files,
+            &node.seen,
         );
     }
-    differ(
-        diffs,
-        "nodes (status, records consumed)",
-        format!("{nodes:?}"),
-        format!("{want:?}"),
-    );
+    differ(diffs, "nodes (status, records consumed)", &nodes, &want);
     Ok(())
 }
 
