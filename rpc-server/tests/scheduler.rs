@@ -26,6 +26,24 @@ async fn scheduled_passes_apply_what_nodes_commit_after_start() {
     )
     .await;
     let client = client_with(&server.url, Some(SECRET));
+    // The server's first pass runs beside the API, so wait for it: a file
+    // committed before it ends could be read by it instead of a scheduled pass.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let runs = client.list_runs(None, Some(100)).await.unwrap();
+        if let Some(run) = runs.items.iter().min_by_key(|r| r.run_id) {
+            break run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server's first pass was not recorded within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        first.files_read, 1,
+        "the first pass saw only hour 1: {first:?}"
+    );
     client
         .register_user("u-1".into(), None, None)
         .await
