@@ -156,14 +156,26 @@ mod tests {
             if items.contains(&2) {
                 panic!("a bug in the commit");
             }
-            std::thread::sleep(std::time::Duration::from_millis(200));
             Ok(items.iter().map(|&n| Ok(n)).collect())
         };
+        // Item 1's commit starts, then waits until 2 and 3 are both queued, so
+        // that they form one group however slowly the threads are scheduled.
+        let (committing_tx, committing) = std::sync::mpsc::channel();
         let first = {
             let group = group.clone();
-            std::thread::spawn(move || group.submit(1, commit))
+            std::thread::spawn(move || {
+                group.submit(1, |items| {
+                    committing_tx.send(()).unwrap();
+                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                    while group.lock_queue().len() < 2 {
+                        assert!(std::time::Instant::now() < deadline, "2 and 3 never queued");
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    commit(items)
+                })
+            })
         };
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        committing.recv().unwrap();
         let queued: Vec<_> = [2, 3]
             .into_iter()
             .map(|n| {
