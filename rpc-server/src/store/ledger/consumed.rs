@@ -288,11 +288,8 @@ impl RedbStore {
             let sources = txn.open_table(tables::CONSUMED_SOURCES)?;
             let mut source_cache: HashMap<u64, SourceRow> = HashMap::new();
             let mut items = Vec::with_capacity(limit + 1);
-            let mut push = |cursor: String, seq: u64| -> Result<(), StoreError> {
-                let bytes = log
-                    .get(seq)?
-                    .ok_or_else(|| StoreError::Storage(format!("consumed row {seq} is missing")))?;
-                let row = ConsumedRow::decode(bytes.value())?;
+            let mut push = |cursor: String, bytes: &[u8]| -> Result<(), StoreError> {
+                let row = ConsumedRow::decode(bytes)?;
                 let source = match source_cache.entry(row.source) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                     std::collections::hash_map::Entry::Vacant(e) => {
@@ -332,7 +329,10 @@ impl RedbStore {
                             return Err(bad_cursor(cursor.unwrap_or_default()));
                         }
                         for &seq in group.seqs.iter().rev().filter(|&&s| s < before) {
-                            push(format!("{group_id}:{seq}"), seq)?;
+                            let bytes = log.get(seq)?.ok_or_else(|| {
+                                StoreError::Storage(format!("consumed row {seq} is missing"))
+                            })?;
+                            push(format!("{group_id}:{seq}"), bytes.value())?;
                             taken += 1;
                             if taken > limit {
                                 break 'groups;
@@ -342,12 +342,10 @@ impl RedbStore {
                     }
                 }
                 None => {
-                    let mut seqs = Vec::with_capacity(limit + 1);
+                    // Each row is read once, from the range walk itself.
                     for entry in log.range(..before)?.rev().take(limit + 1) {
-                        seqs.push(entry?.0.value());
-                    }
-                    for seq in seqs {
-                        push(seq.to_string(), seq)?;
+                        let (seq, bytes) = entry?;
+                        push(seq.value().to_string(), bytes.value())?;
                     }
                 }
             }
