@@ -299,6 +299,60 @@ async fn an_oversize_file_applies_once_the_limit_is_raised(backend: Backend) {
     assert_eq!((idle.files_read, idle.nodes_skipped), (0, 1));
 }
 
+/// A pass stamps what it writes with the aggregator's clock, so a simulation
+/// that sets the clock writes the same ledger every time it replays a seed.
+async fn a_pass_stamps_its_writes_with_the_aggregators_clock(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let ledger = TestLedger::new(backend);
+    let repo = NodeRepo::new();
+    repo.commit(
+        &[(&usage_path("n", 1), &batch("n", &[("k1", "u", 3)]))],
+        "h1",
+    );
+    let data = tempfile::tempdir().unwrap();
+    // 2026-12-01T00:00:00Z, then one hour later.
+    let at = Arc::new(AtomicU64::new(1_796_083_200_000));
+    let agg = aggregator_on(&ledger, repo.path(), data.path(), 1024 * 1024)
+        .with_clock(billing_server::clock::Clock::manual(at.clone()));
+    register(agg.store(), &["u"]);
+    let first = agg.run_pass().await.unwrap();
+    assert_eq!(first.records_applied, 1);
+    assert_eq!(
+        (first.started_at.as_str(), first.finished_at.as_str()),
+        ("2026-12-01T00:00:00.000Z", "2026-12-01T00:00:00.000Z")
+    );
+    at.store(1_796_086_800_000, Ordering::SeqCst);
+    repo.commit(
+        &[(&usage_path("n", 2), &batch("n", &[("k2", "u", 4)]))],
+        "h2",
+    );
+    let second = agg.run_pass().await.unwrap();
+    assert_eq!(second.started_at, "2026-12-01T01:00:00.000Z");
+    let applied: Vec<(String, String)> = on_thread(|| {
+        agg.store()
+            .list_consumed(None, None, 10)
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|c| (c.idempotency_key, c.applied_at))
+            .collect()
+    });
+    assert_eq!(
+        applied,
+        [
+            ("k2".to_string(), "2026-12-01T01:00:00.000Z".to_string()),
+            ("k1".to_string(), "2026-12-01T00:00:00.000Z".to_string()),
+        ]
+    );
+    let runs = on_thread(|| agg.store().list_runs(None, 10).unwrap().items);
+    let stamps: Vec<&str> = runs.iter().map(|r| r.started_at.as_str()).collect();
+    assert_eq!(
+        stamps,
+        ["2026-12-01T01:00:00.000Z", "2026-12-01T00:00:00.000Z"]
+    );
+}
+
 on_both_backends!(
     rerun_is_a_noop_and_new_commits_apply_only_new_records,
     force_push_never_double_applies_or_loses_records,
@@ -306,4 +360,5 @@ on_both_backends!(
     conflicting_key_keeps_both_versions_and_applies_neither_twice,
     an_unreachable_repo_fails_the_pass_visibly_and_recovers,
     an_oversize_file_applies_once_the_limit_is_raised,
+    a_pass_stamps_its_writes_with_the_aggregators_clock,
 );

@@ -137,7 +137,6 @@ pub fn run(options: Options) -> Result<Report, Box<Failure>> {
             },
             ..Report::default()
         },
-        clock: 1_000_000,
     };
     for i in 0..steps::REGISTERED_AT_START {
         let service = Service::Register(steps::user(i));
@@ -197,7 +196,6 @@ struct Sim {
     model: Model,
     users: Vec<String>,
     report: Report,
-    clock: u64,
     /// The limits the process runs with now.
     limits: Limits,
 }
@@ -207,9 +205,8 @@ impl Sim {
         self.process.as_ref().expect("open between steps")
     }
 
-    fn now(&mut self) -> u64 {
-        self.clock += 1000;
-        self.clock
+    fn now(&self) -> u64 {
+        self.setup.tick()
     }
 
     fn step(&mut self, step: Step) -> Result<(), String> {

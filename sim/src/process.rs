@@ -5,11 +5,13 @@
 use billing_server::test_support::payment;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use billing_api::RegisterUser;
 use billing_api::otoml::DecodeLimits;
 use billing_server::aggregate::{Aggregator, PassOutcome};
+use billing_server::clock::Clock;
 use billing_server::source::Source;
 use billing_server::source::forge::{ForgeOptions, ForgeSource};
 use billing_server::source::git::GitSource;
@@ -66,7 +68,13 @@ pub struct Setup {
     runtime: Arc<tokio::runtime::Runtime>,
     /// Records per write transaction of a node, when not the default.
     chunk: Option<usize>,
+    /// The simulated time (unix ms), read by the aggregator and the services.
+    clock: Arc<AtomicU64>,
 }
+
+/// Where simulated time starts: 2026-12-01T00:00:00Z, after every hour the
+/// generator writes (November 2026), so nodes are stale as on a real clock.
+const CLOCK_START_MS: u64 = 1_796_083_200_000;
 
 impl Setup {
     /// `batch_reads`: the forge reports version 12, which serves batch blob
@@ -115,7 +123,13 @@ impl Setup {
             emulator,
             runtime: Arc::new(runtime),
             chunk,
+            clock: Arc::new(AtomicU64::new(CLOCK_START_MS)),
         })
+    }
+
+    /// Moves simulated time one second on and returns it.
+    pub fn tick(&self) -> u64 {
+        self.clock.fetch_add(1000, Ordering::SeqCst) + 1000
     }
 
     pub fn repo_dir(&self) -> PathBuf {
@@ -176,7 +190,8 @@ impl Setup {
             max_records: limits.max_records,
             max_record_cents: limits.max_record_cents,
         };
-        let aggregator = Aggregator::with_limits(store, source, limits.max_file_bytes, decode);
+        let aggregator = Aggregator::with_limits(store, source, limits.max_file_bytes, decode)
+            .with_clock(Clock::manual(self.clock.clone()));
         if let Some(records) = self.chunk {
             aggregator.set_chunk_records(records);
         }

@@ -6,7 +6,6 @@ use tracing::warn;
 
 use super::{Aggregator, PassOutcome, freshness};
 use crate::blocking::with_store;
-use crate::clock::now_ms;
 use crate::metrics::PassResult;
 use crate::store::alerts::outbox::NodeChange;
 
@@ -41,7 +40,9 @@ impl Aggregator {
             Ok(_) => PassResult::NodeErrors,
             Err(_) => PassResult::Failed,
         };
-        self.inner.metrics.pass_finished(result, took, now_ms());
+        self.inner
+            .metrics
+            .pass_finished(result, took, self.now_ms());
         let failed_now = outcome.is_err();
         let was_failed = self
             .inner
@@ -56,8 +57,8 @@ impl Aggregator {
             _ => None,
         };
         let stale_after = self.stale_after();
+        let now = self.now_ms();
         let written = with_store(&self.inner.store, move |s| {
-            let now = now_ms();
             let changes: Vec<NodeChange> = freshness::node_freshness(s, now, stale_after)?
                 .iter()
                 .map(|n| NodeChange {

@@ -20,7 +20,7 @@ use tokio::sync::{Mutex, Semaphore, broadcast};
 use tracing::{info, warn};
 
 use crate::blocking::with_store;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::source::{NodeTree, Source};
 use crate::store::{ApplyOutcome, Store};
@@ -91,6 +91,8 @@ struct Inner {
     events_written: tokio::sync::Notify,
     /// Records per write transaction of a node ([`CHUNK_RECORDS`] unless a test sets it).
     chunk_records: std::sync::atomic::AtomicUsize,
+    /// The time stamped on what passes write.
+    clock: Clock,
 }
 
 /// Ends the store's pass (releases the pass lock) however the pass ends.
@@ -134,8 +136,23 @@ impl Aggregator {
                 last_failed: std::sync::atomic::AtomicBool::new(false),
                 events_written: tokio::sync::Notify::new(),
                 chunk_records: std::sync::atomic::AtomicUsize::new(CHUNK_RECORDS),
+                clock: Clock::system(),
             }),
         }
+    }
+
+    /// Stamps what passes write with `clock`'s time instead of the machine's
+    /// (the simulator's clock). Call it before the aggregator is cloned.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_clock is called before the aggregator is cloned")
+            .clock = clock;
+        self
+    }
+
+    /// The time to stamp on what a pass writes, in unix milliseconds.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
     }
 
     pub fn store(&self) -> &Store {
@@ -252,7 +269,7 @@ impl Aggregator {
     /// callers queued behind a running pass share the next one.
     pub async fn run_pass(&self) -> PassOutcome {
         let arrived = Instant::now();
-        let arrived_ms = now_ms();
+        let arrived_ms = self.now_ms();
         let mut last = self.inner.gate.lock().await;
         if let Some((started, outcome)) = last.as_ref()
             && *started > arrived
@@ -293,7 +310,7 @@ impl Aggregator {
     ) -> Result<(PassLock, Option<AggregateSummary>), PassFailed> {
         let store = &self.inner.store;
         let failed = |message: String| {
-            let now = millis_to_rfc3339(now_ms());
+            let now = millis_to_rfc3339(self.now_ms());
             PassFailed {
                 summary: Box::new(AggregateSummary {
                     started_at: now.clone(),
@@ -327,14 +344,14 @@ impl Aggregator {
 
     async fn pass(&self) -> Result<AggregateSummary, PassFailed> {
         let store = &self.inner.store;
-        let started_ms = now_ms();
+        let started_ms = self.now_ms();
         let clock = Instant::now();
         let mut summary = AggregateSummary {
             started_at: millis_to_rfc3339(started_ms),
             ..AggregateSummary::default()
         };
         let result = self.scan(&mut summary).await;
-        summary.finished_at = millis_to_rfc3339(now_ms());
+        summary.finished_at = millis_to_rfc3339(self.now_ms());
         // A clean head lets the next pass stop at "head unchanged"; only a pass
         // that left nothing to retry (no errors, no oversize file) sets it.
         let clean_head = match &result {
@@ -416,7 +433,8 @@ impl Aggregator {
         let store = &self.inner.store;
         let source = &self.inner.source;
         // Safety net for held records whose user appeared (register_user applies them at once).
-        let pending = with_store(store, |s| s.apply_pending(now_ms()))
+        let now = self.now_ms();
+        let pending = with_store(store, move |s| s.apply_pending(now))
             .await
             .map_err(|e| format!("applying held records failed: {e}"))?;
         self.add_outcome(summary, &pending);
@@ -488,10 +506,9 @@ impl Aggregator {
                 warn!(node = %node_name, %message, "node halted for this pass");
                 let name = node_name.clone();
                 let msg = message.clone();
-                if let Err(e) = with_store(&self.inner.store, move |s| {
-                    s.node_failed(&name, &msg, now_ms())
-                })
-                .await
+                let now = self.now_ms();
+                if let Err(e) =
+                    with_store(&self.inner.store, move |s| s.node_failed(&name, &msg, now)).await
                 {
                     warn!(node = %node_name, error = %e, "could not record the node failure");
                 }

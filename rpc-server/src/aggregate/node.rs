@@ -8,7 +8,6 @@ use tracing::warn;
 
 use super::{Aggregator, QUEUE_ITEMS};
 use crate::blocking::with_store;
-use crate::clock::now_ms;
 use crate::source::{FileBody, FileEntry, NodeTree};
 use crate::store::{ApplyOutcome, ChunkItem, FileOutcome, NodeChunk, NodeEnd};
 
@@ -114,7 +113,8 @@ impl Aggregator {
                 }),
             };
             records = 0;
-            let applied = with_store(store, move |s| s.apply_chunk(&chunk, now_ms()))
+            let now = self.now_ms();
+            let applied = with_store(store, move |s| s.apply_chunk(&chunk, now))
                 .await
                 .map_err(|e| format!("applying to the ledger failed: {e}"))?;
             // Balance events of this chunk are committed: deliver them now, not after the pass.
