@@ -4,13 +4,12 @@
 
 mod ledger_process;
 
-use billing_server::test_support::output_text;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use billing_api::{ConsumedRecord, Payment, RegisterUser};
 use billing_server::store::{Depth, Store};
-use billing_server::test_support::all_pages;
+use billing_server::test_support::{all_pages, output_text};
 use ledger_process::{BIN, SECRET, ServerProcess, Workspace, simulate};
 use serde_json::json;
 

@@ -9,9 +9,7 @@
 
 use billing_api::{Event, EventType};
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
-use billing_server::test_support::payment;
-use billing_server::test_support::register;
-use billing_server::test_support::{SharedPgStore, rec, shared_pg_store};
+use billing_server::test_support::{SharedPgStore, payment, rec, register, shared_pg_store};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]

@@ -4,9 +4,7 @@
 
 mod ledger_process;
 
-use billing_server::test_support::output_text;
-use billing_server::test_support::payment;
-use billing_server::test_support::register;
+use billing_server::test_support::{output_text, payment, register};
 use std::path::Path;
 
 use billing_api::{AggregateSummary, RegisterUser};

@@ -6,7 +6,6 @@
 //!
 //! Needs PostgreSQL: `scripts/with-postgres.sh cargo test -p rpc-server --test migrate_ledger`.
 
-use billing_server::test_support::output_text;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +21,7 @@ use billing_server::store::{
     Depth, FileBatch, FileOutcome, InvalidRecord, LedgerCounts, NodeRecord, Page, RunTotals, Store,
     StoreError,
 };
-use billing_server::test_support::{PgTestDb, file, rec, update};
+use billing_server::test_support::{PgTestDb, file, output_text, rec, update};
 
 /// Records of alice and of bob: with the rest, more than one batch (10,000)
 /// of applied records, and more than one rebuilt index group (4,096) per user.

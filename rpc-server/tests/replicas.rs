@@ -4,12 +4,11 @@
 
 mod common;
 
-use billing_server::test_support::register;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store};
-use billing_server::test_support::rec;
+use billing_server::test_support::{rec, register};
 use common::PgTestDb;
 
 fn update(node: &str, keys: std::ops::Range<u32>, sid: &str) -> NodeUpdate {

@@ -3,8 +3,7 @@
 //!
 //! `cargo test --release -p rpc-server --test store_bench -- --ignored --nocapture`
 
-use billing_server::test_support::payment;
-use billing_server::test_support::register;
+use billing_server::test_support::{payment, register};
 use std::time::{Duration, Instant};
 
 use billing_server::store::{FileBatch, FileOutcome, NodeUpdate, Store, UsageRecord};

@@ -10,8 +10,9 @@ mod model;
 
 use billing_api::{ConsumedRecord, NodeStatus, RegisterUser};
 use billing_server::store::{ApplyOutcome, InvalidRecord, NodeUpdate, Store, StoreError};
-use billing_server::test_support::payment;
-use billing_server::test_support::{PgTestDb, SharedPgStore, file, rec, shared_pg_store, update};
+use billing_server::test_support::{
+    PgTestDb, SharedPgStore, file, payment, rec, shared_pg_store, update,
+};
 use model::{Counts, Model, Refusal, Verdict};
 use proptest::prelude::*;
 

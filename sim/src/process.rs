@@ -2,7 +2,6 @@
 //! simulated repo (read as a local git repo, or through the forge emulator),
 //! started again after a crash.
 
-use billing_server::test_support::payment;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +16,7 @@ use billing_server::source::forge::{ForgeOptions, ForgeSource};
 use billing_server::source::git::GitSource;
 use billing_server::store::failpoints::WRITE_STEP;
 use billing_server::store::{Store, StoreError, StoreOptions};
-use billing_server::test_support::PgTestDb;
+use billing_server::test_support::{PgTestDb, payment};
 use forge_emulator::{EmulatorConfig, EmulatorHandle, Fault, ForgeRepo};
 
 use crate::model::Limits;
