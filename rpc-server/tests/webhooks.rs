@@ -134,13 +134,25 @@ async fn events_are_delivered_signed_in_order_despite_failures(backend: Backend)
     let all = receiver.all();
     assert_eq!(all.len(), events.len() + 3, "{all:#?}");
 
-    // list_events shows each delivery as delivered, attempts included.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let listed = client
-        .list_events(None, Some(100), None)
-        .await
-        .unwrap()
-        .items;
+    // list_events shows each delivery as delivered, attempts included, once
+    // the worker has recorded what the receiver saw.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed = client
+            .list_events(None, Some(100), None)
+            .await
+            .unwrap()
+            .items;
+        let recorded = listed.iter().all(|e| {
+            e.deliveries
+                .iter()
+                .all(|d| d.status == DeliveryStatus::Delivered)
+        });
+        if recorded || std::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let mut attempts = 0;
     for event in &listed {
         let [delivery] = event.deliveries.as_slice() else {

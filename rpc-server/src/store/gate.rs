@@ -87,19 +87,28 @@ mod tests {
         let gate = Arc::new(WriteGate::default());
         let turn = gate.service();
         assert!(gate.service_waiting());
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let waiter = {
-            let gate = gate.clone();
+            let (gate, ended) = (gate.clone(), ended.clone());
             std::thread::spawn(move || {
                 let t0 = Instant::now();
                 gate.pass_turn(Duration::from_secs(10));
-                t0.elapsed()
+                (
+                    ended.load(std::sync::atomic::Ordering::SeqCst),
+                    t0.elapsed(),
+                )
             })
         };
+        // Time for the pass to ask; it must still be waiting when the write ends.
         std::thread::sleep(Duration::from_millis(50));
+        ended.store(true, std::sync::atomic::Ordering::SeqCst);
         drop(turn);
-        let waited = waiter.join().unwrap();
+        let (after_write, waited) = waiter.join().unwrap();
         assert!(!gate.service_waiting());
-        assert!(waited >= Duration::from_millis(40), "waited {waited:?}");
+        assert!(
+            after_write,
+            "the pass went on while a service write held its turn"
+        );
         assert!(waited < Duration::from_secs(5), "waited {waited:?}");
     }
 
