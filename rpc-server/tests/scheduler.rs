@@ -53,11 +53,14 @@ async fn scheduled_passes_apply_what_nodes_commit_after_start() {
         "hour 2",
     );
 
+    // A pass records its run after it applied the records: wait for both.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let consumed = loop {
+    let (consumed, runs) = loop {
         let balance = client.get_balance("u-1".into()).await.unwrap();
-        if balance.total_consumed_cents == 15 || Instant::now() > deadline {
-            break balance.total_consumed_cents;
+        let runs = client.list_runs(None, Some(100)).await.unwrap();
+        let done = balance.total_consumed_cents == 15 && runs.items.len() >= 2;
+        if done || Instant::now() > deadline {
+            break (balance.total_consumed_cents, runs);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -65,7 +68,6 @@ async fn scheduled_passes_apply_what_nodes_commit_after_start() {
         consumed, 15,
         "a scheduled pass applies the file committed after start"
     );
-    let runs = client.list_runs(None, Some(100)).await.unwrap();
     assert!(
         runs.items.len() >= 2,
         "the first pass and at least one scheduled pass ran: {:?}",
