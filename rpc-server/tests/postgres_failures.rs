@@ -100,6 +100,17 @@ fn verify_full_reports_applied_records_without_their_user_or_source() {
     drop(store);
 }
 
+/// Server processes (connections) open on database `name`.
+fn backends_of(client: &mut postgres::Client, name: &str) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .unwrap()
+        .get(0)
+}
+
 /// Cuts the test database off: every connection is closed and new ones are
 /// refused, as when its server is lost; `restore` lets connections in again.
 fn cut_off(db: &PgTestDb, allow: bool) {
@@ -123,13 +134,7 @@ fn cut_off(db: &PgTestDb, allow: bool) {
             // own time. Wait until they are all gone, so the cut is real.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
             loop {
-                let left: i64 = client
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                        &[&name],
-                    )
-                    .unwrap()
-                    .get(0);
+                let left = backends_of(&mut client, &name);
                 if left == 0 {
                     break;
                 }
@@ -275,14 +280,7 @@ fn the_first_call_after_the_server_dropped_every_connection_works() {
         let name = name.clone();
         on_thread(move || {
             let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap();
-            let n: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
-                    &[&name],
-                )
-                .unwrap()
-                .get(0);
-            n
+            backends_of(&mut client, &name)
         })
     };
     // Calls at once open several pooled connections, idle afterwards.
